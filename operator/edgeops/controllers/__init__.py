@@ -1,0 +1,1 @@
+"""Thin Kopf handlers, one module per kind; `runtime` starts the operator."""

@@ -1,0 +1,193 @@
+"""Builds the Go components of the devcluster once and caches them by version.
+
+kube-apiserver, kube-controller-manager and kubectl come from the `k8s.io/kubernetes`
+module: a tiny wrapper module requires it at a pinned release and replaces each staging
+module (`k8s.io/api`, ...) with its published `v0.x.y` release, because the kubernetes
+go.mod points those at `./staging/...` paths that do not exist in the module zip.
+MinIO has no replace directives, so plain `go install module@version` works for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeops.devcluster.paths import cache_root
+
+KUBERNETES_VERSION = "v1.37.2"
+MINIO_MODULE = "github.com/minio/minio"
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+# Staging modules that are published only for examples and are never built here.
+_UNPUBLISHED_STAGING = ("k8s.io/sample-cli-plugin", "k8s.io/sample-controller")
+
+Reporter = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    """A Go build of a devcluster component failed; the message carries the tail of its log."""
+
+
+def _stderr_reporter(message: str) -> None:
+    print(f"[edgeops dev] {message}", file=sys.stderr, flush=True)
+
+
+def go_env() -> dict[str, str]:
+    """Go caches under the user cache dir, so a second run (and CI's next run) is fast."""
+    go_root = cache_root() / "go"
+    env = dict(os.environ)
+    env.update(
+        GOMODCACHE=str(go_root / "mod"),
+        GOCACHE=str(go_root / "build"),
+        CGO_ENABLED="0",
+        GOFLAGS="-mod=mod -buildvcs=false",
+    )
+    return env
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError("the Go toolchain ('go') is not on PATH; install Go 1.26 or newer")
+    return go
+
+
+def kube_bin_dir(version: str = KUBERNETES_VERSION) -> Path:
+    return cache_root() / "bin" / f"kubernetes-{version}"
+
+
+def minio_bin_dir(version: str = MINIO_VERSION) -> Path:
+    return cache_root() / "bin" / f"minio-{version}"
+
+
+def _staging_modules(kubernetes_gomod: Path) -> list[str]:
+    pattern = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/")
+    modules = []
+    for line in kubernetes_gomod.read_text().splitlines():
+        match = pattern.match(line)
+        if match and match.group(1) not in _UNPUBLISHED_STAGING:
+            modules.append(match.group(1))
+    return modules
+
+
+def wrapper_gomod(version: str, staging: list[str]) -> str:
+    """go.mod of the wrapper module that builds the kubernetes commands at `version`."""
+    staging_version = "v0." + version.removeprefix("v1.")
+    replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in staging)
+    return (
+        "module edgeops.dev/kubebuild\n\n"
+        "go 1.26\n\n"
+        "godebug default=go1.26\n\n"
+        f"require k8s.io/kubernetes {version}\n\n"
+        f"replace (\n{replaces}\n)\n"
+    )
+
+
+def _run_go_build(
+    args: list[str],
+    cwd: Path,
+    what: str,
+    log_path: Path,
+    report: Reporter,
+    extra_env: dict[str, str] | None = None,
+) -> None:
+    """Runs `go build -v`-style commands, reporting progress every few hundred packages."""
+    report(f"building {what} (first run only; this takes several minutes, log: {log_path})")
+    started = time.monotonic()
+    compiled = 0
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            args, cwd=cwd, env={**go_env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        last_report = started
+        for line in proc.stdout:
+            log.write(line)
+            if not line.startswith("go: "):
+                compiled += 1
+            now = time.monotonic()
+            if now - last_report >= 30:
+                report(f"  ... {what}: {compiled} packages compiled, {now - started:.0f}s elapsed")
+                last_report = now
+        code = proc.wait()
+    if code != 0:
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
+        raise BuildError(f"building {what} failed (exit {code}); end of {log_path}:\n{tail}")
+    report(f"built {what} in {time.monotonic() - started:.0f}s")
+
+
+def ensure_kubernetes(version: str = KUBERNETES_VERSION, report: Reporter = _stderr_reporter) -> Path:
+    """Returns the directory holding kube-apiserver, kube-controller-manager and kubectl."""
+    out = kube_bin_dir(version)
+    if all((out / cmd).is_file() for cmd in KUBE_COMMANDS):
+        return out
+    work = cache_root() / "kube-build" / version
+    work.mkdir(parents=True, exist_ok=True)
+    go = _go()
+    report(f"fetching k8s.io/kubernetes@{version} from the Go module proxy")
+    info = subprocess.run(
+        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        cwd=work, env=go_env(), capture_output=True, text=True, check=False,
+    )
+    if info.returncode != 0:
+        raise BuildError(f"go mod download k8s.io/kubernetes@{version} failed: {info.stderr}")
+    gomod = Path(json.loads(info.stdout)["GoMod"])
+    (work / "go.mod").write_text(wrapper_gomod(version, _staging_modules(gomod)))
+    tmp_out = work / "bin.partial"
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    tmp_out.mkdir()
+    packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBE_COMMANDS]
+    _run_go_build(
+        [go, "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(tmp_out), *packages],
+        work, f"Kubernetes {version} ({', '.join(KUBE_COMMANDS)})", work / "build.log", report,
+    )
+    # Publish the whole directory at once so an interrupted build is never mistaken for done.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp_out.rename(out)
+    return out
+
+
+def ensure_minio(version: str = MINIO_VERSION, report: Reporter = _stderr_reporter) -> Path:
+    """Returns the path of the minio server binary built from its Go module."""
+    out = minio_bin_dir(version)
+    binary = out / "minio"
+    if binary.is_file():
+        return binary
+    work = cache_root() / "minio-build"
+    work.mkdir(parents=True, exist_ok=True)
+    tmp_out = work / "bin.partial"
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    tmp_out.mkdir()
+    args = [_go(), "install", "-v", "-trimpath", "-ldflags=-s -w", f"{MINIO_MODULE}@{version}"]
+    # go install has no -o: GOBIN decides where the binary lands.
+    _run_go_build(
+        args, work, f"MinIO {version}", work / "build.log", report, {"GOBIN": str(tmp_out)}
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp_out.rename(out)
+    return binary
+
+
+def ensure_all(report: Reporter = _stderr_reporter) -> dict[str, Path]:
+    kube = ensure_kubernetes(report=report)
+    return {
+        "kube-apiserver": kube / "kube-apiserver",
+        "kube-controller-manager": kube / "kube-controller-manager",
+        "kubectl": kube / "kubectl",
+        "minio": ensure_minio(report=report),
+    }
+
+
+if __name__ == "__main__":
+    for name, path in ensure_all().items():
+        print(f"{name}: {path}")

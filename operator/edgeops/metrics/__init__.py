@@ -1,0 +1,1 @@
+"""Metric names shared by the operator and the gateway, and the Prometheus exposition."""
