@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgeops.devcluster.cluster import DevCluster, DevClusterError
 from edgeops.devcluster.build import BuildError
+from edgeops.devcluster.cluster import DevCluster, DevClusterError
 
 app = typer.Typer(help="EdgeOps: Kubernetes-native edge MLOps.", no_args_is_help=True)
 dev = typer.Typer(help="Local control plane on 127.0.0.1 (no Docker).", no_args_is_help=True)
@@ -40,7 +40,9 @@ def dev_up(
     local node, MinIO, Prometheus and the operator. Idempotent."""
     cluster = _cluster(name, home)
     try:
-        cluster.up(with_operator=operator, report=lambda m: console.print(f"[cyan]edgeops dev[/] {m}"))
+        cluster.up(
+            with_operator=operator, report=lambda m: console.print(f"[cyan]edgeops dev[/] {m}")
+        )
     except (DevClusterError, BuildError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -51,10 +53,14 @@ def dev_up(
 def dev_down(
     name: NameOpt = "default",
     home: HomeOpt = None,
-    purge: Annotated[bool, typer.Option(help="Also delete all state (etcd, S3 data, logs).")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="Also delete all state (etcd, S3 data, logs).")
+    ] = False,
 ) -> None:
     """Stop every process the devcluster started."""
-    _cluster(name, home).down(report=lambda m: console.print(f"[cyan]edgeops dev[/] {m}"), purge=purge)
+    _cluster(name, home).down(
+        report=lambda m: console.print(f"[cyan]edgeops dev[/] {m}"), purge=purge
+    )
 
 
 @dev.command("status")
@@ -91,7 +97,9 @@ def dev_env(name: NameOpt = "default", home: HomeOpt = None) -> None:
 def operator_run(
     health_port: Annotated[int, typer.Option(help="Liveness endpoint port (/healthz).")] = 8080,
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port.")] = 9090,
-    bind_address: Annotated[str, typer.Option(help="Address for health and metrics.")] = "127.0.0.1",
+    bind_address: Annotated[
+        str, typer.Option(help="Address for health and metrics.")
+    ] = "127.0.0.1",
     peering: Annotated[bool, typer.Option(help="Kopf peering for several replicas.")] = False,
     namespace: Annotated[str | None, typer.Option(help="Watch one namespace only.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -104,11 +112,13 @@ def operator_run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     runtime.run(
-        health_port=health_port, metrics_port=metrics_port, peering=peering,
-        namespace=namespace, bind_address=bind_address,
+        health_port=health_port,
+        metrics_port=metrics_port,
+        peering=peering,
+        namespace=namespace,
+        bind_address=bind_address,
     )
 
 
 def main() -> None:
     app()
-

@@ -36,5 +36,5 @@ def test_pki_is_generated_once_with_envtest_identities(tmp_path: Path) -> None:
     serving = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
     sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
-    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)][0] == "127.0.0.1"
+    assert next(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)) == "127.0.0.1"
     assert oct(pki.admin_key.stat().st_mode & 0o777) == "0o600"

@@ -43,20 +43,27 @@ def test_image_repository(image: str, repo: str) -> None:
 
 def test_foreign_image_and_hostpath_are_refused_with_reasons() -> None:
     pod = {**POD, "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}
-    with pytest.raises(podspec.Unsupported) as err:
+    with pytest.raises(podspec.UnsupportedPodError) as err:
         podspec.check_runnable(pod)
     assert err.value.reason == "ImageNotRunnableLocally" and "nginx:1" in err.value.message
-    pod = {**POD, "spec": {"containers": [{"name": "c", "image": "ghcr.io/edgeops/trainer:1"}],
-                           "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}}
-    with pytest.raises(podspec.Unsupported) as err:
+    pod = {
+        **POD,
+        "spec": {
+            "containers": [{"name": "c", "image": "ghcr.io/edgeops/trainer:1"}],
+            "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+        },
+    }
+    with pytest.raises(podspec.UnsupportedPodError) as err:
         podspec.check_runnable(pod)
     assert err.value.reason == "VolumeTypeUnsupported" and "hostPath" in err.value.message
 
 
 def test_env_order_sources_and_expansion() -> None:
     container = {
-        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
-                    {"secretRef": {"name": "creds"}}],
+        "envFrom": [
+            {"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
+            {"secretRef": {"name": "creds"}},
+        ],
         "env": [
             {"name": "A", "value": "1"},
             {"name": "B", "value": "$(A)-$(MISSING)-$$(A)"},
@@ -92,23 +99,51 @@ def test_argv_uses_entrypoint_and_project_python(tmp_path: Path) -> None:
     assert default == [str(python), "-m", "edgeops.training"]
     custom = podspec.resolve_argv(
         {"image": "ghcr.io/edgeops/trainer:1", "command": ["python", "-c"], "args": ["$(X)"]},
-        {"X": "print(1)"}, python,
+        {"X": "print(1)"},
+        python,
     )
     assert custom == [str(python), "-c", "print(1)"]
 
 
 def test_volume_plans() -> None:
-    secret = podspec.plan_volume(POD, {"name": "s", "secret": {
-        "secretName": "creds", "items": [{"key": "token", "path": "t/tok"}]}}, LOOKUP)
+    secret = podspec.plan_volume(
+        POD,
+        {
+            "name": "s",
+            "secret": {"secretName": "creds", "items": [{"key": "token", "path": "t/tok"}]},
+        },
+        LOOKUP,
+    )
     assert [(f.path, f.content) for f in secret.files] == [("t/tok", b"s3cr3t")]
-    projected = podspec.plan_volume(POD, {"name": "p", "projected": {"sources": [
-        {"serviceAccountToken": {"path": "token"}},
-        {"configMap": {"name": "cfg", "items": [{"key": "MODE", "path": "mode"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace",
-                                    "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-    ]}}, LOOKUP, token=lambda src: "a.b.c")
+    projected = podspec.plan_volume(
+        POD,
+        {
+            "name": "p",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"configMap": {"name": "cfg", "items": [{"key": "MODE", "path": "mode"}]}},
+                    {
+                        "downwardAPI": {
+                            "items": [
+                                {
+                                    "path": "namespace",
+                                    "fieldRef": {"fieldPath": "metadata.namespace"},
+                                }
+                            ]
+                        }
+                    },
+                ]
+            },
+        },
+        LOOKUP,
+        token=lambda src: "a.b.c",
+    )
     assert {f.path: f.content for f in projected.files} == {
-        "token": b"a.b.c", "mode": b"fast", "namespace": b"ns"}
+        "token": b"a.b.c",
+        "mode": b"fast",
+        "namespace": b"ns",
+    }
     assert podspec.plan_volume(POD, {"name": "e", "emptyDir": {}}, LOOKUP).empty_dir
     with pytest.raises(podspec.ContainerConfigError):
         podspec.plan_volume(POD, {"name": "c", "configMap": {"name": "absent"}}, LOOKUP)

@@ -23,7 +23,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     settings.posting.level = logging.INFO
     # Status and progress go under our own annotation prefix, not kopf's default one.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.edgeops.dev")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="kopf.edgeops.dev"
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kopf.edgeops.dev", key="last-handled-configuration"
     )

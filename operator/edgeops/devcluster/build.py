@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,18 +106,31 @@ def _run_go_build(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            args, cwd=cwd, env={**go_env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            args,
+            cwd=cwd,
+            env={**go_env(), **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert proc.stdout is not None
-        last_report = started
-        for line in proc.stdout:
-            log.write(line)
-            if not line.startswith("go: "):
-                compiled += 1
-            now = time.monotonic()
-            if now - last_report >= 30:
-                report(f"  ... {what}: {compiled} packages compiled, {now - started:.0f}s elapsed")
-                last_report = now
+        stream = proc.stdout
+
+        def pump() -> None:
+            nonlocal compiled
+            for line in stream:
+                log.write(line)
+                if not line.startswith("go: "):
+                    compiled += 1
+
+        # Reading in a thread lets progress be reported during silent phases (linking).
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        while reader.is_alive():
+            reader.join(timeout=30)
+            if reader.is_alive():
+                elapsed = time.monotonic() - started
+                report(f"  ... {what}: {compiled} packages compiled, {elapsed:.0f}s elapsed")
         code = proc.wait()
     if code != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
@@ -124,7 +138,9 @@ def _run_go_build(
     report(f"built {what} in {time.monotonic() - started:.0f}s")
 
 
-def ensure_kubernetes(version: str = KUBERNETES_VERSION, report: Reporter = _stderr_reporter) -> Path:
+def ensure_kubernetes(
+    version: str = KUBERNETES_VERSION, report: Reporter = _stderr_reporter
+) -> Path:
     """Returns the directory holding kube-apiserver, kube-controller-manager and kubectl."""
     out = kube_bin_dir(version)
     if all((out / cmd).is_file() for cmd in KUBE_COMMANDS):
@@ -135,7 +151,11 @@ def ensure_kubernetes(version: str = KUBERNETES_VERSION, report: Reporter = _std
     report(f"fetching k8s.io/kubernetes@{version} from the Go module proxy")
     info = subprocess.run(
         [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        cwd=work, env=go_env(), capture_output=True, text=True, check=False,
+        cwd=work,
+        env=go_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if info.returncode != 0:
         raise BuildError(f"go mod download k8s.io/kubernetes@{version} failed: {info.stderr}")
@@ -147,7 +167,10 @@ def ensure_kubernetes(version: str = KUBERNETES_VERSION, report: Reporter = _std
     packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBE_COMMANDS]
     _run_go_build(
         [go, "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(tmp_out), *packages],
-        work, f"Kubernetes {version} ({', '.join(KUBE_COMMANDS)})", work / "build.log", report,
+        work,
+        f"Kubernetes {version} ({', '.join(KUBE_COMMANDS)})",
+        work / "build.log",
+        report,
     )
     # Publish the whole directory at once so an interrupted build is never mistaken for done.
     out.parent.mkdir(parents=True, exist_ok=True)

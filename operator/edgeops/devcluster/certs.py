@@ -38,6 +38,8 @@ class PKI:
     admin_key: Path
     sa_key: Path
     sa_pub: Path
+    kubelet_cert: Path
+    kubelet_key: Path
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -66,7 +68,7 @@ def _issue(
     key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
-    usage: ExtendedKeyUsageOID,
+    usage: x509.ObjectIdentifier,
     sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
@@ -98,6 +100,8 @@ def ensure_pki(directory: Path) -> PKI:
         admin_key=directory / "admin.key",
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
+        kubelet_cert=directory / "kubelet.crt",
+        kubelet_key=directory / "kubelet.key",
     )
     if all(Path(p).exists() for p in vars(pki).values()):
         return pki
@@ -116,9 +120,15 @@ def ensure_pki(directory: Path) -> PKI:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -138,11 +148,27 @@ def ensure_pki(directory: Path) -> PKI:
 
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin = _issue(
-        _name("admin", "system:masters"), admin_key, ca_cert, ca_key,
+        _name("admin", "system:masters"),
+        admin_key,
+        ca_cert,
+        ca_key,
         ExtendedKeyUsageOID.CLIENT_AUTH,
     )
     _write(pki.admin_cert, admin.public_bytes(serialization.Encoding.PEM))
     _write(pki.admin_key, _pem_key(admin_key), private=True)
+
+    # The local node serves the kubelet API (`kubectl logs`) with this certificate.
+    kubelet_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet = _issue(
+        _name("system:node:edgeops-local-node", "system:nodes"),
+        kubelet_key,
+        ca_cert,
+        ca_key,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    _write(pki.kubelet_cert, kubelet.public_bytes(serialization.Encoding.PEM))
+    _write(pki.kubelet_key, _pem_key(kubelet_key), private=True)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write(pki.sa_key, _pem_key(sa_key), private=True)

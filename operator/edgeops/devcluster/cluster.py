@@ -121,17 +121,28 @@ class DevCluster:
 
     def _ports(self) -> dict[str, int]:
         state = self._load()
-        ports = state.get("ports")
-        if isinstance(ports, dict) and ports:
-            return {str(k): int(v) for k, v in ports.items()}
+        known = state.get("ports")
+        ports = {str(k): int(v) for k, v in known.items()} if isinstance(known, dict) else {}
         names = (
-            "etcd-client", "etcd-peer", "apiserver", "kcm", "s3", "s3-console",
-            "prometheus", "operator-health", "operator-metrics", "node-metrics",
+            "etcd-client",
+            "etcd-peer",
+            "apiserver",
+            "kcm",
+            "s3",
+            "s3-console",
+            "prometheus",
+            "operator-health",
+            "operator-metrics",
+            "node-metrics",
+            "kubelet",
         )
-        allocated = {n: processes.free_port() for n in names}
-        state["ports"] = allocated
-        self._save(state)
-        return allocated
+        missing = [n for n in names if n not in ports]
+        if missing:
+            # Ports stay fixed for the life of the state dir: kubeconfigs point at them.
+            ports.update({n: processes.free_port() for n in missing})
+            state["ports"] = ports
+            self._save(state)
+        return ports
 
     def _components(self) -> dict[str, dict[str, object]]:
         comps = self._load().get("components")
@@ -204,7 +215,11 @@ class DevCluster:
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.kubectl_path()), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=timeout, check=False,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise DevClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -343,6 +358,11 @@ class DevCluster:
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--endpoint-reconciler-type=none",
+            # `kubectl logs` reaches the local node's kubelet API on its InternalIP.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={pki.ca_cert}",
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
             f"--cert-dir={self.dir / 'pki' / 'generated'}",
         ]
 
@@ -367,16 +387,23 @@ class DevCluster:
 
     def _node_argv(self, ports: dict[str, int]) -> list[str]:
         return [
-            sys.executable, "-m", "edgeops.devcluster.node",
+            sys.executable,
+            "-m",
+            "edgeops.devcluster.node",
             f"--kubeconfig={self.kubeconfig}",
             f"--node-name={NODE_NAME}",
             f"--state-dir={self.dir / 'node'}",
             f"--health-port={ports['node-metrics']}",
+            f"--kubelet-port={ports['kubelet']}",
+            f"--tls-cert={self.pki.kubelet_cert}",
+            f"--tls-key={self.pki.kubelet_key}",
         ]
 
     def _s3_argv(self, bins: dict[str, Path], ports: dict[str, int]) -> list[str]:
         return [
-            str(bins["minio"]), "server", str(self.dir / "s3"),
+            str(bins["minio"]),
+            "server",
+            str(self.dir / "s3"),
             f"--address=127.0.0.1:{ports['s3']}",
             f"--console-address=127.0.0.1:{ports['s3-console']}",
             "--quiet",
@@ -407,8 +434,10 @@ class DevCluster:
                 {
                     "job_name": "edgeops",
                     "file_sd_configs": [
-                        {"files": [str(self.prometheus_targets_dir() / "*.json")],
-                         "refresh_interval": "5s"}
+                        {
+                            "files": [str(self.prometheus_targets_dir() / "*.json")],
+                            "refresh_interval": "5s",
+                        }
                     ],
                 },
             ],
@@ -426,7 +455,11 @@ class DevCluster:
 
     def _operator_argv(self, ports: dict[str, int]) -> list[str]:
         return [
-            sys.executable, "-m", "edgeops", "operator", "run",
+            sys.executable,
+            "-m",
+            "edgeops",
+            "operator",
+            "run",
             f"--health-port={ports['operator-health']}",
             f"--metrics-port={ports['operator-metrics']}",
         ]
@@ -437,24 +470,30 @@ class DevCluster:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{
-                "name": "edgeops-dev",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{port}",
-                    "certificate-authority": str(pki.ca_cert),
-                },
-            }],
-            "users": [{
-                "name": "admin",
-                "user": {
-                    "client-certificate": str(pki.admin_cert),
-                    "client-key": str(pki.admin_key),
-                },
-            }],
-            "contexts": [{
-                "name": "edgeops-dev",
-                "context": {"cluster": "edgeops-dev", "user": "admin"},
-            }],
+            "clusters": [
+                {
+                    "name": "edgeops-dev",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{port}",
+                        "certificate-authority": str(pki.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki.admin_cert),
+                        "client-key": str(pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "edgeops-dev",
+                    "context": {"cluster": "edgeops-dev", "user": "admin"},
+                }
+            ],
             "current-context": "edgeops-dev",
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
@@ -472,10 +511,18 @@ class DevCluster:
         self.kubectl("apply", "-f", "-", input=ns.stdout)
         access, secret = self.s3_credentials()
         sec = self.kubectl(
-            "create", "secret", "generic", S3_SECRET, "-n", SYSTEM_NAMESPACE,
-            f"--from-literal=accessKey={access}", f"--from-literal=secretKey={secret}",
+            "create",
+            "secret",
+            "generic",
+            S3_SECRET,
+            "-n",
+            SYSTEM_NAMESPACE,
+            f"--from-literal=accessKey={access}",
+            f"--from-literal=secretKey={secret}",
             f"--from-literal=endpoint={self.endpoints()['s3']}",
-            "--dry-run=client", "-o", "json",
+            "--dry-run=client",
+            "-o",
+            "json",
         )
         self.kubectl("apply", "-f", "-", input=sec.stdout)
         report("kube-apiserver: CRDs (KServe, Prometheus Operator, EdgeOps) installed")
@@ -505,7 +552,9 @@ class DevCluster:
         access, secret = self.s3_credentials()
         client = Minio(
             self.endpoints()["s3"].removeprefix("http://"),
-            access_key=access, secret_key=secret, secure=False,
+            access_key=access,
+            secret_key=secret,
+            secure=False,
         )
         if not client.bucket_exists(S3_BUCKET):
             client.make_bucket(S3_BUCKET)

@@ -10,6 +10,7 @@ Pods it cannot run get a Waiting reason that says why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -99,19 +100,25 @@ class PodRunner(threading.Thread):
     def _waiting(self, reason: str, message: str) -> None:
         log.info("pod %s/%s waiting: %s: %s", self.namespace, self.pod_name, reason, message)
         containers = self.pod["spec"].get("containers") or []
-        self._patch_status({
-            "phase": "Pending",
-            "hostIP": "127.0.0.1",
-            "conditions": self._conditions(False, initialized=False),
-            "containerStatuses": [
-                {
-                    "name": c["name"], "image": c.get("image", ""), "imageID": "",
-                    "ready": False, "restartCount": 0, "started": False,
-                    "state": {"waiting": {"reason": reason, "message": message}},
-                }
-                for c in containers
-            ],
-        })
+        self._patch_status(
+            {
+                "phase": "Pending",
+                "hostIP": "127.0.0.1",
+                "conditions": self._conditions(False, initialized=False),
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "image": c.get("image", ""),
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {"waiting": {"reason": reason, "message": message}},
+                    }
+                    for c in containers
+                ],
+            }
+        )
 
     # ----- preparation ---------------------------------------------------------------------
 
@@ -143,7 +150,9 @@ class PodRunner(threading.Thread):
             volumes[volume["name"]] = target
         return volumes
 
-    def _launch(self, container: Obj, volumes: dict[str, Path], attempt: int) -> subprocess.Popen[bytes]:
+    def _launch(
+        self, container: Obj, volumes: dict[str, Path], attempt: int
+    ) -> subprocess.Popen[bytes]:
         env = podspec.container_env(self.pod, container, self.node.lookup)
         argv = podspec.resolve_argv(container, env)
         base = {
@@ -166,7 +175,9 @@ class PodRunner(threading.Thread):
             for m in container.get("volumeMounts") or []
             if m["name"] in volumes
         ]
-        missing = [m["name"] for m in container.get("volumeMounts") or [] if m["name"] not in volumes]
+        missing = [
+            m["name"] for m in container.get("volumeMounts") or [] if m["name"] not in volumes
+        ]
         if missing:
             raise podspec.ContainerConfigError(f"volumeMounts refer to unknown volumes {missing}")
         if mounts or container.get("workingDir"):
@@ -178,8 +189,13 @@ class PodRunner(threading.Thread):
             if attempt:
                 out.write(f"--- restart {attempt} at {_now()} ---\n".encode())
             proc = subprocess.Popen(
-                argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                env=full_env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         pid_dir = self.dir / "pids"
         pid_dir.mkdir(parents=True, exist_ok=True)
@@ -200,32 +216,38 @@ class PodRunner(threading.Thread):
         script.append(f"mkdir -p {shlex.quote(cwd)} && cd {shlex.quote(cwd)}")
         script.append('exec "$@"')
         unshare = shutil.which("unshare") or "unshare"
-        return [unshare, "--mount", "--propagation", "private", "--",
-                "/bin/sh", "-c", "\n".join(script), "edgeops-pod", *argv]
+        return [
+            unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            "\n".join(script),
+            "edgeops-pod",
+            *argv,
+        ]
 
     # ----- lifecycle -----------------------------------------------------------------------
 
     def kill(self) -> None:
         self.stopping.set()
-        grace = min(int(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE_SECONDS)
+        grace = min(
+            int(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE_SECONDS
+        )
         with self.lock:
             procs = list(self.procs.values())
         for proc in procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + grace
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(self.dir / "pids", ignore_errors=True)
 
     def run(self) -> None:
@@ -238,7 +260,7 @@ class PodRunner(threading.Thread):
     def _run(self) -> None:
         try:
             podspec.check_runnable(self.pod)
-        except podspec.Unsupported as exc:
+        except podspec.UnsupportedPodError as exc:
             self._waiting(exc.reason, exc.message)
             return
         volumes: dict[str, Path] | None = None
@@ -252,7 +274,7 @@ class PodRunner(threading.Thread):
                 volumes = None
                 self._waiting("CreateContainerConfigError", str(exc))
                 self.stopping.wait(2)
-            except podspec.Unsupported as exc:
+            except podspec.UnsupportedPodError as exc:
                 self._waiting(exc.reason, exc.message)
                 return
         if volumes is None:
@@ -305,7 +327,9 @@ class PodRunner(threading.Thread):
                     self._report_running(
                         containers, started, restarts, results, last_exit={name: (code, _now())}
                     )
-                    self.stopping.wait(RESTART_BACKOFF_SECONDS[min(n, len(RESTART_BACKOFF_SECONDS) - 1)])
+                    self.stopping.wait(
+                        RESTART_BACKOFF_SECONDS[min(n, len(RESTART_BACKOFF_SECONDS) - 1)]
+                    )
                     if self.stopping.is_set():
                         return
                     restarts[name] = n + 1
@@ -323,11 +347,14 @@ class PodRunner(threading.Thread):
                 self._report_running(containers, started, restarts, results)
             if deadline_s is not None and time.monotonic() - begin > int(deadline_s):
                 self.kill()
-                self._patch_status({
-                    "phase": "Failed", "reason": "DeadlineExceeded",
-                    "message": f"Pod was active on the node longer than the specified deadline "
-                               f"({deadline_s}s)",
-                })
+                self._patch_status(
+                    {
+                        "phase": "Failed",
+                        "reason": "DeadlineExceeded",
+                        "message": f"Pod was active on the node longer than the specified deadline "
+                        f"({deadline_s}s)",
+                    }
+                )
                 return
             self.stopping.wait(0.2)
 
@@ -342,29 +369,62 @@ class PodRunner(threading.Thread):
         statuses = []
         for c in containers:
             name = c["name"]
-            st: Obj = {"name": name, "image": c.get("image", ""), "imageID": "",
-                       "restartCount": restarts[name], "containerID": f"local://{self.uid}/{name}"}
+            st: Obj = {
+                "name": name,
+                "image": c.get("image", ""),
+                "imageID": "",
+                "restartCount": restarts[name],
+                "containerID": f"local://{self.uid}/{name}",
+            }
             if name in results:
                 code, s, f = results[name]
-                st.update(ready=False, started=False, state={"terminated": {
-                    "exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                    "startedAt": s, "finishedAt": f}})
+                st.update(
+                    ready=False,
+                    started=False,
+                    state={
+                        "terminated": {
+                            "exitCode": code,
+                            "reason": "Completed" if code == 0 else "Error",
+                            "startedAt": s,
+                            "finishedAt": f,
+                        }
+                    },
+                )
             elif last_exit and name in last_exit:
                 code, f = last_exit[name]
-                st.update(ready=False, started=False, state={"waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off restarting failed container {name}"}},
-                    lastState={"terminated": {"exitCode": code, "reason": "Error",
-                                              "startedAt": started[name], "finishedAt": f}})
+                st.update(
+                    ready=False,
+                    started=False,
+                    state={
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off restarting failed container {name}",
+                        }
+                    },
+                    lastState={
+                        "terminated": {
+                            "exitCode": code,
+                            "reason": "Error",
+                            "startedAt": started[name],
+                            "finishedAt": f,
+                        }
+                    },
+                )
             else:
                 st.update(ready=True, started=True, state={"running": {"startedAt": started[name]}})
             statuses.append(st)
         all_ready = all(s.get("ready") for s in statuses)
-        self._patch_status({
-            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}], "startTime": self.start_time,
-            "conditions": self._conditions(all_ready), "containerStatuses": statuses,
-        })
+        self._patch_status(
+            {
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}],
+                "startTime": self.start_time,
+                "conditions": self._conditions(all_ready),
+                "containerStatuses": statuses,
+            }
+        )
 
     def _finish(
         self,
@@ -375,26 +435,49 @@ class PodRunner(threading.Thread):
         failed = failed_init or any(code != 0 for code, _, _ in results.values())
         key = "initContainerStatuses" if failed_init else "containerStatuses"
         statuses = [
-            {"name": name, "image": "", "imageID": "", "ready": False, "started": False,
-             "restartCount": (restarts or {}).get(name, 0),
-             "containerID": f"local://{self.uid}/{name}",
-             "state": {"terminated": {"exitCode": code,
-                                      "reason": "Completed" if code == 0 else "Error",
-                                      "startedAt": s, "finishedAt": f}}}
+            {
+                "name": name,
+                "image": "",
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": (restarts or {}).get(name, 0),
+                "containerID": f"local://{self.uid}/{name}",
+                "state": {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": s,
+                        "finishedAt": f,
+                    }
+                },
+            }
             for name, (code, s, f) in results.items()
         ]
-        log.info("pod %s/%s finished: %s", self.namespace, self.pod_name,
-                 {n: r[0] for n, r in results.items()})
-        self._patch_status({
-            "phase": "Failed" if failed else "Succeeded", "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1", "startTime": self.start_time,
-            "conditions": self._conditions(False), key: statuses,
-        })
+        log.info(
+            "pod %s/%s finished: %s",
+            self.namespace,
+            self.pod_name,
+            {n: r[0] for n, r in results.items()},
+        )
+        self._patch_status(
+            {
+                "phase": "Failed" if failed else "Succeeded",
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "startTime": self.start_time,
+                "conditions": self._conditions(False),
+                key: statuses,
+            }
+        )
         shutil.rmtree(self.dir / "pids", ignore_errors=True)
 
 
 class LocalNode:
-    def __init__(self, api: client.ApiClient, node_name: str, state_dir: Path) -> None:
+    def __init__(
+        self, api: client.ApiClient, node_name: str, state_dir: Path, kubelet_port: int = 0
+    ) -> None:
+        self.kubelet_port = kubelet_port
         self.api = api
         self.core = client.CoreV1Api(api)
         self.node_name = node_name
@@ -428,27 +511,48 @@ class LocalNode:
         now = _now()
         return {
             "conditions": [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                 "message": "edgeops local node is running pods as local processes",
-                 "lastHeartbeatTime": now, "lastTransitionTime": now},
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "edgeops local node is running pods as local processes",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                },
             ],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": self.node_name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": self.node_name},
+            ],
             "capacity": {"cpu": str(os.cpu_count() or 2), "memory": "24Gi", "pods": "110"},
             "allocatable": {"cpu": str(os.cpu_count() or 2), "memory": "24Gi", "pods": "110"},
-            "nodeInfo": {"kubeletVersion": "edgeops-local", "operatingSystem": "linux",
-                         "architecture": "amd64", "containerRuntimeVersion": "local-process://1",
-                         "kernelVersion": os.uname().release, "osImage": "local",
-                         "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
-                         "bootID": ""},
+            "nodeInfo": {
+                "kubeletVersion": "edgeops-local",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "containerRuntimeVersion": "local-process://1",
+                "kernelVersion": os.uname().release,
+                "osImage": "local",
+                "kubeProxyVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
         }
 
     def register(self) -> None:
         body = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.node_name, "labels": {
-                "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                "edgeops.dev/local-node": "true"}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "edgeops.dev/local-node": "true",
+                },
+            },
         }
         try:
             self.core.create_node(body)
@@ -468,14 +572,15 @@ class LocalNode:
 
     def _bind(self, pod: Obj) -> None:
         meta = pod["metadata"]
-        body = {"apiVersion": "v1", "kind": "Binding",
-                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
         try:
             # The generated client cannot deserialize the Binding response; skip decoding.
-            self.core.create_namespaced_binding(
-                meta["namespace"], body, _preload_content=False
-            )
+            self.core.create_namespaced_binding(meta["namespace"], body, _preload_content=False)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], exc)
@@ -490,9 +595,9 @@ class LocalNode:
             self._stop(uid)
             return
         if not node:
-            if not meta.get("deletionTimestamp") and spec.get("schedulerName", "default-scheduler") in (
-                "default-scheduler", self.node_name
-            ):
+            if not meta.get("deletionTimestamp") and spec.get(
+                "schedulerName", "default-scheduler"
+            ) in ("default-scheduler", self.node_name):
                 self._bind(pod)
             return
         if node != self.node_name:
@@ -501,13 +606,18 @@ class LocalNode:
             self._stop(uid)
             try:
                 self.core.delete_namespaced_pod(
-                    meta["name"], meta["namespace"], grace_period_seconds=0,
-                    body=client.V1DeleteOptions(grace_period_seconds=0,
-                                                preconditions=client.V1Preconditions(uid=uid)),
+                    meta["name"],
+                    meta["namespace"],
+                    grace_period_seconds=0,
+                    body=client.V1DeleteOptions(
+                        grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
+                    ),
                 )
             except ApiException as exc:
                 if exc.status not in (404, 409):
-                    log.warning("final delete of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+                    log.warning(
+                        "final delete of %s/%s failed: %s", meta["namespace"], meta["name"], exc
+                    )
             return
         if uid in self.runners or phase in ("Succeeded", "Failed"):
             return
@@ -535,9 +645,12 @@ class LocalNode:
                         self._stop(uid)
                 self.last_sync = time.monotonic()
                 rv = listing.metadata.resource_version
-                for event in w.stream(self.core.list_pod_for_all_namespaces,
-                                      resource_version=rv, timeout_seconds=30,
-                                      allow_watch_bookmarks=False):
+                for event in w.stream(
+                    self.core.list_pod_for_all_namespaces,
+                    resource_version=rv,
+                    timeout_seconds=30,
+                    allow_watch_bookmarks=False,
+                ):
                     if self.stopping.is_set():
                         break
                     obj = event["object"]
@@ -557,6 +670,73 @@ class LocalNode:
         self.stopping.set()
         for uid in list(self.runners):
             self._stop(uid)
+
+
+def container_log(state_dir: Path, namespace: str, pod: str, container: str) -> Path | None:
+    """The newest log file of a container (a pod name is unique per namespace at a time)."""
+    candidates = sorted(
+        state_dir.glob(f"pods/{namespace}_{pod}_*/logs/{container}.log"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return candidates[-1] if candidates else None
+
+
+def _serve_kubelet_api(node: LocalNode, port: int, cert: str, key: str, ca: str) -> None:
+    """The slice of the kubelet API that `kubectl logs` uses, behind client-cert auth."""
+    import ssl
+    from urllib.parse import parse_qs, urlparse
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            parts = url.path.strip("/").split("/")
+            if len(parts) != 4 or parts[0] != "containerLogs":
+                self.send_error(404, "only /containerLogs/{namespace}/{pod}/{container} is served")
+                return
+            _, namespace, pod, container = parts
+            path = container_log(node.state_dir, namespace, pod, container)
+            if path is None:
+                self.send_error(404, f"no logs for {namespace}/{pod}/{container} on this node")
+                return
+            query = parse_qs(url.query)
+            lines = path.read_bytes().splitlines(keepends=True)
+            if "tailLines" in query:
+                lines = lines[-int(query["tailLines"][0]) :] if int(query["tailLines"][0]) else []
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"".join(lines))
+            if query.get("follow", ["false"])[0] != "true":
+                return
+            offset = path.stat().st_size
+            uid_runner = next(
+                (
+                    r
+                    for r in node.runners.values()
+                    if r.namespace == namespace and r.pod_name == pod
+                ),
+                None,
+            )
+            while uid_runner is not None and uid_runner.is_alive():
+                time.sleep(0.5)
+                size = path.stat().st_size
+                if size > offset:
+                    with path.open("rb") as f:
+                        f.seek(offset)
+                        self.wfile.write(f.read(size - offset))
+                        self.wfile.flush()
+                    offset = size
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
 def _serve_health(node: LocalNode, port: int) -> None:
@@ -582,10 +762,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-name", required=True)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--health-port", type=int, required=True)
+    parser.add_argument("--kubelet-port", type=int, required=True)
+    parser.add_argument("--tls-cert", required=True)
+    parser.add_argument("--tls-key", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     api = config.new_client_from_config(config_file=args.kubeconfig)
-    node = LocalNode(api, args.node_name, args.state_dir)
+    node = LocalNode(api, args.node_name, args.state_dir, args.kubelet_port)
     kill_leftover_pods(args.state_dir)
 
     def on_term(signum: int, frame: Any) -> None:
@@ -597,6 +780,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, on_term)
     node.register()
     _serve_health(node, args.health_port)
+    _serve_kubelet_api(
+        node, args.kubelet_port, args.tls_cert, args.tls_key, api.configuration.ssl_ca_cert
+    )
     threading.Thread(target=node.heartbeat, daemon=True).start()
     log.info("node %s registered; watching pods", args.node_name)
     node.sync_forever()

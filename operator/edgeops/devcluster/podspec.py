@@ -34,7 +34,7 @@ class ContainerConfigError(Exception):
     """A referenced Secret/ConfigMap/key is missing: the kubelet's CreateContainerConfigError."""
 
 
-class Unsupported(Exception):
+class UnsupportedPodError(Exception):
     """The pod needs something the local node cannot provide; `reason` is a CamelCase constant."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -53,12 +53,12 @@ def image_repository(image: str) -> str:
 
 
 def check_runnable(pod: Obj) -> None:
-    """Raises Unsupported with a clear reason for a pod the local node cannot run."""
+    """Raises UnsupportedPodError with a clear reason for a pod the local node cannot run."""
     spec = pod.get("spec") or {}
     for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         repo = image_repository(c.get("image", ""))
         if repo not in IMAGE_ENTRYPOINTS:
-            raise Unsupported(
+            raise UnsupportedPodError(
                 "ImageNotRunnableLocally",
                 f"container {c.get('name')}: image {c.get('image')!r} is not an EdgeOps image; "
                 f"the local node runs only {', '.join(sorted(IMAGE_ENTRYPOINTS))}",
@@ -66,7 +66,7 @@ def check_runnable(pod: Obj) -> None:
     for v in spec.get("volumes") or []:
         kinds = [k for k in v if k != "name"]
         if not any(k in SUPPORTED_VOLUME_TYPES for k in kinds):
-            raise Unsupported(
+            raise UnsupportedPodError(
                 "VolumeTypeUnsupported",
                 f"volume {v.get('name')}: type {', '.join(kinds) or '?'} is not supported by the "
                 f"local node (supported: {', '.join(SUPPORTED_VOLUME_TYPES)})",
@@ -107,7 +107,7 @@ def field_ref(pod: Obj, path: str) -> str:
     match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
     if match:
         return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
-    raise Unsupported("FieldRefUnsupported", f"fieldRef {path!r} is not supported")
+    raise UnsupportedPodError("FieldRefUnsupported", f"fieldRef {path!r} is not supported")
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:
@@ -185,7 +185,7 @@ def container_env(pod: Obj, container: Obj, lookup: Lookup) -> dict[str, str]:
         elif "resourceFieldRef" in vf:
             env[name] = _resource_value(container, vf["resourceFieldRef"]["resource"])
         else:
-            raise Unsupported("EnvSourceUnsupported", f"env {name}: unsupported valueFrom")
+            raise UnsupportedPodError("EnvSourceUnsupported", f"env {name}: unsupported valueFrom")
     return env
 
 
@@ -198,11 +198,13 @@ def _resource_value(container: Obj, resource: str) -> str:
     return str(value)
 
 
-def resolve_argv(container: Obj, env: Mapping[str, str], python_bin: Path | None = None) -> list[str]:
+def resolve_argv(
+    container: Obj, env: Mapping[str, str], python_bin: Path | None = None
+) -> list[str]:
     """The process argv: command/args with $(VAR) expansion, the image entrypoint by default."""
     entry = IMAGE_ENTRYPOINTS[image_repository(container.get("image", ""))]
     command = list(container.get("command") or entry)
-    args = list(container.get("args") or ([] if container.get("command") else []))
+    args = list(container.get("args") or [])
     argv = [expand(str(a), env) for a in command + args]
     bin_dir = (python_bin or Path(sys.executable)).parent
     exe = argv[0]
@@ -238,7 +240,9 @@ def _project_items(data: Mapping[str, bytes], items: list[Obj] | None) -> list[V
     for item in items:
         if item["key"] not in data:
             raise ContainerConfigError(f'key "{item["key"]}" not found')
-        out.append(VolumeFile(item.get("path", item["key"]), data[item["key"]], item.get("mode", 0o644)))
+        out.append(
+            VolumeFile(item.get("path", item["key"]), data[item["key"]], item.get("mode", 0o644))
+        )
     return out
 
 
@@ -279,20 +283,28 @@ def plan_volume(
             sub: Obj
             if "serviceAccountToken" in source:
                 if token is None:
-                    raise Unsupported("TokenUnavailable", "service account tokens unavailable")
+                    raise UnsupportedPodError(
+                        "TokenUnavailable", "service account tokens unavailable"
+                    )
                 path = source["serviceAccountToken"].get("path", "token")
                 plan.files.append(VolumeFile(path, token(source["serviceAccountToken"]).encode()))
                 continue
             if "configMap" in source:
                 sub = {"name": "_", "configMap": source["configMap"]}
             elif "secret" in source:
-                sub = {"name": "_", "secret": {"secretName": source["secret"]["name"],
-                                                **{k: v for k, v in source["secret"].items()
-                                                   if k != "name"}}}
+                sub = {
+                    "name": "_",
+                    "secret": {
+                        "secretName": source["secret"]["name"],
+                        **{k: v for k, v in source["secret"].items() if k != "name"},
+                    },
+                }
             elif "downwardAPI" in source:
                 sub = {"name": "_", "downwardAPI": source["downwardAPI"]}
             else:
-                raise Unsupported("VolumeTypeUnsupported", f"projected source {sorted(source)}")
+                raise UnsupportedPodError(
+                    "VolumeTypeUnsupported", f"projected source {sorted(source)}"
+                )
             plan.files.extend(plan_volume(pod, sub, lookup, token).files)
     return plan
 
@@ -301,6 +313,8 @@ def _downward_files(pod: Obj, items: list[Obj]) -> list[VolumeFile]:
     files = []
     for item in items:
         if "fieldRef" not in item:
-            raise Unsupported("VolumeTypeUnsupported", "downwardAPI resourceFieldRef")
-        files.append(VolumeFile(item["path"], field_ref(pod, item["fieldRef"]["fieldPath"]).encode()))
+            raise UnsupportedPodError("VolumeTypeUnsupported", "downwardAPI resourceFieldRef")
+        files.append(
+            VolumeFile(item["path"], field_ref(pod, item["fieldRef"]["fieldPath"]).encode())
+        )
     return files

@@ -7,6 +7,7 @@ line that was started under it (PIDs get reused).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,10 +54,8 @@ def alive(pid: int, argv0: str) -> bool:
 
 def _reap(pid: int) -> None:
     # Children of this very process must be reaped, or they linger as zombies.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop(pid: int, argv0: str, timeout: float = 10.0) -> bool:
@@ -74,15 +73,11 @@ def stop(pid: int, argv0: str, timeout: float = 10.0) -> bool:
             break
         time.sleep(0.1)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     # Anything else left in the group (grandchildren) goes too.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     _reap(pid)
     return True
 
