@@ -180,6 +180,8 @@ class PodRunner(threading.Thread):
         ]
         if missing:
             raise podspec.ContainerConfigError(f"volumeMounts refer to unknown volumes {missing}")
+        # The wrapper execs into argv, so /proc shows argv[0] once the container runs.
+        program = argv[0]
         if mounts or container.get("workingDir"):
             argv = self._in_mount_namespace(argv, mounts, cwd)
             cwd = str(self.dir)
@@ -199,7 +201,7 @@ class PodRunner(threading.Thread):
             )
         pid_dir = self.dir / "pids"
         pid_dir.mkdir(parents=True, exist_ok=True)
-        (pid_dir / f"{container['name']}.pid").write_text(f"{proc.pid}\n{argv[0]}")
+        (pid_dir / f"{container['name']}.pid").write_text(f"{proc.pid}\n{program}")
         return proc
 
     @staticmethod

@@ -1,0 +1,340 @@
+"""Types shared by several kinds, plus the small schema vocabulary the CRD generator reads.
+
+Conventions that the CRD generator (``edgeops.crdgen``) relies on:
+
+* every field has a ``description`` - it is what ``kubectl explain`` prints;
+* cross-field rules are CEL ``x-kubernetes-validations`` attached with :func:`cel` through
+  ``json_schema_extra``; the same rule is also checked in Python by a model validator, so
+  objects built in code fail the same way the API server would fail them;
+* every list has ``max_length`` and every string used in CEL a ``max_length`` - the API
+  server refuses CRDs whose CEL rules cannot be shown to be cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+from pydantic.json_schema import WithJsonSchema
+
+
+class ApiModel(BaseModel):
+    """Base of spec types: camelCase JSON names, unknown fields rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class StatusModel(BaseModel):
+    """Base of status types: camelCase JSON names; unknown fields ignored so an older
+    operator can read a status written by a newer one."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+def cel(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
+    """One ``x-kubernetes-validations`` entry. ``message`` must name the field it is about;
+    ``field_path`` (relative to the rule's object) makes the API server report the error at
+    that field. No ``messageExpression``: formatting numbers with string() has an unbounded
+    estimated cost and the API server refuses the CRD."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: JsonDict) -> JsonDict:
+    """``json_schema_extra`` carrying CEL rules."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def list_map(*keys: str) -> JsonDict:
+    """``json_schema_extra`` for a list whose items are unique by ``keys`` (server-side
+    apply merges such lists item by item; duplicates are rejected without any CEL cost)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
+LIST_SET: JsonDict = {"x-kubernetes-list-type": "set"}
+
+
+def unique(values: list[str]) -> list[str]:
+    """Pydantic-side twin of ``x-kubernetes-list-type: set``."""
+    if len(set(values)) != len(values):
+        raise ValueError("values must be unique")
+    return values
+
+
+# --- scalar types -----------------------------------------------------------------------
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SHA256_HEX = r"^[a-f0-9]{64}$"
+GO_DURATION = r"([0-9]+(\.[0-9]+)?(ms|s|m|h))+"
+CRON = r"@(annually|yearly|monthly|weekly|daily|hourly)|\S+( \S+){4}"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=SHA256_HEX)]
+Duration = Annotated[str, Field(max_length=32, pattern=f"^{GO_DURATION}$")]
+Cron = Annotated[str, Field(max_length=128, pattern=f"^({CRON})$")]
+#: a column or metric name (CSV header, Keras metric name, PromQL-safe).
+Identifier = Annotated[str, Field(min_length=1, max_length=63, pattern=IDENTIFIER)]
+Uri = Annotated[str, Field(min_length=1, max_length=2048)]
+
+_QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.fullmatch(_QUANTITY, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
+    return value
+
+
+#: A Kubernetes resource quantity: ``1``, ``500m``, ``2Gi``.
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": _QUANTITY,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+def _timestamp_in(value: object) -> object:
+    if isinstance(value, datetime):
+        return format_time(value)
+    return value
+
+
+def _check_timestamp(value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return value
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, the way Kubernetes writes timestamps."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Kept as the string the API server returns; datetimes are accepted and formatted.
+Timestamp = Annotated[
+    str,
+    BeforeValidator(_timestamp_in),
+    AfterValidator(_check_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+ExportFormat = Literal["onnx", "tflite", "tflite-int8", "tflm"]
+TargetType = Literal["linux", "mcu"]
+ArtifactFormat = Literal[
+    "onnx", "tflite", "tflite-int8", "tflm", "savedmodel", "model-card", "reference-profile"
+]
+
+
+# --- references -------------------------------------------------------------------------
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object of a known kind in the same namespace."""
+
+    name: ObjectName = Field(description="Name of the referenced object (same namespace).")
+
+
+class DatasetRef(ApiModel):
+    """A Dataset and, optionally, one of its versions."""
+
+    name: ObjectName = Field(description="Name of the Dataset in the same namespace.")
+    version: Sha256 | None = Field(
+        None,
+        description="Dataset version (SHA-256 of its manifest). Absent means the latest "
+        "version at the time the training starts; the resolved version is recorded in status.",
+    )
+
+
+class S3Location(ApiModel):
+    """A prefix in an S3-compatible object store."""
+
+    bucket: str | None = Field(
+        None,
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+        description="Bucket name. Absent means the operator's configured data bucket.",
+    )
+    prefix: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^/].*$",
+        description="Key prefix (no leading slash), e.g. 'raw/imu/'.",
+    )
+
+
+class ArtifactRef(StatusModel):
+    """A content-addressed file in the object store."""
+
+    uri: Uri = Field(description="s3://bucket/key of the artifact.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    sha256: Sha256 = Field(description="SHA-256 of the content, lower-case hex.")
+    format: ArtifactFormat = Field(description="What the file is.")
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources, as in a container spec."""
+
+    requests: dict[str, Quantity] | None = Field(
+        None,
+        max_length=16,
+        description="Minimum resources, e.g. {cpu: 500m, memory: 1Gi}.",
+    )
+    limits: dict[str, Quantity] | None = Field(
+        None, max_length=16, description="Maximum resources, e.g. {cpu: 2, memory: 4Gi}."
+    )
+
+
+class LabelSelectorRequirement(ApiModel):
+    """A label requirement, as in metav1.LabelSelectorRequirement."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+                "selector.matchExpressions[].values: must be non-empty for In and NotIn "
+                "and empty for Exists and DoesNotExist",
+            )
+        )
+    )
+
+    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values."
+    )
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        None, max_length=64, description="Values for In and NotIn; empty otherwise."
+    )
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        needs_values = self.operator in ("In", "NotIn")
+        if needs_values != bool(self.values):
+            raise ValueError(
+                "selector.matchExpressions[].values: must be non-empty for In and NotIn "
+                "and empty for Exists and DoesNotExist"
+            )
+        return self
+
+
+class LabelSelector(ApiModel):
+    """Selects objects by labels (metav1.LabelSelector). An empty selector matches all."""
+
+    match_labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        None, max_length=64, description="Labels that must all be present with these values."
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        None, max_length=32, description="Requirements that must all hold."
+    )
+
+
+# --- status building blocks -------------------------------------------------------------
+
+
+class Condition(StatusModel):
+    """A metav1.Condition: the state of one aspect of the object."""
+
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Condition type in CamelCase, e.g. Ready, Succeeded, DataDrift.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation the condition was computed from."
+    )
+    last_transition_time: Timestamp = Field(description="When the status last changed.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Machine-readable CamelCase reason for the last transition.",
+    )
+    message: str = Field(
+        max_length=32768, description="Human-readable details, with the numbers behind it."
+    )
+
+
+class StatusBase(StatusModel):
+    """Fields every EdgeOps status has."""
+
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra=list_map("type"),
+        description="Current state, one entry per condition type (Ready on every kind).",
+    )
+
+
+class CodeVersion(StatusModel):
+    """What code trained a model: the trainer image and a hash of its configuration."""
+
+    image: str = Field(max_length=512, description="Trainer image reference as specified.")
+    image_digest: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^sha256:[a-f0-9]{64}$",
+        description="Resolved image digest (sha256:...), when known.",
+    )
+    config_hash: Sha256 = Field(
+        description="SHA-256 of the canonical JSON of command, args, config and "
+        "hyperparameters; a change means a code change."
+    )
+
+
+class SliceMetrics(StatusModel):
+    """Evaluation metrics restricted to one value of one slice column."""
+
+    column: Identifier = Field(description="Slice column, e.g. 'site'.")
+    value: str = Field(max_length=256, description="Value of the slice column.")
+    samples: int = Field(ge=0, description="Number of test samples in the slice.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, max_length=32, description="Metric name to value."
+    )
+
+
+class EvaluationMetrics(StatusModel):
+    """Metrics on the test split: overall and per slice (for fairness gates)."""
+
+    overall: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Metric name to value, e.g. {accuracy: 0.94, latency_ms: 3.1}.",
+    )
+    per_slice: list[SliceMetrics] = Field(
+        default_factory=list, max_length=256, description="Metrics per slice value."
+    )

@@ -1,0 +1,155 @@
+"""Names shared by the CRDs, the operator, the gateway and the CLI.
+
+Everything here is a plain ``str``/``int``/``tuple`` (not an Enum) so values can be written
+straight into Kubernetes objects, YAML and JSON without custom serialisers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "edgeops.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+#: ``kubectl get edgeops`` lists every EdgeOps object through this category.
+CATEGORY: Final = "edgeops"
+
+# Kinds, plurals and short names. Short names are prefixed with "e" so they never clash with
+# built-in ones (``ds`` is DaemonSet, ``dev`` is unclaimed today but too generic to own).
+DATASET: Final = "Dataset"
+TRAINING_RUN: Final = "TrainingRun"
+EDGE_MODEL: Final = "EdgeModel"
+FLEET_ROLLOUT: Final = "FleetRollout"
+DEVICE: Final = "Device"
+
+DATASETS: Final = "datasets"
+TRAINING_RUNS: Final = "trainingruns"
+EDGE_MODELS: Final = "edgemodels"
+FLEET_ROLLOUTS: Final = "fleetrollouts"
+DEVICES: Final = "devices"
+
+SHORT_NAMES: Final[dict[str, tuple[str, ...]]] = {
+    DATASET: ("eds",),
+    TRAINING_RUN: ("etr",),
+    EDGE_MODEL: ("edm",),
+    FLEET_ROLLOUT: ("efr",),
+    DEVICE: ("edev",),
+}
+
+# Name length limits. Child objects get deterministic names derived from their owner
+# (``<run>-train`` for a Job, ``<model>-<n>`` for TrainingRuns and rollouts), and Job and
+# InferenceService names end up in DNS labels (max 63). The CRDs enforce these limits so
+# a too-long name is rejected at ``kubectl apply`` time, not half-way through reconciling.
+TRAINING_RUN_NAME_MAX: Final = 57  # + "-train" = 63
+EDGE_MODEL_NAME_MAX: Final = 40  # leaves room for "-<version>-<suffix>" children
+
+
+class ImageRepositories:
+    """Repositories of EdgeOps's own container images (tags are the release version)."""
+
+    OPERATOR: Final = "ghcr.io/edgeops/operator"
+    TRAINER: Final = "ghcr.io/edgeops/trainer"
+    GATEWAY: Final = "ghcr.io/edgeops/gateway"
+    DEVICE_AGENT: Final = "ghcr.io/edgeops/device-agent"
+    PREDICTOR: Final = "ghcr.io/edgeops/predictor"
+
+
+EDGEOPS_IMAGE_REPOSITORIES: Final[tuple[str, ...]] = (
+    ImageRepositories.OPERATOR,
+    ImageRepositories.TRAINER,
+    ImageRepositories.GATEWAY,
+    ImageRepositories.DEVICE_AGENT,
+    ImageRepositories.PREDICTOR,
+)
+
+
+class Labels:
+    """Label keys the operator puts on child objects (selectable with ``kubectl -l``)."""
+
+    MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+    MANAGED_BY_VALUE: Final = "edgeops"
+    MODEL: Final = f"{GROUP}/model"
+    MODEL_VERSION: Final = f"{GROUP}/model-version"
+    DATASET: Final = f"{GROUP}/dataset"
+    TRAINING_RUN: Final = f"{GROUP}/training-run"
+    ROLLOUT: Final = f"{GROUP}/rollout"
+
+
+class ConditionType:
+    """Condition types: adjectives or past tense, positive polarity unless noted."""
+
+    READY: Final = "Ready"
+    SUCCEEDED: Final = "Succeeded"
+    PROGRESSING: Final = "Progressing"
+    #: abnormal-true: something works but not fully (e.g. some data rejected).
+    DEGRADED: Final = "Degraded"
+    #: abnormal-true: input distribution moved away from the training reference.
+    DATA_DRIFT: Final = "DataDrift"
+    #: abnormal-true: labelled feedback shows accuracy dropped.
+    CONCEPT_DRIFT: Final = "ConceptDrift"
+    GATES_PASSED: Final = "GatesPassed"
+    PROMOTED: Final = "Promoted"
+    SERVING: Final = "Serving"
+    HEALTHY: Final = "Healthy"
+    #: Dataset: the last collection's rows passed validation (rejects within bounds).
+    VALIDATED: Final = "Validated"
+    #: The object store answered on the last attempt to use it.
+    STORAGE_AVAILABLE: Final = "StorageAvailable"
+
+
+class Reason:
+    """Condition reasons (CamelCase, as metav1.Condition requires)."""
+
+    # generic
+    RECONCILING: Final = "Reconciling"
+    RECONCILED: Final = "Reconciled"
+    INVALID_SPEC: Final = "InvalidSpec"
+    # Dataset
+    COLLECTED: Final = "Collected"
+    NO_NEW_DATA: Final = "NoNewData"
+    SOURCE_UNAVAILABLE: Final = "SourceUnavailable"
+    VALIDATION_FAILED: Final = "ValidationFailed"
+    TOO_MANY_REJECTED: Final = "TooManyRejected"
+    ROWS_VALIDATED: Final = "RowsValidated"
+    STORAGE_REACHABLE: Final = "StorageReachable"
+    STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
+    # TrainingRun
+    DATASET_NOT_FOUND: Final = "DatasetNotFound"
+    DATASET_VERSION_NOT_FOUND: Final = "DatasetVersionNotFound"
+    JOB_CREATED: Final = "JobCreated"
+    JOB_RUNNING: Final = "JobRunning"
+    JOB_SUCCEEDED: Final = "JobSucceeded"
+    JOB_FAILED: Final = "JobFailed"
+    DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+    # EdgeModel
+    NO_VERSION: Final = "NoVersion"
+    TRAINING: Final = "Training"
+    COOLDOWN: Final = "Cooldown"
+    GATES_PASSED: Final = "GatesPassed"
+    GATES_FAILED: Final = "GatesFailed"
+    AWAITING_APPROVAL: Final = "AwaitingApproval"
+    PROMOTED: Final = "Promoted"
+    DRIFT_DETECTED: Final = "DriftDetected"
+    NO_DRIFT: Final = "NoDrift"
+    INSUFFICIENT_DATA: Final = "InsufficientData"
+    # FleetRollout
+    MODEL_NOT_FOUND: Final = "ModelNotFound"
+    VERSION_NOT_FOUND: Final = "VersionNotFound"
+    STEP_PROGRESSING: Final = "StepProgressing"
+    STEP_PAUSED: Final = "StepPaused"
+    MANUALLY_PAUSED: Final = "ManuallyPaused"
+    ANALYSIS_PASSED: Final = "AnalysisPassed"
+    ANALYSIS_FAILED: Final = "AnalysisFailed"
+    ANALYSIS_INCONCLUSIVE: Final = "AnalysisInconclusive"
+    FAILURE_THRESHOLD_EXCEEDED: Final = "FailureThresholdExceeded"
+    PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+    ROLLED_BACK: Final = "RolledBack"
+    COMPLETED: Final = "Completed"
+    # Device
+    HEALTHY: Final = "Healthy"
+    UNHEALTHY: Final = "Unhealthy"
+    NOT_SEEN: Final = "NotSeen"
+    UPDATE_COMMITTED: Final = "UpdateCommitted"
+    UPDATE_ROLLED_BACK: Final = "UpdateRolledBack"
+    UPDATE_FAILED: Final = "UpdateFailed"

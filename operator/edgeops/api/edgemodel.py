@@ -1,0 +1,337 @@
+"""EdgeModel: a model line - how to train it, where it runs, what it must pass, when to
+retrain and how to promote. Its status is the model registry: versions 1..N with lineage.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from .common import (
+    DNS_LABEL,
+    ApiModel,
+    ArtifactRef,
+    CodeVersion,
+    Cron,
+    Duration,
+    EvaluationMetrics,
+    ExportFormat,
+    Identifier,
+    Sha256,
+    StatusBase,
+    StatusModel,
+    TargetType,
+    Timestamp,
+    Uri,
+    cel,
+    list_map,
+    validations,
+)
+from .fleetrollout import Comparison, FleetRolloutTemplate
+from .trainingrun import TrainingTemplate
+
+VersionState = Literal["Candidate", "Approved", "Rejected", "Retired"]
+
+_MCU_TFLM = "targets[].format: mcu targets must use format tflm"
+_TFLM_MCU = "targets[].format: tflm is only for mcu targets"
+_AUTO_TEMPLATE = "spec.promotion.rolloutTemplate: required when mode is Auto"
+_REPLICAS = "spec.serving: minReplicas must not exceed maxReplicas"
+_EXPORTED = "spec.targets: every target format must be listed in spec.training.exports"
+
+
+class Target(ApiModel):
+    """A class of devices the model is built for, with its size and latency budget."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self.targetType != 'mcu' || self.format == 'tflm'", _MCU_TFLM),
+            cel("self.targetType != 'linux' || self.format != 'tflm'", _TFLM_MCU),
+        )
+    )
+
+    name: str = Field(max_length=63, pattern=DNS_LABEL, description="Target name, e.g. pi4.")
+    target_type: TargetType = Field(description="linux or mcu, as in Device spec.targetType.")
+    format: ExportFormat = Field(
+        description="Artifact shipped to these devices: onnx, tflite or tflite-int8 for "
+        "linux, tflm for mcu."
+    )
+    hardware: str | None = Field(
+        None,
+        max_length=128,
+        description="Only devices whose spec.hardware equals this. Absent: every device of "
+        "the target type.",
+    )
+    max_size_bytes: int | None = Field(
+        None, ge=1, description="Gate: artifact must not be larger (bytes)."
+    )
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="Gate: measured single-inference latency must not exceed (ms)."
+    )
+
+    @model_validator(mode="after")
+    def _format_fits(self) -> Target:
+        if self.target_type == "mcu" and self.format != "tflm":
+            raise ValueError(_MCU_TFLM)
+        if self.target_type == "linux" and self.format == "tflm":
+            raise ValueError(_TFLM_MCU)
+        return self
+
+
+class AbsoluteGate(ApiModel):
+    """A metric must meet a fixed threshold."""
+
+    metric: Identifier = Field(description="Overall test metric, e.g. accuracy.")
+    op: Comparison = Field(description=">= or <=.")
+    threshold: float = Field(description="Threshold the metric is compared with.")
+
+
+class RelativeGate(ApiModel):
+    """A metric must not be much worse than the current version's."""
+
+    metric: Identifier = Field(description="Overall test metric, e.g. accuracy.")
+    max_degradation: float = Field(
+        ge=0, description="Allowed worsening against the current version."
+    )
+    mode: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="absolute: maxDegradation is in metric units; relative: a fraction of "
+        "the current value.",
+    )
+    higher_is_better: bool = Field(
+        True, description="false for metrics such as latency_ms or loss."
+    )
+
+
+class Gates(ApiModel):
+    """Checks a new version must pass before it can be promoted."""
+
+    absolute: list[AbsoluteGate] = Field(
+        default_factory=list, max_length=16, description="Fixed thresholds."
+    )
+    relative: list[RelativeGate] = Field(
+        default_factory=list, max_length=16, description="Comparisons with the current version."
+    )
+    max_fairness_gap: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest allowed difference of fairnessMetric between the best and the "
+        "worst slice.",
+    )
+    fairness_metric: Identifier = Field("accuracy", description="Metric compared across slices.")
+    require_int8_accuracy_within: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest allowed accuracy drop of the int8 (tflite-int8, tflm) artifacts "
+        "against the float model.",
+    )
+
+
+class DriftTrigger(ApiModel):
+    """Retrain when fleet telemetry drifts from the training reference."""
+
+    enabled: bool = Field(False, description="Whether drift triggers retraining.")
+    psi_threshold: float = Field(
+        0.2, gt=0, le=10, description="Population Stability Index above which data drifted."
+    )
+    js_threshold: float = Field(
+        0.1, gt=0, le=1, description="Jensen-Shannon distance above which data drifted."
+    )
+    accuracy_drop_threshold: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Accuracy drop on labelled feedback above which the concept drifted.",
+    )
+    window: Duration = Field("1h", description="Telemetry window compared with the reference.")
+    min_samples: int = Field(
+        500, ge=1, le=100000000, description="Fewer samples in the window: no verdict."
+    )
+
+
+class RetrainPolicy(ApiModel):
+    """When a new TrainingRun is started."""
+
+    schedule: Cron | None = Field(None, description="Cron schedule, e.g. '0 3 * * 0'.")
+    on_new_dataset_version: bool = Field(True, description="Retrain on a new dataset version.")
+    on_code_change: bool = Field(
+        True, description="Retrain when the trainer image or config changes."
+    )
+    on_drift: DriftTrigger = Field(default_factory=DriftTrigger, description="Drift trigger.")
+    cooldown: Duration = Field("1h", description="Minimum time between two triggered runs.")
+    max_concurrent_runs: int = Field(
+        1, ge=1, le=10, description="TrainingRuns of this model running at once."
+    )
+
+
+class Promotion(ApiModel):
+    """What happens to a version that passed its gates."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self.mode != 'Auto' || has(self.rolloutTemplate)", _AUTO_TEMPLATE)
+        )
+    )
+
+    mode: Literal["Manual", "Auto"] = Field(
+        "Manual",
+        description="Manual: the version stays Candidate until someone creates a FleetRollout "
+        "for it. Auto: the operator creates one from rolloutTemplate.",
+    )
+    rollout_template: FleetRolloutTemplate | None = Field(
+        None, description="FleetRollout spec (without model and version) used by Auto."
+    )
+
+    @model_validator(mode="after")
+    def _template(self) -> Promotion:
+        if self.mode == "Auto" and self.rollout_template is None:
+            raise ValueError(_AUTO_TEMPLATE)
+        return self
+
+
+class Serving(ApiModel):
+    """Optional cloud-side serving of the ONNX artifact with KServe."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.minReplicas) || !has(self.maxReplicas) || "
+                "self.minReplicas <= self.maxReplicas",
+                _REPLICAS,
+                field_path=".minReplicas",
+            )
+        )
+    )
+
+    enabled: bool = Field(False, description="Create a KServe InferenceService.")
+    runtime: str | None = Field(
+        None,
+        max_length=253,
+        description="ServingRuntime name. Absent: the EdgeOps predictor.",
+    )
+    min_replicas: int = Field(1, ge=0, le=100, description="Minimum predictor replicas.")
+    max_replicas: int = Field(1, ge=1, le=100, description="Maximum predictor replicas.")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Serving:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(_REPLICAS)
+        return self
+
+
+class EdgeModelSpec(ApiModel):
+    """Desired state of an EdgeModel."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self.targets.all(t, t.format in self.training.exports)", _EXPORTED)
+        )
+    )
+
+    training: TrainingTemplate = Field(description="Template of the TrainingRuns.")
+    targets: list[Target] = Field(
+        min_length=1,
+        max_length=16,
+        json_schema_extra=list_map("name"),
+        description="Device classes the model ships to.",
+    )
+    gates: Gates = Field(default_factory=Gates, description="Checks before promotion.")
+    retrain: RetrainPolicy = Field(default_factory=RetrainPolicy, description="When to retrain.")
+    promotion: Promotion = Field(default_factory=Promotion, description="How to promote.")
+    serving: Serving | None = Field(None, description="Cloud-side serving with KServe.")
+    history_limit: int = Field(
+        50, ge=1, le=200, description="Versions kept in status (Rejected/Retired pruned first)."
+    )
+
+    @model_validator(mode="after")
+    def _exported(self) -> EdgeModelSpec:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("spec.targets: names must be unique")
+        if any(t.format not in self.training.exports for t in self.targets):
+            raise ValueError(_EXPORTED)
+        return self
+
+
+class GateCheck(StatusModel):
+    """The outcome of one gate."""
+
+    name: str = Field(max_length=128, description="Gate name, e.g. absolute/accuracy.")
+    metric: str | None = Field(None, max_length=63, description="Metric checked.")
+    value: float | None = Field(None, description="Measured value.")
+    threshold: float | None = Field(None, description="Threshold it was compared with.")
+    op: str | None = Field(None, max_length=8, description="Comparison used.")
+    passed: bool = Field(description="Whether the check passed.")
+    message: str = Field("", max_length=1024, description="Explanation with the numbers.")
+
+
+class GateVerdict(StatusModel):
+    """All gate outcomes of a version."""
+
+    passed: bool = Field(description="True when every check passed.")
+    checks: list[GateCheck] = Field(
+        default_factory=list, max_length=64, description="Individual checks."
+    )
+
+
+class Signature(StatusModel):
+    """Ed25519 signature of a version's bundle manifest."""
+
+    key_id: str = Field(max_length=128, description="Id of the signing key.")
+    manifest_uri: Uri = Field(description="s3:// URI of the signed manifest.")
+    signature: str = Field(max_length=256, description="Base64 Ed25519 signature.")
+
+
+class ModelVersion(StatusModel):
+    """An immutable model version and its lineage."""
+
+    number: int = Field(ge=1, description="Version number, 1..N.")
+    training_run: str = Field(max_length=253, description="TrainingRun that produced it.")
+    dataset_version: Sha256 | None = Field(None, description="Dataset version trained on.")
+    code_version: CodeVersion | None = Field(None, description="Trainer image and config.")
+    metrics: EvaluationMetrics | None = Field(None, description="Test-split metrics.")
+    artifacts: list[ArtifactRef] = Field(
+        default_factory=list, max_length=32, description="Exported files."
+    )
+    sizes: dict[str, int] = Field(
+        default_factory=dict, max_length=16, description="Artifact bytes per target name."
+    )
+    gates: GateVerdict | None = Field(None, description="Gate outcomes.")
+    signature: Signature | None = Field(None, description="Bundle signature.")
+    created: Timestamp = Field(description="When the version was registered.")
+    state: VersionState = Field(description="Candidate, Approved, Rejected or Retired.")
+    reason: str | None = Field(None, max_length=1024, description="Why it is in this state.")
+
+
+class DriftSummary(StatusModel):
+    """Latest drift measurement of the fleet against the current version's reference."""
+
+    psi: float | None = Field(None, ge=0, description="Largest per-feature PSI.")
+    js: float | None = Field(None, ge=0, le=1, description="Largest Jensen-Shannon distance.")
+    accuracy: float | None = Field(None, ge=0, le=1, description="Accuracy on feedback.")
+    per_feature_psi: dict[str, float] = Field(
+        default_factory=dict, max_length=256, description="PSI per feature."
+    )
+    samples: int | None = Field(None, ge=0, description="Samples in the window.")
+    window: Duration | None = Field(None, description="Window measured.")
+    measured_at: Timestamp | None = Field(None, description="When it was measured.")
+
+
+class EdgeModelStatus(StatusBase):
+    """Observed state of an EdgeModel: the model registry."""
+
+    versions: list[ModelVersion] = Field(
+        default_factory=list,
+        max_length=200,
+        json_schema_extra=list_map("number"),
+        description="Registered versions, oldest first.",
+    )
+    current_version: int | None = Field(None, ge=1, description="Version the fleet runs.")
+    candidate_version: int | None = Field(
+        None, ge=1, description="Newest version that passed its gates, not yet current."
+    )
+    drift: DriftSummary | None = Field(None, description="Latest drift measurement.")
+    last_training_run: str | None = Field(None, max_length=253, description="Latest run.")
+    last_training_time: Timestamp | None = Field(None, description="When it was started.")

@@ -1,0 +1,169 @@
+"""TrainingRun: one training of one dataset version with one trainer image and config.
+
+The spec is immutable: a run is a record of what was trained. To train differently,
+create another TrainingRun (an EdgeModel does that for you).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from .common import (
+    LIST_SET,
+    ApiModel,
+    ArtifactRef,
+    CodeVersion,
+    DatasetRef,
+    EvaluationMetrics,
+    ExportFormat,
+    Identifier,
+    LocalObjectReference,
+    ResourceRequirements,
+    Sha256,
+    StatusBase,
+    Timestamp,
+    cel,
+    unique,
+    validations,
+)
+
+ModelFamily = Literal["auto", "dense", "conv1d", "cnn"]
+TrainingReason = Literal["Manual", "Schedule", "DataChange", "CodeChange", "Drift", "Accuracy"]
+TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class Hyperparameters(ApiModel):
+    """Training hyperparameters. Absent values are chosen by the trainer and recorded."""
+
+    epochs: int | None = Field(None, ge=1, le=10000, description="Training epochs.")
+    batch_size: int | None = Field(None, ge=1, le=65536, description="Mini-batch size.")
+    learning_rate: float | None = Field(None, gt=0, le=10, description="Optimizer learning rate.")
+    seed: int | None = Field(
+        None, ge=0, le=2147483647, description="Random seed, for reproducible runs."
+    )
+    model_family: ModelFamily = Field(
+        "auto",
+        description="Network family: dense (tabular), conv1d (time series), cnn (images), or "
+        "auto to pick from the dataset's shape.",
+    )
+
+
+class TrainerSpec(ApiModel):
+    """The container that trains: image, command and its configuration."""
+
+    image: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="Trainer image. Absent: ghcr.io/edgeops/trainer at the operator's version.",
+    )
+    command: list[Annotated[str, Field(max_length=1024)]] | None = Field(
+        None, max_length=16, description="Entrypoint override."
+    )
+    args: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        None, max_length=64, description="Arguments to the entrypoint."
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="Free-form trainer configuration, passed to the trainer as JSON. Part of "
+        "the code version: changing it counts as a code change.",
+    )
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters, description="Training hyperparameters."
+    )
+    resources: ResourceRequirements | None = Field(
+        None, description="CPU/memory requests and limits of the training container."
+    )
+
+
+class Evaluation(ApiModel):
+    """How the trained model is evaluated on the test split."""
+
+    metrics: list[Identifier] | None = Field(
+        None,
+        max_length=16,
+        json_schema_extra=LIST_SET,
+        description="Metrics to compute, e.g. accuracy, macro_f1, latency_ms. Absent: accuracy "
+        "and macro_f1.",
+    )
+    slice_columns: list[Identifier] | None = Field(
+        None,
+        max_length=8,
+        json_schema_extra=LIST_SET,
+        description="Columns to report per-slice metrics for. Absent: the Dataset's "
+        "schema.sliceColumns.",
+    )
+
+    @field_validator("metrics", "slice_columns")
+    @classmethod
+    def _unique_names(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else unique(value)
+
+
+class TrainingTemplate(ApiModel):
+    """What to train and how; shared by TrainingRun and EdgeModel.spec.training."""
+
+    dataset_ref: DatasetRef = Field(description="Dataset (and optionally version) to train on.")
+    trainer: TrainerSpec = Field(
+        default_factory=TrainerSpec, description="Trainer image and configuration."
+    )
+    exports: list[ExportFormat] = Field(
+        min_length=1,
+        max_length=4,
+        json_schema_extra=LIST_SET,
+        description="Artifact formats to export: onnx, tflite, tflite-int8 (full-integer "
+        "quantised) and tflm (TFLite-Micro C array for microcontrollers).",
+    )
+    evaluation: Evaluation = Field(default_factory=Evaluation, description="Evaluation.")
+    backoff_limit: int = Field(
+        1, ge=0, le=10, description="Retries of the training Job before the run fails."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, le=604800, description="Time limit of the training Job."
+    )
+
+    @field_validator("exports")
+    @classmethod
+    def _unique_exports(cls, value: list[ExportFormat]) -> list[ExportFormat]:
+        if len(set(value)) != len(value):
+            raise ValueError("exports: values must be unique")
+        return value
+
+
+class TrainingRunSpec(TrainingTemplate):
+    """Desired state of a TrainingRun. Immutable after creation."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self == oldSelf",
+                "spec: TrainingRun spec is immutable; create a new TrainingRun instead",
+            )
+        )
+    )
+
+    reason: TrainingReason = Field(
+        "Manual",
+        description="Why the run was started: Manual, Schedule, DataChange, CodeChange, Drift "
+        "or Accuracy.",
+    )
+    model_ref: LocalObjectReference | None = Field(
+        None, description="The EdgeModel this run trains a version for, if any."
+    )
+
+
+class TrainingRunStatus(StatusBase):
+    """Observed state of a TrainingRun."""
+
+    phase: TrainingPhase | None = Field(None, description="Pending, Running, Succeeded or Failed.")
+    job_name: str | None = Field(None, max_length=63, description="Name of the training Job.")
+    dataset_version: Sha256 | None = Field(None, description="Dataset version trained on.")
+    code_version: CodeVersion | None = Field(None, description="Trainer image and config hash.")
+    metrics: EvaluationMetrics | None = Field(None, description="Test-split metrics.")
+    artifacts: list[ArtifactRef] = Field(
+        default_factory=list, max_length=32, description="Exported files."
+    )
+    start_time: Timestamp | None = Field(None, description="When the Job started.")
+    completion_time: Timestamp | None = Field(None, description="When the Job finished.")

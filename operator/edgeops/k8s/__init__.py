@@ -1,0 +1,1 @@
+"""The only package (besides the devcluster) that imports the kubernetes client."""
