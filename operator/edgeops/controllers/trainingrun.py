@@ -1,0 +1,298 @@
+"""TrainingRun controller: one batch/v1 Job per run, tracked to a phase, results from S3.
+
+Thin: parse the spec, ask `edgeops.policy.training` what to do, apply it through
+`edgeops.k8s`, patch status. The Job name is deterministic and the Job is owned by the
+run, so a restarted operator adopts the Job it created before and deleting a run deletes
+its Job and pods (artifacts stay in S3: a model version may still need them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import kopf
+
+from edgeops import __version__
+from edgeops.api.conditions import set_condition
+from edgeops.api.constants import (
+    DATASETS,
+    GROUP,
+    TRAINING_RUNS,
+    VERSION,
+    ConditionType,
+    Labels,
+    Reason,
+)
+from edgeops.api.trainingrun import TrainingRunSpec
+from edgeops.controllers.storage import artifact_store
+from edgeops.k8s import objects
+from edgeops.metrics.operator import RECONCILIATIONS
+from edgeops.policy import training as policy
+from edgeops.store import StorageUnavailableError
+
+FINISHED = ("Succeeded", "Failed")
+TRACK_INTERVAL = float(os.environ.get("EDGEOPS_TRAINING_POLL_SECONDS", "2"))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _stamp() -> str:
+    return _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conditions(
+    status: dict[str, Any], generation: int | None, *updates: tuple[str, str, str, str]
+) -> list[dict[str, Any]]:
+    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
+    for type_, state, reason, message in updates:
+        conditions = set_condition(conditions, type_, state, reason, message, generation, _now())
+    return conditions
+
+
+def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
+    return (status or {}).get("phase") in FINISHED
+
+
+def _resolve_dataset_version(namespace: str, spec: TrainingRunSpec) -> tuple[str, list[str]]:
+    """The dataset version to train on and the slice columns; TemporaryError until known."""
+    dataset = objects.read_custom(namespace, DATASETS, spec.dataset_ref.name)
+    if dataset is None:
+        raise kopf.TemporaryError(
+            f"Dataset {spec.dataset_ref.name!r} not found in {namespace}", delay=10
+        )
+    dstatus = dataset.get("status") or {}
+    version = spec.dataset_ref.version or dstatus.get("latestVersion")
+    if not version:
+        raise kopf.TemporaryError(f"Dataset {spec.dataset_ref.name!r} has no version yet", delay=5)
+    schema = (dataset.get("spec") or {}).get("schema") or {}
+    slices = spec.evaluation.slice_columns or schema.get("sliceColumns") or []
+    return str(version), list(slices)
+
+
+def _ensure_job(
+    body: kopf.Body,
+    spec: TrainingRunSpec,
+    namespace: str,
+    dataset_version: str,
+    slices: list[str],
+) -> tuple[dict[str, Any], bool]:
+    run = {"metadata": {"name": body["metadata"]["name"], "uid": body["metadata"]["uid"]}}
+    store = artifact_store()
+    config = store.config
+    objects.ensure_secret(
+        namespace,
+        policy.S3_SECRET,
+        {"accessKey": config.access_key, "secretKey": config.secret_key},
+    )
+    trainer_config = policy.trainer_config(
+        namespace, run["metadata"]["name"], run["metadata"]["uid"], spec, dataset_version, slices
+    )
+    objects.create_or_adopt(namespace, policy.config_map(run, spec, trainer_config))
+    endpoint = os.environ.get("EDGEOPS_S3_JOB_ENDPOINT") or config.endpoint
+    manifest = policy.job(
+        run, spec, policy.trainer_image(spec, __version__), endpoint, config.bucket
+    )
+    return objects.create_or_adopt(namespace, manifest)
+
+
+@kopf.on.create(GROUP, VERSION, TRAINING_RUNS)
+@kopf.on.resume(GROUP, VERSION, TRAINING_RUNS, when=lambda status, **_: not _finished(status))
+def start(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str | None,
+    name: str,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """Creates (or adopts) the run's Job and records lineage."""
+    assert namespace is not None  # TrainingRun is namespaced
+    parsed = TrainingRunSpec.model_validate(dict(spec))
+    current = dict(status)
+    generation = body["metadata"].get("generation")
+    try:
+        dataset_version, slices = _resolve_dataset_version(namespace, parsed)
+    except kopf.TemporaryError as exc:
+        patch.status["phase"] = "Pending"
+        patch.status["conditions"] = _conditions(
+            current,
+            generation,
+            (ConditionType.READY, "False", Reason.DATASET_NOT_FOUND, str(exc)),
+            (ConditionType.SUCCEEDED, "Unknown", Reason.DATASET_NOT_FOUND, str(exc)),
+        )
+        raise
+    try:
+        job, created = _ensure_job(body, parsed, namespace, dataset_version, slices)
+    except StorageUnavailableError as exc:
+        patch.status["conditions"] = _conditions(
+            current,
+            generation,
+            (ConditionType.STORAGE_AVAILABLE, "False", Reason.STORAGE_UNAVAILABLE, str(exc)),
+        )
+        raise kopf.TemporaryError(f"object store unavailable: {exc}", delay=10) from exc
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    code = {"image": image, "configHash": policy.config_hash(parsed)}
+    if "@sha256:" in image:
+        code["imageDigest"] = image.split("@", 1)[1]
+    verb = "created" if created else "adopted existing"
+    message = (
+        f"{verb} Job {job['metadata']['name']} training dataset "
+        f"{parsed.dataset_ref.name}@{dataset_version[:12]} with {image}"
+    )
+    patch.status.update(
+        phase=current.get("phase") or "Pending",
+        jobName=job["metadata"]["name"],
+        datasetVersion=dataset_version,
+        codeVersion=code,
+        observedGeneration=generation,
+        conditions=_conditions(
+            current,
+            generation,
+            (ConditionType.READY, "False", Reason.JOB_CREATED, message),
+            (ConditionType.SUCCEEDED, "Unknown", Reason.JOB_CREATED, message),
+        ),
+    )
+    if created:
+        kopf.info(body, reason=Reason.JOB_CREATED, message=message)
+    RECONCILIATIONS.labels(
+        kind="TrainingRun", outcome="job-created" if created else "adopted"
+    ).inc()
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    TRAINING_RUNS,
+    interval=TRACK_INTERVAL,
+    initial_delay=1,
+    when=lambda status, **_: not _finished(status) and bool((status or {}).get("jobName")),
+)
+def track(
+    body: kopf.Body,
+    status: kopf.Status,
+    namespace: str | None,
+    name: str,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """Follows the Job to a phase; on completion reads the trainer's results from S3."""
+    assert namespace is not None
+    current = dict(status)
+    generation = body["metadata"].get("generation")
+    job = objects.read_job(namespace, current["jobName"])
+    if job is None:
+        # Deleted behind our back: recreate it on the next resume/create pass.
+        raise kopf.TemporaryError(f"Job {current['jobName']} is gone", delay=5)
+    pods = objects.list_pods(namespace, f"{Labels.TRAINING_RUN}={name}")
+    state = policy.job_state(job, pods)
+    if (
+        state.phase == current.get("phase")
+        and not state.finished
+        and state.reason == (_reason_of(current, ConditionType.READY))
+    ):
+        return
+    update: dict[str, Any] = {"phase": state.phase}
+    if job.get("status", {}).get("startTime") and not current.get("startTime"):
+        update["startTime"] = job["status"]["startTime"]
+    reason, message = state.reason, state.message
+    if state.phase == "Succeeded":
+        try:
+            results = _read_results(body, current)
+        except MissingResultsError as exc:
+            state = policy.JobState("Failed", "ResultsMissing", str(exc))
+            reason, message = state.reason, state.message
+            update["phase"] = "Failed"
+        except StorageUnavailableError as exc:
+            patch.status["conditions"] = _conditions(
+                current,
+                generation,
+                (ConditionType.STORAGE_AVAILABLE, "False", Reason.STORAGE_UNAVAILABLE, str(exc)),
+            )
+            raise kopf.TemporaryError(f"object store unavailable: {exc}", delay=10) from exc
+        else:
+            update["metrics"] = results["metrics"]
+            update["artifacts"] = results["artifacts"]
+            overall = results["metrics"].get("overall", {})
+            message = (
+                f"trained on {current.get('datasetVersion', '')[:12]}: accuracy="
+                f"{overall.get('accuracy', float('nan')):.4f}, "
+                f"{len(results['artifacts'])} artifacts"
+                + (
+                    f", int8 accuracy={overall['tflite_int8_accuracy']:.4f}"
+                    if "tflite_int8_accuracy" in overall
+                    else ""
+                )
+            )
+    elif state.phase == "Failed":
+        failure = _read_failure(body)
+        if failure:
+            message = f"{message}; trainer error: {failure}"
+    if state.finished:
+        update["completionTime"] = (job.get("status") or {}).get("completionTime") or _stamp()
+    ready = "True" if state.phase == "Succeeded" else "False"
+    succeeded = {"Succeeded": "True", "Failed": "False"}.get(state.phase, "Unknown")
+    updates = [
+        (ConditionType.READY, ready, reason, message),
+        (ConditionType.SUCCEEDED, succeeded, reason, message),
+    ]
+    if state.finished:
+        # Results (or the failure report) were read from S3 just now.
+        updates.append(
+            (
+                ConditionType.STORAGE_AVAILABLE,
+                "True",
+                Reason.STORAGE_REACHABLE,
+                "object store reachable",
+            )
+        )
+    update["conditions"] = _conditions(current, generation, *updates)
+    patch.status.update(update)
+    if state.finished:
+        event = kopf.info if state.phase == "Succeeded" else kopf.warn
+        event(body, reason=reason, message=message)
+        RECONCILIATIONS.labels(kind="TrainingRun", outcome=state.phase.lower()).inc()
+
+
+def _reason_of(status: dict[str, Any], type_: str) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_:
+            return str(cond.get("reason"))
+    return None
+
+
+class MissingResultsError(Exception):
+    pass
+
+
+def _results_key(body: kopf.Body) -> str:
+    meta = body["metadata"]
+    return f"{policy.results_prefix(meta['namespace'], meta['name'], meta['uid'])}/results.json"
+
+
+def _read_results(body: kopf.Body, status: dict[str, Any]) -> dict[str, Any]:
+    store = artifact_store()
+    key = _results_key(body)
+    if not store.exists(key):
+        raise MissingResultsError(
+            f"the Job completed but the trainer's results manifest s3://{store.bucket}/{key} "
+            "is missing"
+        )
+    results: dict[str, Any] = store.get_json(key)
+    return results
+
+
+def _read_failure(body: kopf.Body) -> str | None:
+    meta = body["metadata"]
+    key = f"{policy.results_prefix(meta['namespace'], meta['name'], meta['uid'])}/failure.json"
+    try:
+        store = artifact_store()
+        if store.exists(key):
+            return str(store.get_json(key).get("error", ""))[:600]
+    except StorageUnavailableError:
+        return None
+    return None

@@ -1,0 +1,5 @@
+import sys
+
+from edgeops.training.run import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""Loading a published dataset version from S3 into arrays, verifying every hash."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from edgeops.datasets import layout
+from edgeops.datasets.manifest import parse_manifest
+from edgeops.datasets.protocol import Store
+from edgeops.training.pipeline import TrainingData
+
+NUMERIC_TYPES = ("float", "int", "bool")
+
+
+class DatasetFormatError(ValueError):
+    """The version cannot be trained on as is (message names the column)."""
+
+
+def load_version(
+    store: Store, namespace: str, name: str, version: str, slice_columns: list[str]
+) -> tuple[TrainingData, bytes]:
+    """The version's splits as arrays, and its reference profile (raw JSON bytes)."""
+    manifest = store.get_bytes(layout.manifest_key(namespace, name, version))
+    entries = {e.key: e for e in parse_manifest(manifest)}
+    # get_blob re-hashes the content: a corrupted shard fails here, not in training.
+    files = {key: store.get_blob(entry.sha256) for key, entry in entries.items()}
+    schema = json.loads(files["schema.json"])
+    splits = {
+        split: [json.loads(line) for line in files[f"data/{split}.jsonl"].splitlines() if line]
+        for split in ("train", "validation", "test")
+    }
+    profile = store.get_bytes(layout.profile_key(namespace, name, version))
+    return to_arrays(schema, splits, slice_columns), profile
+
+
+def to_arrays(
+    schema: dict[str, Any], splits: dict[str, list[dict[str, Any]]], slice_columns: list[str]
+) -> TrainingData:
+    features = [f for f in schema["features"] if f["name"] != schema.get("label")]
+    non_numeric = [f["name"] for f in features if f.get("type", "float") not in NUMERIC_TYPES]
+    if non_numeric:
+        raise DatasetFormatError(
+            f"features {non_numeric} are not numeric; the built-in trainer takes float, int "
+            "and bool features (encode categories in the Dataset or use a custom trainer image)"
+        )
+    names = [f["name"] for f in features]
+    label = schema["label"]
+    if not splits["train"]:
+        raise DatasetFormatError("the train split is empty")
+    classes = sorted({str(r[label]) for rows in splits.values() for r in rows})
+    if len(classes) < 2:
+        raise DatasetFormatError(f"label {label!r} has {len(classes)} class(es); need 2 or more")
+    index = {c: i for i, c in enumerate(classes)}
+
+    def matrix(rows: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
+        x = np.array([[_number(r.get(n)) for n in names] for r in rows], dtype=np.float32).reshape(
+            len(rows), len(names)
+        )
+        return x
+
+    x_train = matrix(splits["train"])
+    # Missing values (allowed by the Dataset's rules) become the train mean of the column.
+    means = np.nan_to_num(np.nanmean(x_train, axis=0)) if len(x_train) else np.zeros(len(names))
+
+    def filled(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.where(np.isnan(x), means, x).astype(np.float32)
+
+    def labels(rows: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
+        return np.array([index[str(r[label])] for r in rows], dtype=np.int64)
+
+    test = splits["test"]
+    missing = [c for c in slice_columns if test and c not in test[0]]
+    if missing:
+        raise DatasetFormatError(f"slice columns {missing} are not in the dataset")
+    return TrainingData(
+        x_train=filled(x_train),
+        y_train=labels(splits["train"]),
+        x_val=filled(matrix(splits["validation"])),
+        y_val=labels(splits["validation"]),
+        x_test=filled(matrix(test)),
+        y_test=labels(test),
+        classes=classes,
+        feature_names=names,
+        test_slices={c: np.array([str(r.get(c)) for r in test]) for c in slice_columns},
+    )
+
+
+def _number(value: Any) -> float:
+    if value is None or value == "":
+        return math.nan
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    return float(value)

@@ -1,0 +1,172 @@
+"""`python -m edgeops.training --config FILE`: the trainer inside a TrainingRun's Job.
+
+Every artifact is uploaded content-addressed first; `results.json` under the run's
+prefix is written last, so the operator never reads half a result. On failure the error
+goes to `failure.json` (for the run's status) and the process exits non-zero, so the Job's
+backoffLimit decides whether to retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from edgeops.store import ArtifactStore, StoreConfig
+from edgeops.store.artifacts import BlobRef
+from edgeops.training.card import model_card
+from edgeops.training.data import load_version
+from edgeops.training.pipeline import Hyperparameters, TrainerOptions, TrainingResult, train
+
+EXIT_BAD_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def deterministic_tar(files: dict[str, Path]) -> bytes:
+    """A tar of `files` (archive name → path) that depends only on their content, so the
+    same export always gets the same content address."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            data = files[name].read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _artifact(store: ArtifactStore, ref: BlobRef, fmt: str, name: str) -> dict[str, Any]:
+    return {
+        "uri": f"s3://{store.bucket}/{ref.key}",
+        "size": ref.size,
+        "sha256": ref.sha256,
+        "format": fmt,
+        "name": name,
+    }
+
+
+def _per_slice_status(result: TrainingResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "column": column,
+            "value": value,
+            "samples": int(group["support"]),
+            "metrics": {"accuracy": group["accuracy"]},
+        }
+        for column, groups in sorted(result.evaluation.per_slice.items())
+        for value, group in sorted(groups.items())
+    ]
+
+
+def publish(
+    store: ArtifactStore,
+    config: dict[str, Any],
+    result: TrainingResult,
+    profile: bytes,
+    samples: dict[str, int],
+    classes: list[str],
+) -> dict[str, Any]:
+    artifacts = []
+    for fmt, export in sorted(result.exports.items()):
+        if fmt in ("savedmodel", "tflm"):
+            ref = store.put_blob(deterministic_tar(export.files))
+            artifacts.append(_artifact(store, ref, fmt, f"{fmt}.tar"))
+        else:
+            ((name, path),) = export.files.items()
+            artifacts.append(_artifact(store, store.put_blob_file(path), fmt, name))
+    metrics = result.metrics()
+    artifacts.append(_artifact(store, store.put_blob(profile), "reference-profile", "profile.json"))
+    exports = {
+        fmt: {"size": e.size_bytes, "latency_ms": e.latency_ms} for fmt, e in result.exports.items()
+    }
+    card = model_card(
+        config["run"],
+        config["dataset"],
+        result.family,
+        metrics,
+        result.evaluation.per_slice,
+        exports,
+        classes,
+        samples,
+        result.evaluation.fairness_gap_detail,
+    )
+    artifacts.append(_artifact(store, store.put_blob(card.encode()), "model-card", "MODEL_CARD.md"))
+    detailed = {
+        "evaluation": result.evaluation.to_dict(),
+        "exportAccuracy": result.export_accuracy,
+        "history": result.history,
+        "classes": classes,
+        "family": result.family,
+    }
+    metrics_ref = store.put_blob(json.dumps(detailed, sort_keys=True).encode())
+    results = {
+        "run": config["run"],
+        "datasetVersion": config["dataset"]["version"],
+        "family": result.family,
+        "classes": classes,
+        "samples": samples,
+        "metrics": {
+            "overall": {k: float(v) for k, v in metrics.items()},
+            "perSlice": _per_slice_status(result),
+        },
+        "metricsUri": f"s3://{store.bucket}/{metrics_ref.key}",
+        "artifacts": artifacts,
+    }
+    # Last: the operator treats the run as done only when this object exists.
+    store.put_json(f"{config['output']['prefix']}/results.json", results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="EdgeOps trainer")
+    parser.add_argument("--config", required=True, type=Path)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config = json.loads(args.config.read_text())
+    store = ArtifactStore(StoreConfig.from_env(os.environ))
+    prefix = config["output"]["prefix"]
+    try:
+        hp = Hyperparameters.from_config(config.get("hyperparameters") or {})
+        options = TrainerOptions.from_config(config.get("config") or {})
+        dataset = config["dataset"]
+        print(
+            f"loading dataset {dataset['namespace']}/{dataset['name']}@{dataset['version'][:12]}",
+            flush=True,
+        )
+        data, profile = load_version(
+            store,
+            dataset["namespace"],
+            dataset["name"],
+            dataset["version"],
+            list(config.get("sliceColumns") or []),
+        )
+        with tempfile.TemporaryDirectory(prefix="edgeops-train-") as tmp:
+            result = train(data, hp, Path(tmp), list(config["exports"]), options)
+            samples = {
+                "train": len(data.y_train),
+                "validation": len(data.y_val),
+                "test": len(data.y_test),
+            }
+            publish(store, config, result, profile, samples, data.classes)
+    except ValueError as exc:
+        store.put_json(f"{prefix}/failure.json", {"error": str(exc), "kind": "InvalidConfig"})
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_BAD_CONFIG
+    except Exception as exc:
+        traceback.print_exc()
+        store.put_json(
+            f"{prefix}/failure.json",
+            {"error": f"{type(exc).__name__}: {exc}", "kind": "TrainingFailed"},
+        )
+        return EXIT_FAILED
+    print("results published", flush=True)
+    return 0

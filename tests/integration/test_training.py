@@ -1,0 +1,213 @@
+"""TrainingRuns end to end: real Job controller, local node, TensorFlow trainer, MinIO."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgeops.devcluster import processes
+from edgeops.store import ArtifactStore, StoreConfig
+from edgeops.training.data import load_version
+from edgeops.training.exports import run_tflite
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+tf = pytest.importorskip("tensorflow", reason="the train extra is needed to check the exports")
+ort = pytest.importorskip("onnxruntime")
+
+DATASET = """
+apiVersion: edgeops.dev/v1alpha1
+kind: Dataset
+metadata: {name: motions}
+spec:
+  sources: [{builtin: {name: basic-motions}}]
+  split: {train: 0.6, validation: 0.2, test: 0.2}
+  governance: {classification: internal, retentionDays: 30, region: eu-central-1}
+"""
+
+
+def run_manifest(name: str, **trainer: Any) -> str:
+    spec: dict[str, Any] = {
+        "datasetRef": {"name": "motions"},
+        "trainer": {"hyperparameters": {"epochs": 60, "batchSize": 8, "seed": 7}, **trainer},
+        "exports": ["onnx", "tflite", "tflite-int8", "tflm"],
+        "backoffLimit": 0,
+    }
+    for key in ("backoffLimit", "activeDeadlineSeconds"):
+        if key in trainer:
+            spec[key] = spec["trainer"].pop(key)
+    return json.dumps({"apiVersion": "edgeops.dev/v1alpha1", "kind": "TrainingRun",
+                       "metadata": {"name": name}, "spec": spec})
+
+
+def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def _finished(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
+    run = _get(cluster, "trainingrun", name, "-n", ns)
+    status = run.get("status") or {}
+    return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+@pytest.fixture(scope="module")
+def trained(cluster: Cluster) -> dict[str, Any]:
+    """One namespace with the dataset and a successful run, shared by the checks below."""
+    ns = cluster.namespace("train")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=DATASET)
+    version = _wait(lambda: _get(cluster, "dataset", "motions", "-n", ns).get("status", {})
+                    .get("latestVersion"), 120, "the dataset's first version")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("good"))
+    status = _wait(lambda: _finished(cluster, ns, "good"), 420, "run good to finish")
+    return {"ns": ns, "version": version, "status": status}
+
+
+def _store(cluster: Cluster) -> ArtifactStore:
+    return ArtifactStore(StoreConfig.from_env(cluster.env))
+
+
+def test_run_succeeds_with_metrics_artifacts_and_lineage(cluster: Cluster, trained: dict[str, Any]) -> None:
+    ns, status = trained["ns"], trained["status"]
+    assert status["phase"] == "Succeeded", _condition(status, "Succeeded")
+    assert status["jobName"] == "good-train"
+    assert status["datasetVersion"] == trained["version"]
+    assert len(status["codeVersion"]["configHash"]) == 64
+    assert status["codeVersion"]["image"].startswith("ghcr.io/edgeops/trainer:")
+    overall = status["metrics"]["overall"]
+    assert overall["accuracy"] > 0.7, overall
+    formats = {a["format"] for a in status["artifacts"]}
+    assert {"onnx", "tflite", "tflite-int8", "tflm", "savedmodel", "model-card",
+            "reference-profile"} <= formats
+    assert all(len(a["sha256"]) == 64 and a["size"] > 0 for a in status["artifacts"])
+    assert status["startTime"] and status["completionTime"]
+    succeeded = _condition(status, "Succeeded")
+    assert succeeded["status"] == "True" and "accuracy=" in succeeded["message"]
+    jobs = _get(cluster, "jobs", "-n", ns)["items"]
+    assert [j["metadata"]["name"] for j in jobs] == ["good-train"]
+    owner = jobs[0]["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "TrainingRun" and owner["name"] == "good"
+    logs = cluster.kubectl("logs", "-n", ns, "job/good-train").stdout
+    assert "epoch 60/60" in logs and "results published" in logs
+
+
+def test_exports_agree_with_the_keras_model(cluster: Cluster, trained: dict[str, Any],
+                                            tmp_path: Path) -> None:
+    store = _store(cluster)
+    artifacts = {a["format"]: a for a in trained["status"]["artifacts"]}
+    blobs = {}
+    for fmt, art in artifacts.items():
+        data = store.get_blob(art["sha256"])  # verifies the content hash
+        assert hashlib.sha256(data).hexdigest() == art["sha256"] and len(data) == art["size"]
+        blobs[fmt] = data
+    data, _ = load_version(store, trained["ns"], "motions", trained["version"], [])
+    x, y = data.x_test, data.y_test
+
+    with tarfile.open(fileobj=io.BytesIO(blobs["savedmodel"])) as tar:
+        tar.extractall(tmp_path, filter="data")
+    keras_layer = tf.keras.layers.TFSMLayer(str(tmp_path / "saved_model"), call_endpoint="serve")
+    keras_probs = np.asarray(keras_layer(x))
+
+    session = ort.InferenceSession(blobs["onnx"], providers=["CPUExecutionProvider"])
+    onnx_probs = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert np.abs(onnx_probs - keras_probs).max() < 1e-4
+    assert (onnx_probs.argmax(1) == keras_probs.argmax(1)).all()
+
+    float_acc = float((run_tflite(blobs["tflite"], x).argmax(1) == y).mean())
+    int8_acc = float((run_tflite(blobs["tflite-int8"], x).argmax(1) == y).mean())
+    keras_acc = float((keras_probs.argmax(1) == y).mean())
+    print(f"keras={keras_acc:.4f} tflite={float_acc:.4f} int8={int8_acc:.4f}")
+    assert abs(float_acc - keras_acc) < 1e-9
+    assert keras_acc - int8_acc <= 0.02, (keras_acc, int8_acc)
+    overall = trained["status"]["metrics"]["overall"]
+    assert overall["tflite_int8_accuracy"] == pytest.approx(int8_acc)
+
+    with tarfile.open(fileobj=io.BytesIO(blobs["tflm"])) as tar:
+        source = tar.extractfile("tflm/model_data.cc").read().decode()  # type: ignore[union-attr]
+    from edgeops.training.tflm import parse_c_array
+
+    assert parse_c_array(source) == blobs["tflite-int8"]
+    card = blobs["model-card"].decode()
+    assert trained["version"] in card and "## Limitations" in card
+
+
+def test_bad_config_fails_after_retries_with_the_reason(cluster: Cluster,
+                                                         trained: dict[str, Any]) -> None:
+    ns = trained["ns"]
+    manifest = run_manifest("typo", config={"widht": 64}, backoffLimit=1)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+    status = _wait(lambda: _finished(cluster, ns, "typo"), 240, "run typo to fail")
+    assert status["phase"] == "Failed"
+    failed = _condition(status, "Succeeded")
+    assert failed["status"] == "False" and failed["reason"] == "BackoffLimitExceeded"
+    assert "unknown trainer config key(s) 'widht'" in failed["message"]
+    assert "exit codes 2, 2" in failed["message"]  # first try + one retry
+    events = cluster.kubectl("get", "events", "-n", ns, "--field-selector",
+                             "involvedObject.name=typo", "-o", "json").stdout
+    assert "BackoffLimitExceeded" in events
+
+
+def test_run_past_its_deadline_fails_with_deadline_exceeded(cluster: Cluster,
+                                                             trained: dict[str, Any]) -> None:
+    ns = trained["ns"]
+    manifest = run_manifest("slow", command=["python", "-c", "import time; time.sleep(120)"],
+                            activeDeadlineSeconds=4)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+    status = _wait(lambda: _finished(cluster, ns, "slow"), 120, "run slow to hit its deadline")
+    failed = _condition(status, "Succeeded")
+    assert status["phase"] == "Failed" and failed["reason"] == "DeadlineExceeded"
+    assert "activeDeadlineSeconds=4" in failed["message"]
+
+
+def test_operator_restart_mid_job_yields_one_job_and_a_final_status(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
+    ns = trained["ns"]
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("restart"))
+    _wait(lambda: (_get(cluster, "trainingrun", "restart", "-n", ns).get("status") or {})
+          .get("phase") == "Running", 120, "run restart to be Running")
+    comp = json.loads(cluster.dev.state_file.read_text())["components"]["operator"]
+    assert processes.stop(int(comp["pid"]), comp["argv0"])
+    time.sleep(2)
+    cluster.dev.up(with_operator=True, report=lambda m: None)
+    status = _wait(lambda: _finished(cluster, ns, "restart"), 420, "run restart to finish")
+    assert status["phase"] == "Succeeded"
+    jobs = _get(cluster, "jobs", "-n", ns, "-l", "edgeops.dev/training-run=restart")["items"]
+    assert len(jobs) == 1
+    pods = _get(cluster, "pods", "-n", ns, "-l", "edgeops.dev/training-run=restart")["items"]
+    assert len(pods) == 1
+
+
+def test_deleting_a_run_deletes_its_job_but_keeps_artifacts(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
+    ns = trained["ns"]
+    store = _store(cluster)
+    onnx = next(a for a in trained["status"]["artifacts"] if a["format"] == "onnx")
+    cluster.kubectl("delete", "trainingrun", "good", "-n", ns)
+    _wait(lambda: cluster.kubectl("get", "job", "good-train", "-n", ns,
+                                  check=False).returncode != 0, 60, "the Job to be collected")
+    assert store.get_blob(onnx["sha256"])
