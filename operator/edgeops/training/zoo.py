@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 FAMILIES = ("dense", "conv1d", "cnn")
 
 
@@ -44,7 +46,14 @@ def build_model(
     inputs = tf.keras.Input(shape=input_shape, name="input")
     x = inputs
     if mean is not None and variance is not None:
-        x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+        # Rescaling bakes the statistics in as graph constants (Normalization keeps them as
+        # variables, which tf2onnx turns into missing graph inputs).
+        std = np.sqrt(np.asarray(variance, dtype=np.float32))
+        x = layers.Rescaling(
+            scale=(1.0 / std).tolist(),
+            offset=(-np.asarray(mean, dtype=np.float32) / std).tolist(),
+            name="standardize",
+        )(x)
     if family == "dense":
         x = layers.Dense(width, activation="relu")(x)
         x = layers.Dense(width // 2, activation="relu")(x)
