@@ -44,8 +44,14 @@ def run_manifest(name: str, **trainer: Any) -> str:
     for key in ("backoffLimit", "activeDeadlineSeconds"):
         if key in trainer:
             spec[key] = spec["trainer"].pop(key)
-    return json.dumps({"apiVersion": "edgeops.dev/v1alpha1", "kind": "TrainingRun",
-                       "metadata": {"name": name}, "spec": spec})
+    return json.dumps(
+        {
+            "apiVersion": "edgeops.dev/v1alpha1",
+            "kind": "TrainingRun",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
 
 
 def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
@@ -79,8 +85,13 @@ def trained(cluster: Cluster) -> dict[str, Any]:
     """One namespace with the dataset and a successful run, shared by the checks below."""
     ns = cluster.namespace("train")
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=DATASET)
-    version = _wait(lambda: _get(cluster, "dataset", "motions", "-n", ns).get("status", {})
-                    .get("latestVersion"), 120, "the dataset's first version")
+    version = _wait(
+        lambda: (
+            _get(cluster, "dataset", "motions", "-n", ns).get("status", {}).get("latestVersion")
+        ),
+        120,
+        "the dataset's first version",
+    )
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("good"))
     status = _wait(lambda: _finished(cluster, ns, "good"), 420, "run good to finish")
     return {"ns": ns, "version": version, "status": status}
@@ -90,7 +101,9 @@ def _store(cluster: Cluster) -> ArtifactStore:
     return ArtifactStore(StoreConfig.from_env(cluster.env))
 
 
-def test_run_succeeds_with_metrics_artifacts_and_lineage(cluster: Cluster, trained: dict[str, Any]) -> None:
+def test_run_succeeds_with_metrics_artifacts_and_lineage(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
     ns, status = trained["ns"], trained["status"]
     assert status["phase"] == "Succeeded", _condition(status, "Succeeded")
     assert status["jobName"] == "good-train"
@@ -100,8 +113,15 @@ def test_run_succeeds_with_metrics_artifacts_and_lineage(cluster: Cluster, train
     overall = status["metrics"]["overall"]
     assert overall["accuracy"] > 0.7, overall
     formats = {a["format"] for a in status["artifacts"]}
-    assert {"onnx", "tflite", "tflite-int8", "tflm", "savedmodel", "model-card",
-            "reference-profile"} <= formats
+    assert {
+        "onnx",
+        "tflite",
+        "tflite-int8",
+        "tflm",
+        "savedmodel",
+        "model-card",
+        "reference-profile",
+    } <= formats
     assert all(len(a["sha256"]) == 64 and a["size"] > 0 for a in status["artifacts"])
     assert status["startTime"] and status["completionTime"]
     succeeded = _condition(status, "Succeeded")
@@ -114,8 +134,9 @@ def test_run_succeeds_with_metrics_artifacts_and_lineage(cluster: Cluster, train
     assert "epoch 60/60" in logs and "results published" in logs
 
 
-def test_exports_agree_with_the_keras_model(cluster: Cluster, trained: dict[str, Any],
-                                            tmp_path: Path) -> None:
+def test_exports_agree_with_the_keras_model(
+    cluster: Cluster, trained: dict[str, Any], tmp_path: Path
+) -> None:
     store = _store(cluster)
     artifacts = {a["format"]: a for a in trained["status"]["artifacts"]}
     blobs = {}
@@ -154,8 +175,9 @@ def test_exports_agree_with_the_keras_model(cluster: Cluster, trained: dict[str,
     assert trained["version"] in card and "## Limitations" in card
 
 
-def test_bad_config_fails_after_retries_with_the_reason(cluster: Cluster,
-                                                         trained: dict[str, Any]) -> None:
+def test_bad_config_fails_after_retries_with_the_reason(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
     ns = trained["ns"]
     manifest = run_manifest("typo", config={"widht": 64}, backoffLimit=1)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
@@ -165,16 +187,19 @@ def test_bad_config_fails_after_retries_with_the_reason(cluster: Cluster,
     assert failed["status"] == "False" and failed["reason"] == "BackoffLimitExceeded"
     assert "unknown trainer config key(s) 'widht'" in failed["message"]
     assert "exit codes 2, 2" in failed["message"]  # first try + one retry
-    events = cluster.kubectl("get", "events", "-n", ns, "--field-selector",
-                             "involvedObject.name=typo", "-o", "json").stdout
+    events = cluster.kubectl(
+        "get", "events", "-n", ns, "--field-selector", "involvedObject.name=typo", "-o", "json"
+    ).stdout
     assert "BackoffLimitExceeded" in events
 
 
-def test_run_past_its_deadline_fails_with_deadline_exceeded(cluster: Cluster,
-                                                             trained: dict[str, Any]) -> None:
+def test_run_past_its_deadline_fails_with_deadline_exceeded(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
     ns = trained["ns"]
-    manifest = run_manifest("slow", command=["python", "-c", "import time; time.sleep(120)"],
-                            activeDeadlineSeconds=4)
+    manifest = run_manifest(
+        "slow", command=["python", "-c", "import time; time.sleep(120)"], activeDeadlineSeconds=4
+    )
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
     status = _wait(lambda: _finished(cluster, ns, "slow"), 120, "run slow to hit its deadline")
     failed = _condition(status, "Succeeded")
@@ -187,8 +212,14 @@ def test_operator_restart_mid_job_yields_one_job_and_a_final_status(
 ) -> None:
     ns = trained["ns"]
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("restart"))
-    _wait(lambda: (_get(cluster, "trainingrun", "restart", "-n", ns).get("status") or {})
-          .get("phase") == "Running", 120, "run restart to be Running")
+    _wait(
+        lambda: (
+            (_get(cluster, "trainingrun", "restart", "-n", ns).get("status") or {}).get("phase")
+            == "Running"
+        ),
+        120,
+        "run restart to be Running",
+    )
     comp = json.loads(cluster.dev.state_file.read_text())["components"]["operator"]
     assert processes.stop(int(comp["pid"]), comp["argv0"])
     time.sleep(2)
@@ -208,6 +239,9 @@ def test_deleting_a_run_deletes_its_job_but_keeps_artifacts(
     store = _store(cluster)
     onnx = next(a for a in trained["status"]["artifacts"] if a["format"] == "onnx")
     cluster.kubectl("delete", "trainingrun", "good", "-n", ns)
-    _wait(lambda: cluster.kubectl("get", "job", "good-train", "-n", ns,
-                                  check=False).returncode != 0, 60, "the Job to be collected")
+    _wait(
+        lambda: cluster.kubectl("get", "job", "good-train", "-n", ns, check=False).returncode != 0,
+        60,
+        "the Job to be collected",
+    )
     assert store.get_blob(onnx["sha256"])

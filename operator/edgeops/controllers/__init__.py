@@ -1,1 +1,8 @@
-"""Thin Kopf handlers, one module per kind; `runtime` starts the operator."""
+"""Thin Kopf handlers, one module per kind; `runtime` starts the operator.
+
+Importing a controller module registers its handlers with Kopf.
+"""
+
+from edgeops.controllers import dataset, trainingrun
+
+__all__ = ["dataset", "trainingrun"]

@@ -1,0 +1,355 @@
+"""Dataset controller: a per-object Kopf timer collects on spec.collection's schedule.
+
+All collection and status writing happens in the timer: Kopf never runs a timer twice at
+once for the same object, so there is exactly one writer of a Dataset's status and no
+race between handlers. A spec change (new generation) makes the next tick collect at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import kopf
+from pydantic import ValidationError
+
+from edgeops.api import (
+    ConditionType,
+    DatasetSpec,
+    DatasetVersion,
+    Reason,
+    format_time,
+    get_condition,
+    set_condition,
+)
+from edgeops.api.constants import DATASETS, GROUP, VERSION
+from edgeops.datasets import layout
+from edgeops.datasets.ingest import CollectionResult, Outcome, collect
+from edgeops.datasets.retention import collect_garbage, enforce_retention
+from edgeops.datasets.schedule import is_due
+from edgeops.datasets.sources import SourceUnavailableError
+from edgeops.k8s import client as k8s
+from edgeops.store import StorageUnavailableError, StoreError
+
+from .storage import artifact_store
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS: Final = float(os.environ.get("EDGEOPS_DATASET_TICK_SECONDS", "2"))
+#: Test/dev hook: pause this long between writing a version's data and its manifest, so a
+#: test can kill the operator mid-ingest. Capped so it cannot wedge a Dataset for long.
+INGEST_DELAY_ANNOTATION: Final = "edgeops.dev/ingest-delay-seconds"
+MAX_INGEST_DELAY: Final = 300.0
+RETENTION_EVERY_SECONDS: Final = 3600.0
+CONDITION_TYPES: Final = (
+    ConditionType.READY,
+    ConditionType.VALIDATED,
+    ConditionType.STORAGE_AVAILABLE,
+)
+
+
+class _QuietTicks(logging.Filter):
+    """Kopf logs (and, at posting level INFO, posts as an Event) every successful timer
+    run; a tick every few seconds per Dataset would flood logs and the Events API. What
+    a tick did is reported through our own Events and conditions instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Timer 'collect_dataset' succeeded."
+
+
+logging.getLogger("kopf.objects").addFilter(_QuietTicks())
+
+
+@kopf.timer(GROUP, VERSION, DATASETS, interval=TICK_SECONDS, initial_delay=0.5)
+def collect_dataset(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    if namespace is None:  # Datasets are namespaced; guards the type only
+        return
+    now = datetime.now(UTC)
+    generation = meta.get("generation")
+    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
+    try:
+        parsed = DatasetSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        message = "; ".join(str(e["msg"]) for e in error.errors())[:1000]
+        _write(
+            patch,
+            status,
+            generation,
+            now,
+            conditions,
+            {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
+        )
+        return
+    if not _due(parsed, status, generation, memo, now):
+        return
+    memo["last_attempt"] = now
+    delay = _ingest_delay(meta)
+    try:
+        result = collect(
+            artifact_store(), namespace, name, parsed, now, before_manifest=_pause(delay, name)
+        )
+    except (StorageUnavailableError, StoreError, ValueError) as error:
+        _storage_down(body, patch, status, generation, now, conditions, str(error))
+        return
+    except SourceUnavailableError as error:
+        _source_down(body, patch, status, generation, now, conditions, str(error))
+        return
+    _report(body, patch, status, parsed, generation, now, conditions, result)
+    if parsed.governance.retention_days is not None:
+        _retention(body, parsed, namespace, name, memo, now)
+
+
+def _due(
+    spec: DatasetSpec,
+    status: kopf.Status,
+    generation: Any,
+    memo: kopf.Memo,
+    now: datetime,
+) -> bool:
+    last_attempt: datetime | None = memo.get("last_attempt")
+    if last_attempt is None or status.get("observedGeneration") != generation:
+        return True  # first tick since start or a spec change
+    if get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE) and not any(
+        c.get("status") == "True"
+        for c in status.get("conditions") or []
+        if c.get("type") == ConditionType.STORAGE_AVAILABLE
+    ):
+        return True  # keep probing until storage is back
+    collection = spec.collection
+    if collection is not None and collection.on_new_objects:
+        return True  # cheap: an unchanged listing short-circuits inside collect()
+    return is_due(collection.schedule if collection else None, last_attempt, now)
+
+
+def _ingest_delay(meta: kopf.Meta) -> float:
+    raw = (meta.get("annotations") or {}).get(INGEST_DELAY_ANNOTATION)
+    try:
+        return min(max(float(raw), 0.0), MAX_INGEST_DELAY) if raw else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _pause(delay: float, name: str) -> Callable[[str], None]:
+    def pause(version: str) -> None:
+        if delay > 0:
+            log.info(
+                "dataset %s: version %s data written; manifest in %.0fs (%s)",
+                name,
+                version[:12],
+                delay,
+                INGEST_DELAY_ANNOTATION,
+            )
+            time.sleep(delay)
+
+    return pause
+
+
+def _report(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: kopf.Status,
+    spec: DatasetSpec,
+    generation: Any,
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    result: CollectionResult,
+) -> None:
+    latest = result.latest
+    counts = _counts(result)
+    short = latest["id"][:12] if latest else None
+    if result.outcome == Outcome.TOO_MANY_REJECTED:
+        limit = spec.validation.max_rejected_fraction
+        seen = result.accepted + result.rejected
+        validated = (
+            "False",
+            Reason.TOO_MANY_REJECTED,
+            f"{result.rejected} of {seen} rows rejected ({result.rejected / max(seen, 1):.1%} "
+            f"> limit {limit:.1%}): {counts}; no version published",
+        )
+    else:
+        validated = ("True", Reason.ROWS_VALIDATED, counts)
+    if latest is None:
+        reason = Reason.TOO_MANY_REJECTED if validated[0] == "False" else Reason.NO_NEW_DATA
+        ready = ("False", reason, f"no version yet: {counts}")
+    elif result.outcome == Outcome.TOO_MANY_REJECTED:
+        ready = (
+            "True",
+            Reason.TOO_MANY_REJECTED,
+            f"serving previous version {short}; last collection rejected: {counts}",
+        )
+    else:
+        reason = Reason.COLLECTED if result.outcome != Outcome.NO_NEW_DATA else Reason.NO_NEW_DATA
+        ready = ("True", reason, f"version {short}: {counts}")
+    updates = {
+        ConditionType.READY: ready,
+        ConditionType.VALIDATED: validated,
+        ConditionType.STORAGE_AVAILABLE: (
+            "True",
+            Reason.STORAGE_REACHABLE,
+            "S3 answered the last collection",
+        ),
+    }
+    _storage_recovered(body, status)
+    _write(patch, status, generation, now, conditions, updates)
+    patch.status["latestVersion"] = latest["id"] if latest else None
+    patch.status["versions"] = [_status_version(v) for v in result.history[-spec.history_limit :]]
+    patch.status["rejected"] = {"total": result.rejected, "byReason": result.by_reason}
+    if result.outcome != Outcome.NO_NEW_DATA:
+        patch.status["lastCollectionTime"] = format_time(now)
+    if result.new_version and latest is not None:
+        kopf.info(body, reason="VersionPublished", message=f"version {short}: {counts}")
+    if result.outcome == Outcome.TOO_MANY_REJECTED:
+        kopf.warn(body, reason=Reason.TOO_MANY_REJECTED, message=validated[2])
+    elif result.outcome != Outcome.NO_NEW_DATA and result.rejected:
+        kopf.warn(body, reason="RowsRejected", message=counts)
+
+
+def _counts(result: CollectionResult) -> str:
+    """Counts only: reasons name columns, never values, so this is safe for personal data."""
+    reasons = ", ".join(f"{k}: {v}" for k, v in result.by_reason.items() if k != "Duplicate")
+    text = f"{result.accepted} rows accepted, {result.rejected} rejected"
+    if reasons:
+        text += f" ({reasons})"
+    if result.duplicates:
+        text += f", {result.duplicates} duplicates dropped"
+    return text + f", from {result.sources} source objects"
+
+
+def _status_version(record: dict[str, Any]) -> dict[str, Any]:
+    balance = dict(list((record.get("classBalance") or {}).items())[:256])
+    version = DatasetVersion(
+        id=record["id"],
+        created=record["created"],
+        sample_count=record["sampleCount"],
+        rejected_count=record.get("rejectedCount", 0),
+        class_balance=balance,
+        manifest_uri=record["manifestUri"],
+        profile_uri=record.get("profileUri"),
+    )
+    return version.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _storage_down(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: kopf.Status,
+    generation: Any,
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    detail: str,
+) -> None:
+    was = get_condition(conditions, ConditionType.STORAGE_AVAILABLE)
+    if was is None or was.get("status") != "False":
+        kopf.warn(body, reason=Reason.STORAGE_UNAVAILABLE, message=detail[:1000])
+    updates = {ConditionType.STORAGE_AVAILABLE: ("False", Reason.STORAGE_UNAVAILABLE, detail)}
+    if not status.get("latestVersion"):
+        updates[ConditionType.READY] = ("False", Reason.STORAGE_UNAVAILABLE, detail)
+    _write(patch, status, generation, now, conditions, updates, observe=False)
+
+
+def _storage_recovered(body: kopf.Body, status: kopf.Status) -> None:
+    was = get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE)
+    if was is not None and was.get("status") == "False":
+        kopf.info(body, reason=Reason.STORAGE_REACHABLE, message="S3 is reachable again")
+
+
+def _source_down(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: kopf.Status,
+    generation: Any,
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    detail: str,
+) -> None:
+    kopf.warn(body, reason=Reason.SOURCE_UNAVAILABLE, message=detail[:1000])
+    latest = status.get("latestVersion")
+    ready = (
+        ("True", Reason.SOURCE_UNAVAILABLE, f"serving version {latest[:12]}; {detail}")
+        if latest
+        else ("False", Reason.SOURCE_UNAVAILABLE, detail)
+    )
+    _write(patch, status, generation, now, conditions, {ConditionType.READY: ready})
+
+
+def _write(
+    patch: kopf.Patch,
+    status: kopf.Status,
+    generation: Any,
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    updates: dict[str, tuple[str, str, str]],
+    observe: bool = True,
+) -> None:
+    """Sets conditions (every type present from the first write on) and, unless the
+    attempt failed for a transient reason, observedGeneration."""
+    gen = int(generation) if generation is not None else None
+    for type_ in CONDITION_TYPES:
+        if type_ in updates:
+            state, reason, message = updates[type_]
+            conditions = set_condition(conditions, type_, state, reason, message, gen, now)
+        elif get_condition(conditions, type_) is None:
+            conditions = set_condition(
+                conditions, type_, "Unknown", Reason.RECONCILING, "not evaluated yet", gen, now
+            )
+    patch.status["conditions"] = conditions
+    if observe:
+        patch.status["observedGeneration"] = gen
+
+
+def _retention(
+    body: kopf.Body,
+    spec: DatasetSpec,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    now: datetime,
+) -> None:
+    last: datetime | None = memo.get("last_retention")
+    if last is not None and (now - last).total_seconds() < RETENTION_EVERY_SECONDS:
+        return
+    memo["last_retention"] = now
+    try:
+        protected = k8s.deployed_dataset_versions(namespace)
+    except Exception as error:  # an unreadable EdgeModel list must not delete anything
+        log.warning(
+            "dataset %s/%s: retention skipped, EdgeModels unreadable: %s",
+            namespace,
+            name,
+            type(error).__name__,
+        )
+        return
+    inbox = next(
+        (s.inbox.prefix or layout.inbox_prefix(namespace, name) for s in spec.sources if s.inbox),
+        None,
+    )
+    try:
+        store = artifact_store()
+        report = enforce_retention(store, namespace, name, spec.governance, now, protected, inbox)
+        report.deleted_blobs = collect_garbage(store, now)
+    except StoreError as error:
+        log.warning("dataset %s/%s: retention failed: %s", namespace, name, error)
+        return
+    if report.deleted_versions or report.deleted_raw or report.kept_for_models:
+        kopf.info(
+            body,
+            reason="RetentionEnforced",
+            message=f"{len(report.deleted_versions)} expired versions and {report.deleted_raw} "
+            f"raw samples deleted, {report.deleted_blobs} unreferenced blobs removed; "
+            f"{len(report.kept_for_models)} expired versions kept because deployed models use "
+            f"them ({', '.join(v[:12] for v in report.kept_for_models) or 'none'})",
+        )

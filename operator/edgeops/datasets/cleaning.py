@@ -1,0 +1,265 @@
+"""Schema check, type coercion, missing-value and range rules, duplicate removal.
+
+Every row either comes out typed and valid, or is set aside with a reason; nothing is
+dropped silently. Coercions (e.g. the string "3.5" read from CSV into a float feature) are
+counted per column and direction so surprising inputs are visible in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeops.api import DatasetSchema, Feature, ValidationRules
+
+from .canonical import canonical_json
+from .rows import Rejected, RejectReason, Row
+
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f"})
+
+
+class _InvalidError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+_MISSING = object()
+
+
+@dataclass
+class CleanResult:
+    accepted: list[Row] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    duplicates: int = 0
+    coercions: Counter[str] = field(default_factory=Counter)
+    imputed: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        counts = Counter(r.reason for r in self.rejected)
+        if self.duplicates:
+            counts[RejectReason.DUPLICATE] = self.duplicates
+        return dict(sorted(counts.items()))
+
+    @property
+    def invalid_count(self) -> int:
+        """Rows rejected as invalid; duplicates are redundant, not invalid, so they do not
+        count against the rejected-fraction limit."""
+        return len(self.rejected)
+
+    def invalid_fraction(self) -> float:
+        seen = len(self.accepted) + self.invalid_count
+        return self.invalid_count / seen if seen else 0.0
+
+
+def kept_columns(schema: DatasetSchema) -> list[str]:
+    """Columns a version stores, in order: features, label, slice and row-key columns."""
+    names = [f.name for f in schema.features]
+    for extra in [schema.label, *(schema.slice_columns or []), *(schema.row_key or [])]:
+        if extra is not None and extra not in names:
+            names.append(extra)
+    return names
+
+
+def clean(
+    batches: Iterable[tuple[str, Iterable[Row | Rejected]]],
+    schema: DatasetSchema,
+    rules: ValidationRules,
+) -> CleanResult:
+    """Validates the rows of every (source name, rows) batch against ``schema``.
+
+    Accepted rows are deduplicated across all batches and sorted by content hash, so the
+    result does not depend on file or listing order.
+    """
+    result = CleanResult()
+    features = {f.name: f for f in schema.features}
+    extras = [c for c in kept_columns(schema) if c not in features]
+    needs_mean: list[tuple[Row, list[str]]] = []
+    for source, rows in batches:
+        for number, item in enumerate(rows, start=1):
+            if isinstance(item, Rejected):
+                result.rejected.append(item)
+                continue
+            try:
+                typed, gaps = _typed_row(item, features, extras, rules, result.coercions)
+            except _InvalidError as invalid:
+                result.rejected.append(
+                    Rejected(source, number, invalid.reason, invalid.detail, _jsonable(item))
+                )
+                continue
+            if gaps and rules.missing_values == "FillMean":
+                needs_mean.append((typed, gaps))
+                continue
+            for name in gaps:  # FillZero
+                typed[name] = _fill(features[name], 0.0)
+                result.imputed[name] += 1
+            result.accepted.append(typed)
+    if needs_mean:
+        means = _column_means(result.accepted, [row for row, _ in needs_mean], features)
+        for typed, gaps in needs_mean:
+            for name in gaps:
+                typed[name] = _fill(features[name], means.get(name, 0.0))
+                result.imputed[name] += 1
+            result.accepted.append(typed)
+    result.accepted, result.duplicates = _dedupe(result.accepted, rules.dedupe)
+    return result
+
+
+def _typed_row(
+    raw: Row,
+    features: dict[str, Feature],
+    extras: list[str],
+    rules: ValidationRules,
+    coercions: Counter[str],
+) -> tuple[Row, list[str]]:
+    typed: Row = {}
+    gaps: list[str] = []
+    for name, feature in features.items():
+        value = raw.get(name, _MISSING)
+        if value is _MISSING:
+            raise _InvalidError(RejectReason.MISSING_COLUMN, f"column {name} is absent")
+        if _is_missing(value):
+            if feature.nullable:
+                typed[name] = None
+                continue
+            if rules.missing_values == "Reject":
+                raise _InvalidError(RejectReason.MISSING_VALUE, f"column {name} has no value")
+            typed[name] = None
+            gaps.append(name)
+            continue
+        converted = _coerce(value, feature, coercions)
+        if (
+            rules.range_checks
+            and isinstance(converted, int | float)
+            and (
+                (feature.min is not None and converted < feature.min)
+                or (feature.max is not None and converted > feature.max)
+            )
+        ):
+            raise _InvalidError(
+                RejectReason.OUT_OF_RANGE,
+                f"column {name} outside [{_bound(feature.min)}, {_bound(feature.max)}]",
+            )
+        typed[name] = converted
+    for name in extras:
+        value = raw.get(name, _MISSING)
+        if value is _MISSING or _is_missing(value):
+            raise _InvalidError(RejectReason.MISSING_VALUE, f"column {name} has no value")
+        # Labels, slice and key columns are categories: one canonical string form, so "1"
+        # from CSV and 1 from JSON are the same class.
+        typed[name] = _as_category(value)
+    return typed, gaps
+
+
+def _coerce(value: Any, feature: Feature, coercions: Counter[str]) -> Any:
+    kind = feature.type
+    source_type = type(value).__name__
+    try:
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            converted: Any = float(value)
+            if not math.isfinite(converted):
+                raise _InvalidError(RejectReason.NOT_FINITE, f"column {feature.name} is not finite")
+        elif kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value) if not isinstance(value, int) else value
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError
+            converted = int(number)
+        elif kind == "bool":
+            if isinstance(value, bool):
+                converted = value
+            elif str(value).strip().lower() in _TRUE:
+                converted = True
+            elif str(value).strip().lower() in _FALSE:
+                converted = False
+            else:
+                raise ValueError
+        else:
+            converted = value if isinstance(value, str) else _as_category(value)
+    except (ValueError, TypeError, OverflowError):
+        raise _InvalidError(
+            RejectReason.TYPE_MISMATCH, f"column {feature.name} is not a valid {kind}"
+        ) from None
+    if type(converted) is not type(value):
+        coercions[f"{feature.name}: {source_type} -> {kind}"] += 1
+    return converted
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == "" or value.strip().lower() in ("na", "nan", "null")
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _as_category(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _fill(feature: Feature, mean: float) -> Any:
+    if feature.type == "float":
+        return float(mean)
+    if feature.type == "int":
+        return round(mean)
+    if feature.type == "bool":
+        return bool(round(mean))
+    return ""
+
+
+def _column_means(
+    accepted: list[Row], partial: list[Row], features: dict[str, Feature]
+) -> dict[str, float]:
+    """Means over every present value (rows needing a fill included: their other
+    columns are real data)."""
+    sums: dict[str, float] = {}
+    counts: Counter[str] = Counter()
+    for row in [*accepted, *partial]:
+        for name, feature in features.items():
+            value = row.get(name)
+            if feature.type in ("float", "int", "bool") and value is not None:
+                sums[name] = sums.get(name, 0.0) + float(value)
+                counts[name] += 1
+    return {name: sums[name] / counts[name] for name in counts}
+
+
+def _dedupe(rows: list[Row], dedupe: bool) -> tuple[list[Row], int]:
+    keyed = sorted(((row_digest(r), r) for r in rows), key=lambda pair: pair[0])
+    if not dedupe:
+        return [r for _, r in keyed], 0
+    unique: list[Row] = []
+    last: bytes | None = None
+    for digest, row in keyed:
+        if digest != last:
+            unique.append(row)
+        last = digest
+    return unique, len(rows) - len(unique)
+
+
+def row_digest(row: Row) -> bytes:
+    return hashlib.sha256(canonical_json(row)).digest()
+
+
+def _bound(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"
+
+
+def _jsonable(row: Row) -> Row:
+    return {
+        str(k): (v if isinstance(v, str | int | float | bool) or v is None else str(v))
+        for k, v in row.items()
+    }

@@ -1,0 +1,282 @@
+"""One collection of a Dataset: read every source, clean, split, and publish a version.
+
+Crash safety: blobs, profile and version info are written before the manifest, and the
+manifest before the index. A version exists once its manifest does, so a reader never sees
+half a version. A crash before the manifest leaves unreferenced blobs (garbage-collected
+later) and a staging marker; the next collection recomputes the same content, hence the
+same version id, finds no manifest, and completes the publish idempotently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from edgeops.api import DatasetSchema, DatasetSpec, format_time
+
+from . import layout
+from .canonical import canonical_json
+from .cleaning import CleanResult, clean, kept_columns
+from .manifest import ManifestEntry, manifest_bytes, version_id
+from .profile import build_profile, class_balance
+from .protocol import Store
+from .rows import Row
+from .sources import HttpGet, SourceBatch, SourceUnavailableError, http_get, list_batches
+from .split import SPLITS, assign
+
+log = logging.getLogger(__name__)
+
+
+class Outcome:
+    PUBLISHED: Final = "Published"  # a new (or an older, restored) version is now latest
+    UNCHANGED: Final = "Unchanged"  # content hashed to an existing version
+    NO_NEW_DATA: Final = "NoNewData"  # sources and spec unchanged since last collection
+    TOO_MANY_REJECTED: Final = "TooManyRejected"  # rejects above the limit: nothing published
+    NO_DATA: Final = "NoData"  # the sources hold no rows yet
+
+
+@dataclass
+class CollectionResult:
+    outcome: str
+    fingerprint: str
+    latest: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    coercions: dict[str, int] = field(default_factory=dict)
+    rejected_uri: str | None = None
+    sources: int = 0
+
+    @property
+    def new_version(self) -> bool:
+        return self.outcome == Outcome.PUBLISHED
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "fingerprint": self.fingerprint,
+            "version": self.latest["id"] if self.latest else None,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "byReason": self.by_reason,
+            "coercions": self.coercions,
+            "rejectedUri": self.rejected_uri,
+            "sources": self.sources,
+        }
+
+
+def effective_schema(spec: DatasetSpec) -> DatasetSchema:
+    if spec.data_schema is not None:
+        return spec.data_schema
+    from . import builtin
+
+    first = next(s.builtin for s in spec.sources if s.builtin is not None)
+    assert first is not None
+    try:
+        return builtin.load(first.name).schema
+    except builtin.BuiltinUnavailableError as error:
+        raise SourceUnavailableError(str(error)) from None
+
+
+def collect(
+    store: Store,
+    namespace: str,
+    name: str,
+    spec: DatasetSpec,
+    now: datetime,
+    *,
+    before_manifest: Callable[[str], None] = lambda _version: None,
+    fetch_url: HttpGet = http_get,
+    force: bool = False,
+) -> CollectionResult:
+    """Collects once. ``before_manifest`` runs between the data and the manifest writes
+    (a test hook to crash there); ``force`` re-reads sources even if nothing changed."""
+    schema = effective_schema(spec)
+    index = _load_index(store, namespace, name)
+    batches = list_batches(spec, store, namespace, name, fetch_url)
+    fingerprint = _fingerprint(spec, schema, batches)
+    last = index.get("lastCollection") or {}
+    history: list[dict[str, Any]] = index.get("versions", [])
+    latest = history[-1] if history else None
+    if not force and last.get("fingerprint") == fingerprint:
+        return _repeat(last, fingerprint, latest, history)
+
+    cleaned = clean(((b.name, b.rows()) for b in batches), schema, spec.validation)
+    result = CollectionResult(
+        outcome=Outcome.NO_DATA,
+        fingerprint=fingerprint,
+        latest=latest,
+        history=history,
+        accepted=len(cleaned.accepted),
+        rejected=cleaned.invalid_count,
+        duplicates=cleaned.duplicates,
+        by_reason=cleaned.rejected_by_reason,
+        coercions=dict(cleaned.coercions),
+        sources=len(batches),
+    )
+    if cleaned.invalid_fraction() > spec.validation.max_rejected_fraction:
+        key = layout.failed_rejects_key(namespace, name, fingerprint)
+        store.put_bytes(key, _rejects_jsonl(cleaned), "application/x-ndjson")
+        result.outcome = Outcome.TOO_MANY_REJECTED
+        result.rejected_uri = layout.s3_uri(store.bucket, key)
+    elif cleaned.accepted:
+        record = _publish(store, namespace, name, spec, schema, cleaned, now, before_manifest)
+        unchanged = latest is not None and latest["id"] == record["id"]
+        result.outcome = Outcome.UNCHANGED if unchanged else Outcome.PUBLISHED
+        # Content equal to an older version makes that version the latest again.
+        history = [v for v in history if v["id"] != record["id"]] + [record]
+        result.latest, result.history = history[-1], history
+        result.rejected_uri = record.get("rejectedUri")
+    index.update(
+        versions=result.history, lastCollection={**result.summary(), "time": format_time(now)}
+    )
+    # The index is written after the manifest: it only ever lists complete versions.
+    store.put_json(layout.index_key(namespace, name), index)
+    return result
+
+
+def _repeat(
+    last: dict[str, Any],
+    fingerprint: str,
+    latest: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+) -> CollectionResult:
+    return CollectionResult(
+        outcome=Outcome.NO_NEW_DATA,
+        fingerprint=fingerprint,
+        latest=latest,
+        history=history,
+        accepted=int(last.get("accepted", 0)),
+        rejected=int(last.get("rejected", 0)),
+        duplicates=int(last.get("duplicates", 0)),
+        by_reason=dict(last.get("byReason") or {}),
+        coercions=dict(last.get("coercions") or {}),
+        rejected_uri=last.get("rejectedUri"),
+        sources=int(last.get("sources", 0)),
+    )
+
+
+def build_shards(
+    rows: list[Row], schema: DatasetSchema, spec: DatasetSpec
+) -> tuple[dict[str, bytes], dict[str, int]]:
+    """The files of a version: one JSON Lines shard per split plus the schema."""
+    columns = kept_columns(schema)
+    lines: dict[str, list[bytes]] = {s: [] for s in SPLITS}
+    for row in rows:
+        ordered = {c: row.get(c) for c in columns}
+        lines[assign(ordered, schema.row_key, spec.split)].append(canonical_json(ordered))
+    shards = {f"data/{s}.jsonl": b"".join(line + b"\n" for line in lines[s]) for s in SPLITS}
+    shards["schema.json"] = canonical_json(
+        schema.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    return shards, {s: len(lines[s]) for s in SPLITS}
+
+
+def _publish(
+    store: Store,
+    namespace: str,
+    name: str,
+    spec: DatasetSpec,
+    schema: DatasetSchema,
+    cleaned: CleanResult,
+    now: datetime,
+    before_manifest: Callable[[str], None],
+) -> dict[str, Any]:
+    shards, split_counts = build_shards(cleaned.accepted, schema, spec)
+    entries = [ManifestEntry.of(key, data) for key, data in shards.items()]
+    version = version_id(entries)
+    manifest = layout.manifest_key(namespace, name, version)
+    record = _record(store, namespace, name, spec, schema, cleaned, split_counts, version, now)
+    if store.exists(manifest):
+        # Published before (maybe by a run that crashed before updating the index).
+        existing = store.get_json(layout.version_info_key(namespace, name, version))
+        return dict(existing) if isinstance(existing, dict) else record
+    staging = layout.staging_key(namespace, name, version)
+    store.put_json(staging, {"version": version, "started": format_time(now)})
+    for data in shards.values():
+        store.put_blob(data)
+    profile = build_profile(cleaned.accepted, schema, split_counts)
+    store.put_json(layout.profile_key(namespace, name, version), profile)
+    if cleaned.rejected:
+        store.put_bytes(
+            layout.version_rejects_key(namespace, name, version),
+            _rejects_jsonl(cleaned),
+            "application/x-ndjson",
+        )
+    store.put_json(layout.version_info_key(namespace, name, version), record)
+    before_manifest(version)
+    store.put_bytes(manifest, manifest_bytes(entries), "application/json")
+    store.delete([staging])
+    log.info(
+        "published dataset version %s/%s %s (%d rows)",
+        namespace,
+        name,
+        version[:12],
+        len(cleaned.accepted),
+    )
+    return record
+
+
+def _record(
+    store: Store,
+    namespace: str,
+    name: str,
+    spec: DatasetSpec,
+    schema: DatasetSchema,
+    cleaned: CleanResult,
+    split_counts: dict[str, int],
+    version: str,
+    now: datetime,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": version,
+        "created": format_time(now),
+        "sampleCount": len(cleaned.accepted),
+        "rejectedCount": cleaned.invalid_count,
+        "rejectedByReason": cleaned.rejected_by_reason,
+        "classBalance": class_balance(cleaned.accepted, schema.label),
+        "splits": split_counts,
+        "manifestUri": layout.s3_uri(store.bucket, layout.manifest_key(namespace, name, version)),
+        "profileUri": layout.s3_uri(store.bucket, layout.profile_key(namespace, name, version)),
+        # Governance travels with every version, so a copy of the data keeps its rules.
+        "governance": spec.governance.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    if cleaned.rejected:
+        key = layout.version_rejects_key(namespace, name, version)
+        record["rejectedUri"] = layout.s3_uri(store.bucket, key)
+    return record
+
+
+def _rejects_jsonl(cleaned: CleanResult) -> bytes:
+    return b"".join(canonical_json(r.to_dict()) + b"\n" for r in cleaned.rejected)
+
+
+def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceBatch]) -> str:
+    """What a collection depends on: every source object's identity and the parts of the
+    spec that change the result."""
+    relevant = {
+        "format": spec.format,
+        "schema": schema.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "validation": spec.validation.model_dump(mode="json", by_alias=True),
+        "split": spec.split.model_dump(mode="json", by_alias=True),
+        "governance": spec.governance.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "sources": sorted(b.fingerprint for b in batches),
+    }
+    return hashlib.sha256(canonical_json(relevant)).hexdigest()
+
+
+def _load_index(store: Store, namespace: str, name: str) -> dict[str, Any]:
+    from edgeops.store import ObjectMissingError
+
+    try:
+        document = store.get_json(layout.index_key(namespace, name))
+    except ObjectMissingError:
+        return {"dataset": f"{namespace}/{name}", "versions": []}
+    return dict(document) if isinstance(document, dict) else {"versions": []}

@@ -1,0 +1,61 @@
+"""Where a Dataset's objects live in the bucket.
+
+datasets/<ns>/<name>/index.json                    full version history
+datasets/<ns>/<name>/versions/<id>/manifest.json   written last: the version exists
+datasets/<ns>/<name>/versions/<id>/profile.json    reference profile (drift)
+datasets/<ns>/<name>/versions/<id>/version.json    counts, governance, created time
+datasets/<ns>/<name>/versions/<id>/rejected.jsonl  rows set aside, with reasons
+datasets/<ns>/<name>/staging/<id>.json             an ingestion in progress
+datasets/<ns>/<name>/rejected/<fingerprint>.jsonl  rejects of a collection that
+                                                   published nothing
+inbox/<ns>/<name>/...                              device uploads (gateway)
+blobs/sha256/<xx>/<sha256>                         content (edgeops.store)
+"""
+
+from __future__ import annotations
+
+DATASETS_ROOT = "datasets/"
+
+
+def dataset_prefix(namespace: str, name: str) -> str:
+    return f"{DATASETS_ROOT}{namespace}/{name}/"
+
+
+def index_key(namespace: str, name: str) -> str:
+    return dataset_prefix(namespace, name) + "index.json"
+
+
+def version_prefix(namespace: str, name: str, version: str) -> str:
+    return f"{dataset_prefix(namespace, name)}versions/{version}/"
+
+
+def manifest_key(namespace: str, name: str, version: str) -> str:
+    return version_prefix(namespace, name, version) + "manifest.json"
+
+
+def profile_key(namespace: str, name: str, version: str) -> str:
+    return version_prefix(namespace, name, version) + "profile.json"
+
+
+def version_info_key(namespace: str, name: str, version: str) -> str:
+    return version_prefix(namespace, name, version) + "version.json"
+
+
+def version_rejects_key(namespace: str, name: str, version: str) -> str:
+    return version_prefix(namespace, name, version) + "rejected.jsonl"
+
+
+def staging_key(namespace: str, name: str, version: str) -> str:
+    return f"{dataset_prefix(namespace, name)}staging/{version}.json"
+
+
+def failed_rejects_key(namespace: str, name: str, fingerprint: str) -> str:
+    return f"{dataset_prefix(namespace, name)}rejected/{fingerprint}.jsonl"
+
+
+def inbox_prefix(namespace: str, name: str) -> str:
+    return f"inbox/{namespace}/{name}/"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"

@@ -1,0 +1,45 @@
+"""Row types shared by readers, cleaning and ingestion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+Row = dict[str, Any]
+
+
+class RejectReason:
+    """Why a row was set aside (CamelCase: these become status keys and Event text)."""
+
+    MISSING_COLUMN: Final = "MissingColumn"
+    MISSING_VALUE: Final = "MissingValue"
+    TYPE_MISMATCH: Final = "TypeMismatch"
+    NOT_FINITE: Final = "NotFinite"
+    OUT_OF_RANGE: Final = "OutOfRange"
+    MALFORMED: Final = "Malformed"
+    UNREADABLE: Final = "Unreadable"
+    DUPLICATE: Final = "Duplicate"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row that did not make it into the version.
+
+    ``detail`` names columns and expected types only, never values, so it is safe to log
+    even for personal data; the raw ``row`` is written to the store only.
+    """
+
+    source: str
+    line: int | None
+    reason: str
+    detail: str
+    row: Row | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "line": self.line,
+            "reason": self.reason,
+            "detail": self.detail,
+            "row": self.row,
+        }

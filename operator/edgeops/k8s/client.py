@@ -1,0 +1,46 @@
+"""Small read helpers over the kubernetes client for what Kopf does not provide."""
+
+from __future__ import annotations
+
+import base64
+import functools
+from typing import Any
+
+from kubernetes import client, config
+
+from edgeops.api.constants import EDGE_MODELS, GROUP, VERSION
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+def read_secret(namespace: str, name: str) -> dict[str, str]:
+    """The Secret's data, base64-decoded."""
+    secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def list_custom(namespace: str, plural: str) -> list[dict[str, Any]]:
+    api = client.CustomObjectsApi(api_client())
+    result = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+    return list(result.get("items", []))
+
+
+def deployed_dataset_versions(namespace: str) -> set[str]:
+    """Dataset versions that back a model the fleet runs or is about to run (the current
+    and candidate versions of every EdgeModel in the namespace)."""
+    versions: set[str] = set()
+    for model in list_custom(namespace, EDGE_MODELS):
+        status = model.get("status") or {}
+        live = {status.get("currentVersion"), status.get("candidateVersion")} - {None}
+        for entry in status.get("versions") or []:
+            if entry.get("number") in live and entry.get("datasetVersion"):
+                versions.add(str(entry["datasetVersion"]))
+    return versions

@@ -1,0 +1,286 @@
+"""Content-addressed objects, JSON documents and presigned URLs in one S3 bucket.
+
+Blobs live at ``blobs/sha256/<2 hex>/<64 hex>``: the key is derived from the content, so a
+put is idempotent (an existing blob of the right size is not uploaded again) and every read
+is verified against the key. Publishing is the caller's job, with one rule this module
+makes easy: write the blobs first and the small document that references them last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import certifi
+import urllib3
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
+
+from .config import StoreConfig
+from .errors import IntegrityError, ObjectMissingError, StoreError
+from .retry import DEFAULT_BACKOFF, Backoff, with_retries
+
+BLOB_PREFIX = "blobs/sha256/"
+CHUNK = 1024 * 1024
+#: Objects larger than this are uploaded in parts of this size (S3 multipart upload).
+PART_SIZE = 16 * 1024 * 1024
+#: Presigned URLs are for one device download or one Job upload: keep them short-lived.
+MAX_URL_LIFETIME = timedelta(hours=1)
+T = TypeVar("T")
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchBucket"})
+
+
+def blob_key(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+    return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    sha256: str
+    size: int
+
+    @property
+    def key(self) -> str:
+        return blob_key(self.sha256)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+
+
+class ArtifactStore:
+    def __init__(
+        self, config: StoreConfig, client: Minio | None = None, backoff: Backoff = DEFAULT_BACKOFF
+    ) -> None:
+        self.config = config
+        self.bucket = config.bucket
+        self._backoff = backoff
+        self._client = client or Minio(
+            endpoint=config.host,
+            access_key=config.access_key,
+            secret_key=config.secret_key,
+            secure=config.secure,
+            region=config.region,
+            http_client=_http_client(config),
+            cert_check=not config.insecure_skip_verify,
+        )
+
+    # ----- bucket -------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raises StorageUnavailableError unless the bucket answers."""
+        exists = self._retry(lambda: self._client.bucket_exists(self.bucket), "bucket check")
+        if not exists:
+            raise StoreError(f"bucket {self.bucket!r} does not exist")
+
+    def ensure_bucket(self) -> None:
+        if not self._retry(lambda: self._client.bucket_exists(self.bucket), "bucket check"):
+            self._retry(lambda: self._client.make_bucket(self.bucket), "make bucket")
+
+    # ----- content-addressed blobs --------------------------------------------------------
+
+    def put_blob(self, data: bytes) -> BlobRef:
+        ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+        if not self._has_blob(ref):
+            self._retry(
+                lambda: self._client.put_object(
+                    self.bucket, ref.key, io.BytesIO(data), len(data), part_size=PART_SIZE
+                ),
+                f"put {ref.key}",
+            )
+        return ref
+
+    def put_blob_file(self, path: Path) -> BlobRef:
+        """Streams a file of any size (multipart above PART_SIZE) without reading it whole."""
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+        ref = BlobRef(digest.hexdigest(), path.stat().st_size)
+        if not self._has_blob(ref):
+
+            def upload() -> object:
+                with path.open("rb") as handle:
+                    return self._client.put_object(
+                        self.bucket, ref.key, handle, ref.size, part_size=PART_SIZE
+                    )
+
+            self._retry(upload, f"put {ref.key}")
+        return ref
+
+    def get_blob(self, sha256: str) -> bytes:
+        data = self.get_bytes(blob_key(sha256))
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise IntegrityError(f"blob {sha256} is corrupt: content hash differs")
+        return data
+
+    def download_blob(self, sha256: str, path: Path) -> None:
+        """Streams a blob to ``path``, verifying it; a corrupt download leaves no file."""
+        tmp = path.with_name(path.name + ".part")
+
+        def fetch() -> str:
+            digest = hashlib.sha256()
+            response = self._client.get_object(self.bucket, blob_key(sha256))
+            try:
+                with tmp.open("wb") as out:
+                    for chunk in response.stream(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+            return digest.hexdigest()
+
+        actual = self._retry(fetch, f"get blob {sha256}")
+        if actual != sha256:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"blob {sha256} is corrupt: content hash differs")
+        tmp.replace(path)
+
+    def _has_blob(self, ref: BlobRef) -> bool:
+        info = self.stat(ref.key)
+        # A blob of the wrong size is a torn upload from another client: overwrite it.
+        return info is not None and info.size == ref.size
+
+    # ----- plain objects ------------------------------------------------------------------
+
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        self._retry(
+            lambda: self._client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            ),
+            f"put {key}",
+        )
+
+    def get_bytes(self, key: str, bucket: str | None = None) -> bytes:
+        def fetch() -> bytes:
+            response = self._client.get_object(bucket or self.bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        try:
+            return self._retry(fetch, f"get {key}")
+        except S3Error as error:
+            if error.code in _MISSING_CODES:
+                raise ObjectMissingError(
+                    f"s3://{bucket or self.bucket}/{key} does not exist"
+                ) from None
+            raise
+
+    def put_json(self, key: str, document: Any) -> None:
+        self.put_bytes(key, canonical_json(document), "application/json")
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def stat(self, key: str, bucket: str | None = None) -> ObjectInfo | None:
+        try:
+            obj = self._retry(
+                lambda: self._client.stat_object(bucket or self.bucket, key), f"stat {key}"
+            )
+        except S3Error as error:
+            if error.code in _MISSING_CODES:
+                return None
+            raise
+        return ObjectInfo(key, int(obj.size or 0), str(obj.etag or ""), obj.last_modified)
+
+    def exists(self, key: str) -> bool:
+        return self.stat(key) is not None
+
+    def list(self, prefix: str, bucket: str | None = None) -> list[ObjectInfo]:
+        """Every object under ``prefix`` (recursively), sorted by key."""
+
+        def listing() -> list[ObjectInfo]:
+            return [
+                ObjectInfo(
+                    str(o.object_name),
+                    int(o.size or 0),
+                    str(o.etag or "").strip('"'),
+                    o.last_modified,
+                )
+                for o in self._client.list_objects(
+                    bucket or self.bucket, prefix=prefix, recursive=True
+                )
+                if o.object_name and not o.is_dir
+            ]
+
+        return sorted(self._retry(listing, f"list {prefix}"), key=lambda o: o.key)
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Deletes objects (missing ones are fine); returns how many were requested."""
+        batch = [DeleteObject(k) for k in keys]
+        if not batch:
+            return 0
+
+        def remove() -> None:
+            errors = list(self._client.remove_objects(self.bucket, batch))
+            if errors:
+                raise StoreError(f"could not delete {len(errors)} objects: {errors[0].message}")
+
+        self._retry(remove, f"delete {len(batch)} objects")
+        return len(batch)
+
+    # ----- presigned URLs -----------------------------------------------------------------
+
+    def presigned_get(self, key: str, lifetime: timedelta = timedelta(minutes=15)) -> str:
+        return self._retry(
+            lambda: self._client.presigned_get_object(self.bucket, key, _cap(lifetime)),
+            f"presign get {key}",
+        )
+
+    def presigned_put(self, key: str, lifetime: timedelta = timedelta(minutes=15)) -> str:
+        return self._retry(
+            lambda: self._client.presigned_put_object(self.bucket, key, _cap(lifetime)),
+            f"presign put {key}",
+        )
+
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        return with_retries(call, what, self._backoff)
+
+
+def canonical_json(document: Any) -> bytes:
+    """The one JSON encoding whose bytes are hashed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _cap(lifetime: timedelta) -> timedelta:
+    if lifetime <= timedelta(0):
+        raise ValueError("URL lifetime must be positive")
+    return min(lifetime, MAX_URL_LIFETIME)
+
+
+def _http_client(config: StoreConfig) -> urllib3.PoolManager:
+    # Short timeouts and no low-level retries: with_retries owns the retry policy, and a
+    # down server must surface as StorageUnavailableError within seconds, not minutes.
+    # Several Kopf handler threads share one client, hence a pool larger than urllib3's 1.
+    timeout = urllib3.Timeout(connect=3.0, read=60.0)
+    retries = urllib3.Retry(connect=0, read=0, status=0, other=0, raise_on_status=False)
+    if config.insecure_skip_verify:
+        return urllib3.PoolManager(
+            timeout=timeout, retries=retries, maxsize=16, cert_reqs="CERT_NONE"
+        )
+    return urllib3.PoolManager(
+        timeout=timeout,
+        retries=retries,
+        maxsize=16,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=config.ca_bundle or certifi.where(),
+    )
