@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev
+# dev: tests, linters, etcd, sample datasets; train: TensorFlow for the trainer Jobs the
+# local node runs in this same environment.
+EXTRAS ?= dev,train
 
 .PHONY: setup up down status test test-unit test-integration lint crds crds-check clean
 
