@@ -21,7 +21,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 90
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    settings.posting.level = logging.INFO
+    # Handlers' own log lines stay logs; decisions are posted explicitly as Events with
+    # their numbers (kopf.info/warn). At INFO Kopf would post every timer tick as an Event.
+    settings.posting.level = logging.WARNING
     # Status and progress go under our own annotation prefix, not kopf's default one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="kopf.edgeops.dev"
