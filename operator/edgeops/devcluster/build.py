@@ -9,6 +9,8 @@ MinIO has no replace directives, so plain `go install module@version` works for 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgeops.devcluster.paths import cache_root
@@ -25,6 +27,8 @@ from edgeops.devcluster.paths import cache_root
 KUBERNETES_VERSION = "v1.37.2"
 MINIO_MODULE = "github.com/minio/minio"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+HELM_MODULE = "helm.sh/helm/v3"
+HELM_VERSION = "v3.22.0"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
 # Staging modules that are published only for examples and are never built here.
 _UNPUBLISHED_STAGING = ("k8s.io/sample-cli-plugin", "k8s.io/sample-controller")
@@ -51,6 +55,20 @@ def go_env() -> dict[str, str]:
         GOFLAGS="-mod=mod -buildvcs=false",
     )
     return env
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time per user cache: two `dev up`s (e.g. two test sessions) must not
+    share a half-written output directory."""
+    path = cache_root() / ".build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _go() -> str:
@@ -145,6 +163,14 @@ def ensure_kubernetes(
     out = kube_bin_dir(version)
     if all((out / cmd).is_file() for cmd in KUBE_COMMANDS):
         return out
+    with _build_lock():
+        if all((out / cmd).is_file() for cmd in KUBE_COMMANDS):
+            return out  # built by another process while we waited
+        _build_kubernetes(version, out, report)
+    return out
+
+
+def _build_kubernetes(version: str, out: Path, report: Reporter) -> None:
     work = cache_root() / "kube-build" / version
     work.mkdir(parents=True, exist_ok=True)
     go = _go()
@@ -176,29 +202,49 @@ def ensure_kubernetes(
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp_out.rename(out)
-    return out
 
 
-def ensure_minio(version: str = MINIO_VERSION, report: Reporter = _stderr_reporter) -> Path:
-    """Returns the path of the minio server binary built from its Go module."""
-    out = minio_bin_dir(version)
-    binary = out / "minio"
+def _go_install(package: str, command: str, label: str, out: Path, report: Reporter) -> Path:
+    """`go install package` into `out` (a versioned cache dir), published atomically."""
+    binary = out / command
     if binary.is_file():
         return binary
-    work = cache_root() / "minio-build"
+    with _build_lock():
+        if not binary.is_file():  # another process may have built it while we waited
+            _install_into(package, command, label, out, report)
+    return binary
+
+
+def _install_into(package: str, command: str, label: str, out: Path, report: Reporter) -> None:
+    work = cache_root() / f"{command}-build"
     work.mkdir(parents=True, exist_ok=True)
     tmp_out = work / "bin.partial"
     shutil.rmtree(tmp_out, ignore_errors=True)
     tmp_out.mkdir()
-    args = [_go(), "install", "-v", "-trimpath", "-ldflags=-s -w", f"{MINIO_MODULE}@{version}"]
+    args = [_go(), "install", "-v", "-trimpath", "-ldflags=-s -w", package]
     # go install has no -o: GOBIN decides where the binary lands.
-    _run_go_build(
-        args, work, f"MinIO {version}", work / "build.log", report, {"GOBIN": str(tmp_out)}
-    )
+    _run_go_build(args, work, label, work / "build.log", report, {"GOBIN": str(tmp_out)})
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp_out.rename(out)
-    return binary
+
+
+def ensure_minio(version: str = MINIO_VERSION, report: Reporter = _stderr_reporter) -> Path:
+    """The minio server binary, built from its Go module (no replace directives)."""
+    return _go_install(
+        f"{MINIO_MODULE}@{version}", "minio", f"MinIO {version}", minio_bin_dir(version), report
+    )
+
+
+def ensure_helm(version: str = HELM_VERSION, report: Reporter = _stderr_reporter) -> Path:
+    """The helm CLI, built from its Go module (used to render and check the chart)."""
+    return _go_install(
+        f"{HELM_MODULE}/cmd/helm@{version}",
+        "helm",
+        f"Helm {version}",
+        cache_root() / "bin" / f"helm-{version}",
+        report,
+    )
 
 
 def ensure_all(report: Reporter = _stderr_reporter) -> dict[str, Path]:
@@ -208,6 +254,7 @@ def ensure_all(report: Reporter = _stderr_reporter) -> dict[str, Path]:
         "kube-controller-manager": kube / "kube-controller-manager",
         "kubectl": kube / "kubectl",
         "minio": ensure_minio(report=report),
+        "helm": ensure_helm(report=report),
     }
 
 
