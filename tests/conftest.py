@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 
 from edgeops.devcluster.cluster import DevCluster
+from edgeops.store import ArtifactStore, StoreConfig
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Polls until `predicate` returns something truthy, and returns it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    """The condition of `type_` in an object's status (fails the test if absent)."""
+    found = [c for c in status.get("conditions") or [] if c["type"] == type_]
+    assert found, f"no {type_} condition in {status.get('conditions')}"
+    return dict(found[0])
 
 
 class Cluster:
@@ -25,6 +48,15 @@ class Cluster:
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=self.kubeconfig)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        """`kubectl get ARGS -o json`, or {} when the object does not exist."""
+        out = self.kubectl("get", *args, "-o", "json", check=False)
+        return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
+
+    def store(self) -> ArtifactStore:
+        """The devcluster's S3 bucket through EdgeOps's own store client."""
+        return ArtifactStore(StoreConfig.from_env(self.env))
 
     def namespace(self, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"

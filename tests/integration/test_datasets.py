@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ import pytest
 from minio import Minio
 
 from edgeops.devcluster import processes
-from edgeops.store import ArtifactStore, IntegrityError, StoreConfig
-from tests.conftest import Cluster
+from edgeops.store import ArtifactStore, IntegrityError
+from tests.conftest import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +47,6 @@ def _csv(rows: list[str]) -> bytes:
     return (HEADER + "".join(rows)).encode()
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture(scope="module")
 def s3(cluster: Cluster) -> Minio:
     env = cluster.env
@@ -71,7 +60,7 @@ def s3(cluster: Cluster) -> Minio:
 
 @pytest.fixture(scope="module")
 def store(cluster: Cluster) -> ArtifactStore:
-    return ArtifactStore(StoreConfig.from_env(cluster.env))
+    return cluster.store()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +112,7 @@ def _version(cluster: Cluster, ns: str, name: str, other_than: str | None = None
         latest = _status(cluster, ns, name).get("latestVersion")
         return latest if latest and latest != other_than else None
 
-    return str(_wait(ready, 60, f"a new version of {ns}/{name}"))
+    return str(wait_for(ready, 60, f"a new version of {ns}/{name}", interval=0.3))
 
 
 def _manifests(s3: Minio, ns: str, name: str) -> list[str]:
@@ -249,7 +238,7 @@ def test_inbox_collection_and_malformed_files(cluster: Cluster, s3: Minio) -> No
         status = _status(cluster, ns, "fleet")
         return status if (status.get("rejected") or {}).get("total") else None
 
-    status = _wait(rejected, 30, "rejected rows in status")
+    status = wait_for(rejected, 30, "rejected rows in status", interval=0.3)
     assert status["rejected"]["byReason"] == {"Malformed": 1, "TypeMismatch": 6}
     assert status["latestVersion"] == second
     ready, validated = _condition(status, "Ready"), _condition(status, "Validated")
@@ -280,10 +269,10 @@ def test_operator_killed_mid_ingest_leaves_no_partial_version(cluster: Cluster, 
     def staged() -> list[str]:
         return [str(o.object_name) for o in s3.list_objects("edgeops", staging, recursive=True)]
 
-    marker = _wait(staged, 60, "the ingestion to stage its data")[0]
+    marker = wait_for(staged, 60, "the ingestion to stage its data", interval=0.3)[0]
     pid, argv0 = _operator_pid(cluster)
     os.killpg(pid, signal.SIGKILL)  # a crash, not a graceful shutdown
-    _wait(lambda: not processes.alive(pid, argv0), 10, "the operator to die")
+    wait_for(lambda: not processes.alive(pid, argv0), 10, "the operator to die", interval=0.3)
     assert _manifests(s3, ns, "crashy") == []
     assert not _status(cluster, ns, "crashy").get("latestVersion")
     cluster.kubectl(
@@ -315,13 +304,14 @@ def test_s3_outage_sets_storage_unavailable_and_recovers(cluster: Cluster, s3: M
     component = json.loads(cluster.dev.state_file.read_text())["components"]["s3"]
     assert processes.stop(int(component["pid"]), str(component["argv0"]))
     try:
-        down = _wait(
+        down = wait_for(
             lambda: (
                 _condition(_status(cluster, ns, "steady"), "StorageAvailable").get("status")
                 == "False"
             ),
             60,
             "StorageAvailable=False",
+            interval=0.3,
         )
         assert down
         status = _status(cluster, ns, "steady")
@@ -329,12 +319,13 @@ def test_s3_outage_sets_storage_unavailable_and_recovers(cluster: Cluster, s3: M
         assert _condition(status, "StorageAvailable")["reason"] == "StorageUnavailable"
     finally:
         cluster.dev.up(with_operator=True, report=lambda _m: None)
-    _wait(
+    wait_for(
         lambda: (
             _condition(_status(cluster, ns, "steady"), "StorageAvailable").get("status") == "True"
         ),
         60,
         "StorageAvailable=True",
+        interval=0.3,
     )
     assert _manifests(s3, ns, "steady") == [first]
     _put(s3, f"inbox/{ns}/steady/batch-1.csv", _csv(ROWS[20:]))

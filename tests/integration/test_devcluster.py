@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,11 @@ from minio import Minio
 
 from edgeops.devcluster import processes
 from edgeops.devcluster.cluster import DevCluster
-from tests.conftest import Cluster
+from tests.conftest import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
 TRAINER_IMAGE = "ghcr.io/edgeops/trainer:dev"
-
-
-def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
-def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
 def _job(
@@ -72,7 +55,7 @@ def _job(
 
 
 def _job_condition(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
-    job = _get(cluster, "job", name, "-n", ns)
+    job = cluster.get("job", name, "-n", ns)
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond["type"] in ("Complete", "Failed") and cond["status"] == "True":
             return dict(cond)
@@ -81,7 +64,7 @@ def _job_condition(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | Non
 
 def test_apiserver_is_ready(cluster: Cluster) -> None:
     assert cluster.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
-    nodes = _get(cluster, "nodes")["items"]
+    nodes = cluster.get("nodes")["items"]
     ready = [c for c in nodes[0]["status"]["conditions"] if c["type"] == "Ready"]
     assert ready[0]["status"] == "True"
 
@@ -91,7 +74,7 @@ def test_namespace_is_created_and_deleted(cluster: Cluster) -> None:
     cluster.kubectl("create", "configmap", "x", "-n", ns, "--from-literal=a=b")
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
     # The namespace controller empties and then removes it.
-    _wait(
+    wait_for(
         lambda: cluster.kubectl("get", "namespace", ns, check=False).returncode != 0,
         60,
         f"namespace {ns} to disappear",
@@ -111,9 +94,9 @@ def test_job_with_secret_env_completes(cluster: Cluster) -> None:
         {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=_job("ok", ["python", "-c", code], env=env))
-    cond = _wait(lambda: _job_condition(cluster, ns, "ok"), 90, "job ok to finish")
+    cond = wait_for(lambda: _job_condition(cluster, ns, "ok"), 90, "job ok to finish")
     assert cond["type"] == "Complete", cond
-    pods = _get(cluster, "pods", "-n", ns, "-l", "job-name=ok")["items"]
+    pods = cluster.get("pods", "-n", ns, "-l", "job-name=ok")["items"]
     assert len(pods) == 1
     terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0
@@ -125,10 +108,10 @@ def test_job_exiting_3_fails_after_backoff_limit(cluster: Cluster) -> None:
     ns = cluster.namespace("jobfail")
     manifest = _job("bad", ["python", "-c", "import sys; sys.exit(3)"], backoff=1)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
-    cond = _wait(lambda: _job_condition(cluster, ns, "bad"), 120, "job bad to fail")
+    cond = wait_for(lambda: _job_condition(cluster, ns, "bad"), 120, "job bad to fail")
     assert cond["type"] == "Failed"
     assert cond["reason"] == "BackoffLimitExceeded"
-    pods = _get(cluster, "pods", "-n", ns, "-l", "job-name=bad")["items"]
+    pods = cluster.get("pods", "-n", ns, "-l", "job-name=bad")["items"]
     assert len(pods) == 2  # the first try plus one retry
     codes = {p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] for p in pods}
     assert codes == {3}
@@ -166,9 +149,9 @@ def test_volumes_workdir_and_envfrom(cluster: Cluster) -> None:
         {"name": "scratch", "mountPath": "/scratch"},
     ]
     # Wait for the default ServiceAccount (the token volume needs it).
-    _wait(lambda: _get(cluster, "serviceaccount", "default", "-n", ns), 30, "default SA")
+    wait_for(lambda: cluster.get("serviceaccount", "default", "-n", ns), 30, "default SA")
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(job))
-    cond = _wait(lambda: _job_condition(cluster, ns, "vols"), 90, "job vols to finish")
+    cond = wait_for(lambda: _job_condition(cluster, ns, "vols"), 90, "job vols to finish")
     log_files = list((cluster.dev.dir / "node" / "pods").glob(f"{ns}_vols-*/logs/main.log"))
     assert cond["type"] == "Complete", log_files[0].read_text() if log_files else cond
     # The bind mount was private to the pod: nothing leaked onto the host path.
@@ -180,11 +163,11 @@ def test_foreign_image_gets_clear_waiting_reason(cluster: Cluster) -> None:
     cluster.kubectl("run", "nginx", "-n", ns, "--image=nginx:1.27", "--restart=Never")
 
     def waiting() -> dict[str, Any] | None:
-        pod = _get(cluster, "pod", "nginx", "-n", ns)
+        pod = cluster.get("pod", "nginx", "-n", ns)
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
         return statuses[0]["state"].get("waiting") if statuses else None
 
-    state = _wait(waiting, 30, "a waiting reason on the nginx pod")
+    state = wait_for(waiting, 30, "a waiting reason on the nginx pod")
     assert state["reason"] == "ImageNotRunnableLocally"
     assert "nginx:1.27" in state["message"]
 
@@ -195,11 +178,11 @@ def test_missing_secret_is_create_container_config_error(cluster: Cluster) -> No
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=_job("j", ["python", "-c", "1"], env=env))
 
     def waiting() -> dict[str, Any] | None:
-        pods = _get(cluster, "pods", "-n", ns, "-l", "job-name=j").get("items") or []
+        pods = cluster.get("pods", "-n", ns, "-l", "job-name=j").get("items") or []
         statuses = pods[0]["status"].get("containerStatuses") if pods else None
         return statuses[0]["state"].get("waiting") if statuses else None
 
-    state = _wait(waiting, 30, "a CreateContainerConfigError")
+    state = wait_for(waiting, 30, "a CreateContainerConfigError")
     assert state["reason"] == "CreateContainerConfigError"
     assert 'secret "absent" not found' in state["message"]
 
@@ -251,11 +234,11 @@ def test_deleting_owner_cascades(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(deploy))
 
     def running_pod() -> dict[str, Any] | None:
-        pods = _get(cluster, "pods", "-n", ns, "-l", "app=sleeper").get("items") or []
+        pods = cluster.get("pods", "-n", ns, "-l", "app=sleeper").get("items") or []
         running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
         return running[0] if running else None
 
-    pod = _wait(running_pod, 60, "the Deployment's pod to run")
+    pod = wait_for(running_pod, 60, "the Deployment's pod to run")
     pid_files = list((cluster.dev.dir / "node" / "pods").glob(f"{ns}_*/pids/s.pid"))
     assert pid_files, "the node records the PID of the pod's process"
     pid, argv0 = pid_files[0].read_text().split("\n", 1)
@@ -263,13 +246,13 @@ def test_deleting_owner_cascades(cluster: Cluster) -> None:
 
     cluster.kubectl("delete", "configmap", "owner", "-n", ns)
     cluster.kubectl("delete", "deployment", "sleeper", "-n", ns)
-    _wait(
+    wait_for(
         lambda: cluster.kubectl("get", "secret", "child", "-n", ns, check=False).returncode != 0,
         60,
         "the owned Secret to be garbage-collected",
     )
-    _wait(lambda: not _get(cluster, "replicasets", "-n", ns).get("items"), 60, "ReplicaSet gone")
-    _wait(
+    wait_for(lambda: not cluster.get("replicasets", "-n", ns).get("items"), 60, "ReplicaSet gone")
+    wait_for(
         lambda: (
             cluster.kubectl("get", "pod", pod["metadata"]["name"], "-n", ns, check=False).returncode
             != 0
@@ -277,7 +260,7 @@ def test_deleting_owner_cascades(cluster: Cluster) -> None:
         60,
         "the pod to be deleted",
     )
-    _wait(lambda: not processes.alive(int(pid), argv0), 30, "the pod's process to be killed")
+    wait_for(lambda: not processes.alive(int(pid), argv0), 30, "the pod's process to be killed")
 
 
 def test_s3_bucket_round_trip(cluster: Cluster) -> None:
@@ -307,7 +290,7 @@ def test_prometheus_scrapes_the_operator(cluster: Cluster) -> None:
         result: list[Any] = r.json()["data"]["result"]
         return result
 
-    result = _wait(operator_up, 60, "Prometheus to scrape the operator's /metrics")
+    result = wait_for(operator_up, 60, "Prometheus to scrape the operator's /metrics")
     assert float(result[0]["value"][1]) == 1.0
     health = httpx.get(cluster.endpoints["operator"] + "/healthz", timeout=5)
     assert health.status_code == 200
@@ -346,7 +329,7 @@ def test_down_stops_everything_and_leaves_no_orphan(tmp_path: Path) -> None:
             "import time; time.sleep(600)",
         )
         pid_glob = "node/pods/*/pids/*.pid"
-        _wait(lambda: list(dev.dir.glob(pid_glob)), 60, "the sleeper pod to start")
+        wait_for(lambda: list(dev.dir.glob(pid_glob)), 60, "the sleeper pod to start")
         pods = [f.read_text().split("\n", 1) for f in dev.dir.glob(pid_glob)]
         components = json.loads(dev.state_file.read_text())["components"]
     finally:

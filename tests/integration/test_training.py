@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from edgeops.devcluster import processes
-from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.training.data import load_version
 from edgeops.training.exports import run_tflite
-from tests.conftest import Cluster
+from tests.conftest import Cluster, condition, wait_for
 
 pytestmark = pytest.mark.integration
 tf = pytest.importorskip("tensorflow", reason="the train extra is needed to check the exports")
@@ -54,30 +53,10 @@ def run_manifest(name: str, **trainer: Any) -> str:
     )
 
 
-def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(out.stdout) if out.returncode == 0 else {}
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
 def _finished(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
-    run = _get(cluster, "trainingrun", name, "-n", ns)
+    run = cluster.get("trainingrun", name, "-n", ns)
     status = run.get("status") or {}
     return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
 
 
 @pytest.fixture(scope="module")
@@ -85,27 +64,21 @@ def trained(cluster: Cluster) -> dict[str, Any]:
     """One namespace with the dataset and a successful run, shared by the checks below."""
     ns = cluster.namespace("train")
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=DATASET)
-    version = _wait(
-        lambda: (
-            _get(cluster, "dataset", "motions", "-n", ns).get("status", {}).get("latestVersion")
-        ),
+    version = wait_for(
+        lambda: cluster.get("dataset", "motions", "-n", ns).get("status", {}).get("latestVersion"),
         120,
         "the dataset's first version",
     )
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("good"))
-    status = _wait(lambda: _finished(cluster, ns, "good"), 420, "run good to finish")
+    status = wait_for(lambda: _finished(cluster, ns, "good"), 420, "run good to finish")
     return {"ns": ns, "version": version, "status": status}
-
-
-def _store(cluster: Cluster) -> ArtifactStore:
-    return ArtifactStore(StoreConfig.from_env(cluster.env))
 
 
 def test_run_succeeds_with_metrics_artifacts_and_lineage(
     cluster: Cluster, trained: dict[str, Any]
 ) -> None:
     ns, status = trained["ns"], trained["status"]
-    assert status["phase"] == "Succeeded", _condition(status, "Succeeded")
+    assert status["phase"] == "Succeeded", condition(status, "Succeeded")
     assert status["jobName"] == "good-train"
     assert status["datasetVersion"] == trained["version"]
     assert len(status["codeVersion"]["configHash"]) == 64
@@ -124,9 +97,9 @@ def test_run_succeeds_with_metrics_artifacts_and_lineage(
     } <= formats
     assert all(len(a["sha256"]) == 64 and a["size"] > 0 for a in status["artifacts"])
     assert status["startTime"] and status["completionTime"]
-    succeeded = _condition(status, "Succeeded")
+    succeeded = condition(status, "Succeeded")
     assert succeeded["status"] == "True" and "accuracy=" in succeeded["message"]
-    jobs = _get(cluster, "jobs", "-n", ns)["items"]
+    jobs = cluster.get("jobs", "-n", ns)["items"]
     assert [j["metadata"]["name"] for j in jobs] == ["good-train"]
     owner = jobs[0]["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "TrainingRun" and owner["name"] == "good"
@@ -137,13 +110,13 @@ def test_run_succeeds_with_metrics_artifacts_and_lineage(
 def test_exports_agree_with_the_keras_model(
     cluster: Cluster, trained: dict[str, Any], tmp_path: Path
 ) -> None:
-    store = _store(cluster)
+    store = cluster.store()
     artifacts = {a["format"]: a for a in trained["status"]["artifacts"]}
     blobs = {}
     for fmt, art in artifacts.items():
-        data = store.get_blob(art["sha256"])  # verifies the content hash
-        assert hashlib.sha256(data).hexdigest() == art["sha256"] and len(data) == art["size"]
-        blobs[fmt] = data
+        blob = store.get_blob(art["sha256"])  # verifies the content hash
+        assert hashlib.sha256(blob).hexdigest() == art["sha256"] and len(blob) == art["size"]
+        blobs[fmt] = blob
     data, _ = load_version(store, trained["ns"], "motions", trained["version"], [])
     x, y = data.x_test, data.y_test
 
@@ -181,9 +154,9 @@ def test_bad_config_fails_after_retries_with_the_reason(
     ns = trained["ns"]
     manifest = run_manifest("typo", config={"widht": 64}, backoffLimit=1)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
-    status = _wait(lambda: _finished(cluster, ns, "typo"), 240, "run typo to fail")
+    status = wait_for(lambda: _finished(cluster, ns, "typo"), 240, "run typo to fail")
     assert status["phase"] == "Failed"
-    failed = _condition(status, "Succeeded")
+    failed = condition(status, "Succeeded")
     assert failed["status"] == "False" and failed["reason"] == "BackoffLimitExceeded"
     assert "unknown trainer config key(s) 'widht'" in failed["message"]
     assert "exit codes 2, 2" in failed["message"]  # first try + one retry
@@ -201,8 +174,8 @@ def test_run_past_its_deadline_fails_with_deadline_exceeded(
         "slow", command=["python", "-c", "import time; time.sleep(120)"], activeDeadlineSeconds=4
     )
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
-    status = _wait(lambda: _finished(cluster, ns, "slow"), 120, "run slow to hit its deadline")
-    failed = _condition(status, "Succeeded")
+    status = wait_for(lambda: _finished(cluster, ns, "slow"), 120, "run slow to hit its deadline")
+    failed = condition(status, "Succeeded")
     assert status["phase"] == "Failed" and failed["reason"] == "DeadlineExceeded"
     assert "activeDeadlineSeconds=4" in failed["message"]
 
@@ -212,9 +185,9 @@ def test_operator_restart_mid_job_yields_one_job_and_a_final_status(
 ) -> None:
     ns = trained["ns"]
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("restart"))
-    _wait(
+    wait_for(
         lambda: (
-            (_get(cluster, "trainingrun", "restart", "-n", ns).get("status") or {}).get("phase")
+            (cluster.get("trainingrun", "restart", "-n", ns).get("status") or {}).get("phase")
             == "Running"
         ),
         120,
@@ -224,11 +197,11 @@ def test_operator_restart_mid_job_yields_one_job_and_a_final_status(
     assert processes.stop(int(comp["pid"]), comp["argv0"])
     time.sleep(2)
     cluster.dev.up(with_operator=True, report=lambda m: None)
-    status = _wait(lambda: _finished(cluster, ns, "restart"), 420, "run restart to finish")
+    status = wait_for(lambda: _finished(cluster, ns, "restart"), 420, "run restart to finish")
     assert status["phase"] == "Succeeded"
-    jobs = _get(cluster, "jobs", "-n", ns, "-l", "edgeops.dev/training-run=restart")["items"]
+    jobs = cluster.get("jobs", "-n", ns, "-l", "edgeops.dev/training-run=restart")["items"]
     assert len(jobs) == 1
-    pods = _get(cluster, "pods", "-n", ns, "-l", "edgeops.dev/training-run=restart")["items"]
+    pods = cluster.get("pods", "-n", ns, "-l", "edgeops.dev/training-run=restart")["items"]
     assert len(pods) == 1
 
 
@@ -236,10 +209,10 @@ def test_deleting_a_run_deletes_its_job_but_keeps_artifacts(
     cluster: Cluster, trained: dict[str, Any]
 ) -> None:
     ns = trained["ns"]
-    store = _store(cluster)
+    store = cluster.store()
     onnx = next(a for a in trained["status"]["artifacts"] if a["format"] == "onnx")
     cluster.kubectl("delete", "trainingrun", "good", "-n", ns)
-    _wait(
+    wait_for(
         lambda: cluster.kubectl("get", "job", "good-train", "-n", ns, check=False).returncode != 0,
         60,
         "the Job to be collected",

@@ -52,18 +52,6 @@ CONDITION_TYPES: Final = (
 )
 
 
-class _QuietTicks(logging.Filter):
-    """Kopf logs (and, at posting level INFO, posts as an Event) every successful timer
-    run; a tick every few seconds per Dataset would flood logs and the Events API. What
-    a tick did is reported through our own Events and conditions instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "Timer 'collect_dataset' succeeded."
-
-
-logging.getLogger("kopf.objects").addFilter(_QuietTicks())
-
-
 @kopf.timer(GROUP, VERSION, DATASETS, interval=TICK_SECONDS, initial_delay=0.5)
 def collect_dataset(
     spec: kopf.Spec,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import kopf
@@ -11,6 +12,23 @@ import kopf
 from edgeops.metrics import operator as operator_metrics
 
 log = logging.getLogger("edgeops.operator")
+
+
+class _KopfBookkeeping(logging.Filter):
+    """Drops Kopf's per-handler success lines ("Timer 'track' succeeded.", "Creation is
+    processed: ...") from the per-object log. At the INFO posting level each would become a
+    Kubernetes Event, and timers tick every few seconds per object. Decisions are posted
+    explicitly (kopf.info/warn) with the numbers behind them."""
+
+    _PATTERN = re.compile(
+        r"^((Timer|Handler|Daemon) '[^']+' succeeded\.|[A-Z][a-z]+ is processed: .*)$"
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self._PATTERN.match(record.getMessage())
+
+
+logging.getLogger("kopf.objects").addFilter(_KopfBookkeeping())
 
 
 @kopf.on.startup()
@@ -21,9 +39,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 90
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    # Handlers' own log lines stay logs; decisions are posted explicitly as Events with
-    # their numbers (kopf.info/warn). At INFO Kopf would post every timer tick as an Event.
-    settings.posting.level = logging.WARNING
+    # kopf.info() is dropped below the posting level, so it stays at INFO; Kopf's own
+    # bookkeeping lines are filtered out instead (see _KopfBookkeeping).
+    settings.posting.level = logging.INFO
     # Status and progress go under our own annotation prefix, not kopf's default one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="kopf.edgeops.dev"
