@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeops.api.constants import ImageRepositories
+
 # Images the local node can run as processes in the project's Python environment, with the
 # entrypoint each image's Dockerfile declares (used when a container gives no `command`).
 IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
-    "ghcr.io/edgeops/operator": ["edgeops", "operator", "run"],
-    "ghcr.io/edgeops/trainer": ["python", "-m", "edgeops.training"],
-    "ghcr.io/edgeops/gateway": ["python", "-m", "edgeops.gateway"],
-    "ghcr.io/edgeops/device-agent": ["python", "-m", "edgeops.device"],
-    "ghcr.io/edgeops/predictor": ["python", "-m", "edgeops.serving"],
+    ImageRepositories.OPERATOR: ["edgeops", "operator", "run"],
+    ImageRepositories.TRAINER: ["python", "-m", "edgeops.training"],
+    ImageRepositories.GATEWAY: ["python", "-m", "edgeops.gateway"],
+    ImageRepositories.DEVICE_AGENT: ["python", "-m", "edgeops.device"],
+    ImageRepositories.PREDICTOR: ["python", "-m", "edgeops.serving"],
 }
 SUPPORTED_VOLUME_TYPES = ("emptyDir", "secret", "configMap", "projected", "downwardAPI")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
