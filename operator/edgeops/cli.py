@@ -120,5 +120,85 @@ def operator_run(
     )
 
 
+# --- model registry requests (annotations the operator acts on) ---------------------------
+
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the EdgeModel.")]
+
+
+def _request_nonce() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def _annotate_model(namespace: str, model: str, key: str, value: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    from edgeops.api.constants import EDGE_MODELS
+    from edgeops.k8s import custom
+
+    try:
+        custom.annotate(namespace, EDGE_MODELS, model, {key: value})
+    except ApiException as exc:
+        console.print(f"[red]error:[/] EdgeModel {namespace}/{model}: {exc.reason}")
+        raise typer.Exit(1) from exc
+
+
+@app.command("promote")
+def promote(
+    model: Annotated[str, typer.Argument(help="EdgeModel name.")],
+    version: Annotated[int, typer.Argument(help="Approved version to make current.", min=1)],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Make VERSION the current version of MODEL (creates a FleetRollout when the model has
+    a rollout template)."""
+    from edgeops.api.constants import Annotations
+
+    _annotate_model(namespace, model, Annotations.PROMOTE, f"{version} {_request_nonce()}")
+    typer.echo(f"requested: {namespace}/{model} v{version} -> current")
+
+
+@app.command("rollback")
+def rollback(
+    model: Annotated[str, typer.Argument(help="EdgeModel name.")],
+    version: Annotated[
+        int | None, typer.Argument(help="Version to return to (default: previous approved).")
+    ] = None,
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Return MODEL to an earlier approved version."""
+    from edgeops.api.constants import EDGE_MODELS, Annotations
+    from edgeops.api.edgemodel import EdgeModelStatus
+    from edgeops.k8s import objects
+    from edgeops.policy import registry
+
+    if version is None:
+        body = objects.read_custom(namespace, EDGE_MODELS, model)
+        if body is None:
+            console.print(f"[red]error:[/] EdgeModel {namespace}/{model} not found")
+            raise typer.Exit(1)
+        status = EdgeModelStatus.model_validate(body.get("status") or {})
+        version = registry.rollback_target(status)
+        if version is None:
+            console.print(
+                f"[red]error:[/] no approved version older than v{status.current_version}"
+            )
+            raise typer.Exit(1)
+    _annotate_model(namespace, model, Annotations.PROMOTE, f"{version} {_request_nonce()}")
+    typer.echo(f"requested: {namespace}/{model} rollback to v{version}")
+
+
+@app.command("retrain")
+def retrain(
+    model: Annotated[str, typer.Argument(help="EdgeModel name.")],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Start a TrainingRun of MODEL now (reason Manual; skips the cooldown)."""
+    from edgeops.api.constants import Annotations
+
+    _annotate_model(namespace, model, Annotations.RETRAIN, _request_nonce())
+    typer.echo(f"requested: retrain {namespace}/{model}")
+
+
 def main() -> None:
     app()

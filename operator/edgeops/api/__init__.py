@@ -46,6 +46,7 @@ from .constants import (
     EDGEOPS_IMAGE_REPOSITORIES,
     GROUP,
     VERSION,
+    Annotations,
     ConditionType,
     ImageRepositories,
     Labels,
@@ -98,6 +99,7 @@ from .edgemodel import (
     Serving,
     Signature,
     Target,
+    TriggerState,
     VersionState,
 )
 from .fleetrollout import (
@@ -145,6 +147,7 @@ __all__ = [
     "Analysis",
     "AnalysisMetric",
     "AnalysisResult",
+    "Annotations",
     "ApiModel",
     "ArtifactFormat",
     "ArtifactRef",
@@ -232,6 +235,7 @@ __all__ = [
     "TrainingRunSpec",
     "TrainingRunStatus",
     "TrainingTemplate",
+    "TriggerState",
     "UpdateResult",
     "Uri",
     "ValidationRules",

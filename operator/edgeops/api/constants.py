@@ -76,6 +76,15 @@ class Labels:
     ROLLOUT: Final = f"{GROUP}/rollout"
 
 
+class Annotations:
+    """Annotations a user (or the ``edgeops`` CLI) sets to ask the operator for something."""
+
+    #: any new value starts a TrainingRun with reason Manual.
+    RETRAIN: Final = f"{GROUP}/retrain"
+    #: "<version>" or "<version> <nonce>": make that version current (promote or roll back).
+    PROMOTE: Final = f"{GROUP}/promote"
+
+
 class ConditionType:
     """Condition types: adjectives or past tense, positive polarity unless noted."""
 
@@ -133,6 +142,16 @@ class Reason:
     DRIFT_DETECTED: Final = "DriftDetected"
     NO_DRIFT: Final = "NoDrift"
     INSUFFICIENT_DATA: Final = "InsufficientData"
+    RETRAIN_TRIGGERED: Final = "RetrainTriggered"
+    MAX_CONCURRENT_RUNS: Final = "MaxConcurrentRuns"
+    TRAINING_FAILED: Final = "TrainingFailed"
+    VERSION_REGISTERED: Final = "VersionRegistered"
+    SIGNED: Final = "Signed"
+    NOT_PROMOTABLE: Final = "NotPromotable"
+    SERVING_DISABLED: Final = "ServingDisabled"
+    NO_ONNX_ARTIFACT: Final = "NoOnnxArtifact"
+    INFERENCE_SERVICE_APPLIED: Final = "InferenceServiceApplied"
+    INFERENCE_SERVICE_READY: Final = "InferenceServiceReady"
     # FleetRollout
     MODEL_NOT_FOUND: Final = "ModelNotFound"
     VERSION_NOT_FOUND: Final = "VersionNotFound"

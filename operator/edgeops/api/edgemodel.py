@@ -29,7 +29,7 @@ from .common import (
     validations,
 )
 from .fleetrollout import Comparison, FleetRolloutTemplate
-from .trainingrun import TrainingTemplate
+from .trainingrun import TrainingReason, TrainingTemplate
 
 VersionState = Literal["Candidate", "Approved", "Rejected", "Retired"]
 
@@ -319,6 +319,40 @@ class DriftSummary(StatusModel):
     measured_at: Timestamp | None = Field(None, description="When it was measured.")
 
 
+class TriggerState(StatusModel):
+    """What the retraining triggers and user requests were last acted on, so that each
+    change starts exactly one TrainingRun and each request is handled once."""
+
+    dataset_version: Sha256 | None = Field(
+        None, description="Dataset version the last triggered run was started for."
+    )
+    code_hash: Sha256 | None = Field(
+        None, description="SHA-256 of the trainer image and config the last run used."
+    )
+    retrain_request: str | None = Field(
+        None, max_length=253, description="Last handled edgeops.dev/retrain annotation."
+    )
+    promote_request: str | None = Field(
+        None, max_length=253, description="Last handled edgeops.dev/promote annotation."
+    )
+    drift_measured_at: Timestamp | None = Field(
+        None, description="status.drift.measuredAt of the last drift signal acted on."
+    )
+    schedule_checked_at: Timestamp | None = Field(
+        None, description="Cron ticks up to this time have been acted on."
+    )
+    last_trigger_time: Timestamp | None = Field(
+        None, description="When the last triggered run was started (cooldown reference)."
+    )
+    last_reasons: list[TrainingReason] = Field(
+        default_factory=list,
+        max_length=6,
+        description="Every trigger folded into the last run, the winning one first.",
+    )
+    run_counter: int = Field(0, ge=0, description="TrainingRuns started (<model>-r<n>).")
+    promotion_counter: int = Field(0, ge=0, description="FleetRollouts created (<model>-p<n>).")
+
+
 class EdgeModelStatus(StatusBase):
     """Observed state of an EdgeModel: the model registry."""
 
@@ -335,3 +369,7 @@ class EdgeModelStatus(StatusBase):
     drift: DriftSummary | None = Field(None, description="Latest drift measurement.")
     last_training_run: str | None = Field(None, max_length=253, description="Latest run.")
     last_training_time: Timestamp | None = Field(None, description="When it was started.")
+    latest_version: int | None = Field(
+        None, ge=1, description="Highest version number assigned; numbers are never reused."
+    )
+    triggers: TriggerState | None = Field(None, description="Trigger bookkeeping.")

@@ -1,0 +1,130 @@
+"""Signed bundles of an approved version, written to S3 before the version is recorded:
+
+* ``models/<ns>/<model>/versions/<n>/bundles/<target>.json`` - one per target: the
+  artifact that target installs, its size and SHA-256, model version, min agent version;
+* ``.../serving/model.onnx`` and ``.../serving/bundle.json`` - the cloud predictor's copy;
+* ``.../bundles.json`` - the version index, whose entries are the per-target manifests
+  (hash-chained), and whose signature is the one shown in status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from edgeops import __version__
+from edgeops.api.common import ArtifactRef, format_time
+from edgeops.api.edgemodel import Signature, Target
+from edgeops.policy.serving import serving_prefix
+from edgeops.signing import BundleArtifact, SigningKey, build_manifest, sign_manifest
+from edgeops.store import ArtifactStore
+
+FILE_NAMES: Final = {
+    "onnx": "model.onnx",
+    "tflite": "model.tflite",
+    "tflite-int8": "model_int8.tflite",
+    "tflm": "model_tflm.tar",
+}
+MIN_AGENT_VERSION: Final = __version__
+
+
+def version_prefix(namespace: str, model: str, number: int) -> str:
+    return f"models/{namespace}/{model}/versions/{number}"
+
+
+def registry_key(namespace: str, model: str) -> str:
+    return f"models/{namespace}/{model}/registry.json"
+
+
+def _artifact(ref: ArtifactRef) -> BundleArtifact:
+    return BundleArtifact(FILE_NAMES[ref.format], ref.format, ref.uri, ref.size, ref.sha256)
+
+
+def publish(
+    store: ArtifactStore,
+    key: SigningKey,
+    *,
+    namespace: str,
+    model: str,
+    number: int,
+    targets: Sequence[Target],
+    artifacts: Sequence[ArtifactRef],
+    now: datetime,
+) -> Signature:
+    """Writes every signed manifest of the version; the index last, so whoever finds the
+    index finds everything it references."""
+    created = format_time(now)
+    prefix = version_prefix(namespace, model, number)
+    by_format = {a.format: a for a in artifacts}
+    entries: list[BundleArtifact] = []
+
+    def put_signed(key_name: str, manifest: dict[str, Any], name: str) -> None:
+        data = sign_manifest(manifest, key).to_bytes()
+        store.put_bytes(key_name, data, "application/json")
+        ref = store.put_blob(data)
+        entries.append(
+            BundleArtifact(
+                name, "bundle-manifest", f"s3://{store.bucket}/{key_name}", ref.size, ref.sha256
+            )
+        )
+
+    for target in targets:
+        ref = by_format.get(target.format)
+        if ref is None:
+            raise ValueError(f"target {target.name}: no {target.format} artifact to sign")
+        manifest = build_manifest(
+            namespace=namespace,
+            model=model,
+            version=number,
+            target={
+                "name": target.name,
+                "type": target.target_type,
+                "format": target.format,
+                "hardware": target.hardware,
+            },
+            artifacts=[_artifact(ref)],
+            min_agent_version=MIN_AGENT_VERSION,
+            created=created,
+        )
+        put_signed(f"{prefix}/bundles/{target.name}.json", manifest, f"{target.name}.json")
+    onnx = by_format.get("onnx")
+    if onnx is not None:
+        serving = serving_prefix(namespace, model, number)
+        # The storage initializer downloads a prefix: give the model a file name next to
+        # the manifest that lets the predictor verify it.
+        store.put_bytes(f"{serving}/model.onnx", store.get_blob(onnx.sha256))
+        copy = BundleArtifact(
+            "model.onnx",
+            "onnx",
+            f"s3://{store.bucket}/{serving}/model.onnx",
+            onnx.size,
+            onnx.sha256,
+        )
+        manifest = build_manifest(
+            namespace=namespace,
+            model=model,
+            version=number,
+            target={"name": "kserve", "type": "server", "format": "onnx", "hardware": None},
+            artifacts=[copy],
+            min_agent_version=MIN_AGENT_VERSION,
+            created=created,
+        )
+        put_signed(f"{serving}/bundle.json", manifest, "kserve.json")
+    index = build_manifest(
+        namespace=namespace,
+        model=model,
+        version=number,
+        target={"name": "index", "type": "index", "format": "bundle-manifest", "hardware": None},
+        artifacts=entries,
+        min_agent_version=MIN_AGENT_VERSION,
+        created=created,
+    )
+    signed = sign_manifest(index, key)
+    index_key = f"{prefix}/bundles.json"
+    store.put_bytes(index_key, signed.to_bytes(), "application/json")
+    return Signature(
+        key_id=signed.key_id,
+        manifest_uri=f"s3://{store.bucket}/{index_key}",
+        signature=signed.signature,
+    )

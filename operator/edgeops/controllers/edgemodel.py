@@ -1,0 +1,462 @@
+"""EdgeModel controller: the model registry, gates, signing, retraining and promotion.
+
+One Kopf timer per EdgeModel is the only writer of its status (Kopf never runs a timer
+twice at once for the same object). Each tick: register the TrainingRuns that finished
+(gates -> sign -> version N), handle a promote/rollback request, evaluate the retraining
+triggers (at most one new run), keep the InferenceService on the current version, then
+patch only the status keys that changed. Decisions are pure functions in `edgeops.policy`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import kopf
+from pydantic import ValidationError
+
+from edgeops.api.common import EvaluationMetrics, format_time
+from edgeops.api.conditions import set_condition
+from edgeops.api.constants import (
+    API_VERSION,
+    DATASETS,
+    EDGE_MODELS,
+    FLEET_ROLLOUTS,
+    GROUP,
+    TRAINING_RUN,
+    TRAINING_RUNS,
+    VERSION,
+    Annotations,
+    ConditionType,
+    Labels,
+    Reason,
+)
+from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus, ModelVersion, TriggerState
+from edgeops.api.trainingrun import TrainingRunStatus
+from edgeops.controllers import bundles, events
+from edgeops.controllers.serving import reconcile_serving
+from edgeops.controllers.signing_key import publish_public_key
+from edgeops.controllers.storage import artifact_store
+from edgeops.k8s import custom, objects
+from edgeops.metrics.operator import RECONCILIATIONS
+from edgeops.policy import gates, promotion, registry, retrain
+from edgeops.store import StoreError
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS: Final = float(os.environ.get("EDGEOPS_EDGEMODEL_TICK_SECONDS", "2"))
+FINISHED: Final = ("Succeeded", "Failed")
+CONDITION_TYPES: Final = (
+    ConditionType.READY,
+    ConditionType.GATES_PASSED,
+    ConditionType.PROMOTED,
+    ConditionType.SERVING,
+)
+REASONS_ANNOTATION: Final = f"{GROUP}/trigger-reasons"
+
+
+class _QuietTicks(logging.Filter):
+    """Kopf logs (and posts as an Event) every successful timer run; what a tick did is
+    reported through our own conditions and Events instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Timer 'reconcile_edgemodel' succeeded."
+
+
+logging.getLogger("kopf.objects").addFilter(_QuietTicks())
+
+
+@dataclass
+class Tick:
+    """State of one reconciliation: the status being built and the conditions to set."""
+
+    body: kopf.Body
+    namespace: str
+    name: str
+    spec: EdgeModelSpec
+    status: EdgeModelStatus
+    now: dt.datetime
+    conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+    @property
+    def triggers(self) -> TriggerState:
+        if self.status.triggers is None:
+            self.status.triggers = TriggerState()
+        return self.status.triggers
+
+
+@kopf.timer(GROUP, VERSION, EDGE_MODELS, interval=TICK_SECONDS, initial_delay=0.5)
+def reconcile_edgemodel(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    if namespace is None or meta.get("deletionTimestamp"):
+        return  # namespaced kind (type guard); a model being deleted needs nothing more
+    try:
+        _reconcile(body, spec, status, meta, name, namespace, patch, memo)
+    except Exception as error:
+        if custom.namespace_terminating(error):
+            return
+        raise
+
+
+def _reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    name: str,
+    namespace: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old = dict(status)
+    try:
+        parsed = EdgeModelSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        message = "; ".join(str(e["msg"]) for e in error.errors())[:1000]
+        _write(
+            patch,
+            old,
+            EdgeModelStatus.model_validate(old),
+            meta.get("generation"),
+            now,
+            {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
+        )
+        return
+    tick = Tick(body, namespace, name, parsed, EdgeModelStatus.model_validate(old), now)
+    runs = custom.list_labelled(namespace, TRAINING_RUNS, f"{Labels.MODEL}={name}")
+    runs = [r for r in runs if _owned_by(r, body)]
+    try:
+        for run in _unregistered(tick, runs):
+            _register(tick, run)
+    except StoreError as error:
+        tick.conditions[ConditionType.READY] = (
+            "False",
+            Reason.STORAGE_UNAVAILABLE,
+            f"cannot publish to the object store: {error}",
+        )
+    _handle_promote_request(tick, meta)
+    active = [r for r in runs if (r.get("status") or {}).get("phase") not in FINISHED]
+    started = _evaluate_triggers(tick, meta, memo, len(active))
+    reconcile_serving(tick.body, tick.namespace, tick.spec, tick.status, tick.conditions, memo)
+    _ready(tick, [*active, *started])
+    _write(patch, old, tick.status, meta.get("generation"), now, tick.conditions)
+
+
+# --- registry -----------------------------------------------------------------------------
+
+
+def _owned_by(run: dict[str, Any], model: kopf.Body) -> bool:
+    refs = run["metadata"].get("ownerReferences") or []
+    return any(ref.get("uid") == model["metadata"]["uid"] for ref in refs)
+
+
+def _label_version(run: dict[str, Any]) -> int | None:
+    value = (run["metadata"].get("labels") or {}).get(Labels.MODEL_VERSION)
+    return int(value) if value and value.isdigit() else None
+
+
+def _unregistered(tick: Tick, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Finished runs without a version, oldest first. A run labelled with a number above
+    the registry's highest was labelled just before a crash: it is registered under that
+    number (the label is written first so a number is never handed out twice)."""
+    latest = tick.status.latest_version or 0
+    pending = []
+    for run in runs:
+        if (run.get("status") or {}).get("phase") not in FINISHED:
+            continue
+        number = _label_version(run)
+        if number is None or number > latest:
+            pending.append(run)
+    return sorted(
+        pending, key=lambda r: (r["metadata"]["creationTimestamp"], r["metadata"]["name"])
+    )
+
+
+def _register(tick: Tick, run: dict[str, Any]) -> None:
+    run_name = run["metadata"]["name"]
+    number = _label_version(run) or registry.next_number(tick.status)
+    if _label_version(run) is None:
+        custom.patch_metadata(
+            tick.namespace, TRAINING_RUNS, run_name, labels={Labels.MODEL_VERSION: str(number)}
+        )
+    run_status = TrainingRunStatus.model_validate(run.get("status") or {})
+    if run_status.phase == "Failed":
+        why = _condition_message(run, ConditionType.SUCCEEDED) or "the TrainingRun failed"
+        version = registry.failed(number, run_name, run_status, why, tick.now)
+        events.warning(
+            tick.body,
+            Reason.TRAINING_FAILED,
+            f"v{number} ({run_name}) not registered as a candidate: {why}",
+        )
+    else:
+        version = _candidate(tick, number, run_name, run_status)
+    _publish_index(tick, version)
+    tick.status.versions = registry.append(tick.status, version, tick.spec.history_limit)
+    tick.status.latest_version = number
+    RECONCILIATIONS.labels(kind="EdgeModel", outcome=f"version-{version.state.lower()}").inc()
+    if version.state == "Approved":
+        _on_approved(tick, number)
+
+
+def _candidate(tick: Tick, number: int, run_name: str, run: TrainingRunStatus) -> ModelVersion:
+    current = registry.find(tick.status, tick.status.current_version)
+    verdict = gates.evaluate(tick.spec, run.metrics or EvaluationMetrics(), run.artifacts, current)
+    summary = gates.summary(verdict)
+    signature = None
+    if verdict.passed:
+        key = publish_public_key(tick.namespace)
+        signature = bundles.publish(
+            artifact_store(),
+            key,
+            namespace=tick.namespace,
+            model=tick.name,
+            number=number,
+            targets=tick.spec.targets,
+            artifacts=run.artifacts,
+            now=tick.now,
+        )
+        tick.conditions[ConditionType.GATES_PASSED] = (
+            "True",
+            Reason.GATES_PASSED,
+            f"v{number} ({run_name}): {summary}",
+        )
+        events.normal(tick.body, Reason.GATES_PASSED, f"v{number}: {summary}")
+        events.normal(
+            tick.body,
+            Reason.SIGNED,
+            f"v{number} bundles for {len(tick.spec.targets)} target(s) signed with "
+            f"{signature.key_id}: {signature.manifest_uri}",
+        )
+    else:
+        tick.conditions[ConditionType.GATES_PASSED] = (
+            "False",
+            Reason.GATES_FAILED,
+            f"v{number} ({run_name}) rejected: {summary}",
+        )
+        events.warning(tick.body, Reason.GATES_FAILED, f"v{number} rejected: {summary}")
+    return registry.from_run(
+        number, run_name, run, tick.spec.targets, verdict, signature, summary, tick.now
+    )
+
+
+def _publish_index(tick: Tick, version: ModelVersion) -> None:
+    """The full registry (never pruned) in S3, next to the bundles."""
+    store = artifact_store()
+    key = bundles.registry_key(tick.namespace, tick.name)
+    index: dict[str, Any] = store.get_json(key) if store.exists(key) else {}
+    entries = {int(v["number"]): v for v in index.get("versions", [])}
+    entries[version.number] = version.model_dump(by_alias=True, exclude_none=True, mode="json")
+    store.put_json(
+        key,
+        {
+            "namespace": tick.namespace,
+            "model": tick.name,
+            "versions": [entries[n] for n in sorted(entries)],
+        },
+    )
+
+
+# --- promotion ----------------------------------------------------------------------------
+
+
+def _on_approved(tick: Tick, number: int) -> None:
+    if tick.spec.promotion.mode == "Auto":
+        _make_current(tick, number, f"v{number} passed its gates (promotion mode Auto)")
+        return
+    tick.status.candidate_version = number
+    message = promotion.manual_instructions(tick.name, number)
+    tick.conditions[ConditionType.PROMOTED] = ("False", Reason.AWAITING_APPROVAL, message)
+    events.normal(tick.body, Reason.AWAITING_APPROVAL, message)
+
+
+def _make_current(tick: Tick, number: int, why: str) -> None:
+    previous = tick.status.current_version
+    tick.status.current_version = number
+    if tick.status.candidate_version is not None and tick.status.candidate_version <= number:
+        tick.status.candidate_version = None
+    reason = Reason.ROLLED_BACK if previous and number < previous else Reason.PROMOTED
+    was = f" (was v{previous})" if previous else ""
+    template = tick.spec.promotion.rollout_template
+    if template is None:
+        message = (
+            f"v{number} is current{was}: {why}; no rolloutTemplate, so create a "
+            f"FleetRollout with modelRef {tick.name} and version {number}"
+        )
+    else:
+        triggers = tick.triggers
+        triggers.promotion_counter += 1
+        manifest = promotion.fleet_rollout(
+            dict(tick.body), template, number, triggers.promotion_counter, why
+        )
+        rollout, _ = custom.create_or_adopt(tick.namespace, FLEET_ROLLOUTS, manifest)
+        message = (
+            f"v{number} is current{was}: {why}; FleetRollout "
+            f"{rollout['metadata']['name']} moves the fleet to it"
+        )
+    tick.conditions[ConditionType.PROMOTED] = ("True", reason, message)
+    events.normal(tick.body, reason, message)
+
+
+def _handle_promote_request(tick: Tick, meta: kopf.Meta) -> None:
+    raw = ((meta.get("annotations") or {}).get(Annotations.PROMOTE) or "").strip()
+    if not raw or raw == tick.triggers.promote_request:
+        return
+    tick.triggers.promote_request = raw  # handled once, whatever the outcome
+    problem: str | None
+    try:
+        request = promotion.parse_request(raw)
+    except ValueError as error:
+        request, problem = None, str(error)
+    else:
+        problem = registry.promotable(tick.status, request.version) if request else None
+    if problem is not None or request is None:
+        message = f"promote request {raw!r} refused: {problem}"
+        tick.conditions[ConditionType.PROMOTED] = ("False", Reason.NOT_PROMOTABLE, message)
+        events.warning(tick.body, Reason.NOT_PROMOTABLE, message)
+        return
+    if request.version == tick.status.current_version:
+        events.normal(tick.body, Reason.PROMOTED, f"v{request.version} is already current")
+        return
+    _make_current(tick, request.version, f"requested with {Annotations.PROMOTE}={raw}")
+
+
+# --- retraining triggers -------------------------------------------------------------------
+
+
+def _evaluate_triggers(
+    tick: Tick, meta: kopf.Meta, memo: kopf.Memo, active: int
+) -> list[dict[str, Any]]:
+    ref = tick.spec.training.dataset_ref
+    dataset = objects.read_custom(tick.namespace, DATASETS, ref.name)
+    latest = ((dataset or {}).get("status") or {}).get("latestVersion")
+    current = registry.find(tick.status, tick.status.current_version)
+    accuracy = None
+    if current is not None and current.metrics is not None:
+        accuracy = current.metrics.overall.get("accuracy")
+    seen = retrain.Observed(
+        now=tick.now,
+        dataset_version=ref.version or latest,
+        code_hash=retrain.code_hash(tick.spec.training),
+        retrain_request=(meta.get("annotations") or {}).get(Annotations.RETRAIN),
+        drift=tick.status.drift,
+        current_accuracy=accuracy,
+        active_runs=active,
+    )
+    decision = retrain.decide(tick.spec.retrain, tick.triggers, seen)
+    tick.status.triggers = decision.state
+    if not decision.start:
+        blocked = (decision.blocked, tuple(decision.reasons))
+        if decision.blocked and memo.get("blocked") != blocked:
+            events.normal(tick.body, decision.blocked, decision.message)
+        memo["blocked"] = blocked if decision.blocked else None
+        memo["pending"] = decision.message if decision.blocked else None
+        return []
+    memo["blocked"] = memo["pending"] = None
+    assert decision.reason is not None and seen.dataset_version is not None
+    run = _start_run(tick, decision, seen.dataset_version)
+    also = [f"{s.reason} ({s.detail})" for s in decision.signals[1:]]
+    message = (
+        f"started TrainingRun {run['metadata']['name']} for {decision.reason}: "
+        f"{decision.signals[0].detail}" + (f"; also folded in: {', '.join(also)}" if also else "")
+    )
+    events.normal(tick.body, Reason.RETRAIN_TRIGGERED, message)
+    tick.status.last_training_run = run["metadata"]["name"]
+    tick.status.last_training_time = format_time(tick.now)
+    return [run]
+
+
+def _start_run(tick: Tick, decision: retrain.Decision, dataset_version: str) -> dict[str, Any]:
+    spec = tick.spec.training.model_dump(by_alias=True, exclude_none=True, mode="json")
+    # Pinned: the run trains exactly the version that triggered it (lineage).
+    spec["datasetRef"]["version"] = dataset_version
+    spec.update(reason=decision.reason, modelRef={"name": tick.name})
+    manifest = {
+        "apiVersion": API_VERSION,
+        "kind": TRAINING_RUN,
+        "metadata": {
+            "name": f"{tick.name}-r{decision.state.run_counter}",
+            "labels": {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE, Labels.MODEL: tick.name},
+            "annotations": {REASONS_ANNOTATION: ",".join(decision.reasons)},
+            "ownerReferences": [promotion.owner_reference(dict(tick.body))],
+        },
+        "spec": spec,
+    }
+    run, _ = custom.create_or_adopt(tick.namespace, TRAINING_RUNS, manifest)
+    return run
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def _ready(tick: Tick, active: list[dict[str, Any]]) -> None:
+    if ConditionType.READY in tick.conditions:
+        return
+    status = tick.status
+    parts = []
+    if status.current_version:
+        parts.append(f"v{status.current_version} current")
+    if status.candidate_version:
+        parts.append(f"v{status.candidate_version} awaiting promotion")
+    parts.append(f"{len(status.versions)} version(s) registered")
+    if active:
+        names = ", ".join(
+            f"{r['metadata']['name']} ({r['spec'].get('reason', '?')})" for r in active
+        )
+        parts.append(f"training {names}")
+    message = "; ".join(parts)
+    if status.current_version:
+        reason = Reason.TRAINING if active else Reason.RECONCILED
+        tick.conditions[ConditionType.READY] = ("True", reason, message)
+    elif active:
+        tick.conditions[ConditionType.READY] = ("False", Reason.TRAINING, message)
+    elif status.candidate_version:
+        tick.conditions[ConditionType.READY] = ("False", Reason.AWAITING_APPROVAL, message)
+    else:
+        tick.conditions[ConditionType.READY] = ("False", Reason.NO_VERSION, message)
+
+
+def _condition_message(obj: dict[str, Any], type_: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return str(cond.get("message") or cond.get("reason") or "")
+    return None
+
+
+def _write(
+    patch: kopf.Patch,
+    old: dict[str, Any],
+    status: EdgeModelStatus,
+    generation: int | None,
+    now: dt.datetime,
+    updates: dict[str, tuple[str, str, str]],
+) -> None:
+    """Patches only the keys that changed, so an idle model costs no API writes."""
+    conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
+    known = {c.get("type") for c in conditions}
+    for type_ in CONDITION_TYPES:
+        if type_ not in updates and type_ not in known:
+            updates = {**updates, type_: ("Unknown", Reason.RECONCILING, "not evaluated yet")}
+    for type_, (state, reason, message) in updates.items():
+        conditions = set_condition(conditions, type_, state, reason, message, generation, now)
+    new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    new["conditions"] = conditions
+    new["observedGeneration"] = generation
+    # An unchanged condition must not count as a change: its list was rebuilt above.
+    for key in set(new) | set(old):
+        if key == "drift":
+            continue  # written by the fleet monitor (or a test), never by this controller
+        if new.get(key) != old.get(key):
+            patch.status[key] = new.get(key)

@@ -1,0 +1,71 @@
+"""The operator's Ed25519 signing key: a Secret in the operator's namespace, generated on
+first start if absent (never logged), and the public key published as a ConfigMap for
+gateways, predictors and devices."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Final
+
+from edgeops.k8s import custom
+from edgeops.policy.serving import PUBLIC_KEYS_KEY, SIGNING_CONFIG_MAP
+from edgeops.signing import SigningKey, generate_key, signing_key
+
+log = logging.getLogger(__name__)
+
+SECRET_NAME: Final = "edgeops-signing-key"
+PRIVATE_KEY: Final = "privateKey"
+DEFAULT_NAMESPACE: Final = "edgeops-system"
+
+_lock = threading.Lock()
+_key: SigningKey | None = None
+#: namespace -> when its ConfigMap was last checked (a namespace can be recreated).
+_published: dict[str, float] = {}
+REPUBLISH_SECONDS: Final = 300.0
+
+
+def operator_namespace() -> str:
+    return os.environ.get("EDGEOPS_NAMESPACE", DEFAULT_NAMESPACE)
+
+
+def current_key() -> SigningKey:
+    """Loaded (or generated and stored) once per process."""
+    global _key
+    with _lock:
+        if _key is None:
+            namespace = operator_namespace()
+            custom.ensure_namespace(namespace)
+            fresh = generate_key()
+            stored = custom.create_secret_once(
+                namespace, SECRET_NAME, {PRIVATE_KEY: fresh.private_b64}
+            )
+            _key = signing_key(stored[PRIVATE_KEY])
+            origin = "generated" if _key.key_id == fresh.key_id else "loaded"
+            log.info(
+                "signing key %s %s from Secret %s/%s", _key.key_id, origin, namespace, SECRET_NAME
+            )
+        return _key
+
+
+def public_keys_document(key: SigningKey) -> dict[str, str]:
+    return {
+        PUBLIC_KEYS_KEY: json.dumps({key.key_id: key.public_b64}, sort_keys=True),
+        "keyId": key.key_id,
+        "publicKey": key.public_b64,
+    }
+
+
+def publish_public_key(namespace: str) -> SigningKey:
+    """Makes sure ``namespace`` (and the operator's own) has the public-key ConfigMap."""
+    key = current_key()
+    now = time.monotonic()
+    for target in {operator_namespace(), namespace}:
+        if now - _published.get(target, -REPUBLISH_SECONDS) < REPUBLISH_SECONDS:
+            continue
+        custom.ensure_config_map(target, SIGNING_CONFIG_MAP, public_keys_document(key))
+        _published[target] = now
+    return key

@@ -1,0 +1,241 @@
+"""Helpers for the objects an EdgeModel owns or publishes: custom objects of any group
+(EdgeOps kinds, KServe InferenceServices and ServingRuntimes), ServiceAccounts, and the
+ConfigMap/Secret pair of the signing key."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from edgeops.api.constants import GROUP, VERSION, Labels
+from edgeops.k8s.client import api_client
+
+MANAGED = {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE}
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client())
+
+
+def _core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def list_labelled(namespace: str, plural: str, selector: str) -> list[dict[str, Any]]:
+    """EdgeOps objects of ``plural`` matching a label selector."""
+    result = _custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, label_selector=selector
+    )
+    return list(result.get("items", []))
+
+
+def read(namespace: str, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
+            group, version, namespace, plural, name
+        )
+        return obj
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def create_or_adopt(
+    namespace: str,
+    plural: str,
+    manifest: dict[str, Any],
+    group: str = GROUP,
+    version: str = VERSION,
+) -> tuple[dict[str, Any], bool]:
+    """Creates the custom object, or returns the existing one of that name (a restarted
+    operator, or a stale read, must not create a second one). Returns (object, created)."""
+    try:
+        obj = _custom().create_namespaced_custom_object(group, version, namespace, plural, manifest)
+        return obj, True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    existing = read(namespace, group, version, plural, manifest["metadata"]["name"])
+    if existing is None:  # deleted in between: try once more
+        return create_or_adopt(namespace, plural, manifest, group, version)
+    return existing, False
+
+
+def apply(
+    namespace: str, plural: str, manifest: dict[str, Any], group: str, version: str
+) -> tuple[dict[str, Any], str]:
+    """Creates the object or brings its spec, labels and annotations to the manifest's.
+    Returns (object, "created" | "updated" | "unchanged")."""
+    # Read first: in the steady state this is the only call.
+    existing = read(namespace, group, version, plural, manifest["metadata"]["name"])
+    if existing is None:
+        obj, created = create_or_adopt(namespace, plural, manifest, group, version)
+        if created:
+            return obj, "created"
+    else:
+        obj = existing
+    wanted_meta = manifest["metadata"]
+    meta = obj.get("metadata") or {}
+    drift: dict[str, Any] = {}
+    if obj.get("spec") != manifest.get("spec"):
+        drift["spec"] = manifest.get("spec")
+    for key in ("labels", "annotations"):
+        wanted = wanted_meta.get(key) or {}
+        if any((meta.get(key) or {}).get(k) != v for k, v in wanted.items()):
+            drift.setdefault("metadata", {})[key] = wanted
+    if not drift:
+        return obj, "unchanged"
+    if "spec" in drift:
+        # A merge patch cannot remove keys we stopped setting: replace the spec instead.
+        body = {**obj, "spec": manifest.get("spec")}
+        body["metadata"] = {**meta, **drift.get("metadata", {})}
+        updated = _custom().replace_namespaced_custom_object(
+            group, version, namespace, plural, meta["name"], body
+        )
+    else:
+        updated = _custom().patch_namespaced_custom_object(
+            group, version, namespace, plural, meta["name"], drift
+        )
+    return updated, "updated"
+
+
+def delete(namespace: str, group: str, version: str, plural: str, name: str) -> bool:
+    try:
+        _custom().delete_namespaced_custom_object(group, version, namespace, plural, name)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def patch_metadata(
+    namespace: str,
+    plural: str,
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Merge-patches labels/annotations of an EdgeOps object (never its spec)."""
+    metadata: dict[str, Any] = {}
+    if labels:
+        metadata["labels"] = labels
+    if annotations:
+        metadata["annotations"] = annotations
+    result: dict[str, Any] = _custom().patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, {"metadata": metadata}
+    )
+    return result
+
+
+def ensure_config_map(namespace: str, name: str, data: dict[str, str]) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": MANAGED},
+        "data": data,
+    }
+    core = _core()
+    try:
+        core.create_namespaced_config_map(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = core.read_namespaced_config_map(name, namespace)
+        if (current.data or {}) != data:
+            core.patch_namespaced_config_map(name, namespace, {"data": data})
+
+
+def create_secret_once(namespace: str, name: str, data: dict[str, str]) -> dict[str, str]:
+    """Creates the Secret unless it exists, and returns the data that is stored: the first
+    writer wins, so concurrent operators end up with the same key."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": MANAGED},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    core = _core()
+    try:
+        core.create_namespaced_secret(namespace, body)
+        return dict(data)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    secret = core.read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def ensure_namespace(name: str) -> None:
+    try:
+        _core().create_namespace(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def ensure_annotated_secret(
+    namespace: str, name: str, data: dict[str, str], annotations: dict[str, str]
+) -> None:
+    """A Secret whose annotations matter to its consumer (KServe's S3 settings)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": MANAGED, "annotations": annotations},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    core = _core()
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = core.read_namespaced_secret(name, namespace)
+        if (current.data or {}) != body["data"] or any(
+            (current.metadata.annotations or {}).get(k) != v for k, v in annotations.items()
+        ):
+            core.patch_namespaced_secret(
+                name, namespace, {"data": body["data"], "metadata": {"annotations": annotations}}
+            )
+
+
+def ensure_service_account(namespace: str, name: str, secrets: list[str]) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "labels": MANAGED},
+        "secrets": [{"name": s} for s in secrets],
+    }
+    core = _core()
+    try:
+        core.create_namespaced_service_account(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = core.read_namespaced_service_account(name, namespace)
+        if sorted(s.name for s in current.secrets or []) != sorted(secrets):
+            core.patch_namespaced_service_account(name, namespace, {"secrets": body["secrets"]})
+
+
+def annotate(namespace: str, plural: str, name: str, annotations: dict[str, str]) -> None:
+    """For the CLI: sets annotations on an EdgeOps object (e.g. a retrain request)."""
+    patch_metadata(namespace, plural, name, annotations=annotations)
+
+
+def namespace_terminating(error: BaseException) -> bool:
+    """The namespace is being deleted: nothing new can be created in it, and its objects
+    are about to disappear, so reconciling it is pointless rather than an error."""
+    return (
+        isinstance(error, ApiException)
+        and error.status == 403
+        and "NamespaceTerminating" in str(error.body or "")
+    )

@@ -1,0 +1,80 @@
+"""Promotion decisions: which version becomes current, and the FleetRollout that moves the
+fleet to it (built from the EdgeModel's rollout template, owned by the EdgeModel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgeops.api.constants import API_VERSION, EDGE_MODEL, FLEET_ROLLOUT, Labels
+from edgeops.api.fleetrollout import FleetRolloutTemplate
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    version: int
+    raw: str
+
+
+def parse_request(value: str | None) -> PromoteRequest | None:
+    """``edgeops.dev/promote`` is "<version>" or "<version> <nonce>" (the CLI adds a nonce so
+    that asking twice for the same version - e.g. rolling back to it again - is new)."""
+    if not value or not value.strip():
+        return None
+    head = value.strip().split()[0]
+    if not head.isdigit() or int(head) < 1:
+        raise ValueError(f"edgeops.dev/promote={value!r}: expected a version number")
+    return PromoteRequest(int(head), value.strip())
+
+
+def owner_reference(model: dict[str, Any]) -> dict[str, Any]:
+    meta = model["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": EDGE_MODEL,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def rollout_name(model_name: str, version: int, sequence: int) -> str:
+    """Deterministic, and new for every promotion (a rollout's version is immutable, and a
+    rollback to an earlier version needs a rollout of its own)."""
+    return f"{model_name}-v{version}-{sequence}"
+
+
+def fleet_rollout(
+    model: dict[str, Any],
+    template: FleetRolloutTemplate,
+    version: int,
+    sequence: int,
+    why: str,
+) -> dict[str, Any]:
+    name = model["metadata"]["name"]
+    spec = template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    spec.update(modelRef={"name": name}, version=version)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": FLEET_ROLLOUT,
+        "metadata": {
+            "name": rollout_name(name, version, sequence),
+            "labels": {
+                Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE,
+                Labels.MODEL: name,
+                Labels.MODEL_VERSION: str(version),
+            },
+            "annotations": {"edgeops.dev/promoted-because": why[:512]},
+            "ownerReferences": [owner_reference(model)],
+        },
+        "spec": spec,
+    }
+
+
+def manual_instructions(model_name: str, version: int) -> str:
+    return (
+        f"version {version} passed its gates and is signed; promote it with "
+        f"`edgeops promote {model_name} {version}` or "
+        f"`kubectl annotate edgemodel {model_name} edgeops.dev/promote={version} --overwrite`"
+    )

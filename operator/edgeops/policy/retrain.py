@@ -1,0 +1,204 @@
+"""When an EdgeModel starts a TrainingRun: the five triggers, cooldown, max concurrent runs
+and deduplication, as one pure function of (spec, trigger bookkeeping, observations, clock).
+
+At most one run is started per evaluation, whatever number of triggers fired: the
+winning reason is the most specific one (a person's request first, the clock last) and
+every trigger that fired is listed, so nothing is lost and nothing starts twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from edgeops.api.common import format_time
+from edgeops.api.constants import Reason
+from edgeops.api.edgemodel import DriftSummary, RetrainPolicy, TriggerState
+from edgeops.api.trainingrun import TrainingReason, TrainingTemplate
+
+from .cron import latest_tick, parse_duration
+
+#: Winner when several triggers fire at once.
+PRIORITY: Final[tuple[TrainingReason, ...]] = (
+    "Manual",
+    "Drift",
+    "Accuracy",
+    "DataChange",
+    "CodeChange",
+    "Schedule",
+)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the controller saw just now."""
+
+    now: datetime
+    #: The dataset version a run would train on (the pinned one, else the latest).
+    dataset_version: str | None
+    code_hash: str
+    #: Value of the edgeops.dev/retrain annotation, if any.
+    retrain_request: str | None
+    drift: DriftSummary | None
+    #: Accuracy of the current version, the reference for the accuracy trigger.
+    current_accuracy: float | None
+    active_runs: int
+
+
+@dataclass(frozen=True)
+class Signal:
+    reason: TrainingReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``start`` with ``reason`` when a run should start now; otherwise ``blocked`` says why
+    pending signals wait. ``state`` is the bookkeeping to persist either way."""
+
+    start: bool
+    state: TriggerState
+    reason: TrainingReason | None = None
+    signals: tuple[Signal, ...] = field(default_factory=tuple)
+    blocked: str | None = None
+    message: str = ""
+
+    @property
+    def reasons(self) -> list[TrainingReason]:
+        return [s.reason for s in self.signals]
+
+
+def code_hash(training: TrainingTemplate) -> str:
+    """Hash of what, in the EdgeModel spec, decides the trained code: a change (a new image
+    or config committed to Git) is a code change. The dataset is deliberately excluded."""
+    trainer = training.trainer
+    document = {
+        "image": trainer.image,
+        "command": trainer.command,
+        "args": trainer.args,
+        "config": trainer.config,
+        "hyperparameters": trainer.hyperparameters.model_dump(by_alias=True, mode="json"),
+        "exports": sorted(training.exports),
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> list[Signal]:
+    """Every trigger that fired since the bookkeeping was last updated, by priority."""
+    found: list[Signal] = []
+    request = (seen.retrain_request or "").strip()
+    if request and request != state.retrain_request:
+        found.append(Signal("Manual", f"retrain requested ({request[:64]})"))
+    found += _drift_signals(policy, state, seen)
+    if seen.dataset_version and seen.dataset_version != state.dataset_version:
+        if state.run_counter == 0:
+            found.append(
+                Signal("DataChange", f"initial training on dataset {seen.dataset_version[:12]}")
+            )
+        elif policy.on_new_dataset_version:
+            old = (state.dataset_version or "none")[:12]
+            found.append(
+                Signal("DataChange", f"dataset version {old} -> {seen.dataset_version[:12]}")
+            )
+    if policy.on_code_change and state.code_hash and seen.code_hash != state.code_hash:
+        found.append(
+            Signal("CodeChange", f"trainer config {state.code_hash[:12]} -> {seen.code_hash[:12]}")
+        )
+    if policy.schedule and state.schedule_checked_at:
+        checked = datetime.fromisoformat(state.schedule_checked_at)
+        tick = latest_tick(policy.schedule, checked, seen.now)
+        if tick is not None:
+            found.append(
+                Signal("Schedule", f"cron {policy.schedule!r} fired at {format_time(tick)}")
+            )
+    return sorted(found, key=lambda s: PRIORITY.index(s.reason))
+
+
+def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decision:
+    """Whether to start a run now, and the bookkeeping to persist."""
+    base = state
+    if policy.schedule and not state.schedule_checked_at:
+        # A new schedule counts from now: creating a model is not a missed cron tick.
+        base = state.model_copy(update={"schedule_checked_at": format_time(seen.now)})
+    fired = tuple(signals(policy, base, seen))
+    if not fired:
+        return Decision(False, base, message="no trigger fired")
+    pending = ", ".join(f"{s.reason} ({s.detail})" for s in fired)
+    if seen.dataset_version is None:
+        return Decision(
+            False,
+            base,
+            signals=fired,
+            blocked=Reason.DATASET_VERSION_NOT_FOUND,
+            message=f"waiting for a dataset version; pending: {pending}",
+        )
+    if seen.active_runs >= policy.max_concurrent_runs:
+        return Decision(
+            False,
+            base,
+            signals=fired,
+            blocked=Reason.MAX_CONCURRENT_RUNS,
+            message=f"{seen.active_runs} run(s) active, max {policy.max_concurrent_runs}; "
+            f"pending: {pending}",
+        )
+    cooldown = parse_duration(policy.cooldown)
+    manual = fired[0].reason == "Manual"  # a person's explicit request skips the cooldown
+    if base.last_trigger_time and not manual:
+        ready_at = datetime.fromisoformat(base.last_trigger_time) + cooldown
+        if seen.now < ready_at:
+            return Decision(
+                False,
+                base,
+                signals=fired,
+                blocked=Reason.COOLDOWN,
+                message=f"cooldown {policy.cooldown} after the last run: next run at "
+                f"{format_time(ready_at)}; pending: {pending}",
+            )
+    now = format_time(seen.now)
+    consumed = base.model_copy(
+        update={
+            "dataset_version": seen.dataset_version,
+            "code_hash": seen.code_hash,
+            "retrain_request": (seen.retrain_request or "").strip() or base.retrain_request,
+            "drift_measured_at": (seen.drift.measured_at if seen.drift else None)
+            or base.drift_measured_at,
+            "schedule_checked_at": now if policy.schedule else None,
+            "last_trigger_time": now,
+            "last_reasons": [s.reason for s in fired],
+            "run_counter": base.run_counter + 1,
+        }
+    )
+    return Decision(True, consumed, reason=fired[0].reason, signals=fired, message=pending)
+
+
+def _drift_signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> list[Signal]:
+    drift, trigger = seen.drift, policy.on_drift
+    if not trigger.enabled or drift is None or not drift.measured_at:
+        return []
+    if drift.measured_at == state.drift_measured_at:
+        return []  # this measurement already started a run
+    if drift.samples is not None and drift.samples < trigger.min_samples:
+        return []  # too little telemetry is no evidence either way
+    found: list[Signal] = []
+    over = []
+    if drift.psi is not None and drift.psi > trigger.psi_threshold:
+        over.append(f"PSI {drift.psi:.3f} > {trigger.psi_threshold:g}")
+    if drift.js is not None and drift.js > trigger.js_threshold:
+        over.append(f"JS {drift.js:.3f} > {trigger.js_threshold:g}")
+    if over:
+        found.append(Signal("Drift", ", ".join(over)))
+    if drift.accuracy is not None and seen.current_accuracy is not None:
+        drop = seen.current_accuracy - drift.accuracy
+        if drop > trigger.accuracy_drop_threshold:
+            found.append(
+                Signal(
+                    "Accuracy",
+                    f"feedback accuracy {drift.accuracy:.3f} vs {seen.current_accuracy:.3f}: "
+                    f"drop {drop:.3f} > {trigger.accuracy_drop_threshold:g}",
+                )
+            )
+    return found

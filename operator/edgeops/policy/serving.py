@@ -1,0 +1,127 @@
+"""KServe objects for cloud-side serving of the current version's ONNX artifact.
+
+The InferenceService uses the KServe storage initializer: ``storageUri`` points at the
+version's serving prefix in S3 (model.onnx next to its signed bundle manifest), and the
+service account carries the S3 Secret with the annotations KServe reads for MinIO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from edgeops.api.constants import Labels
+from edgeops.api.edgemodel import Serving
+
+KSERVE_GROUP: Final = "serving.kserve.io"
+ISVC_VERSION: Final = "v1beta1"
+RUNTIME_VERSION: Final = "v1alpha1"
+INFERENCE_SERVICES: Final = "inferenceservices"
+SERVING_RUNTIMES: Final = "servingruntimes"
+DEFAULT_RUNTIME: Final = "edgeops-predictor"
+SERVICE_ACCOUNT: Final = "edgeops-kserve"
+S3_SECRET: Final = "edgeops-kserve-s3"
+SIGNING_CONFIG_MAP: Final = "edgeops-signing"
+PUBLIC_KEYS_KEY: Final = "publicKeys.json"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str  # http(s)://host:port
+    region: str
+
+
+def serving_prefix(namespace: str, model: str, version: int) -> str:
+    return f"models/{namespace}/{model}/versions/{version}/serving"
+
+
+def s3_secret_annotations(s3: S3Settings) -> dict[str, str]:
+    parts = urlsplit(s3.endpoint)
+    https = parts.scheme == "https"
+    return {
+        "serving.kserve.io/s3-endpoint": parts.netloc,
+        "serving.kserve.io/s3-usehttps": "1" if https else "0",
+        "serving.kserve.io/s3-verifyssl": "1" if https else "0",
+        "serving.kserve.io/s3-region": s3.region,
+        "serving.kserve.io/s3-useanoncredential": "false",
+    }
+
+
+def inference_service(
+    model: dict[str, Any],
+    owner: dict[str, Any],
+    serving: Serving,
+    storage_uri: str,
+    version: int,
+) -> dict[str, Any]:
+    name = model["metadata"]["name"]
+    predictor: dict[str, Any] = {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "minReplicas": serving.min_replicas,
+        "maxReplicas": serving.max_replicas,
+        "model": {
+            "modelFormat": {"name": "onnx"},
+            "runtime": serving.runtime or DEFAULT_RUNTIME,
+            "protocolVersion": "v2",
+            "storageUri": storage_uri,
+        },
+    }
+    return {
+        "apiVersion": f"{KSERVE_GROUP}/{ISVC_VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "labels": {
+                Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE,
+                Labels.MODEL: name,
+                Labels.MODEL_VERSION: str(version),
+            },
+            # No Knative in most edge clusters: plain Deployments.
+            "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
+            "ownerReferences": [owner],
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def serving_runtime(image: str) -> dict[str, Any]:
+    """The EdgeOps predictor as a namespaced ServingRuntime for the onnx model format."""
+    return {
+        "apiVersion": f"{KSERVE_GROUP}/{RUNTIME_VERSION}",
+        "kind": "ServingRuntime",
+        "metadata": {
+            "name": DEFAULT_RUNTIME,
+            "labels": {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE},
+        },
+        "spec": {
+            "supportedModelFormats": [{"name": "onnx", "version": "1", "autoSelect": False}],
+            "protocolVersions": ["v1", "v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": image,
+                    "args": [
+                        "--model_name={{.Name}}",
+                        "--model_dir=/mnt/models",
+                        "--http_port=8080",
+                    ],
+                    "env": [
+                        {
+                            "name": "EDGEOPS_SIGNING_PUBLIC_KEYS",
+                            "valueFrom": {
+                                "configMapKeyRef": {
+                                    "name": SIGNING_CONFIG_MAP,
+                                    "key": PUBLIC_KEYS_KEY,
+                                }
+                            },
+                        }
+                    ],
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "256Mi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                    },
+                }
+            ],
+        },
+    }

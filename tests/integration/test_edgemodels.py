@@ -1,0 +1,403 @@
+"""EdgeModels on the devcluster: the registry, gates, signed bundles, every retraining
+trigger, auto promotion to a FleetRollout and the KServe InferenceService.
+
+One namespace and one EdgeModel carry the whole chain; the tests run in file order and
+each builds on the state the previous one left (version 1, 2, 3, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from edgeops.signing import VerificationError, verify_artifact, verify_bundle, verify_manifest
+from edgeops.store import ArtifactStore, StoreConfig
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+
+MODEL = "motion"
+DATASET = {
+    "apiVersion": "edgeops.dev/v1alpha1",
+    "kind": "Dataset",
+    "metadata": {"name": "motions"},
+    "spec": {
+        "sources": [{"builtin": {"name": "basic-motions"}}],
+        "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+        "governance": {"classification": "internal", "retentionDays": 30, "region": "eu-central-1"},
+    },
+}
+ACCURACY_FLOOR = 0.5
+EDGE_MODEL = {
+    "apiVersion": "edgeops.dev/v1alpha1",
+    "kind": "EdgeModel",
+    "metadata": {"name": MODEL},
+    "spec": {
+        "training": {
+            "datasetRef": {"name": "motions"},
+            "trainer": {"hyperparameters": {"epochs": 20, "batchSize": 8, "seed": 7}},
+            "exports": ["onnx", "tflite-int8", "tflm"],
+            "backoffLimit": 0,
+        },
+        "targets": [
+            {
+                "name": "pi",
+                "targetType": "linux",
+                "format": "onnx",
+                "maxSizeBytes": 2_000_000,
+                "maxLatencyMs": 50,
+            },
+            {"name": "mcu", "targetType": "mcu", "format": "tflm", "maxSizeBytes": 1_000_000},
+        ],
+        "gates": {
+            "absolute": [{"metric": "accuracy", "op": ">=", "threshold": ACCURACY_FLOOR}],
+            "relative": [{"metric": "accuracy", "maxDegradation": 0.25}],
+            "requireInt8AccuracyWithin": 0.25,
+        },
+        "retrain": {
+            "cooldown": "1s",
+            "maxConcurrentRuns": 1,
+            "onDrift": {"enabled": True, "minSamples": 100},
+        },
+        "promotion": {"mode": "Auto", "rolloutTemplate": {"steps": [{"percent": 100}]}},
+        "serving": {"enabled": True},
+    },
+}
+
+
+def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def _model(cluster: Cluster, ns: str) -> dict[str, Any]:
+    return _get(cluster, "edgemodel", MODEL, "-n", ns)
+
+
+def _status(cluster: Cluster, ns: str) -> dict[str, Any]:
+    return _model(cluster, ns).get("status") or {}
+
+
+def _version(cluster: Cluster, ns: str, number: int) -> dict[str, Any] | None:
+    versions = _status(cluster, ns).get("versions") or []
+    return next((v for v in versions if v["number"] == number), None)
+
+
+def _wait_version(cluster: Cluster, ns: str, number: int) -> dict[str, Any]:
+    return _wait(lambda: _version(cluster, ns, number), 420, f"version {number}")  # type: ignore[no-any-return]
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def _events(cluster: Cluster, ns: str, name: str = MODEL) -> list[dict[str, Any]]:
+    items = _get(cluster, "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
+    return list(items.get("items", []))
+
+
+def _event_messages(cluster: Cluster, ns: str, reason: str) -> list[str]:
+    return [e["message"] for e in _events(cluster, ns) if e["reason"] == reason]
+
+
+def _runs(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
+    items = _get(cluster, "trainingruns", "-n", ns, "-l", f"edgeops.dev/model={MODEL}")
+    return sorted(items.get("items", []), key=lambda r: r["metadata"]["creationTimestamp"])
+
+
+def _run(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
+    return _get(cluster, "trainingrun", name, "-n", ns)
+
+
+def _edgeops(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    return subprocess.run(
+        [sys.executable, "-m", "edgeops", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _store(cluster: Cluster) -> ArtifactStore:
+    return ArtifactStore(StoreConfig.from_env(cluster.env))
+
+
+def _key(uri: str) -> str:
+    return uri.split("/", 3)[3]  # s3://bucket/key
+
+
+def _public_keys(cluster: Cluster, ns: str) -> dict[str, str]:
+    cm = _get(cluster, "configmap", "edgeops-signing", "-n", ns)
+    return json.loads(cm["data"]["publicKeys.json"])  # type: ignore[no-any-return]
+
+
+def _isvc(cluster: Cluster, ns: str) -> dict[str, Any]:
+    return _get(cluster, "inferenceservice.serving.kserve.io", MODEL, "-n", ns)
+
+
+@pytest.fixture(scope="module")
+def ns(cluster: Cluster) -> Any:
+    namespace = cluster.namespace("edm")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(DATASET))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(EDGE_MODEL))
+    yield namespace
+    # Stop the model's automation so it does not keep training for later test modules.
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, ns: str) -> None:
+    v1 = _wait_version(cluster, ns, 1)
+    status = _status(cluster, ns)
+    assert v1["state"] == "Approved", v1
+    run = _run(cluster, ns, f"{MODEL}-r1")
+    assert run["spec"]["reason"] == "DataChange"
+    assert run["metadata"]["ownerReferences"][0]["kind"] == "EdgeModel"
+    dataset = _get(cluster, "dataset", "motions", "-n", ns)["status"]["latestVersion"]
+    assert v1["trainingRun"] == f"{MODEL}-r1" and v1["datasetVersion"] == dataset
+    assert len(v1["codeVersion"]["configHash"]) == 64
+    assert v1["sizes"]["pi"] > 0 and v1["sizes"]["mcu"] > 0
+    assert {a["format"] for a in v1["artifacts"]} >= {"onnx", "tflite-int8", "tflm"}
+    assert all(len(a["sha256"]) == 64 for a in v1["artifacts"])
+    checks = {c["name"]: c for c in v1["gates"]["checks"]}
+    assert checks["absolute/accuracy"]["threshold"] == ACCURACY_FLOOR
+    assert checks["absolute/accuracy"]["value"] >= ACCURACY_FLOOR
+    assert {"size/pi", "latency/pi", "size/mcu", "int8/accuracy", "relative/accuracy"} <= set(
+        checks
+    )
+    assert v1["signature"]["keyId"].startswith("ed25519:")
+    assert status["currentVersion"] == 1 and status["latestVersion"] == 1
+    gates = _condition(status, "GatesPassed")
+    assert gates["status"] == "True" and "accuracy=" in gates["message"]
+
+    rollout = _get(cluster, "fleetrollout", f"{MODEL}-v1-1", "-n", ns)
+    assert rollout["spec"]["version"] == 1 and rollout["spec"]["modelRef"] == {"name": MODEL}
+    assert rollout["metadata"]["ownerReferences"][0]["name"] == MODEL
+    assert _condition(status, "Promoted")["status"] == "True"
+
+    isvc = _wait(lambda: _isvc(cluster, ns), 30, "the InferenceService")
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"].endswith(f"models/{ns}/{MODEL}/versions/1/serving")
+    assert model["modelFormat"]["name"] == "onnx" and model["runtime"] == "edgeops-predictor"
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == "edgeops-kserve"
+    secret = _get(cluster, "secret", "edgeops-kserve-s3", "-n", ns)
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    assert annotations["serving.kserve.io/s3-endpoint"].startswith("127.0.0.1:")
+    sa = _get(cluster, "serviceaccount", "edgeops-kserve", "-n", ns)
+    assert {"name": "edgeops-kserve-s3"} in sa["secrets"]
+    assert _get(cluster, "servingruntime.serving.kserve.io", "edgeops-predictor", "-n", ns)
+    serving = _wait(
+        lambda: (c := _condition(_status(cluster, ns), "Serving"))["status"] != "False" and c,
+        30,
+        "the Serving condition",
+    )
+    assert "v1" in serving["message"]
+    for reason in ("RetrainTriggered", "GatesPassed", "Signed", "Promoted"):
+        assert _event_messages(cluster, ns, reason), reason
+    time.sleep(5)  # a few reconcile ticks: an unchanged InferenceService is left alone
+    applied = _event_messages(cluster, ns, "InferenceServiceApplied")
+    assert len(applied) == 1 and "created for v1" in applied[0], applied
+
+
+def test_bundles_verify_and_any_tampering_fails(cluster: Cluster, ns: str) -> None:
+    store = _store(cluster)
+    keys = _public_keys(cluster, ns)
+    v1 = _version(cluster, ns, 1)
+    assert v1 is not None
+    index_bytes = store.get_bytes(_key(v1["signature"]["manifestUri"]))
+    files = {}
+    index = verify_manifest(index_bytes, keys)
+    assert index["version"] == 1 and index["model"] == MODEL
+    for entry in index["artifacts"]:
+        files[entry["name"]] = store.get_bytes(_key(entry["uri"]))
+    verify_bundle(index_bytes, keys, files)  # the index pins every target manifest
+    pi = verify_manifest(files["pi.json"], keys)
+    assert pi["target"] == {"name": "pi", "type": "linux", "format": "onnx", "hardware": None}
+    assert pi["minAgentVersion"] and pi["version"] == 1
+    onnx_entry = pi["artifacts"][0]
+    onnx = store.get_bytes(_key(onnx_entry["uri"]))
+    verify_artifact(onnx, onnx_entry)
+
+    for name, manifest in [("index", index_bytes), *files.items()]:
+        for position in range(len(manifest)):  # every single byte of every manifest
+            tampered = bytearray(manifest)
+            tampered[position] ^= 0x01
+            with pytest.raises(VerificationError):
+                verify_manifest(bytes(tampered), keys)
+        assert verify_manifest(manifest, keys), name
+    for position in (0, len(onnx) // 2, len(onnx) - 1):
+        tampered = bytearray(onnx)
+        tampered[position] ^= 0x80
+        with pytest.raises(VerificationError):
+            verify_artifact(bytes(tampered), onnx_entry)
+
+
+def test_new_dataset_version_triggers_version_2(cluster: Cluster, ns: str) -> None:
+    first = _get(cluster, "dataset", "motions", "-n", ns)["status"]["latestVersion"]
+    split = {"spec": {"split": {"train": 0.7, "validation": 0.1, "test": 0.2}}}
+    cluster.kubectl(
+        "patch", "dataset", "motions", "-n", ns, "--type=merge", "-p", json.dumps(split)
+    )
+    second = _wait(
+        lambda: (
+            (v := _get(cluster, "dataset", "motions", "-n", ns)["status"]["latestVersion"]) != first
+            and v
+        ),
+        120,
+        "a new dataset version",
+    )
+    v2 = _wait_version(cluster, ns, 2)
+    assert v2["state"] == "Approved", v2
+    assert v2["datasetVersion"] == second
+    assert _run(cluster, ns, f"{MODEL}-r2")["spec"]["reason"] == "DataChange"
+    status = _status(cluster, ns)
+    assert status["currentVersion"] == 2
+    assert _get(cluster, "fleetrollout", f"{MODEL}-v2-2", "-n", ns)["spec"]["version"] == 2
+    _wait(
+        lambda: _isvc(cluster, ns)["spec"]["predictor"]["model"]["storageUri"].endswith(
+            "/versions/2/serving"
+        ),
+        30,
+        "the InferenceService to serve v2",
+    )
+
+
+def test_worse_config_is_rejected_with_the_numbers(cluster: Cluster, ns: str) -> None:
+    worse = {
+        "spec": {
+            "training": {
+                "trainer": {
+                    "hyperparameters": {
+                        "epochs": 1,
+                        "batchSize": 8,
+                        "seed": 7,
+                        "learningRate": 0.00001,
+                    }
+                }
+            }
+        }
+    }
+    cluster.kubectl("patch", "edgemodel", MODEL, "-n", ns, "--type=merge", "-p", json.dumps(worse))
+    v3 = _wait_version(cluster, ns, 3)
+    assert _run(cluster, ns, f"{MODEL}-r3")["spec"]["reason"] == "CodeChange"
+    assert v3["state"] == "Rejected", v3
+    failed = [c for c in v3["gates"]["checks"] if not c["passed"]]
+    floor = next(c for c in failed if c["name"] == "absolute/accuracy")
+    assert floor["value"] < ACCURACY_FLOOR and floor["threshold"] == ACCURACY_FLOOR
+    assert f"not >= {ACCURACY_FLOOR:g}" in floor["message"]
+    status = _status(cluster, ns)
+    gates = _condition(status, "GatesPassed")
+    assert gates["status"] == "False" and gates["reason"] == "GatesFailed"
+    assert f"accuracy={floor['value']:.4g} not >= {ACCURACY_FLOOR:g}" in gates["message"]
+    assert "v3" in v3["reason"] or "gates failed" in v3["reason"]
+    assert status["currentVersion"] == 2, "a rejected version never becomes current"
+    rollouts = _get(cluster, "fleetrollouts", "-n", ns)["items"]
+    assert all(r["spec"]["version"] != 3 for r in rollouts)
+    assert any("v3 rejected" in m for m in _event_messages(cluster, ns, "GatesFailed"))
+
+
+def test_cli_rollback_and_promote(cluster: Cluster, ns: str) -> None:
+    out = _edgeops(cluster, "rollback", MODEL, "-n", ns)
+    assert out.returncode == 0, out.stderr
+    _wait(lambda: _status(cluster, ns).get("currentVersion") == 1, 30, "rollback to v1")
+    promoted = _condition(_status(cluster, ns), "Promoted")
+    assert promoted["reason"] == "RolledBack" and "was v2" in promoted["message"]
+    assert _get(cluster, "fleetrollout", f"{MODEL}-v1-3", "-n", ns)["spec"]["version"] == 1
+    _wait(
+        lambda: _isvc(cluster, ns)["spec"]["predictor"]["model"]["storageUri"].endswith(
+            "/versions/1/serving"
+        ),
+        30,
+        "the InferenceService to follow the rollback",
+    )
+    assert _edgeops(cluster, "promote", MODEL, "3", "-n", ns).returncode == 0
+    refused = _wait(
+        lambda: (
+            (c := _condition(_status(cluster, ns), "Promoted"))["reason"] == "NotPromotable" and c
+        ),
+        30,
+        "the rejected version to be refused",
+    )
+    assert "version 3 is Rejected" in refused["message"]
+    assert _status(cluster, ns)["currentVersion"] == 1
+    assert _edgeops(cluster, "promote", MODEL, "2", "-n", ns).returncode == 0
+    _wait(lambda: _status(cluster, ns).get("currentVersion") == 2, 30, "promotion to v2")
+
+
+def test_user_request_and_drift_at_once_start_one_run(cluster: Cluster, ns: str) -> None:
+    before = len(_runs(cluster, ns))
+    drift = {
+        "status": {
+            "drift": {
+                "psi": 0.6,
+                "js": 0.05,
+                "samples": 1000,
+                "window": "1h",
+                "measuredAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
+    }
+    cluster.kubectl(
+        "patch",
+        "edgemodel",
+        MODEL,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(drift),
+    )
+    assert _edgeops(cluster, "retrain", MODEL, "-n", ns).returncode == 0
+    run = _wait(lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 60, "a new run")
+    time.sleep(6)  # several reconcile ticks: a second run would have appeared by now
+    assert len(_runs(cluster, ns)) == before + 1
+    assert run["spec"]["reason"] == "Manual"
+    assert run["metadata"]["annotations"]["edgeops.dev/trigger-reasons"] == "Manual,Drift"
+    started = _event_messages(cluster, ns, "RetrainTriggered")
+    assert any(run["metadata"]["name"] in m and "Drift (PSI 0.600 > 0.2)" in m for m in started)
+    assert _status(cluster, ns)["triggers"]["lastReasons"] == ["Manual", "Drift"]
+
+
+def test_schedule_starts_a_run(cluster: Cluster, ns: str) -> None:
+    before = len(_runs(cluster, ns))
+    patch = {"spec": {"retrain": {"schedule": "* * * * *"}}}
+    cluster.kubectl("patch", "edgemodel", MODEL, "-n", ns, "--type=merge", "-p", json.dumps(patch))
+    run = _wait(
+        lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 240, "a scheduled run"
+    )
+    cluster.kubectl(
+        "patch",
+        "edgemodel",
+        MODEL,
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"retrain": {"schedule": None}}}),
+    )
+    assert run["spec"]["reason"] == "Schedule"
+    assert any(
+        "cron '* * * * *' fired" in m for m in _event_messages(cluster, ns, "RetrainTriggered")
+    )

@@ -1,0 +1,185 @@
+"""The EdgeOps KServe predictor: a real `kserve.ModelServer` process serving a signed ONNX
+model over the V1 and V2 REST protocols, and refusing to start on any tampering."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from edgeops.signing import BundleArtifact, build_manifest, generate_key, sign_manifest
+
+pytestmark = pytest.mark.integration
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("kserve", reason="the serving extra is needed")
+
+FEATURES, CLASSES = 6, 4
+
+
+def _onnx_model() -> bytes:
+    """A small softmax classifier: probabilities = softmax(x @ W + b)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    weights = numpy_helper.from_array(rng.normal(size=(FEATURES, CLASSES)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.normal(size=(CLASSES,)).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, FEATURES])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, CLASSES])],
+        initializer=[weights, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def signed_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    directory = tmp_path_factory.mktemp("model")
+    data = _onnx_model()
+    (directory / "model.onnx").write_bytes(data)
+    key = generate_key()
+    manifest = build_manifest(
+        namespace="ns",
+        model="motion",
+        version=7,
+        target={"name": "kserve", "type": "server", "format": "onnx", "hardware": None},
+        artifacts=[
+            BundleArtifact(
+                "model.onnx",
+                "onnx",
+                "s3://b/model.onnx",
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+            )
+        ],
+        min_agent_version="0.1.0",
+        created="2025-01-01T00:00:00Z",
+    )
+    (directory / "bundle.json").write_bytes(sign_manifest(manifest, key).to_bytes())
+    return directory, {key.key_id: key.public_b64}
+
+
+def _start(model_dir: Path, keys: dict[str, str], port: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "EDGEOPS_SIGNING_PUBLIC_KEYS": json.dumps(keys)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeops.serving",
+            "--model_name=motion",
+            f"--model_dir={model_dir}",
+            f"--http_port={port}",
+            f"--grpc_port={_free_port()}",
+            "--workers=1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(signed_dir: tuple[Path, dict[str, str]]) -> Iterator[str]:
+    port = _free_port()
+    process = _start(*signed_dir, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                if httpx.get(f"{url}/v2/models/motion/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the model server did not become ready in 60 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _reference(x: np.ndarray, model_dir: Path) -> np.ndarray:
+    session = ort.InferenceSession(
+        str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+def test_v1_predict(server: str, signed_dir: tuple[Path, dict[str, str]]) -> None:
+    x = np.random.default_rng(1).normal(size=(3, FEATURES)).astype(np.float32)
+    response = httpx.post(
+        f"{server}/v1/models/motion:predict", json={"instances": x.tolist()}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    predictions = np.asarray(response.json()["predictions"])
+    assert predictions.shape == (3, CLASSES)
+    np.testing.assert_allclose(predictions, _reference(x, signed_dir[0]), rtol=1e-5)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_v2_infer(server: str, signed_dir: tuple[Path, dict[str, str]]) -> None:
+    x = np.random.default_rng(2).normal(size=(2, FEATURES)).astype(np.float32)
+    body = {
+        "inputs": [
+            {"name": "x", "shape": [2, FEATURES], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+    response = httpx.post(f"{server}/v2/models/motion/infer", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["model_name"] == "motion" and result["model_version"] == "7"
+    output = result["outputs"][0]
+    assert output["name"] == "probabilities" and output["shape"] == [2, CLASSES]
+    got = np.asarray(output["data"]).reshape(2, CLASSES)
+    np.testing.assert_allclose(got, _reference(x, signed_dir[0]), rtol=1e-5)
+
+
+def test_bad_input_is_a_client_error(server: str) -> None:
+    response = httpx.post(
+        f"{server}/v1/models/motion:predict", json={"instances": [1, 2]}, timeout=10
+    )
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("target", ["model.onnx", "bundle.json"])
+def test_one_tampered_byte_stops_the_server(
+    signed_dir: tuple[Path, dict[str, str]], tmp_path: Path, target: str
+) -> None:
+    source, keys = signed_dir
+    for name in ("model.onnx", "bundle.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    data = bytearray((tmp_path / target).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tmp_path / target).write_bytes(bytes(data))
+    process = _start(tmp_path, keys, _free_port())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "VerificationError" in output, output[-2000:]

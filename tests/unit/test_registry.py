@@ -1,0 +1,108 @@
+"""Registry bookkeeping: numbering, immutable versions, bounded status, promotability."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from edgeops.api.edgemodel import (
+    EdgeModelStatus,
+    GateVerdict,
+    ModelVersion,
+    Signature,
+    Target,
+    VersionState,
+)
+from edgeops.api.trainingrun import TrainingRunStatus
+from edgeops.policy import promotion, registry
+
+NOW = datetime(2025, 3, 5, tzinfo=UTC)
+SHA = "b" * 64
+
+
+def _version(number: int, state: VersionState = "Approved") -> ModelVersion:
+    return ModelVersion(
+        number=number, training_run=f"m-r{number}", created="2025-01-01T00:00:00Z", state=state
+    )
+
+
+def _status(*versions: ModelVersion, **kwargs: Any) -> EdgeModelStatus:
+    return EdgeModelStatus(versions=list(versions), **kwargs)
+
+
+def test_numbers_are_never_reused_even_after_pruning() -> None:
+    assert registry.next_number(_status()) == 1
+    assert registry.next_number(_status(_version(1), _version(2))) == 3
+    assert registry.next_number(_status(_version(2), latest_version=7)) == 8
+
+
+def test_from_run_records_lineage_sizes_and_state() -> None:
+    run = TrainingRunStatus.model_validate(
+        {
+            "phase": "Succeeded",
+            "datasetVersion": "1" * 64,
+            "codeVersion": {"image": "t:1", "configHash": "2" * 64},
+            "metrics": {"overall": {"accuracy": 0.9}},
+            "artifacts": [{"uri": "s3://b/x", "size": 123, "sha256": SHA, "format": "onnx"}],
+        }
+    )
+    targets = [
+        Target(name="pi", target_type="linux", format="onnx"),
+        Target(name="mcu", target_type="mcu", format="tflm"),
+    ]
+    signature = Signature(key_id="ed25519:x", manifest_uri="s3://b/m", signature="c2ln")
+    ok = registry.from_run(3, "m-r3", run, targets, GateVerdict(passed=True), signature, "ok", NOW)
+    assert ok.state == "Approved" and ok.sizes == {"pi": 123}
+    assert ok.dataset_version == "1" * 64 and ok.code_version is not None
+    no = registry.from_run(4, "m-r4", run, targets, GateVerdict(passed=False), None, "bad", NOW)
+    assert no.state == "Rejected" and no.reason == "bad" and no.signature is None
+    unsigned = registry.from_run(5, "m-r5", run, targets, GateVerdict(passed=True), None, "", NOW)
+    assert unsigned.state == "Rejected"
+
+
+def test_failed_run_is_recorded_as_rejected() -> None:
+    version = registry.failed(2, "m-r2", TrainingRunStatus(phase="Failed"), "OOMKilled", NOW)
+    assert version.state == "Rejected" and version.reason == "training failed: OOMKilled"
+
+
+def test_append_refuses_duplicates_and_prunes_rejected_first() -> None:
+    status = _status(_version(1), _version(2, "Rejected"), _version(3), current_version=1)
+    with pytest.raises(ValueError):
+        registry.append(status, _version(3), 10)
+    pruned = registry.append(status, _version(4), 3)
+    assert [v.number for v in pruned] == [1, 3, 4]
+    pruned = registry.append(status, _version(4), 2)
+    assert [v.number for v in pruned] == [1, 4]  # current (1) and the new one stay
+
+
+def test_promotable_and_rollback_target() -> None:
+    status = _status(
+        _version(1), _version(2, "Rejected"), _version(3), _version(4), current_version=4
+    )
+    assert registry.promotable(status, 3) is None
+    assert "is Rejected" in (registry.promotable(status, 2) or "")
+    assert "not in the registry" in (registry.promotable(status, 9) or "")
+    assert registry.rollback_target(status) == 3
+    assert registry.rollback_target(_status(_version(1), current_version=1)) is None
+
+
+def test_promote_request_parsing() -> None:
+    assert promotion.parse_request(None) is None
+    request = promotion.parse_request("3 20250101T000000Z")
+    assert request is not None and request.version == 3
+    with pytest.raises(ValueError):
+        promotion.parse_request("latest")
+
+
+def test_fleet_rollout_from_template_is_owned_and_named_per_promotion() -> None:
+    from edgeops.api.fleetrollout import FleetRolloutTemplate
+
+    model = {"metadata": {"name": "motion", "uid": "u-1"}}
+    template = FleetRolloutTemplate.model_validate({"steps": [{"percent": 10}, {"percent": 100}]})
+    rollout = promotion.fleet_rollout(model, template, 2, 5, "auto")
+    assert rollout["metadata"]["name"] == "motion-v2-5"
+    assert rollout["spec"]["modelRef"] == {"name": "motion"} and rollout["spec"]["version"] == 2
+    assert rollout["spec"]["steps"][0] == {"percent": 10, "analysis": False}
+    assert rollout["metadata"]["ownerReferences"][0]["uid"] == "u-1"
