@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # dev: tests, linters, etcd, sample datasets; train: TensorFlow for the trainer Jobs the
-# local node runs in this same environment.
-EXTRAS ?= dev,train
+# local node runs in this same environment; serving: KServe for the predictor tests.
+EXTRAS ?= dev,train,serving
 
 .PHONY: setup up down status test test-unit test-integration lint crds crds-check clean
 
@@ -19,9 +19,10 @@ setup: $(VENV)/.installed-$(EXTRAS)
 	./scripts/install-system-deps.sh
 	$(PY) -m edgeops.devcluster.build
 
-## up: set everything up and start the local control plane with the operator running
+## up: set everything up, start the local control plane with the operator, run the demo
 up: setup
 	$(VENV)/bin/edgeops dev up
+	$(VENV)/bin/edgeops dev demo
 	@echo "Run: eval \"\$$($(VENV)/bin/edgeops dev env)\"  then  kubectl get edgeops -A"
 
 down:

@@ -84,6 +84,27 @@ def dev_status(name: NameOpt = "default", home: HomeOpt = None) -> None:
         raise typer.Exit(1)
 
 
+@dev.command("demo")
+def dev_demo(
+    name: NameOpt = "default",
+    home: HomeOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 900,
+) -> None:
+    """Apply examples/sensor-fleet into namespace sensor-fleet and follow it: dataset
+    versions, training runs, model versions with gate verdicts, signed promotion."""
+    from edgeops.devcluster.demo import DEMO_NAMESPACE, run_demo
+
+    cluster = _cluster(name, home)
+    try:
+        ok = run_demo(cluster, timeout=timeout, report=lambda m: Console().print(m))
+    except DevClusterError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    Console().print(cluster.kubectl("get", "edgeops", "-n", DEMO_NAMESPACE).stdout)
+    if not ok:
+        raise typer.Exit(1)
+
+
 @dev.command("env")
 def dev_env(name: NameOpt = "default", home: HomeOpt = None) -> None:
     """Print shell exports (KUBECONFIG, S3 and Prometheus endpoints): eval "$(edgeops dev env)"."""

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from edgeops.signing import VerificationError, verify_artifact, verify_bundle, verify_manifest
-from edgeops.store import ArtifactStore, StoreConfig
-from tests.conftest import Cluster
+from tests.conftest import Cluster, condition, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,24 +71,8 @@ EDGE_MODEL = {
 }
 
 
-def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(out.stdout) if out.returncode == 0 else {}
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
 def _model(cluster: Cluster, ns: str) -> dict[str, Any]:
-    return _get(cluster, "edgemodel", MODEL, "-n", ns)
+    return cluster.get("edgemodel", MODEL, "-n", ns)
 
 
 def _status(cluster: Cluster, ns: str) -> dict[str, Any]:
@@ -102,15 +85,11 @@ def _version(cluster: Cluster, ns: str, number: int) -> dict[str, Any] | None:
 
 
 def _wait_version(cluster: Cluster, ns: str, number: int) -> dict[str, Any]:
-    return _wait(lambda: _version(cluster, ns, number), 420, f"version {number}")  # type: ignore[no-any-return]
-
-
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
+    return wait_for(lambda: _version(cluster, ns, number), 420, f"version {number}")  # type: ignore[no-any-return]
 
 
 def _events(cluster: Cluster, ns: str, name: str = MODEL) -> list[dict[str, Any]]:
-    items = _get(cluster, "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
+    items = cluster.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
     return list(items.get("items", []))
 
 
@@ -119,12 +98,12 @@ def _event_messages(cluster: Cluster, ns: str, reason: str) -> list[str]:
 
 
 def _runs(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
-    items = _get(cluster, "trainingruns", "-n", ns, "-l", f"edgeops.dev/model={MODEL}")
+    items = cluster.get("trainingruns", "-n", ns, "-l", f"edgeops.dev/model={MODEL}")
     return sorted(items.get("items", []), key=lambda r: r["metadata"]["creationTimestamp"])
 
 
 def _run(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
-    return _get(cluster, "trainingrun", name, "-n", ns)
+    return cluster.get("trainingrun", name, "-n", ns)
 
 
 def _edgeops(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -139,21 +118,17 @@ def _edgeops(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _store(cluster: Cluster) -> ArtifactStore:
-    return ArtifactStore(StoreConfig.from_env(cluster.env))
-
-
 def _key(uri: str) -> str:
     return uri.split("/", 3)[3]  # s3://bucket/key
 
 
 def _public_keys(cluster: Cluster, ns: str) -> dict[str, str]:
-    cm = _get(cluster, "configmap", "edgeops-signing", "-n", ns)
+    cm = cluster.get("configmap", "edgeops-signing", "-n", ns)
     return json.loads(cm["data"]["publicKeys.json"])  # type: ignore[no-any-return]
 
 
 def _isvc(cluster: Cluster, ns: str) -> dict[str, Any]:
-    return _get(cluster, "inferenceservice.serving.kserve.io", MODEL, "-n", ns)
+    return cluster.get("inferenceservice.serving.kserve.io", MODEL, "-n", ns)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +148,7 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
     run = _run(cluster, ns, f"{MODEL}-r1")
     assert run["spec"]["reason"] == "DataChange"
     assert run["metadata"]["ownerReferences"][0]["kind"] == "EdgeModel"
-    dataset = _get(cluster, "dataset", "motions", "-n", ns)["status"]["latestVersion"]
+    dataset = cluster.get("dataset", "motions", "-n", ns)["status"]["latestVersion"]
     assert v1["trainingRun"] == f"{MODEL}-r1" and v1["datasetVersion"] == dataset
     assert len(v1["codeVersion"]["configHash"]) == 64
     assert v1["sizes"]["pi"] > 0 and v1["sizes"]["mcu"] > 0
@@ -187,28 +162,28 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
     )
     assert v1["signature"]["keyId"].startswith("ed25519:")
     assert status["currentVersion"] == 1 and status["latestVersion"] == 1
-    gates = _condition(status, "GatesPassed")
+    gates = condition(status, "GatesPassed")
     assert gates["status"] == "True" and "accuracy=" in gates["message"]
 
-    rollout = _get(cluster, "fleetrollout", f"{MODEL}-v1-1", "-n", ns)
+    rollout = cluster.get("fleetrollout", f"{MODEL}-v1-1", "-n", ns)
     assert rollout["spec"]["version"] == 1 and rollout["spec"]["modelRef"] == {"name": MODEL}
     assert rollout["metadata"]["ownerReferences"][0]["name"] == MODEL
-    assert _condition(status, "Promoted")["status"] == "True"
+    assert condition(status, "Promoted")["status"] == "True"
 
-    isvc = _wait(lambda: _isvc(cluster, ns), 30, "the InferenceService")
+    isvc = wait_for(lambda: _isvc(cluster, ns), 30, "the InferenceService")
     model = isvc["spec"]["predictor"]["model"]
     assert model["storageUri"].endswith(f"models/{ns}/{MODEL}/versions/1/serving")
     assert model["modelFormat"]["name"] == "onnx" and model["runtime"] == "edgeops-predictor"
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "edgeops-kserve"
-    secret = _get(cluster, "secret", "edgeops-kserve-s3", "-n", ns)
+    secret = cluster.get("secret", "edgeops-kserve-s3", "-n", ns)
     annotations = secret["metadata"]["annotations"]
     assert annotations["serving.kserve.io/s3-usehttps"] == "0"
     assert annotations["serving.kserve.io/s3-endpoint"].startswith("127.0.0.1:")
-    sa = _get(cluster, "serviceaccount", "edgeops-kserve", "-n", ns)
+    sa = cluster.get("serviceaccount", "edgeops-kserve", "-n", ns)
     assert {"name": "edgeops-kserve-s3"} in sa["secrets"]
-    assert _get(cluster, "servingruntime.serving.kserve.io", "edgeops-predictor", "-n", ns)
-    serving = _wait(
-        lambda: (c := _condition(_status(cluster, ns), "Serving"))["status"] != "False" and c,
+    assert cluster.get("servingruntime.serving.kserve.io", "edgeops-predictor", "-n", ns)
+    serving = wait_for(
+        lambda: (c := condition(_status(cluster, ns), "Serving"))["status"] != "False" and c,
         30,
         "the Serving condition",
     )
@@ -221,7 +196,7 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
 
 
 def test_bundles_verify_and_any_tampering_fails(cluster: Cluster, ns: str) -> None:
-    store = _store(cluster)
+    store = cluster.store()
     keys = _public_keys(cluster, ns)
     v1 = _version(cluster, ns, 1)
     assert v1 is not None
@@ -254,14 +229,14 @@ def test_bundles_verify_and_any_tampering_fails(cluster: Cluster, ns: str) -> No
 
 
 def test_new_dataset_version_triggers_version_2(cluster: Cluster, ns: str) -> None:
-    first = _get(cluster, "dataset", "motions", "-n", ns)["status"]["latestVersion"]
+    first = cluster.get("dataset", "motions", "-n", ns)["status"]["latestVersion"]
     split = {"spec": {"split": {"train": 0.7, "validation": 0.1, "test": 0.2}}}
     cluster.kubectl(
         "patch", "dataset", "motions", "-n", ns, "--type=merge", "-p", json.dumps(split)
     )
-    second = _wait(
+    second = wait_for(
         lambda: (
-            (v := _get(cluster, "dataset", "motions", "-n", ns)["status"]["latestVersion"]) != first
+            (v := cluster.get("dataset", "motions", "-n", ns)["status"]["latestVersion"]) != first
             and v
         ),
         120,
@@ -273,8 +248,8 @@ def test_new_dataset_version_triggers_version_2(cluster: Cluster, ns: str) -> No
     assert _run(cluster, ns, f"{MODEL}-r2")["spec"]["reason"] == "DataChange"
     status = _status(cluster, ns)
     assert status["currentVersion"] == 2
-    assert _get(cluster, "fleetrollout", f"{MODEL}-v2-2", "-n", ns)["spec"]["version"] == 2
-    _wait(
+    assert cluster.get("fleetrollout", f"{MODEL}-v2-2", "-n", ns)["spec"]["version"] == 2
+    wait_for(
         lambda: _isvc(cluster, ns)["spec"]["predictor"]["model"]["storageUri"].endswith(
             "/versions/2/serving"
         ),
@@ -307,12 +282,12 @@ def test_worse_config_is_rejected_with_the_numbers(cluster: Cluster, ns: str) ->
     assert floor["value"] < ACCURACY_FLOOR and floor["threshold"] == ACCURACY_FLOOR
     assert f"not >= {ACCURACY_FLOOR:g}" in floor["message"]
     status = _status(cluster, ns)
-    gates = _condition(status, "GatesPassed")
+    gates = condition(status, "GatesPassed")
     assert gates["status"] == "False" and gates["reason"] == "GatesFailed"
     assert f"accuracy={floor['value']:.4g} not >= {ACCURACY_FLOOR:g}" in gates["message"]
     assert "v3" in v3["reason"] or "gates failed" in v3["reason"]
     assert status["currentVersion"] == 2, "a rejected version never becomes current"
-    rollouts = _get(cluster, "fleetrollouts", "-n", ns)["items"]
+    rollouts = cluster.get("fleetrollouts", "-n", ns)["items"]
     assert all(r["spec"]["version"] != 3 for r in rollouts)
     assert any("v3 rejected" in m for m in _event_messages(cluster, ns, "GatesFailed"))
 
@@ -320,11 +295,11 @@ def test_worse_config_is_rejected_with_the_numbers(cluster: Cluster, ns: str) ->
 def test_cli_rollback_and_promote(cluster: Cluster, ns: str) -> None:
     out = _edgeops(cluster, "rollback", MODEL, "-n", ns)
     assert out.returncode == 0, out.stderr
-    _wait(lambda: _status(cluster, ns).get("currentVersion") == 1, 30, "rollback to v1")
-    promoted = _condition(_status(cluster, ns), "Promoted")
+    wait_for(lambda: _status(cluster, ns).get("currentVersion") == 1, 30, "rollback to v1")
+    promoted = condition(_status(cluster, ns), "Promoted")
     assert promoted["reason"] == "RolledBack" and "was v2" in promoted["message"]
-    assert _get(cluster, "fleetrollout", f"{MODEL}-v1-3", "-n", ns)["spec"]["version"] == 1
-    _wait(
+    assert cluster.get("fleetrollout", f"{MODEL}-v1-3", "-n", ns)["spec"]["version"] == 1
+    wait_for(
         lambda: _isvc(cluster, ns)["spec"]["predictor"]["model"]["storageUri"].endswith(
             "/versions/1/serving"
         ),
@@ -332,9 +307,9 @@ def test_cli_rollback_and_promote(cluster: Cluster, ns: str) -> None:
         "the InferenceService to follow the rollback",
     )
     assert _edgeops(cluster, "promote", MODEL, "3", "-n", ns).returncode == 0
-    refused = _wait(
+    refused = wait_for(
         lambda: (
-            (c := _condition(_status(cluster, ns), "Promoted"))["reason"] == "NotPromotable" and c
+            (c := condition(_status(cluster, ns), "Promoted"))["reason"] == "NotPromotable" and c
         ),
         30,
         "the rejected version to be refused",
@@ -342,7 +317,7 @@ def test_cli_rollback_and_promote(cluster: Cluster, ns: str) -> None:
     assert "version 3 is Rejected" in refused["message"]
     assert _status(cluster, ns)["currentVersion"] == 1
     assert _edgeops(cluster, "promote", MODEL, "2", "-n", ns).returncode == 0
-    _wait(lambda: _status(cluster, ns).get("currentVersion") == 2, 30, "promotion to v2")
+    wait_for(lambda: _status(cluster, ns).get("currentVersion") == 2, 30, "promotion to v2")
 
 
 def test_user_request_and_drift_at_once_start_one_run(cluster: Cluster, ns: str) -> None:
@@ -370,7 +345,7 @@ def test_user_request_and_drift_at_once_start_one_run(cluster: Cluster, ns: str)
         json.dumps(drift),
     )
     assert _edgeops(cluster, "retrain", MODEL, "-n", ns).returncode == 0
-    run = _wait(lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 60, "a new run")
+    run = wait_for(lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 60, "a new run")
     time.sleep(6)  # several reconcile ticks: a second run would have appeared by now
     assert len(_runs(cluster, ns)) == before + 1
     assert run["spec"]["reason"] == "Manual"
@@ -384,7 +359,7 @@ def test_schedule_starts_a_run(cluster: Cluster, ns: str) -> None:
     before = len(_runs(cluster, ns))
     patch = {"spec": {"retrain": {"schedule": "* * * * *"}}}
     cluster.kubectl("patch", "edgemodel", MODEL, "-n", ns, "--type=merge", "-p", json.dumps(patch))
-    run = _wait(
+    run = wait_for(
         lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 240, "a scheduled run"
     )
     cluster.kubectl(

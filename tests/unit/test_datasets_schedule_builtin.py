@@ -9,15 +9,9 @@ import pytest
 from edgeops.api import BuiltinDatasetName, DatasetSpec, ValidationRules
 from edgeops.datasets import builtin
 from edgeops.datasets.cleaning import clean
-from edgeops.datasets.schedule import is_due, next_cron_time, parse_duration
+from edgeops.datasets.schedule import is_due
 
 T0 = datetime(2026, 3, 2, 10, 17, 30, tzinfo=UTC)  # a Monday
-
-
-def test_go_durations() -> None:
-    assert parse_duration("90s") == timedelta(seconds=90)
-    assert parse_duration("1h30m") == timedelta(minutes=90)
-    assert parse_duration("0 3 * * *") is None
 
 
 def test_interval_schedule() -> None:
@@ -28,14 +22,13 @@ def test_interval_schedule() -> None:
 
 
 def test_cron_schedule() -> None:
-    assert next_cron_time("0 3 * * *", T0) == datetime(2026, 3, 3, 3, 0, tzinfo=UTC)
-    assert next_cron_time("*/15 * * * *", T0) == datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
-    assert next_cron_time("0 0 * * 0", T0).weekday() == 6  # Sunday
-    assert next_cron_time("@hourly", T0) == datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
-    assert is_due("0 3 * * *", T0, T0 + timedelta(hours=17))
+    assert is_due("0 3 * * *", T0, T0 + timedelta(hours=17))  # 03:00 next day has passed
     assert not is_due("0 3 * * *", T0, T0 + timedelta(hours=16))
+    assert is_due("*/15 * * * *", T0, datetime(2026, 3, 2, 10, 30, tzinfo=UTC))
+    assert not is_due("*/15 * * * *", T0, datetime(2026, 3, 2, 10, 29, tzinfo=UTC))
+    assert is_due("@hourly", T0, datetime(2026, 3, 2, 11, 0, tzinfo=UTC))
     with pytest.raises(ValueError):
-        next_cron_time("61 * * * *", T0)
+        is_due("61 * * * *", T0, T0 + timedelta(hours=1))
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,11 @@ RUN = {"metadata": {"name": "r1", "uid": "uid-1"}}
 SPEC = TrainingRunSpec.model_validate(
     {
         "datasetRef": {"name": "ds"},
-        "trainer": {"hyperparameters": {"epochs": 5}, "config": {"width": 16}},
+        "trainer": {
+            "hyperparameters": {"epochs": 5},
+            "config": {"width": 16},
+            "resources": {"limits": {"cpu": 2, "memory": "1Gi"}},
+        },
         "exports": ["onnx", "tflm"],
         "backoffLimit": 2,
         "activeDeadlineSeconds": 600,
@@ -28,6 +32,7 @@ def test_job_is_deterministic_owned_and_carries_spec_limits() -> None:
     assert job["spec"]["backoffLimit"] == 2 and job["spec"]["activeDeadlineSeconds"] == 600
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"}}
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["EDGEOPS_S3_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == policy.S3_SECRET
     assert job["metadata"]["labels"]["edgeops.dev/model"] == "m"

@@ -200,6 +200,9 @@ class ArtifactRef(StatusModel):
     size: int = Field(ge=0, description="Size in bytes.")
     sha256: Sha256 = Field(description="SHA-256 of the content, lower-case hex.")
     format: ArtifactFormat = Field(description="What the file is.")
+    name: str | None = Field(
+        None, max_length=256, description="File name to use when the artifact is downloaded."
+    )
 
 
 class ResourceRequirements(ApiModel):

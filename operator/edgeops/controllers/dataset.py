@@ -27,6 +27,7 @@ from edgeops.api import (
     set_condition,
 )
 from edgeops.api.constants import DATASETS, GROUP, VERSION
+from edgeops.controllers import events
 from edgeops.datasets import layout
 from edgeops.datasets.ingest import CollectionResult, Outcome, collect
 from edgeops.datasets.retention import collect_garbage, enforce_retention
@@ -199,11 +200,11 @@ def _report(
     if result.outcome != Outcome.NO_NEW_DATA:
         patch.status["lastCollectionTime"] = format_time(now)
     if result.new_version and latest is not None:
-        kopf.info(body, reason="VersionPublished", message=f"version {short}: {counts}")
+        events.normal(body, reason="VersionPublished", message=f"version {short}: {counts}")
     if result.outcome == Outcome.TOO_MANY_REJECTED:
-        kopf.warn(body, reason=Reason.TOO_MANY_REJECTED, message=validated[2])
+        events.warning(body, reason=Reason.TOO_MANY_REJECTED, message=validated[2])
     elif result.outcome != Outcome.NO_NEW_DATA and result.rejected:
-        kopf.warn(body, reason="RowsRejected", message=counts)
+        events.warning(body, reason="RowsRejected", message=counts)
 
 
 def _counts(result: CollectionResult) -> str:
@@ -242,7 +243,7 @@ def _storage_down(
 ) -> None:
     was = get_condition(conditions, ConditionType.STORAGE_AVAILABLE)
     if was is None or was.get("status") != "False":
-        kopf.warn(body, reason=Reason.STORAGE_UNAVAILABLE, message=detail[:1000])
+        events.warning(body, reason=Reason.STORAGE_UNAVAILABLE, message=detail[:1000])
     updates = {ConditionType.STORAGE_AVAILABLE: ("False", Reason.STORAGE_UNAVAILABLE, detail)}
     if not status.get("latestVersion"):
         updates[ConditionType.READY] = ("False", Reason.STORAGE_UNAVAILABLE, detail)
@@ -252,7 +253,7 @@ def _storage_down(
 def _storage_recovered(body: kopf.Body, status: kopf.Status) -> None:
     was = get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE)
     if was is not None and was.get("status") == "False":
-        kopf.info(body, reason=Reason.STORAGE_REACHABLE, message="S3 is reachable again")
+        events.normal(body, reason=Reason.STORAGE_REACHABLE, message="S3 is reachable again")
 
 
 def _source_down(
@@ -264,7 +265,7 @@ def _source_down(
     conditions: list[dict[str, Any]],
     detail: str,
 ) -> None:
-    kopf.warn(body, reason=Reason.SOURCE_UNAVAILABLE, message=detail[:1000])
+    events.warning(body, reason=Reason.SOURCE_UNAVAILABLE, message=detail[:1000])
     latest = status.get("latestVersion")
     ready = (
         ("True", Reason.SOURCE_UNAVAILABLE, f"serving version {latest[:12]}; {detail}")
@@ -333,7 +334,7 @@ def _retention(
         log.warning("dataset %s/%s: retention failed: %s", namespace, name, error)
         return
     if report.deleted_versions or report.deleted_raw or report.kept_for_models:
-        kopf.info(
+        events.normal(
             body,
             reason="RetentionEnforced",
             message=f"{len(report.deleted_versions)} expired versions and {report.deleted_raw} "

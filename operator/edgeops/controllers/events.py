@@ -1,8 +1,7 @@
-"""Kubernetes Events for the operator's decisions.
+"""Kubernetes Events for the operator's decisions: the one way every controller posts them.
 
-``kopf.info`` only posts when ``settings.posting.level`` is INFO or lower, and the runtime
-sets it to WARNING so Kopf's own per-tick log lines do not become Events; decisions are
-therefore posted with ``kopf.event``, which is not filtered by level.
+``kopf.event`` is used rather than ``kopf.info``/``kopf.warn`` because it does not depend on
+``settings.posting.level``: a decision is always posted, whatever the log level.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from edgeops.api.constants import (
     Reason,
 )
 from edgeops.api.trainingrun import TrainingRunSpec
+from edgeops.controllers import events
 from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import objects
 from edgeops.metrics.operator import RECONCILIATIONS
@@ -135,6 +136,18 @@ def start(
             (ConditionType.STORAGE_AVAILABLE, "False", Reason.STORAGE_UNAVAILABLE, str(exc)),
         )
         raise kopf.TemporaryError(f"object store unavailable: {exc}", delay=10) from exc
+    except Exception as exc:
+        # Whatever went wrong creating the Job is shown on the run, not only in the log.
+        message = f"could not create the training Job: {type(exc).__name__}: {exc}"[:1000]
+        patch.status["phase"] = current.get("phase") or "Pending"
+        patch.status["conditions"] = _conditions(
+            current,
+            generation,
+            (ConditionType.READY, "False", "JobCreateFailed", message),
+            (ConditionType.SUCCEEDED, "Unknown", "JobCreateFailed", message),
+        )
+        events.warning(body, reason="JobCreateFailed", message=message)
+        raise kopf.TemporaryError(message, delay=30) from exc
     image = job["spec"]["template"]["spec"]["containers"][0]["image"]
     code = {"image": image, "configHash": policy.config_hash(parsed)}
     if "@sha256:" in image:
@@ -158,7 +171,7 @@ def start(
         ),
     )
     if created:
-        kopf.info(body, reason=Reason.JOB_CREATED, message=message)
+        events.normal(body, reason=Reason.JOB_CREATED, message=message)
     RECONCILIATIONS.labels(
         kind="TrainingRun", outcome="job-created" if created else "adopted"
     ).inc()
@@ -253,7 +266,7 @@ def track(
     update["conditions"] = _conditions(current, generation, *updates)
     patch.status.update(update)
     if state.finished:
-        event = kopf.info if state.phase == "Succeeded" else kopf.warn
+        event = events.normal if state.phase == "Succeeded" else events.warning
         event(body, reason=reason, message=message)
         RECONCILIATIONS.labels(kind="TrainingRun", outcome=state.phase.lower()).inc()
 

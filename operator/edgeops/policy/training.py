@@ -147,9 +147,12 @@ def job(
     if spec.trainer.command:
         container["command"] = list(spec.trainer.command)
     if spec.trainer.resources is not None:
-        container["resources"] = spec.trainer.resources.model_dump(
-            by_alias=True, exclude_none=True, mode="json"
-        )
+        resources = spec.trainer.resources.model_dump(by_alias=True, exclude_none=True, mode="json")
+        # Quantities may be written as numbers (cpu: 2); the Pod API takes their string form.
+        container["resources"] = {
+            kind: {name: str(value) for name, value in amounts.items()}
+            for kind, amounts in resources.items()
+        }
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
         "template": {
