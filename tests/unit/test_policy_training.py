@@ -76,6 +76,8 @@ def test_job_states() -> None:
     assert (running.phase, running.reason) == ("Running", "JobRunning")
     stuck = policy.job_state(_job(active=1), [_pod("Pending", waiting="ImageNotRunnableLocally")])
     assert (stuck.phase, stuck.reason) == ("Pending", "ImageNotRunnableLocally")
+    between = policy.job_state(_job(), [_pod("Succeeded", exit_code=0)])
+    assert between.phase == "Running"  # never back to Pending once a pod has run
     done = policy.job_state(_job([{"type": "Complete", "status": "True"}]), [])
     assert done.phase == "Succeeded" and done.finished
     deadline = policy.job_state(

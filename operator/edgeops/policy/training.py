@@ -238,6 +238,15 @@ def job_state(job_obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Job
                 f"training pod {running[0]['metadata']['name']} is running "
                 f"(attempt {status.get('failed', 0) + 1})",
             )
+    if (
+        status.get("succeeded")
+        or status.get("failed")
+        or any((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods)
+    ):
+        # Between a pod ending and the Job controller's verdict (or its next retry).
+        return JobState(
+            "Running", Reason.JOB_RUNNING, "training pod finished; waiting for the Job's verdict"
+        )
     return JobState(
         "Pending",
         Reason.JOB_CREATED,
