@@ -28,7 +28,7 @@ from edgeops.api.constants import (
 from edgeops.api.trainingrun import TrainingRunSpec
 from edgeops.controllers import events
 from edgeops.controllers.storage import artifact_store
-from edgeops.k8s import objects
+from edgeops.k8s import custom, objects
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import training as policy
 from edgeops.store import StorageUnavailableError
@@ -60,7 +60,7 @@ def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
 
 def _resolve_dataset_version(namespace: str, spec: TrainingRunSpec) -> tuple[str, list[str]]:
     """The dataset version to train on and the slice columns; TemporaryError until known."""
-    dataset = objects.read_custom(namespace, DATASETS, spec.dataset_ref.name)
+    dataset = custom.read(namespace, GROUP, VERSION, DATASETS, spec.dataset_ref.name)
     if dataset is None:
         raise kopf.TemporaryError(
             f"Dataset {spec.dataset_ref.name!r} not found in {namespace}", delay=10

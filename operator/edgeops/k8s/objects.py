@@ -9,6 +9,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from edgeops.api.constants import GROUP, VERSION, Labels
+from edgeops.k8s import custom
 from edgeops.k8s.client import api_client
 
 
@@ -58,16 +59,8 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
 
 
 def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
-    api = client.CustomObjectsApi(api_client())
-    try:
-        obj: dict[str, Any] = api.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
-        )
-        return obj
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    """An EdgeOps object (group edgeops.dev), or None when it does not exist."""
+    return custom.read(namespace, GROUP, VERSION, plural, name)
 
 
 def ensure_secret(namespace: str, name: str, data: dict[str, str]) -> None:
