@@ -95,7 +95,7 @@ def _prerequisites(namespace: str, own_runtime: bool) -> None:
     config = artifact_store().config
     endpoint = os.environ.get("EDGEOPS_S3_JOB_ENDPOINT") or config.endpoint
     s3 = policy.S3Settings(endpoint=endpoint, region=config.region or "us-east-1")
-    custom.ensure_annotated_secret(
+    custom.ensure_secret(
         namespace,
         policy.S3_SECRET,
         {"AWS_ACCESS_KEY_ID": config.access_key, "AWS_SECRET_ACCESS_KEY": config.secret_key},

@@ -84,7 +84,7 @@ def _ensure_job(
     run = {"metadata": {"name": body["metadata"]["name"], "uid": body["metadata"]["uid"]}}
     store = artifact_store()
     config = store.config
-    objects.ensure_secret(
+    custom.ensure_secret(
         namespace,
         policy.S3_SECRET,
         {"accessKey": config.access_key, "secretKey": config.secret_key},

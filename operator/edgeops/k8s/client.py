@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 from typing import Any
 
 from kubernetes import client, config
@@ -18,7 +19,8 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config()
         return client.ApiClient()
     except config.ConfigException:
-        return config.new_client_from_config()
+        # Read KUBECONFIG now: the client library fixes its default path at import time.
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:

@@ -182,10 +182,12 @@ def ensure_namespace(name: str) -> None:
             raise
 
 
-def ensure_annotated_secret(
-    namespace: str, name: str, data: dict[str, str], annotations: dict[str, str]
+def ensure_secret(
+    namespace: str, name: str, data: dict[str, str], annotations: dict[str, str] | None = None
 ) -> None:
-    """A Secret whose annotations matter to its consumer (KServe's S3 settings)."""
+    """Creates or updates an operator-managed Secret: S3 credentials for training Jobs, or
+    for KServe, whose storage initializer reads its S3 settings from the annotations."""
+    annotations = annotations or {}
     body = {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from edgeops.api.constants import GROUP, VERSION, Labels
+from edgeops.api.constants import GROUP, VERSION
 from edgeops.k8s import custom
 from edgeops.k8s.client import api_client
 
@@ -61,26 +60,3 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
 def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
     """An EdgeOps object (group edgeops.dev), or None when it does not exist."""
     return custom.read(namespace, GROUP, VERSION, plural, name)
-
-
-def ensure_secret(namespace: str, name: str, data: dict[str, str]) -> None:
-    """Creates or updates an operator-managed Secret (e.g. S3 credentials for Jobs)."""
-    body = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "labels": {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE},
-        },
-        "type": "Opaque",
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    core = client.CoreV1Api(api_client())
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = core.read_namespaced_secret(name, namespace)
-        if (current.data or {}) != body["data"]:
-            core.patch_namespaced_secret(name, namespace, {"data": body["data"]})
