@@ -67,9 +67,10 @@ def dev_down(
 def dev_status(name: NameOpt = "default", home: HomeOpt = None) -> None:
     """Show each component, its PID, state and endpoint; exit 1 if any has crashed."""
     cluster = _cluster(name, home)
-    table = Table(title=f"devcluster {name} ({cluster.dir})")
-    for col in ("component", "pid", "state", "endpoint", "log"):
+    table = Table(title=f"devcluster {name}", caption=f"logs: {cluster.logs}")
+    for col in ("component", "pid", "state"):
         table.add_column(col)
+    table.add_column("endpoint", no_wrap=True)
     crashed = False
     for s in cluster.status():
         if s.pid is None:
@@ -78,7 +79,7 @@ def dev_status(name: NameOpt = "default", home: HomeOpt = None) -> None:
             state, crashed = "[red]CRASHED[/]", True
         else:
             state = "[green]ready[/]" if s.ready else "[yellow]starting[/]"
-        table.add_row(s.name, str(s.pid or "-"), state, s.endpoint, str(s.log))
+        table.add_row(s.name, str(s.pid or "-"), state, s.endpoint)
     Console().print(table)
     if crashed:
         raise typer.Exit(1)
@@ -96,11 +97,12 @@ def dev_demo(
 
     cluster = _cluster(name, home)
     try:
-        ok = run_demo(cluster, timeout=timeout, report=lambda m: Console().print(m))
+        # Plain echo: rich would re-wrap kubectl's tables and long messages to 80 columns.
+        ok = run_demo(cluster, timeout=timeout, report=typer.echo)
     except DevClusterError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
-    Console().print(cluster.kubectl("get", "edgeops", "-n", DEMO_NAMESPACE).stdout)
+    typer.echo(cluster.kubectl("get", "edgeops", "-n", DEMO_NAMESPACE).stdout)
     if not ok:
         raise typer.Exit(1)
 
