@@ -12,7 +12,7 @@ import httpx
 import pytest
 from minio import Minio
 
-from edgeops.devcluster import processes
+from edgeops.devcluster import build, processes
 from edgeops.devcluster.cluster import DevCluster
 from tests.conftest import Cluster, wait_for
 
@@ -64,6 +64,9 @@ def _job_condition(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | Non
 
 def test_apiserver_is_ready(cluster: Cluster) -> None:
     assert cluster.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    versions = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    assert versions["serverVersion"]["gitVersion"] == versions["clientVersion"]["gitVersion"]
+    assert versions["serverVersion"]["gitVersion"] == build.KUBERNETES_VERSION
     nodes = cluster.get("nodes")["items"]
     ready = [c for c in nodes[0]["status"]["conditions"] if c["type"] == "Ready"]
     assert ready[0]["status"] == "True"

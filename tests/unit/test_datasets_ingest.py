@@ -278,3 +278,19 @@ def test_garbage_collection_spares_young_unreferenced_blobs() -> None:
     store.put_blob(b"in-flight")
     assert collect_garbage(store, NOW) == 0
     assert collect_garbage(store, NOW + timedelta(hours=2)) == 1
+
+
+def test_garbage_collection_keeps_blobs_of_training_results_and_model_registries() -> None:
+    store = MemoryStore()
+    model = store.put_blob(b"onnx model bytes")
+    bundle = store.put_blob(b"signed manifest for a target")
+    orphan = store.put_blob(b"shard of a crashed ingest")
+    store.put_json(
+        "runs/ns/run-1/uid/results.json",
+        {"artifacts": [{"uri": f"s3://edgeops/{model.key}", "sha256": model.sha256}]},
+    )
+    store.put_json("models/ns/m/versions/1/bundles.json", {"entries": [bundle.sha256]})
+    assert collect_garbage(store, NOW + timedelta(hours=2)) == 1
+    assert store.get_blob(model.sha256) == b"onnx model bytes"
+    assert store.get_blob(bundle.sha256) == b"signed manifest for a target"
+    assert not store.exists(orphan.key)

@@ -26,6 +26,13 @@ def test_wrapper_gomod_replaces_each_staging_module_with_its_release(tmp_path: P
     assert "\tk8s.io/client-go => k8s.io/client-go v0.37.2\n" in text
 
 
+def test_release_version_is_stamped_into_the_binaries() -> None:
+    flags = build.version_ldflags("v1.37.2")
+    assert "-X k8s.io/component-base/version.gitVersion=v1.37.2" in flags
+    assert "-X k8s.io/component-base/version.gitMinor=37" in flags
+    assert "-X k8s.io/client-go/pkg/version.gitMajor=1" in flags
+
+
 def test_pki_is_generated_once_with_envtest_identities(tmp_path: Path) -> None:
     pki = ensure_pki(tmp_path)
     first = pki.ca_cert.read_bytes()

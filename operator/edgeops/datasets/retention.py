@@ -4,9 +4,10 @@ back a deployed model; then blobs no manifest references are garbage-collected."
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from edgeops.api import Governance
 
@@ -77,12 +78,27 @@ def enforce_retention(
     return report
 
 
+#: Prefixes whose JSON documents reference blobs: dataset manifests, training results
+#: (runs/...) and the model registry with its signed bundles (models/...). Blobs are shared
+#: by all of them, so garbage is what none of them mentions.
+REFERENCING_PREFIXES: Final = (layout.DATASETS_ROOT, "runs/", "models/")
+_SHA256 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
 def referenced_blobs(store: Store) -> set[str]:
-    """SHA-256 of every blob any published version of any Dataset references."""
+    """SHA-256 of every blob that a dataset version, a training result or a model version
+    (registry, bundle manifests) refers to."""
     referenced: set[str] = set()
-    for info in store.list(layout.DATASETS_ROOT):
-        if info.key.endswith("/manifest.json"):
-            referenced.update(e.sha256 for e in parse_manifest(store.get_bytes(info.key)))
+    for prefix in REFERENCING_PREFIXES:
+        for info in store.list(prefix):
+            if info.key.endswith("/manifest.json") and info.key.startswith(layout.DATASETS_ROOT):
+                referenced.update(e.sha256 for e in parse_manifest(store.get_bytes(info.key)))
+            elif info.key.endswith(".json"):
+                # Results, registries and bundle manifests name blobs by hash or by
+                # s3://.../blobs/sha256/<hash>; any 64-hex string counts (over-keeping is safe).
+                referenced.update(
+                    _SHA256.findall(store.get_bytes(info.key).decode(errors="replace"))
+                )
     return referenced
 
 

@@ -78,8 +78,29 @@ def _go() -> str:
     return go
 
 
+# Bumped when the build itself changes (flags), so cached binaries of an older recipe rebuild.
+KUBE_BUILD_RECIPE = 2
+
+
 def kube_bin_dir(version: str = KUBERNETES_VERSION) -> Path:
-    return cache_root() / "bin" / f"kubernetes-{version}"
+    return cache_root() / "bin" / f"kubernetes-{version}-r{KUBE_BUILD_RECIPE}"
+
+
+def version_ldflags(version: str) -> str:
+    """What the Kubernetes release build stamps, so `kubectl version` and /version tell the
+    truth instead of v0.0.0-master."""
+    major, minor = version.removeprefix("v").split(".")[:2]
+    stamps = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "gitCommit": f"k8s.io/kubernetes@{version}",
+    }
+    flags = ["-s", "-w"]
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {package}.{key}={value}" for key, value in stamps.items()]
+    return " ".join(flags)
 
 
 def minio_bin_dir(version: str = MINIO_VERSION) -> Path:
@@ -192,7 +213,16 @@ def _build_kubernetes(version: str, out: Path, report: Reporter) -> None:
     tmp_out.mkdir()
     packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBE_COMMANDS]
     _run_go_build(
-        [go, "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(tmp_out), *packages],
+        [
+            go,
+            "build",
+            "-v",
+            "-trimpath",
+            f"-ldflags={version_ldflags(version)}",
+            "-o",
+            str(tmp_out),
+            *packages,
+        ],
         work,
         f"Kubernetes {version} ({', '.join(KUBE_COMMANDS)})",
         work / "build.log",
