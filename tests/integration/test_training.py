@@ -205,6 +205,21 @@ def test_operator_restart_mid_job_yields_one_job_and_a_final_status(
     assert len(pods) == 1
 
 
+def test_a_job_deleted_mid_run_is_recreated_and_the_run_finishes(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
+    ns = trained["ns"]
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("orphaned"))
+    wait_for(lambda: cluster.get("job", "orphaned-train", "-n", ns), 60, "the Job")
+    cluster.kubectl("delete", "job", "orphaned-train", "-n", ns, "--wait=true")
+    status = wait_for(lambda: _finished(cluster, ns, "orphaned"), 420, "run orphaned to finish")
+    assert status["phase"] == "Succeeded"
+    events = cluster.kubectl(
+        "get", "events", "-n", ns, "--field-selector", "involvedObject.name=orphaned", "-o", "json"
+    ).stdout
+    assert "JobRecreated" in events
+
+
 def test_deleting_a_run_deletes_its_job_but_keeps_artifacts(
     cluster: Cluster, trained: dict[str, Any]
 ) -> None:

@@ -36,11 +36,14 @@ def reconcile_serving(
 ) -> None:
     name = body["metadata"]["name"]
     if spec.serving is None or not spec.serving.enabled:
-        if memo.get("isvc"):
+        # Once per operator process too: memo is per process, and serving may have been
+        # switched off while the operator was down.
+        if memo.get("isvc") or not memo.get("isvc_swept"):
             custom.delete(
                 namespace, policy.KSERVE_GROUP, policy.ISVC_VERSION, policy.INFERENCE_SERVICES, name
             )
             memo["isvc"] = None
+            memo["isvc_swept"] = True
         conditions[ConditionType.SERVING] = (
             "False",
             Reason.SERVING_DISABLED,

@@ -187,6 +187,7 @@ def start(
 )
 def track(
     body: kopf.Body,
+    spec: kopf.Spec,
     status: kopf.Status,
     namespace: str | None,
     name: str,
@@ -199,8 +200,16 @@ def track(
     generation = body["metadata"].get("generation")
     job = objects.read_job(namespace, current["jobName"])
     if job is None:
-        # Deleted behind our back: recreate it on the next resume/create pass.
-        raise kopf.TemporaryError(f"Job {current['jobName']} is gone", delay=5)
+        # Deleted behind our back: recreate it (same name, same recorded dataset version).
+        parsed = TrainingRunSpec.model_validate(dict(spec))
+        _latest, slices = _resolve_dataset_version(namespace, parsed)
+        _ensure_job(body, parsed, namespace, current["datasetVersion"], slices)
+        message = f"Job {current['jobName']} was deleted before the run finished; recreated it"
+        patch.status["conditions"] = _conditions(
+            current, generation, (ConditionType.READY, "False", "JobRecreated", message)
+        )
+        events.warning(body, reason="JobRecreated", message=message)
+        return
     pods = objects.list_pods(namespace, f"{Labels.TRAINING_RUN}={name}")
     state = policy.job_state(job, pods)
     if (
