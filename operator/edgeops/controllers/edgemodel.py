@@ -169,9 +169,10 @@ def _label_version(run: dict[str, Any]) -> int | None:
 
 
 def _unregistered(tick: Tick, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Finished runs without a version, oldest first. A run labelled with a number above
-    the registry's highest was labelled just before a crash: it is registered under that
-    number (the label is written first so a number is never handed out twice)."""
+    """Finished runs without a version: labelled ones first, then oldest first. A run
+    labelled with a number above the registry's highest was labelled just before a crash:
+    it is registered under that number (the label is written first so a number is never
+    handed out twice)."""
     latest = tick.status.latest_version or 0
     pending = []
     for run in runs:
@@ -180,8 +181,16 @@ def _unregistered(tick: Tick, runs: list[dict[str, Any]]) -> list[dict[str, Any]
         number = _label_version(run)
         if number is None or number > latest:
             pending.append(run)
+    # Runs already labelled (before a crash) go first, so an unlabelled run that finished
+    # later can never be handed one of their numbers.
     return sorted(
-        pending, key=lambda r: (r["metadata"]["creationTimestamp"], r["metadata"]["name"])
+        pending,
+        key=lambda r: (
+            _label_version(r) is None,
+            _label_version(r) or 0,
+            r["metadata"]["creationTimestamp"],
+            r["metadata"]["name"],
+        ),
     )
 
 
@@ -205,7 +214,7 @@ def _register(tick: Tick, run: dict[str, Any]) -> None:
         version = _candidate(tick, number, run_name, run_status)
     _publish_index(tick, version)
     tick.status.versions = registry.append(tick.status, version, tick.spec.history_limit)
-    tick.status.latest_version = number
+    tick.status.latest_version = max(number, tick.status.latest_version or 0)
     RECONCILIATIONS.labels(kind="EdgeModel", outcome=f"version-{version.state.lower()}").inc()
     if version.state == "Approved":
         _on_approved(tick, number)
