@@ -147,11 +147,36 @@ def _reconcile(
             Reason.STORAGE_UNAVAILABLE,
             f"cannot publish to the object store: {error}",
         )
+    except ValueError as error:
+        # E.g. a target whose format the finished run did not export: say so, keep going.
+        tick.conditions[ConditionType.READY] = (
+            "False",
+            "RegistrationFailed",
+            f"cannot register the finished run: {error}"[:1000],
+        )
+    # Past this point registration has side effects (labels, bundles): whatever fails
+    # below is reported in a condition, and the status is always written.
+    failure: str | None = None
     _handle_promote_request(tick, meta)
     active = [r for r in runs if (r.get("status") or {}).get("phase") not in FINISHED]
-    started = _evaluate_triggers(tick, meta, memo, len(active))
-    reconcile_serving(tick.body, tick.namespace, tick.spec, tick.status, tick.conditions, memo)
+    started: list[dict[str, Any]] = []
+    try:
+        started = _evaluate_triggers(tick, meta, memo, len(active))
+    except Exception as error:
+        log.exception("edgemodel %s/%s: retraining triggers failed", namespace, name)
+        failure = f"retraining triggers failed: {type(error).__name__}: {error}"[:1000]
+    try:
+        reconcile_serving(tick.body, tick.namespace, tick.spec, tick.status, tick.conditions, memo)
+    except Exception as error:
+        log.exception("edgemodel %s/%s: serving failed", namespace, name)
+        tick.conditions[ConditionType.SERVING] = (
+            "False",
+            "ServingFailed",
+            f"{type(error).__name__}: {error}"[:1000],
+        )
     _ready(tick, [*active, *started])
+    if failure is not None:
+        tick.conditions[ConditionType.READY] = ("False", "TriggerFailed", failure)
     _write(patch, old, tick.status, meta.get("generation"), now, tick.conditions)
 
 
