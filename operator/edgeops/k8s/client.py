@@ -36,13 +36,20 @@ def list_custom(namespace: str, plural: str) -> list[dict[str, Any]]:
 
 
 def deployed_dataset_versions(namespace: str) -> set[str]:
-    """Dataset versions that back a model the fleet runs or is about to run (the current
-    and candidate versions of every EdgeModel in the namespace)."""
+    """Dataset versions that back a model a fleet runs, may run again or is about to run:
+    every approved or candidate version of every EdgeModel in the namespace (a rollback
+    can return to any approved version), and a dataset version pinned in a model's spec."""
     versions: set[str] = set()
     for model in list_custom(namespace, EDGE_MODELS):
         status = model.get("status") or {}
         live = {status.get("currentVersion"), status.get("candidateVersion")} - {None}
         for entry in status.get("versions") or []:
-            if entry.get("number") in live and entry.get("datasetVersion"):
+            keep = entry.get("number") in live or entry.get("state") in ("Approved", "Candidate")
+            if keep and entry.get("datasetVersion"):
                 versions.add(str(entry["datasetVersion"]))
+        pinned = (((model.get("spec") or {}).get("training") or {}).get("datasetRef") or {}).get(
+            "version"
+        )
+        if pinned:
+            versions.add(str(pinned))
     return versions
