@@ -51,9 +51,18 @@ def current_key() -> SigningKey:
         return _key
 
 
-def public_keys_document(key: SigningKey) -> dict[str, str]:
+def public_keys_document(key: SigningKey, published: dict[str, str]) -> dict[str, str]:
+    """The ConfigMap data: the current key plus every key published before. A key rotation
+    must not make bundles signed with the previous key (deployed versions, rollback targets)
+    unverifiable; retiring an old key is an explicit edit of the ConfigMap."""
+    try:
+        known = json.loads(published.get(PUBLIC_KEYS_KEY) or "{}")
+    except json.JSONDecodeError:
+        known = {}
+    keys = {str(k): str(v) for k, v in known.items()} if isinstance(known, dict) else {}
+    keys[key.key_id] = key.public_b64
     return {
-        PUBLIC_KEYS_KEY: json.dumps({key.key_id: key.public_b64}, sort_keys=True),
+        PUBLIC_KEYS_KEY: json.dumps(keys, sort_keys=True),
         "keyId": key.key_id,
         "publicKey": key.public_b64,
     }
@@ -66,6 +75,7 @@ def publish_public_key(namespace: str) -> SigningKey:
     for target in {operator_namespace(), namespace}:
         if now - _published.get(target, -REPUBLISH_SECONDS) < REPUBLISH_SECONDS:
             continue
-        custom.ensure_config_map(target, SIGNING_CONFIG_MAP, public_keys_document(key))
+        published = custom.read_config_map_data(target, SIGNING_CONFIG_MAP)
+        custom.ensure_config_map(target, SIGNING_CONFIG_MAP, public_keys_document(key, published))
         _published[target] = now
     return key

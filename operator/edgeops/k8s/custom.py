@@ -133,6 +133,16 @@ def patch_metadata(
     return result
 
 
+def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
+    """A ConfigMap's data, or {} when it does not exist."""
+    try:
+        return dict(_core().read_namespaced_config_map(name, namespace).data or {})
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+
+
 def ensure_config_map(namespace: str, name: str, data: dict[str, str]) -> None:
     body = {
         "apiVersion": "v1",
