@@ -91,11 +91,16 @@ def collect_dataset(
         result = collect(
             artifact_store(), namespace, name, parsed, now, before_manifest=_pause(delay, name)
         )
-    except (StorageUnavailableError, StoreError, ValueError) as error:
+    except (StorageUnavailableError, StoreError) as error:
         _storage_down(body, patch, status, generation, now, conditions, str(error))
         return
     except SourceUnavailableError as error:
         _source_down(body, patch, status, generation, now, conditions, str(error))
+        return
+    except ValueError as error:
+        # Not an outage: the data or configuration cannot be collected as specified.
+        detail = f"collection failed: {error}"
+        _source_down(body, patch, status, generation, now, conditions, detail, "CollectionFailed")
         return
     _report(body, patch, status, parsed, generation, now, conditions, result)
     if parsed.governance.retention_days is not None:
@@ -264,13 +269,14 @@ def _source_down(
     now: datetime,
     conditions: list[dict[str, Any]],
     detail: str,
+    reason: str = Reason.SOURCE_UNAVAILABLE,
 ) -> None:
-    events.warning(body, reason=Reason.SOURCE_UNAVAILABLE, message=detail[:1000])
+    events.warning(body, reason=reason, message=detail[:1000])
     latest = status.get("latestVersion")
     ready = (
-        ("True", Reason.SOURCE_UNAVAILABLE, f"serving version {latest[:12]}; {detail}")
+        ("True", reason, f"serving version {latest[:12]}; {detail}")
         if latest
-        else ("False", Reason.SOURCE_UNAVAILABLE, detail)
+        else ("False", reason, detail)
     )
     _write(patch, status, generation, now, conditions, {ConditionType.READY: ready})
 
