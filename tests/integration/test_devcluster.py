@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -316,10 +318,27 @@ def test_status_reports_a_crash_and_up_restarts_it(cluster: Cluster) -> None:
     )
 
 
-def test_down_stops_everything_and_leaves_no_orphan(tmp_path: Path) -> None:
+def test_port_taken_before_start_is_replaced_then_down_leaves_no_orphan(tmp_path: Path) -> None:
     dev = DevCluster(name="orphans", home=tmp_path)
-    dev.up(with_operator=False, report=lambda m: None)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", processes.free_port()))
+    taken.listen()
+    # Another program holds the port this cluster's S3 server was given.
+    state_ports = dev._ports()
+    state_ports["s3"] = taken.getsockname()[1]
+    dev.state_file.write_text(json.dumps({"ports": state_ports}))
+    messages: list[str] = []
     try:
+        try:
+            dev.up(with_operator=False, report=messages.append)
+        finally:
+            taken.close()
+        assert any("s3: a port was taken" in m for m in messages), messages
+        assert dev.endpoints()["s3"] != f"http://127.0.0.1:{state_ports['s3']}"
+        assert {s.name: s.ready for s in dev.status()}["s3"]
+        secret = dev.kubectl("get", "secret", "edgeops-s3", "-n", "edgeops-system", "-o", "json")
+        endpoint = json.loads(secret.stdout)["data"]["endpoint"]
+        assert base64.b64decode(endpoint).decode() == dev.endpoints()["s3"]
         dev.kubectl(
             "run",
             "sleeper",

@@ -49,6 +49,18 @@ KCM_CONTROLLERS = (
     "resourcequota-controller",
     "clusterrole-aggregation-controller",
 )
+# The ports each component binds; reallocated if another process took one first.
+COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd-client", "etcd-peer"),
+    "kube-apiserver": ("apiserver",),
+    "kube-controller-manager": ("kcm",),
+    "node": ("node-metrics", "kubelet"),
+    "s3": ("s3", "s3-console"),
+    "prometheus": ("prometheus",),
+    "operator": ("operator-health", "operator-metrics"),
+}
+_PORT_CONFLICT = ("address already in use", "port is already in use")
+START_ATTEMPTS = 3
 COMPONENT_ORDER = (
     "etcd",
     "kube-apiserver",
@@ -143,6 +155,21 @@ class DevCluster:
             state["ports"] = ports
             self._save(state)
         return ports
+
+    def _reallocate(self, component: str) -> dict[str, int]:
+        """New ports for `component` (its old ones were taken), saved in the state."""
+        state = self._load()
+        known = state.get("ports")
+        ports = {str(k): int(v) for k, v in known.items()} if isinstance(known, dict) else {}
+        fresh = {n: processes.free_port() for n in COMPONENT_PORTS[component]}
+        ports.update(fresh)
+        state["ports"] = ports
+        self._save(state)
+        if component == "operator":
+            self.register_scrape_target(
+                "edgeops-operator", f"127.0.0.1:{fresh['operator-metrics']}"
+            )
+        return fresh
 
     def _components(self) -> dict[str, dict[str, object]]:
         comps = self._load().get("components")
@@ -245,15 +272,27 @@ class DevCluster:
         }
         wanted = [c for c in COMPONENT_ORDER if with_operator or c != "operator"]
         for name in wanted:
-            if self._running(name):
-                report(f"{name}: already running ({self.endpoints()[name]})")
-            else:
-                self._start(name, launchers[name](), report)
-            self._wait_ready(name)
+            for attempt in range(1, START_ATTEMPTS + 1):
+                if self._running(name):
+                    report(f"{name}: already running ({self.endpoints()[name]})")
+                else:
+                    self._start(name, launchers[name](), report)
+                try:
+                    self._wait_ready(name)
+                    break
+                except DevClusterError:
+                    conflict = any(m in self._log_tail(name, 30).lower() for m in _PORT_CONFLICT)
+                    if not conflict or attempt == START_ATTEMPTS:
+                        raise
+                    ports.update(self._reallocate(name))
+                    report(f"{name}: a port was taken by another process; retrying on new ports")
+                    if name == "kube-apiserver":
+                        self._write_kubeconfig(pki, ports["apiserver"])
             if name == "kube-apiserver":
                 self._bootstrap(report)
             if name == "s3":
                 self._ensure_bucket()
+                self._ensure_s3_secret()
         report(f"devcluster '{self.name}' is up in {time.monotonic() - started:.0f}s")
         for line in self.describe():
             report("  " + line)
@@ -500,7 +539,7 @@ class DevCluster:
         self.kubeconfig.chmod(0o600)
 
     def _bootstrap(self, report: Reporter) -> None:
-        """Third-party and EdgeOps CRDs, the system namespace and the S3 Secret."""
+        """Third-party and EdgeOps CRDs and the system namespace."""
         thirdparty = Path(__file__).parent / "thirdparty"
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(thirdparty))
         own = repo_root() / "crds"
@@ -509,6 +548,10 @@ class DevCluster:
         self._wait_crds_established()
         ns = self.kubectl("create", "namespace", SYSTEM_NAMESPACE, "--dry-run=client", "-o", "json")
         self.kubectl("apply", "-f", "-", input=ns.stdout)
+        report("kube-apiserver: CRDs (KServe, Prometheus Operator, EdgeOps) installed")
+
+    def _ensure_s3_secret(self) -> None:
+        """The S3 endpoint and credentials for in-cluster consumers (after S3 has its port)."""
         access, secret = self.s3_credentials()
         sec = self.kubectl(
             "create",
@@ -525,7 +568,6 @@ class DevCluster:
             "json",
         )
         self.kubectl("apply", "-f", "-", input=sec.stdout)
-        report("kube-apiserver: CRDs (KServe, Prometheus Operator, EdgeOps) installed")
 
     def _wait_crds_established(self, timeout: float = 60) -> None:
         # `kubectl wait` fails on CRDs that have no conditions yet, so poll instead.

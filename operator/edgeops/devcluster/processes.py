@@ -82,10 +82,21 @@ def stop(pid: int, argv0: str, timeout: float = 10.0) -> bool:
     return True
 
 
+# Below Linux's ephemeral range (32768-60999): a port handed out here is never taken by
+# an outgoing connection in the seconds before the component binds it.
+PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
+    import random
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]} on 127.0.0.1")
