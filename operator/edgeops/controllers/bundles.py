@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -54,8 +55,18 @@ def publish(
 ) -> Signature:
     """Writes every signed manifest of the version; the index last, so whoever finds the
     index finds everything it references."""
-    created = format_time(now)
     prefix = version_prefix(namespace, model, number)
+    index_key = f"{prefix}/bundles.json"
+    if store.exists(index_key):
+        # Published before (the status write after it failed, or the operator restarted):
+        # the version keeps the bytes and signature devices may already hold.
+        existing = json.loads(store.get_bytes(index_key))
+        return Signature(
+            key_id=existing["keyId"],
+            manifest_uri=f"s3://{store.bucket}/{index_key}",
+            signature=existing["signature"],
+        )
+    created = format_time(now)
     by_format = {a.format: a for a in artifacts}
     entries: list[BundleArtifact] = []
 
@@ -121,7 +132,6 @@ def publish(
         created=created,
     )
     signed = sign_manifest(index, key)
-    index_key = f"{prefix}/bundles.json"
     store.put_bytes(index_key, signed.to_bytes(), "application/json")
     return Signature(
         key_id=signed.key_id,
