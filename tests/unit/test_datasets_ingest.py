@@ -294,3 +294,14 @@ def test_garbage_collection_keeps_blobs_of_training_results_and_model_registries
     assert store.get_blob(model.sha256) == b"onnx model bytes"
     assert store.get_blob(bundle.sha256) == b"signed manifest for a target"
     assert not store.exists(orphan.key)
+
+
+def test_garbage_collection_keeps_blobs_an_unfinished_ingest_will_reuse() -> None:
+    store = MemoryStore()
+    shard = store.put_blob(b"an old shard, identical to one being published again")
+    # An ingest has written its staging marker but not yet its manifest.
+    store.put_json(
+        layout.staging_key(NS, NAME, "v" * 64), {"version": "v" * 64, "blobs": [shard.sha256]}
+    )
+    assert collect_garbage(store, NOW + timedelta(hours=2)) == 0
+    assert store.exists(shard.key)

@@ -199,7 +199,12 @@ def _publish(
         existing = store.get_json(layout.version_info_key(namespace, name, version))
         return dict(existing) if isinstance(existing, dict) else record
     staging = layout.staging_key(namespace, name, version)
-    store.put_json(staging, {"version": version, "started": format_time(now)})
+    # The marker names the shards, so a garbage-collection pass running meanwhile keeps an
+    # old identical blob this version is about to reuse (put_blob skips existing blobs).
+    store.put_json(
+        staging,
+        {"version": version, "started": format_time(now), "blobs": [e.sha256 for e in entries]},
+    )
     for data in shards.values():
         store.put_blob(data)
     profile = build_profile(cleaned.accepted, schema, split_counts)
