@@ -54,6 +54,12 @@ class Cluster:
         out = self.kubectl("get", *args, "-o", "json", check=False)
         return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
 
+    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """Kubernetes Events about the object `name` in `namespace`."""
+        selector = f"involvedObject.name={name}"
+        found = self.get("events", "-n", namespace, "--field-selector", selector)
+        return list(found.get("items", []))
+
     def store(self) -> ArtifactStore:
         """The devcluster's S3 bucket through EdgeOps's own store client."""
         return ArtifactStore(StoreConfig.from_env(self.env))

@@ -89,8 +89,7 @@ def _wait_version(cluster: Cluster, ns: str, number: int) -> dict[str, Any]:
 
 
 def _events(cluster: Cluster, ns: str, name: str = MODEL) -> list[dict[str, Any]]:
-    items = cluster.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
-    return list(items.get("items", []))
+    return cluster.events(ns, name)
 
 
 def _event_messages(cluster: Cluster, ns: str, reason: str) -> list[str]:

@@ -160,10 +160,7 @@ def test_bad_config_fails_after_retries_with_the_reason(
     assert failed["status"] == "False" and failed["reason"] == "BackoffLimitExceeded"
     assert "unknown trainer config key(s) 'widht'" in failed["message"]
     assert "exit codes 2, 2" in failed["message"]  # first try + one retry
-    events = cluster.kubectl(
-        "get", "events", "-n", ns, "--field-selector", "involvedObject.name=typo", "-o", "json"
-    ).stdout
-    assert "BackoffLimitExceeded" in events
+    assert "BackoffLimitExceeded" in {e["reason"] for e in cluster.events(ns, "typo")}
 
 
 def test_run_past_its_deadline_fails_with_deadline_exceeded(
@@ -214,10 +211,7 @@ def test_a_job_deleted_mid_run_is_recreated_and_the_run_finishes(
     cluster.kubectl("delete", "job", "orphaned-train", "-n", ns, "--wait=true")
     status = wait_for(lambda: _finished(cluster, ns, "orphaned"), 420, "run orphaned to finish")
     assert status["phase"] == "Succeeded"
-    events = cluster.kubectl(
-        "get", "events", "-n", ns, "--field-selector", "involvedObject.name=orphaned", "-o", "json"
-    ).stdout
-    assert "JobRecreated" in events
+    assert "JobRecreated" in {e["reason"] for e in cluster.events(ns, "orphaned")}
 
 
 def test_deleting_a_run_deletes_its_job_but_keeps_artifacts(

@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from edgeops.api.common import EvaluationMetrics, format_time
-from edgeops.api.conditions import set_condition
+from edgeops.api.conditions import get_condition, set_condition
 from edgeops.api.constants import (
     API_VERSION,
     DATASETS,
@@ -463,10 +463,8 @@ def _ready(tick: Tick, active: list[dict[str, Any]]) -> None:
 
 
 def _condition_message(obj: dict[str, Any], type_: str) -> str | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == type_:
-            return str(cond.get("message") or cond.get("reason") or "")
-    return None
+    cond = get_condition((obj.get("status") or {}).get("conditions"), type_)
+    return None if cond is None else str(cond.get("message") or cond.get("reason") or "")
 
 
 def _write(

@@ -15,7 +15,8 @@ from typing import Any
 import kopf
 
 from edgeops import __version__
-from edgeops.api.conditions import set_condition
+from edgeops.api.common import format_time
+from edgeops.api.conditions import get_condition, set_condition
 from edgeops.api.constants import (
     DATASETS,
     GROUP,
@@ -39,10 +40,6 @@ TRACK_INTERVAL = float(os.environ.get("EDGEOPS_TRAINING_POLL_SECONDS", "2"))
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _stamp() -> str:
-    return _now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _conditions(
@@ -215,7 +212,8 @@ def track(
     if (
         state.phase == current.get("phase")
         and not state.finished
-        and state.reason == (_reason_of(current, ConditionType.READY))
+        and state.reason
+        == (get_condition(current.get("conditions"), ConditionType.READY) or {}).get("reason")
     ):
         return
     update: dict[str, Any] = {"phase": state.phase}
@@ -255,7 +253,9 @@ def track(
         if failure:
             message = f"{message}; trainer error: {failure}"
     if state.finished:
-        update["completionTime"] = (job.get("status") or {}).get("completionTime") or _stamp()
+        update["completionTime"] = (job.get("status") or {}).get("completionTime") or format_time(
+            _now()
+        )
     ready = "True" if state.phase == "Succeeded" else "False"
     succeeded = {"Succeeded": "True", "Failed": "False"}.get(state.phase, "Unknown")
     updates = [
@@ -278,13 +278,6 @@ def track(
         event = events.normal if state.phase == "Succeeded" else events.warning
         event(body, reason=reason, message=message)
         RECONCILIATIONS.labels(kind="TrainingRun", outcome=state.phase.lower()).inc()
-
-
-def _reason_of(status: dict[str, Any], type_: str) -> str | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == type_:
-            return str(cond.get("reason"))
-    return None
 
 
 class MissingResultsError(Exception):

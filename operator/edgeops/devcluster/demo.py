@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeops.api.conditions import get_condition
 from edgeops.devcluster.cluster import DevCluster, DevClusterError, repo_root
 
 Reporter = Callable[[str], None]
@@ -20,10 +21,7 @@ DEMO_NAMESPACE = "sensor-fleet"
 
 
 def _ready(obj: dict[str, Any]) -> dict[str, Any]:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return dict(cond)
-    return {}
+    return get_condition((obj.get("status") or {}).get("conditions"), "Ready") or {}
 
 
 def _settled(obj: dict[str, Any]) -> bool:
