@@ -345,8 +345,10 @@ class DevCluster:
             if self._probe(name):
                 return
             if not self._running(name):
+                pid = int(str(self._components()[name]["pid"]))
+                how = processes.exit_status(pid) or "exited"
                 raise DevClusterError(
-                    f"{name} exited during start-up; see {self.logs / (name + '.log')}:\n"
+                    f"{name} ({how}) stopped during start-up; see {self.logs / (name + '.log')}:\n"
                     + self._log_tail(name)
                 )
             time.sleep(0.3)

@@ -14,6 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
+# Components this process started, so their exit status can be told when one dies.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def start(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +30,18 @@ def start(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None
             cwd=cwd,
             start_new_session=True,
         )
+    _children[proc.pid] = proc
     return proc.pid
+
+
+def exit_status(pid: int) -> str | None:
+    """How a component started by this process ended ("exit code 1", "killed by SIGTERM"),
+    or None while it runs or when it is not our child."""
+    proc = _children.get(pid)
+    code = proc.poll() if proc else None
+    if code is None:
+        return None
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
 def cmdline(pid: int) -> list[str]:
@@ -48,12 +62,25 @@ def _is_zombie(pid: int) -> bool:
 
 def alive(pid: int, argv0: str) -> bool:
     """True while `pid` runs and is still the program we started (not a reused PID)."""
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
     args = cmdline(pid)
+    # Popen returns once exec has begun, but the kernel fills in the new command line a
+    # little later: an empty one on a live process is a program still starting.
+    deadline = time.monotonic() + 2.0
+    while not args and not _is_zombie(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        args = cmdline(pid)
     return bool(args) and args[0] == argv0 and not _is_zombie(pid)
 
 
 def _reap(pid: int) -> None:
     # Children of this very process must be reaped, or they linger as zombies.
+    proc = _children.get(pid)
+    if proc is not None:
+        proc.poll()
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 
