@@ -375,3 +375,73 @@ def test_schedule_starts_a_run(cluster: Cluster, ns: str) -> None:
     assert any(
         "cron '* * * * *' fired" in m for m in _event_messages(cluster, ns, "RetrainTriggered")
     )
+
+
+def _patch_spec(cluster: Cluster, ns: str, spec: dict[str, Any]) -> None:
+    cluster.kubectl(
+        "patch", "edgemodel", MODEL, "-n", ns, "--type=merge", "-p", json.dumps({"spec": spec})
+    )
+
+
+def test_accuracy_signal_waits_out_the_cooldown_then_starts_a_run(
+    cluster: Cluster, ns: str
+) -> None:
+    wait_for(
+        lambda: all(
+            (r.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            for r in _runs(cluster, ns)
+        ),
+        300,
+        "earlier runs to finish",
+        interval=2,
+    )
+    _patch_spec(cluster, ns, {"retrain": {"cooldown": "1h"}})
+    before = len(_runs(cluster, ns))
+    current = _version(cluster, ns, _status(cluster, ns)["currentVersion"])
+    assert current is not None
+    reference = current["metrics"]["overall"]["accuracy"]
+    feedback = {
+        "status": {
+            "drift": {
+                # Features look as in training; only labelled feedback shows the concept moved.
+                "psi": 0.01,
+                "js": 0.01,
+                "accuracy": 0.0,
+                "samples": 1000,
+                "window": "1h",
+                "measuredAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
+    }
+    cluster.kubectl(
+        "patch",
+        "edgemodel",
+        MODEL,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(feedback),
+    )
+    held = wait_for(
+        lambda: [m for m in _event_messages(cluster, ns, "Cooldown") if "Accuracy" in m],
+        60,
+        "the accuracy signal to be held by the cooldown",
+    )
+    assert "cooldown 1h after the last run" in held[-1]
+    assert f"feedback accuracy 0.000 vs {reference:.3f}" in held[-1]
+    time.sleep(5)  # several reconcile ticks: the cooldown must keep holding it
+    assert len(_runs(cluster, ns)) == before
+
+    _patch_spec(cluster, ns, {"retrain": {"cooldown": "1s"}})
+    run = wait_for(
+        lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 60, "the accuracy run"
+    )
+    assert run["spec"]["reason"] == "Accuracy"
+    started = [
+        m for m in _event_messages(cluster, ns, "RetrainTriggered") if run["metadata"]["name"] in m
+    ]
+    assert started and f"drop {reference:.3f} > 0.05" in started[0], started
+    time.sleep(5)  # the same measurement never starts a second run
+    assert len(_runs(cluster, ns)) == before + 1

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from edgeops import crdgen
 from edgeops.devcluster import build, processes
 from edgeops.devcluster.certs import PKI, ensure_pki
 from edgeops.devcluster.paths import state_root
@@ -91,7 +92,7 @@ def _report_stderr(message: str) -> None:
 
 
 def repo_root() -> Path:
-    """The source checkout (editable install); CRDs and charts live there."""
+    """The source checkout (editable install), where the examples the demo applies live."""
     return Path(__file__).resolve().parents[3]
 
 
@@ -544,9 +545,10 @@ class DevCluster:
         """Third-party and EdgeOps CRDs and the system namespace."""
         thirdparty = Path(__file__).parent / "thirdparty"
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(thirdparty))
-        own = repo_root() / "crds"
-        if any(own.glob("*.yaml")):
-            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(own))
+        # Generated from the installed API types, so the CRDs always match this operator,
+        # whether it runs from a checkout or from a wheel.
+        own = "\n---\n".join(crdgen.generate().values())
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=own)
         self._wait_crds_established()
         ns = self.kubectl("create", "namespace", SYSTEM_NAMESPACE, "--dry-run=client", "-o", "json")
         self.kubectl("apply", "-f", "-", input=ns.stdout)
