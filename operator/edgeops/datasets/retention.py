@@ -63,10 +63,11 @@ def enforce_retention(
         # Index first: a version must stop being listed before its files disappear.
         store.put_json(index_key, {**index, "versions": kept})
         for version_id in report.deleted_versions:
+            manifest = layout.manifest_key(namespace, name, version_id)
             prefix = layout.version_prefix(namespace, name, version_id)
             store.delete(
-                [layout.manifest_key(namespace, name, version_id)]  # manifest first
-                + [o.key for o in store.list(prefix)]
+                [manifest]  # first: a version without a manifest is never read
+                + [o.key for o in store.list(prefix) if o.key != manifest]
             )
     if inbox:
         expired_raw = [
