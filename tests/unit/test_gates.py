@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeops.api.common import ArtifactRef, EvaluationMetrics, SliceMetrics
+import pytest
+
+from edgeops.api.common import MIN_SLICE_SAMPLES, ArtifactRef, EvaluationMetrics, SliceMetrics
 from edgeops.api.edgemodel import EdgeModelSpec, ModelVersion
 from edgeops.policy import gates
 
@@ -160,6 +162,33 @@ def test_fairness_uses_the_largest_gap_of_any_column() -> None:
     assert "site=a vs site=b" in check.message
     loose = gates.evaluate(_spec(maxFairnessGap=0.2), metrics, _artifacts(), None)
     assert _check(loose, "fairness/accuracy").passed
+
+
+def test_fairness_ignores_slices_too_small_to_judge_and_compares_any_metric() -> None:
+    metrics = _metrics()
+    metrics.per_slice = [
+        SliceMetrics(
+            column="site", value="a", samples=40, metrics={"accuracy": 0.9, "macro_f1": 0.9}
+        ),
+        SliceMetrics(
+            column="site", value="b", samples=40, metrics={"accuracy": 0.85, "macro_f1": 0.6}
+        ),
+        SliceMetrics(
+            column="site", value="c", samples=MIN_SLICE_SAMPLES - 1, metrics={"accuracy": 0.0}
+        ),
+    ]
+    accuracy = _check(
+        gates.evaluate(_spec(maxFairnessGap=0.1), metrics, _artifacts(), None), "fairness/accuracy"
+    )
+    assert accuracy.passed and accuracy.value == pytest.approx(0.05), accuracy.message
+    f1 = _check(
+        gates.evaluate(
+            _spec(maxFairnessGap=0.1, fairnessMetric="macro_f1"), metrics, _artifacts(), None
+        ),
+        "fairness/macro_f1",
+    )
+    assert not f1.passed and f1.value == pytest.approx(0.3)
+    assert "site=a vs site=b" in f1.message
 
 
 def test_fairness_without_slices_fails_with_a_hint() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeops.api.common import MIN_SLICE_SAMPLES
 from edgeops.training import tflm
-from edgeops.training.evaluation import MIN_SLICE_SUPPORT, evaluate, expected_calibration_error
+from edgeops.training.evaluation import evaluate, expected_calibration_error
 from edgeops.training.pipeline import Hyperparameters, TrainerOptions
 
 
@@ -37,15 +38,26 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfide
 
 
 def test_fairness_gap_ignores_tiny_slices() -> None:
-    n = MIN_SLICE_SUPPORT * 2
+    n = MIN_SLICE_SAMPLES * 2
     y = np.zeros(2 * n + 2, dtype=int)
     pred = [0] * n + [0] * (n // 2) + [1] * (n - n // 2) + [1, 1]
     sites = np.array(["north"] * n + ["south"] * n + ["tiny"] * 2)
     result = evaluate(_onehot(pred, 2), y, ["ok", "bad"], {"site": sites})
     assert result.per_slice["site"]["tiny"]["accuracy"] == 0.0
-    # tiny (2 rows) is below MIN_SLICE_SUPPORT: the gap is north vs south only.
+    # tiny (2 rows) is below MIN_SLICE_SAMPLES: the gap is north vs south only.
     assert result.fairness_gap == pytest.approx(0.5)
     assert result.fairness_gap_detail == "site: north=1.000 vs south=0.500"
+
+
+def test_slices_report_macro_f1_next_to_accuracy() -> None:
+    y = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    pred = [0, 0, 1, 1, 0, 0, 0, 0]
+    sites = np.array(["a"] * 4 + ["b"] * 4)
+    result = evaluate(_onehot(pred, 2), y, ["x", "y"], {"site": sites})
+    assert result.per_slice["site"]["a"]["macro_f1"] == pytest.approx(1.0)
+    # b: class x has precision 0.5, recall 1 (F1 2/3); class y is never predicted (F1 0).
+    assert result.per_slice["site"]["b"]["macro_f1"] == pytest.approx(1 / 3)
+    assert result.per_slice["site"]["b"]["accuracy"] == pytest.approx(0.5)
 
 
 def test_tflm_bundle_round_trips_bytes() -> None:

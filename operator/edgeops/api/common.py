@@ -319,6 +319,11 @@ class CodeVersion(StatusModel):
     )
 
 
+#: A slice with fewer test samples than this says nothing about fairness: the trainer
+#: leaves it out of its reported gap and the fairness gate ignores it.
+MIN_SLICE_SAMPLES = 5
+
+
 class SliceMetrics(StatusModel):
     """Evaluation metrics restricted to one value of one slice column."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from edgeops.api.common import ArtifactRef, EvaluationMetrics
+from edgeops.api.common import MIN_SLICE_SAMPLES, ArtifactRef, EvaluationMetrics
 from edgeops.api.edgemodel import (
     AbsoluteGate,
     EdgeModelSpec,
@@ -207,7 +207,7 @@ def _fairness(gates: Gates, metrics: EvaluationMetrics) -> GateCheck:
     by_column: dict[str, list[tuple[float, str]]] = {}
     for piece in metrics.per_slice:
         value = piece.metrics.get(metric)
-        if value is not None and piece.samples > 0:
+        if value is not None and piece.samples >= MIN_SLICE_SAMPLES:
             by_column.setdefault(piece.column, []).append((value, piece.value))
     gaps = [
         (max(values)[0] - min(values)[0], column, max(values)[1], min(values)[1])
@@ -221,8 +221,9 @@ def _fairness(gates: Gates, metrics: EvaluationMetrics) -> GateCheck:
             threshold=gates.max_fairness_gap,
             op="<=",
             passed=False,
-            message=f"{name}: no per-slice {metric} with two or more slices was reported "
-            "(set evaluation.sliceColumns or the Dataset's schema.sliceColumns)",
+            message=f"{name}: no slice column has two or more slices with {metric} and at "
+            f"least {MIN_SLICE_SAMPLES} test samples (set evaluation.sliceColumns or the "
+            "Dataset's schema.sliceColumns)",
         )
     gap, column, best, worst = max(gaps)
     passed = gap <= gates.max_fairness_gap

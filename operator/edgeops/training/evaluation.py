@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edgeops.api.common import MIN_SLICE_SAMPLES
+
 ECE_BINS = 10
 # Slices with fewer test rows than this are reported but do not drive the fairness gap:
 # a 3-row slice's accuracy is noise, not a fairness signal.
-MIN_SLICE_SUPPORT = 5
 
 
 @dataclass
@@ -105,13 +106,16 @@ def evaluate(
         groups: dict[str, dict[str, float]] = {}
         for value in sorted({str(v) for v in values}):
             mask = np.array([str(v) == value for v in values])
+            slice_classes, _ = _per_class(pred[mask], y[mask], classes)
+            slice_f1s = [c["f1"] for c in slice_classes.values() if c["support"] > 0]
             groups[value] = {
                 "accuracy": float((pred[mask] == y[mask]).mean()),
+                "macro_f1": float(np.mean(slice_f1s)) if slice_f1s else 0.0,
                 "support": float(mask.sum()),
             }
         result.per_slice[column] = groups
         supported = {
-            k: g["accuracy"] for k, g in groups.items() if g["support"] >= MIN_SLICE_SUPPORT
+            k: g["accuracy"] for k, g in groups.items() if g["support"] >= MIN_SLICE_SAMPLES
         }
         if len(supported) >= 2:
             best = max(supported, key=lambda k: supported[k])

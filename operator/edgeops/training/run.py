@@ -60,7 +60,7 @@ def _per_slice_status(result: TrainingResult) -> list[dict[str, Any]]:
             "column": column,
             "value": value,
             "samples": int(group["support"]),
-            "metrics": {"accuracy": group["accuracy"]},
+            "metrics": {k: v for k, v in group.items() if k != "support"},
         }
         for column, groups in sorted(result.evaluation.per_slice.items())
         for value, group in sorted(groups.items())
