@@ -177,6 +177,27 @@ def test_run_past_its_deadline_fails_with_deadline_exceeded(
     assert "activeDeadlineSeconds=4" in failed["message"]
 
 
+def test_an_image_the_node_cannot_run_is_the_runs_reason(
+    cluster: Cluster, trained: dict[str, Any]
+) -> None:
+    ns = trained["ns"]
+    manifest = run_manifest("foreign", image="docker.io/library/busybox:1.36")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+    stuck = wait_for(
+        lambda: (
+            (s := cluster.get("trainingrun", "foreign", "-n", ns).get("status") or {})
+            and (s.get("conditions") or [])
+            and condition(s, "Succeeded")["reason"] == "ImageNotRunnableLocally"
+            and s
+        ),
+        90,
+        "the run to report the image problem",
+    )
+    assert stuck["phase"] == "Pending"
+    assert "busybox" in condition(stuck, "Succeeded")["message"]
+    cluster.kubectl("delete", "trainingrun", "foreign", "-n", ns)
+
+
 def test_operator_restart_mid_job_yields_one_job_and_a_final_status(
     cluster: Cluster, trained: dict[str, Any]
 ) -> None:
