@@ -130,6 +130,27 @@ def _isvc(cluster: Cluster, ns: str) -> dict[str, Any]:
     return cluster.get("inferenceservice.serving.kserve.io", MODEL, "-n", ns)
 
 
+def _report_drift(cluster: Cluster, ns: str, **measured: float) -> None:
+    """Writes a drift measurement into status, as the fleet monitor does."""
+    drift = {
+        **measured,
+        "samples": 1000,
+        "window": "1h",
+        "measuredAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    cluster.kubectl(
+        "patch",
+        "edgemodel",
+        MODEL,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"drift": drift}}),
+    )
+
+
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster) -> Any:
     namespace = cluster.namespace("edm")
@@ -321,28 +342,7 @@ def test_cli_rollback_and_promote(cluster: Cluster, ns: str) -> None:
 
 def test_user_request_and_drift_at_once_start_one_run(cluster: Cluster, ns: str) -> None:
     before = len(_runs(cluster, ns))
-    drift = {
-        "status": {
-            "drift": {
-                "psi": 0.6,
-                "js": 0.05,
-                "samples": 1000,
-                "window": "1h",
-                "measuredAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            }
-        }
-    }
-    cluster.kubectl(
-        "patch",
-        "edgemodel",
-        MODEL,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(drift),
-    )
+    _report_drift(cluster, ns, psi=0.6, js=0.05)
     assert _edgeops(cluster, "retrain", MODEL, "-n", ns).returncode == 0
     run = wait_for(lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 60, "a new run")
     time.sleep(6)  # several reconcile ticks: a second run would have appeared by now
@@ -400,30 +400,8 @@ def test_accuracy_signal_waits_out_the_cooldown_then_starts_a_run(
     current = _version(cluster, ns, _status(cluster, ns)["currentVersion"])
     assert current is not None
     reference = current["metrics"]["overall"]["accuracy"]
-    feedback = {
-        "status": {
-            "drift": {
-                # Features look as in training; only labelled feedback shows the concept moved.
-                "psi": 0.01,
-                "js": 0.01,
-                "accuracy": 0.0,
-                "samples": 1000,
-                "window": "1h",
-                "measuredAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            }
-        }
-    }
-    cluster.kubectl(
-        "patch",
-        "edgemodel",
-        MODEL,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(feedback),
-    )
+    # Features look as in training; only labelled feedback shows the concept moved.
+    _report_drift(cluster, ns, psi=0.01, js=0.01, accuracy=0.0)
     held = wait_for(
         lambda: [m for m in _event_messages(cluster, ns, "Cooldown") if "Accuracy" in m],
         60,
