@@ -161,19 +161,24 @@ def ensure_config_map(namespace: str, name: str, data: dict[str, str]) -> None:
             core.patch_namespaced_config_map(name, namespace, {"data": data})
 
 
-def create_secret_once(namespace: str, name: str, data: dict[str, str]) -> dict[str, str]:
-    """Creates the Secret unless it exists, and returns the data that is stored: the first
-    writer wins, so concurrent operators end up with the same key."""
-    body = {
+def _secret(
+    name: str, data: dict[str, str], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "labels": MANAGED},
+        "metadata": {"name": name, "labels": MANAGED, "annotations": annotations or {}},
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
+
+
+def create_secret_once(namespace: str, name: str, data: dict[str, str]) -> dict[str, str]:
+    """Creates the Secret unless it exists, and returns the data that is stored: the first
+    writer wins, so concurrent operators end up with the same key."""
     core = _core()
     try:
-        core.create_namespaced_secret(namespace, body)
+        core.create_namespaced_secret(namespace, _secret(name, data))
         return dict(data)
     except ApiException as exc:
         if exc.status != 409:
@@ -198,13 +203,7 @@ def ensure_secret(
     """Creates or updates an operator-managed Secret: S3 credentials for training Jobs, or
     for KServe, whose storage initializer reads its S3 settings from the annotations."""
     annotations = annotations or {}
-    body = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "labels": MANAGED, "annotations": annotations},
-        "type": "Opaque",
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
+    body = _secret(name, data, annotations)
     core = _core()
     try:
         core.create_namespaced_secret(namespace, body)
