@@ -196,7 +196,8 @@ class ValidationRules(ApiModel):
         ge=0,
         le=1,
         description="If a collection rejects more than this fraction of rows, no new version "
-        "is published and Ready turns False (reason TooManyRejected).",
+        "is published and Validated turns False (reason TooManyRejected); the previous version "
+        "stays Ready.",
     )
 
 
