@@ -88,15 +88,35 @@ def test_installed_service_account_has_least_privilege(cluster: Cluster) -> None
             )
             return result.stdout.strip() == "yes"
 
+        env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        own_namespace = next(e for e in env if e["name"] == "EDGEOPS_NAMESPACE")
+        assert own_namespace["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+        # Every kind of call the operator makes (k8s/ and controllers/) is allowed ...
         allowed = [
             ("patch", "trainingruns.edgeops.dev/status"),
+            ("patch", "edgemodels.edgeops.dev/status"),
+            ("create", "trainingruns.edgeops.dev"),
+            ("get", "secrets"),
+            ("create", "secrets"),
+            ("patch", "secrets"),
+            ("create", "configmaps"),
+            ("patch", "configmaps"),
+            ("create", "serviceaccounts"),
+            ("patch", "serviceaccounts"),
+            ("delete", "jobs.batch"),
+            ("list", "pods"),
+            ("patch", "servingruntimes.serving.kserve.io"),
+            ("create", "servingruntimes.serving.kserve.io"),
+            ("delete", "inferenceservices.serving.kserve.io"),
             ("create", "jobs.batch"),
             ("watch", "datasets.edgeops.dev"),
             ("create", "events"),
             ("create", "inferenceservices.serving.kserve.io"),
             ("create", "fleetrollouts.edgeops.dev"),
         ]
+        # ... and nothing beyond them.
         denied = [
+            ("create", "namespaces"),
             ("list", "secrets"),
             ("delete", "namespaces"),
             ("update", "datasets.edgeops.dev"),

@@ -37,8 +37,9 @@ def current_key() -> SigningKey:
     global _key
     with _lock:
         if _key is None:
+            # The operator's own namespace exists (it runs there); creating it would need a
+            # cluster-wide permission the chart rightly does not grant.
             namespace = operator_namespace()
-            custom.ensure_namespace(namespace)
             fresh = generate_key()
             stored = custom.create_secret_once(
                 namespace, SECRET_NAME, {PRIVATE_KEY: fresh.private_b64}

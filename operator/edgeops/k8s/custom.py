@@ -187,16 +187,6 @@ def create_secret_once(namespace: str, name: str, data: dict[str, str]) -> dict[
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
-def ensure_namespace(name: str) -> None:
-    try:
-        _core().create_namespace(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        )
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-
-
 def ensure_secret(
     namespace: str, name: str, data: dict[str, str], annotations: dict[str, str] | None = None
 ) -> None:
