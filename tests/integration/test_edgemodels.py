@@ -192,7 +192,8 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
 
     isvc = wait_for(lambda: _isvc(cluster, ns), 30, "the InferenceService")
     model = isvc["spec"]["predictor"]["model"]
-    assert model["storageUri"].endswith(f"models/{ns}/{MODEL}/versions/1/serving")
+    uid = _model(cluster, ns)["metadata"]["uid"]
+    assert model["storageUri"].endswith(f"models/{ns}/{MODEL}/{uid}/versions/1/serving")
     assert model["modelFormat"]["name"] == "onnx" and model["runtime"] == "edgeops-predictor"
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "edgeops-kserve"
     secret = cluster.get("secret", "edgeops-kserve-s3", "-n", ns)

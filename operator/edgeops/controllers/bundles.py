@@ -1,6 +1,6 @@
 """Signed bundles of an approved version, written to S3 before the version is recorded:
 
-* ``models/<ns>/<model>/versions/<n>/bundles/<target>.json`` - one per target: the
+* ``models/<ns>/<model>/<uid>/versions/<n>/bundles/<target>.json`` - one per target: the
   artifact that target installs, its size and SHA-256, model version, min agent version;
 * ``.../serving/model.onnx`` and ``.../serving/bundle.json`` - the cloud predictor's copy;
 * ``.../bundles.json`` - the version index, whose entries are the per-target manifests
@@ -17,7 +17,7 @@ from typing import Any, Final
 from edgeops import __version__
 from edgeops.api.common import ArtifactRef, format_time
 from edgeops.api.edgemodel import Signature, Target
-from edgeops.policy.serving import serving_prefix
+from edgeops.policy.serving import model_prefix, serving_prefix
 from edgeops.signing import BundleArtifact, SigningKey, build_manifest, sign_manifest
 from edgeops.store import ArtifactStore
 
@@ -30,12 +30,12 @@ FILE_NAMES: Final = {
 MIN_AGENT_VERSION: Final = __version__
 
 
-def version_prefix(namespace: str, model: str, number: int) -> str:
-    return f"models/{namespace}/{model}/versions/{number}"
+def version_prefix(namespace: str, model: str, uid: str, number: int) -> str:
+    return f"{model_prefix(namespace, model, uid)}/versions/{number}"
 
 
-def registry_key(namespace: str, model: str) -> str:
-    return f"models/{namespace}/{model}/registry.json"
+def registry_key(namespace: str, model: str, uid: str) -> str:
+    return f"{model_prefix(namespace, model, uid)}/registry.json"
 
 
 def _artifact(ref: ArtifactRef) -> BundleArtifact:
@@ -48,6 +48,7 @@ def publish(
     *,
     namespace: str,
     model: str,
+    uid: str,
     number: int,
     targets: Sequence[Target],
     artifacts: Sequence[ArtifactRef],
@@ -55,7 +56,7 @@ def publish(
 ) -> Signature:
     """Writes every signed manifest of the version; the index last, so whoever finds the
     index finds everything it references."""
-    prefix = version_prefix(namespace, model, number)
+    prefix = version_prefix(namespace, model, uid, number)
     index_key = f"{prefix}/bundles.json"
     if store.exists(index_key):
         # Published before (the status write after it failed, or the operator restarted):
@@ -101,7 +102,7 @@ def publish(
         put_signed(f"{prefix}/bundles/{target.name}.json", manifest, f"{target.name}.json")
     onnx = by_format.get("onnx")
     if onnx is not None:
-        serving = serving_prefix(namespace, model, number)
+        serving = serving_prefix(namespace, model, uid, number)
         # The storage initializer downloads a prefix: give the model a file name next to
         # the manifest that lets the predictor verify it.
         store.put_bytes(f"{serving}/model.onnx", store.get_blob(onnx.sha256))

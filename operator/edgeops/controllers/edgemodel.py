@@ -82,6 +82,10 @@ class Tick:
     conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+    @property
     def triggers(self) -> TriggerState:
         if self.status.triggers is None:
             self.status.triggers = TriggerState()
@@ -257,6 +261,7 @@ def _candidate(tick: Tick, number: int, run_name: str, run: TrainingRunStatus) -
             key,
             namespace=tick.namespace,
             model=tick.name,
+            uid=tick.uid,
             number=number,
             targets=tick.spec.targets,
             artifacts=run.artifacts,
@@ -289,7 +294,7 @@ def _candidate(tick: Tick, number: int, run_name: str, run: TrainingRunStatus) -
 def _publish_index(tick: Tick, version: ModelVersion) -> None:
     """The full registry (never pruned) in S3, next to the bundles."""
     store = artifact_store()
-    key = bundles.registry_key(tick.namespace, tick.name)
+    key = bundles.registry_key(tick.namespace, tick.name, tick.uid)
     index: dict[str, Any] = store.get_json(key) if store.exists(key) else {}
     entries = {int(v["number"]): v for v in index.get("versions", [])}
     entries[version.number] = version.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -66,7 +66,8 @@ def reconcile_serving(
         )
         return
     store = artifact_store()
-    uri = f"s3://{store.bucket}/{policy.serving_prefix(namespace, name, version.number)}"
+    prefix = policy.serving_prefix(namespace, name, str(body["metadata"]["uid"]), version.number)
+    uri = f"s3://{store.bucket}/{prefix}"
     manifest = policy.inference_service(
         dict(body), promotion.owner_reference(dict(body)), spec.serving, uri, version.number
     )

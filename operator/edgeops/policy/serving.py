@@ -32,8 +32,15 @@ class S3Settings:
     region: str
 
 
-def serving_prefix(namespace: str, model: str, version: int) -> str:
-    return f"models/{namespace}/{model}/versions/{version}/serving"
+def model_prefix(namespace: str, model: str, uid: str) -> str:
+    """Where one EdgeModel's registry and bundles live. The UID is part of it: a model
+    deleted and created again under the same name starts a new line of versions, and its
+    v1 must never be taken for the old v1 that devices may still hold."""
+    return f"models/{namespace}/{model}/{uid}"
+
+
+def serving_prefix(namespace: str, model: str, uid: str, version: int) -> str:
+    return f"{model_prefix(namespace, model, uid)}/versions/{version}/serving"
 
 
 def s3_secret_annotations(s3: S3Settings) -> dict[str, str]:
