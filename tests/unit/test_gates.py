@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgeops.api.common import MIN_SLICE_SAMPLES, ArtifactRef, EvaluationMetrics, SliceMetrics
-from edgeops.api.edgemodel import EdgeModelSpec, ModelVersion
+from edgeops.api.edgemodel import EdgeModelSpec, ModelVersion, Target
 from edgeops.policy import gates
 
 SHA = "a" * 64
@@ -145,6 +145,18 @@ def test_size_and_latency_budgets_per_target() -> None:
 def test_missing_artifact_fails_its_size_budget() -> None:
     verdict = gates.evaluate(_spec(), _metrics(), _artifacts()[:1], None)
     assert "no tflm artifact" in _check(verdict, "size/mcu").message
+
+
+def test_a_target_without_its_artifact_rejects_the_version_even_without_budgets() -> None:
+    spec = _spec()
+    spec.targets.append(
+        Target.model_validate({"name": "npu", "targetType": "linux", "format": "tflite"})
+    )
+    verdict = gates.evaluate(spec, _metrics(), _artifacts(), None)
+    check = _check(verdict, "artifact/npu")
+    assert not verdict.passed and not check.passed
+    assert "no tflite artifact was produced" in check.message
+    assert "spec.training.exports must include tflite" in check.message
 
 
 def test_fairness_uses_the_largest_gap_of_any_column() -> None:

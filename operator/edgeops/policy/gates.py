@@ -146,34 +146,38 @@ def _target_budgets(
     target: Target, overall: dict[str, float], artifacts: Sequence[ArtifactRef]
 ) -> list[GateCheck]:
     checks: list[GateCheck] = []
+    artifact = next((a for a in artifacts if a.format == target.format), None)
+    if artifact is None:
+        # Nothing to sign for this target (e.g. it was added while the run trained): the
+        # version is rejected rather than left unregistrable.
+        budget = target.max_size_bytes is not None
+        name = f"{'size' if budget else 'artifact'}/{target.name}"
+        return [
+            GateCheck(
+                name=name,
+                metric=_metric_key(target.format, "size_bytes"),
+                threshold=target.max_size_bytes,
+                op="<=" if budget else None,
+                passed=False,
+                message=f"{name}: no {target.format} artifact was produced "
+                f"(spec.training.exports must include {target.format})",
+            )
+        ]
     if target.max_size_bytes is not None:
         name = f"size/{target.name}"
-        artifact = next((a for a in artifacts if a.format == target.format), None)
-        if artifact is None:
-            checks.append(
-                GateCheck(
-                    name=name,
-                    metric=_metric_key(target.format, "size_bytes"),
-                    threshold=target.max_size_bytes,
-                    op="<=",
-                    passed=False,
-                    message=f"{name}: no {target.format} artifact was produced",
-                )
+        passed = artifact.size <= target.max_size_bytes
+        checks.append(
+            GateCheck(
+                name=name,
+                metric=_metric_key(target.format, "size_bytes"),
+                value=artifact.size,
+                threshold=target.max_size_bytes,
+                op="<=",
+                passed=passed,
+                message=f"{target.name} {target.format} size {artifact.size} B "
+                f"{'' if passed else 'not '}<= {target.max_size_bytes} B",
             )
-        else:
-            passed = artifact.size <= target.max_size_bytes
-            checks.append(
-                GateCheck(
-                    name=name,
-                    metric=_metric_key(target.format, "size_bytes"),
-                    value=artifact.size,
-                    threshold=target.max_size_bytes,
-                    op="<=",
-                    passed=passed,
-                    message=f"{target.name} {target.format} size {artifact.size} B "
-                    f"{'' if passed else 'not '}<= {target.max_size_bytes} B",
-                )
-            )
+        )
     if target.max_latency_ms is not None:
         metric = _metric_key(target.format, "latency_ms")
         name = f"latency/{target.name}"
