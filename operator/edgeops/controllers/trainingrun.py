@@ -55,15 +55,19 @@ def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
     return (status or {}).get("phase") in FINISHED
 
 
-def _resolve_dataset_version(namespace: str, spec: TrainingRunSpec) -> tuple[str, list[str]]:
-    """The dataset version to train on and the slice columns; TemporaryError until known."""
+def _resolve_dataset_version(
+    namespace: str, spec: TrainingRunSpec, recorded: str | None = None
+) -> tuple[str, list[str]]:
+    """The dataset version to train on and the slice columns; TemporaryError until known.
+    A run that already recorded its version (the operator restarted while it trained) keeps
+    it: its Job trains that version, whatever the Dataset's latest is now."""
     dataset = custom.read(namespace, GROUP, VERSION, DATASETS, spec.dataset_ref.name)
     if dataset is None:
         raise kopf.TemporaryError(
             f"Dataset {spec.dataset_ref.name!r} not found in {namespace}", delay=10
         )
     dstatus = dataset.get("status") or {}
-    version = spec.dataset_ref.version or dstatus.get("latestVersion")
+    version = spec.dataset_ref.version or recorded or dstatus.get("latestVersion")
     if not version:
         raise kopf.TemporaryError(f"Dataset {spec.dataset_ref.name!r} has no version yet", delay=5)
     schema = (dataset.get("spec") or {}).get("schema") or {}
@@ -114,7 +118,9 @@ def start(
     current = dict(status)
     generation = body["metadata"].get("generation")
     try:
-        dataset_version, slices = _resolve_dataset_version(namespace, parsed)
+        dataset_version, slices = _resolve_dataset_version(
+            namespace, parsed, current.get("datasetVersion")
+        )
     except kopf.TemporaryError as exc:
         patch.status["phase"] = "Pending"
         patch.status["conditions"] = _conditions(
@@ -199,8 +205,8 @@ def track(
     if job is None:
         # Deleted behind our back: recreate it (same name, same recorded dataset version).
         parsed = TrainingRunSpec.model_validate(dict(spec))
-        _latest, slices = _resolve_dataset_version(namespace, parsed)
-        _ensure_job(body, parsed, namespace, current["datasetVersion"], slices)
+        version, slices = _resolve_dataset_version(namespace, parsed, current["datasetVersion"])
+        _ensure_job(body, parsed, namespace, version, slices)
         message = f"Job {current['jobName']} was deleted before the run finished; recreated it"
         patch.status["conditions"] = _conditions(
             current, generation, (ConditionType.READY, "False", "JobRecreated", message)
