@@ -384,7 +384,7 @@ def _patch_spec(cluster: Cluster, ns: str, spec: dict[str, Any]) -> None:
     )
 
 
-def test_accuracy_signal_waits_out_the_cooldown_then_starts_a_run(
+def test_accuracy_signal_waits_for_new_data_and_the_cooldown_then_starts_a_run(
     cluster: Cluster, ns: str
 ) -> None:
     wait_for(
@@ -401,16 +401,28 @@ def test_accuracy_signal_waits_out_the_cooldown_then_starts_a_run(
     current = _version(cluster, ns, _status(cluster, ns)["currentVersion"])
     assert current is not None
     reference = current["metrics"]["overall"]["accuracy"]
-    # Features look as in training; only labelled feedback shows the concept moved.
+    # Features look as in training; only labelled feedback shows the concept moved. The
+    # drift run before already trained on today's data: retraining on it would repeat it.
     _report_drift(cluster, ns, psi=0.01, js=0.01, accuracy=0.0)
+    waiting = wait_for(
+        lambda: [m for m in _event_messages(cluster, ns, "AwaitingNewData") if "Accuracy" in m],
+        60,
+        "the accuracy signal to wait for new data",
+    )
+    assert f"feedback accuracy 0.000 vs {reference:.3f}" in waiting[-1]
+    assert "waiting for a new dataset version" in waiting[-1]
+
+    resplit = {"spec": {"split": {"train": 0.65, "validation": 0.15, "test": 0.2}}}
+    cluster.kubectl(
+        "patch", "dataset", "motions", "-n", ns, "--type=merge", "-p", json.dumps(resplit)
+    )
     held = wait_for(
         lambda: [m for m in _event_messages(cluster, ns, "Cooldown") if "Accuracy" in m],
-        60,
-        "the accuracy signal to be held by the cooldown",
+        120,
+        "the accuracy signal and the new data to be held by the cooldown",
     )
-    assert "cooldown 1h after the last run" in held[-1]
-    assert f"feedback accuracy 0.000 vs {reference:.3f}" in held[-1]
-    time.sleep(5)  # several reconcile ticks: the cooldown must keep holding it
+    assert "cooldown 1h after the last run" in held[-1] and "DataChange" in held[-1]
+    time.sleep(5)  # several reconcile ticks: the cooldown must keep holding them
     assert len(_runs(cluster, ns)) == before
 
     _patch_spec(cluster, ns, {"retrain": {"cooldown": "1s"}})
@@ -418,6 +430,7 @@ def test_accuracy_signal_waits_out_the_cooldown_then_starts_a_run(
         lambda: len(runs := _runs(cluster, ns)) > before and runs[-1], 60, "the accuracy run"
     )
     assert run["spec"]["reason"] == "Accuracy"
+    assert run["metadata"]["annotations"]["edgeops.dev/trigger-reasons"] == "Accuracy,DataChange"
     started = [
         m for m in _event_messages(cluster, ns, "RetrainTriggered") if run["metadata"]["name"] in m
     ]

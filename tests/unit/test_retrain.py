@@ -158,6 +158,30 @@ def test_accuracy_signal_from_feedback() -> None:
     assert not retrain.decide(policy, _state(), _seen(drift=small, current_accuracy=0.9)).start
 
 
+def test_lasting_drift_retrains_again_only_on_new_data() -> None:
+    policy = _policy(onDrift={"enabled": True, "minSamples": 1})
+    first = DriftSummary(psi=0.4, samples=100, measured_at="2025-03-05T12:29:00Z")
+    started = retrain.decide(policy, _state(), _seen(drift=first))
+    assert started.start and started.state.drift_dataset_version == DS1
+    # An hour later (cooldown over) the fleet still drifts, and the data is the same.
+    later = NOW + timedelta(hours=2)
+    again = DriftSummary(psi=0.4, samples=100, measured_at="2025-03-05T14:29:00Z")
+    held = retrain.decide(policy, started.state, _seen(drift=again, now=later))
+    assert not held.start and held.blocked == "AwaitingNewData"
+    assert "PSI 0.400 > 0.2" in held.message and "waiting for a new dataset version" in held.message
+    assert held.state.drift_measured_at == first.measured_at  # not consumed: still pending
+    fresh = retrain.decide(
+        policy, started.state, _seen(drift=again, now=later, dataset_version=DS2)
+    )
+    assert fresh.start and fresh.reason == "Drift" and fresh.reasons == ["Drift", "DataChange"]
+    assert fresh.state.drift_dataset_version == DS2
+    # Other triggers are not held back by it.
+    manual = retrain.decide(
+        policy, started.state, _seen(drift=again, now=later, retrain_request="please")
+    )
+    assert manual.start and manual.reason == "Manual"
+
+
 def test_schedule_starts_counting_when_set_and_fires_on_a_tick() -> None:
     policy = _policy(schedule="*/15 * * * *", cooldown="1s")
     first = retrain.decide(policy, _state(), _seen())

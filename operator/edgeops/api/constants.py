@@ -135,6 +135,7 @@ class Reason:
     NO_VERSION: Final = "NoVersion"
     TRAINING: Final = "Training"
     COOLDOWN: Final = "Cooldown"
+    AWAITING_NEW_DATA: Final = "AwaitingNewData"
     GATES_PASSED: Final = "GatesPassed"
     GATES_FAILED: Final = "GatesFailed"
     AWAITING_APPROVAL: Final = "AwaitingApproval"

@@ -338,6 +338,11 @@ class TriggerState(StatusModel):
     drift_measured_at: Timestamp | None = Field(
         None, description="status.drift.measuredAt of the last drift signal acted on."
     )
+    drift_dataset_version: Sha256 | None = Field(
+        None,
+        description="Dataset version of the last run a drift or accuracy signal took part in: "
+        "drift that persists retrains again only once there is new data.",
+    )
     schedule_checked_at: Timestamp | None = Field(
         None, description="Cron ticks up to this time have been acted on."
     )

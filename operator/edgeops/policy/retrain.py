@@ -145,6 +145,20 @@ def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decisi
             message=f"{seen.active_runs} run(s) active, max {policy.max_concurrent_runs}; "
             f"pending: {pending}",
         )
+    monitoring = {"Drift", "Accuracy"}
+    if {
+        s.reason for s in fired
+    } <= monitoring and base.drift_dataset_version == seen.dataset_version:
+        # Retraining on the data the last drift-triggered run already had would repeat that
+        # model; the signal waits for new data (collected from the fleet, or labelled).
+        return Decision(
+            False,
+            base,
+            signals=fired,
+            blocked=Reason.AWAITING_NEW_DATA,
+            message=f"{pending}; the last run for drift already trained on dataset "
+            f"{seen.dataset_version[:12]}: waiting for a new dataset version",
+        )
     cooldown = parse_duration(policy.cooldown)
     manual = fired[0].reason == "Manual"  # a person's explicit request skips the cooldown
     if base.last_trigger_time and not manual:
@@ -166,6 +180,9 @@ def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decisi
             "retrain_request": (seen.retrain_request or "").strip() or base.retrain_request,
             "drift_measured_at": (seen.drift.measured_at if seen.drift else None)
             or base.drift_measured_at,
+            "drift_dataset_version": seen.dataset_version
+            if any(s.reason in monitoring for s in fired)
+            else base.drift_dataset_version,
             "schedule_checked_at": now if policy.schedule else None,
             "last_trigger_time": now,
             "last_reasons": [s.reason for s in fired],
