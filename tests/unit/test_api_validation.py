@@ -20,8 +20,10 @@ from edgeops.api import (
     KINDS_BY_NAME,
     DatasetSpec,
     FleetRolloutSpec,
+    InboxSource,
     LabelSelector,
     ResourceRequirements,
+    S3Location,
     TrainingRunSpec,
     TrainingRunStatus,
 )
@@ -138,3 +140,63 @@ def test_status_ignores_unknown_fields_spec_does_not() -> None:
         TrainingRunSpec.model_validate(
             {"datasetRef": {"name": "d"}, "exports": ["onnx"], "futureField": 1}
         )
+
+
+@pytest.mark.parametrize("prefix", ["inbox/team/imu/", "inbox/team/", "inbox/team/imu/2026/"])
+def test_inbox_prefixes_accepted(prefix: str) -> None:
+    assert InboxSource.model_validate({"prefix": prefix}).prefix == prefix
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("blobs/", "must start with inbox/<namespace>/"),
+        ("datasets/team/imu/", "must start with inbox/<namespace>/"),
+        ("inbox/", "must start with inbox/<namespace>/"),
+        ("inbox//", "must start with inbox/<namespace>/"),
+        ("inbox/Team/imu/", "must start with inbox/<namespace>/"),
+        ("", "must start with inbox/<namespace>/"),
+        ("inbox/team/imu", "must end with /"),
+        ("inbox/team/../other/imu/", "must not contain '..'"),
+    ],
+)
+def test_inbox_prefixes_rejected(prefix: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(f"sources[].inbox.prefix: {message}")):
+        InboxSource.model_validate({"prefix": prefix})
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        {"prefix": "raw/imu/"},
+        {"prefix": "raw/imu"},  # a plain key prefix, as documented
+        {"prefix": "datasets-archive/"},
+        {"prefix": "blobsx/"},
+        {"prefix": "inboxes/"},
+        {"bucket": "customer-data", "prefix": "datasets/otherns/"},  # not our bucket
+        {"bucket": "customer-data", "prefix": "b"},
+        {"bucket": "customer-data", "prefix": "a/../b/"},
+    ],
+)
+def test_s3_prefixes_accepted(location: dict[str, str]) -> None:
+    S3Location.model_validate(location)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("blobs/", "must not overlap the operator's reserved roots"),
+        ("blobs/sha256/ab/", "must not overlap the operator's reserved roots"),
+        ("datasets/otherns/", "must not overlap the operator's reserved roots"),
+        ("inbox/otherns/imu/", "must not overlap the operator's reserved roots"),
+        ("models/", "must not overlap the operator's reserved roots"),
+        ("runs/otherns/", "must not overlap the operator's reserved roots"),
+        ("runs", "must not overlap the operator's reserved roots"),
+        ("b", "must not overlap the operator's reserved roots"),
+        ("dataset", "must not overlap the operator's reserved roots"),
+        ("raw/../datasets/x/", "must not contain '..'"),
+    ],
+)
+def test_s3_prefixes_in_the_operator_bucket_rejected(prefix: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(f"s3.prefix: without a bucket {message}")):
+        S3Location.model_validate({"prefix": prefix})

@@ -28,6 +28,8 @@ from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 from pydantic.json_schema import WithJsonSchema
 
+from .constants import RESERVED_BUCKET_ROOTS
+
 
 class ApiModel(BaseModel):
     """Base of spec types: camelCase JSON names, unknown fields rejected."""
@@ -175,8 +177,33 @@ class DatasetRef(ApiModel):
     )
 
 
+_RESERVED_LIST = "[" + ", ".join(f"'{root}'" for root in RESERVED_BUCKET_ROOTS) + "]"
+_RESERVED_PREFIX = (
+    "s3.prefix: without a bucket must not overlap the operator's reserved roots "
+    + ", ".join(RESERVED_BUCKET_ROOTS)
+)
+_DOTS_PREFIX = "s3.prefix: without a bucket must not contain '..'"
+
+
 class S3Location(ApiModel):
     """A prefix in an S3-compatible object store."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            # Both directions: 'blobs/x/' is under a root, and 'blob' lists all of 'blobs/'.
+            cel(
+                f"has(self.bucket) ? true : {_RESERVED_LIST}"
+                ".all(r, !self.prefix.startsWith(r) && !r.startsWith(self.prefix))",
+                _RESERVED_PREFIX,
+                field_path=".prefix",
+            ),
+            cel(
+                "has(self.bucket) ? true : !self.prefix.contains('..')",
+                _DOTS_PREFIX,
+                field_path=".prefix",
+            ),
+        )
+    )
 
     bucket: str | None = Field(
         None,
@@ -189,8 +216,24 @@ class S3Location(ApiModel):
         min_length=1,
         max_length=1024,
         pattern=r"^[^/].*$",
-        description="Key prefix (no leading slash), e.g. 'raw/imu/'.",
+        description="Key prefix (no leading slash), e.g. 'raw/imu/'. A plain key prefix: "
+        "'raw/imu' also matches 'raw/imu2/...', so end it with '/' to mean a folder. Without "
+        "a bucket it must not overlap the operator's own roots ("
+        + ", ".join(RESERVED_BUCKET_ROOTS)
+        + ").",
     )
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> S3Location:
+        if self.bucket is None:
+            if any(
+                self.prefix.startswith(root) or root.startswith(self.prefix)
+                for root in RESERVED_BUCKET_ROOTS
+            ):
+                raise ValueError(_RESERVED_PREFIX)
+            if ".." in self.prefix:
+                raise ValueError(_DOTS_PREFIX)
+        return self
 
 
 class ArtifactRef(StatusModel):

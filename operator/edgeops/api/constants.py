@@ -44,6 +44,18 @@ SHORT_NAMES: Final[dict[str, tuple[str, ...]]] = {
 TRAINING_RUN_NAME_MAX: Final = 57  # + "-train" = 63
 EDGE_MODEL_NAME_MAX: Final = 40  # leaves room for "-<version>-<suffix>" children
 
+#: Top-level key prefixes the operator and the gateway own in the data bucket: blobs/
+#: (content-addressed files), datasets/ (versions and manifests), inbox/ (device uploads,
+#: inbox/<namespace>/<dataset>/), models/ (registry and bundles) and runs/ (training
+#: results). A Dataset's s3 source without a bucket must not read under any of them.
+RESERVED_BUCKET_ROOTS: Final[tuple[str, ...]] = (
+    "blobs/",
+    "datasets/",
+    "inbox/",
+    "models/",
+    "runs/",
+)
+
 
 class ImageRepositories:
     """Repositories of EdgeOps's own container images (tags are the release version)."""

@@ -6,6 +6,7 @@ object, so the same content always gets the same version and retraining is repro
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -38,6 +39,12 @@ LegalBasis = Literal[
 ]  # fmt: skip
 
 _ONE_SOURCE = "sources[]: set exactly one of s3, http, inbox or builtin"
+#: inbox/<namespace>/ - the namespace itself is checked when the source is read, since CEL
+#: on a nested field cannot see metadata.namespace.
+_INBOX_NAMESPACE = r"^inbox/[a-z0-9]([-a-z0-9]*[a-z0-9])?/"
+_INBOX_ROOT = "sources[].inbox.prefix: must start with inbox/<namespace>/"
+_INBOX_SLASH = "sources[].inbox.prefix: must end with /"
+_INBOX_DOTS = "sources[].inbox.prefix: must not contain '..'"
 
 
 class HttpSource(ApiModel):
@@ -54,11 +61,43 @@ class HttpSource(ApiModel):
 class InboxSource(ApiModel):
     """Samples uploaded by devices through the gateway (low-confidence inputs, feedback)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                f"!has(self.prefix) || self.prefix.matches('{_INBOX_NAMESPACE}')",
+                _INBOX_ROOT,
+                field_path=".prefix",
+            ),
+            cel(
+                "!has(self.prefix) || self.prefix.endsWith('/')", _INBOX_SLASH, field_path=".prefix"
+            ),
+            cel(
+                "!has(self.prefix) || !self.prefix.contains('..')",
+                _INBOX_DOTS,
+                field_path=".prefix",
+            ),
+        )
+    )
+
     prefix: str | None = Field(
         None,
         max_length=1024,
-        description="Key prefix in the data bucket. Absent means inbox/<namespace>/<dataset>/.",
+        description="Key prefix in the data bucket, ending in '/'. Absent means "
+        "inbox/<namespace>/<dataset>/. It must lie in the Dataset's own namespace's inbox, "
+        "inbox/<namespace>/ (the operator refuses to collect from any other); retention "
+        "deletes expired objects under it.",
     )
+
+    @model_validator(mode="after")
+    def _prefix(self) -> InboxSource:
+        if self.prefix is not None:
+            if not re.match(_INBOX_NAMESPACE, self.prefix):
+                raise ValueError(_INBOX_ROOT)
+            if not self.prefix.endswith("/"):
+                raise ValueError(_INBOX_SLASH)
+            if ".." in self.prefix:
+                raise ValueError(_INBOX_DOTS)
+        return self
 
 
 class BuiltinSource(ApiModel):

@@ -15,6 +15,7 @@ blobs/sha256/<xx>/<sha256>                         content (edgeops.store)
 from __future__ import annotations
 
 DATASETS_ROOT = "datasets/"
+INBOX_ROOT = "inbox/"
 
 
 def dataset_prefix(namespace: str, name: str) -> str:
@@ -54,7 +55,22 @@ def failed_rejects_key(namespace: str, name: str, fingerprint: str) -> str:
 
 
 def inbox_prefix(namespace: str, name: str) -> str:
-    return f"inbox/{namespace}/{name}/"
+    return f"{INBOX_ROOT}{namespace}/{name}/"
+
+
+def source_inbox_prefix(namespace: str, name: str, prefix: str | None) -> str:
+    """The prefix an inbox source reads (and retention deletes under): the Dataset's own
+    inbox, or a custom prefix inside its namespace's inbox. The CRD checks the shape of a
+    custom prefix (and DatasetSpec its pydantic twin) but cannot see the namespace, so this
+    checks the namespace."""
+    if not prefix:
+        return inbox_prefix(namespace, name)
+    own = f"{INBOX_ROOT}{namespace}/"
+    if not prefix.startswith(own):
+        raise ValueError(
+            f"sources[].inbox.prefix: {prefix!r} is outside this namespace's inbox {own}"
+        )
+    return prefix
 
 
 def s3_uri(bucket: str, key: str) -> str:

@@ -100,7 +100,7 @@ def _batches(
         bucket, prefix = source.s3.bucket, source.s3.prefix
     else:
         assert source.inbox is not None
-        bucket, prefix = None, source.inbox.prefix or layout.inbox_prefix(namespace, dataset)
+        bucket, prefix = None, layout.source_inbox_prefix(namespace, dataset, source.inbox.prefix)
     shown_bucket = bucket or store.bucket
     for info in store.list(prefix, bucket=bucket):
         if not matches_format(info.key, spec.format):
