@@ -133,3 +133,36 @@ def test_unparseable_input_becomes_rejects(data: bytes, fmt: DataFormat, reason:
     rejects = [i for i in items if isinstance(i, Rejected)]
     assert rejects and all(r.reason == reason for r in rejects)
     assert all(r.source == "bad-file" for r in rejects)
+
+
+def test_non_finite_values_are_rejected_in_every_column_type() -> None:
+    schema = DatasetSchema(
+        features=[
+            Feature(name="temp", type="float"),
+            Feature(name="count", type="int"),
+            Feature(name="kind", type="string"),
+        ],
+        label="label",
+    )
+    rows: list[dict[str, object]] = [
+        {"temp": float("inf"), "count": 1, "kind": "x", "label": "a"},
+        {"temp": "-Infinity", "count": 1, "kind": "x", "label": "a"},
+        {"temp": 1.0, "count": float("inf"), "kind": "x", "label": "a"},
+        {"temp": 1.0, "count": "1e999", "kind": "x", "label": "a"},
+        {"temp": 1.0, "count": 1, "kind": float("-inf"), "label": "a"},
+        {"temp": 1.0, "count": 1, "kind": "x", "label": float("inf")},
+        {"temp": 1.0, "count": 1, "kind": "Infinity", "label": "a"},  # a string is a string
+    ]
+    result = clean([("f", rows)], schema, ValidationRules())
+    assert result.rejected_by_reason == {"NotFinite": 6}
+    assert result.accepted == [{"temp": 1.0, "count": 1, "kind": "Infinity", "label": "a"}]
+
+
+def test_nan_is_a_missing_value_never_a_silent_number() -> None:
+    schema = DatasetSchema(features=[Feature(name="temp", type="float")], label="label")
+    rows = [{"temp": float("nan"), "label": "a"}, {"temp": 2.0, "label": "a"}]
+    rejected = clean([("f", rows)], schema, ValidationRules())
+    assert rejected.rejected_by_reason == {"MissingValue": 1}
+    filled = clean([("f", rows)], schema, ValidationRules(missing_values="FillZero"))
+    assert sorted(r["temp"] for r in filled.accepted) == [0.0, 2.0]
+    assert filled.imputed == {"temp": 1}

@@ -4,10 +4,12 @@ rejection limits, splits, profiles and retention."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edgeops.api import DatasetSpec
@@ -305,3 +307,124 @@ def test_garbage_collection_keeps_blobs_an_unfinished_ingest_will_reuse() -> Non
     )
     assert collect_garbage(store, NOW + timedelta(hours=2)) == 0
     assert store.exists(shard.key)
+
+
+def _jsonl_spec(**overrides: Any) -> DatasetSpec:
+    return _spec(format="jsonl", **overrides)
+
+
+def _drop_jsonl(store: MemoryStore, name: str, lines: list[str]) -> None:
+    data = "".join(line + "\n" for line in lines).encode()
+    store.put_bytes(layout.inbox_prefix(NS, NAME) + name, data)
+
+
+GOOD_JSONL = [
+    json.dumps({"t": i, "ax": i * 0.5, "label": "walk" if i % 3 else "run", "site": "a"})
+    for i in range(60)
+]
+
+
+def test_non_finite_values_are_rejected_with_a_reason_and_their_rows_stored() -> None:
+    store = MemoryStore()
+    bad = [
+        '{"t": 100, "ax": Infinity, "label": "walk", "site": "a"}',
+        '{"t": 101, "ax": -Infinity, "label": "walk", "site": "a"}',
+        '{"t": 102, "ax": NaN, "label": "walk", "site": "a"}',
+        '{"t": 103, "ax": "oops", "label": "walk", "site": "a", "note": NaN}',
+        "[Infinity]",
+    ]
+    _drop_jsonl(store, "a.jsonl", [*GOOD_JSONL, *bad])
+    result = _collect(store, _jsonl_spec())
+    assert result.outcome == Outcome.PUBLISHED
+    assert result.accepted == 60 and result.rejected == 5
+    assert result.by_reason == {
+        "Malformed": 1,
+        "MissingValue": 1,
+        "NotFinite": 2,
+        "TypeMismatch": 1,
+    }
+    key = result.rejected_uri.removeprefix("s3://edgeops/")
+    rejects = [json.loads(line) for line in store.get_bytes(key).splitlines()]
+    rows = {r["line"]: r["row"] for r in rejects}
+    assert rows[61]["ax"] == "Infinity" and rows[62]["ax"] == "-Infinity"
+    assert rows[63]["ax"] == "NaN" and rows[64]["note"] == "NaN"
+    assert rows[65] == {"_raw": ["Infinity"]}
+    assert _visible_versions(store) == [result.latest["id"]]
+
+
+def test_nan_in_a_binary_format_does_not_stop_the_collection() -> None:
+    store = MemoryStore()
+    npz = io.BytesIO()
+    ax = np.array([i * 0.5 for i in range(40)] + [np.nan])
+    np.savez(
+        npz,
+        t=np.arange(41),
+        ax=ax,
+        label=np.array(["walk"] * 41),
+        site=np.array(["a"] * 41),
+    )
+    store.put_bytes(layout.inbox_prefix(NS, NAME) + "a.npz", npz.getvalue())
+    result = _collect(store, _spec(format="npz"))
+    assert result.outcome == Outcome.PUBLISHED
+    assert (result.accepted, result.by_reason) == (40, {"MissingValue": 1})
+    key = result.rejected_uri.removeprefix("s3://edgeops/")
+    (reject,) = [json.loads(line) for line in store.get_bytes(key).splitlines()]
+    assert reject["row"]["ax"] == "NaN"
+
+
+def test_unchanged_sources_keep_reporting_too_many_rejected() -> None:
+    store = MemoryStore()
+    _drop(store, "bad.csv", [*ROWS[:20], *(f"{i},oops,walk,a\n" for i in range(100, 110))])
+    first = _collect(store)
+    again = _collect(store)
+    assert first.outcome == again.outcome == Outcome.TOO_MANY_REJECTED
+    assert (again.repeated, first.repeated) == (True, False)
+    assert again.summary() == first.summary()
+    assert again.latest is None and not again.new_version
+
+
+def test_changed_governance_is_recorded_on_the_existing_version() -> None:
+    store = MemoryStore()
+    _drop(store, "a.csv", ROWS)
+    first = _collect(store)
+    vid = first.latest["id"]
+    governance = {
+        "classification": "personal",
+        "legalBasis": "consent",
+        "region": "eu-central-1",
+        "retentionDays": 7,
+    }
+    result = _collect(store, _spec(governance=governance))
+    assert result.outcome == Outcome.UNCHANGED
+    assert result.latest["id"] == vid and _visible_versions(store) == [vid]
+    info = store.get_json(layout.version_info_key(NS, NAME, vid))
+    assert info["governance"] == governance
+    assert info["created"] == first.latest["created"]
+    (entry,) = store.get_json(layout.index_key(NS, NAME))["versions"]
+    assert entry["id"] == vid and entry["governance"] == governance
+
+
+class _CrashAfterManifest(MemoryStore):
+    """Dies right after writing a manifest: before the staging marker and the index."""
+
+    crash = True
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "") -> None:
+        super().put_bytes(key, data, content_type)
+        if self.crash and key.endswith("/manifest.json"):
+            raise KeyboardInterrupt("operator killed")
+
+
+def test_crash_after_manifest_completes_and_removes_the_staging_marker() -> None:
+    store = _CrashAfterManifest()
+    _drop(store, "a.csv", ROWS)
+    with pytest.raises(KeyboardInterrupt):
+        _collect(store)
+    vid = _visible_versions(store)[0]
+    assert store.exists(layout.staging_key(NS, NAME, vid))
+    assert not store.exists(layout.index_key(NS, NAME))
+    store.crash = False
+    result = _collect(store)
+    assert result.outcome == Outcome.PUBLISHED and result.latest["id"] == vid
+    assert not [k for k in store.objects if "/staging/" in k]
+    assert [v["id"] for v in store.get_json(layout.index_key(NS, NAME))["versions"]] == [vid]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from edgeops.datasets.retention import collect_garbage, enforce_retention
 from edgeops.datasets.schedule import is_due
 from edgeops.datasets.sources import SourceUnavailableError
 from edgeops.k8s import client as k8s
-from edgeops.store import StorageUnavailableError, StoreError
+from edgeops.store import ArtifactStore, StorageUnavailableError, StoreError
 
 from .storage import artifact_store
 
@@ -46,6 +47,10 @@ TICK_SECONDS: Final = float(os.environ.get("EDGEOPS_DATASET_TICK_SECONDS", "2"))
 INGEST_DELAY_ANNOTATION: Final = "edgeops.dev/ingest-delay-seconds"
 MAX_INGEST_DELAY: Final = 300.0
 RETENTION_EVERY_SECONDS: Final = 3600.0
+#: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
+#: run and model, so one bucket-wide pass an hour serves them all.
+_gc_lock = threading.Lock()
+_last_gc: list[datetime] = []
 CONDITION_TYPES: Final = (
     ConditionType.READY,
     ConditionType.VALIDATED,
@@ -83,13 +88,32 @@ def collect_dataset(
             {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
         )
         return
-    if not _due(parsed, status, generation, memo, now):
-        return
-    memo["last_attempt"] = now
+    if _due(parsed, status, generation, memo, now):
+        memo["last_attempt"] = now
+        _collect_and_report(
+            body, patch, status, meta, parsed, generation, now, conditions, namespace, name
+        )
+    # On its own hourly clock: neither a quiet schedule nor failing collections stop it.
+    # Without retentionDays it still removes what crashed collections left behind.
+    _retention(body, parsed, namespace, name, memo, now)
+
+
+def _collect_and_report(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    spec: DatasetSpec,
+    generation: Any,
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    namespace: str,
+    name: str,
+) -> None:
     delay = _ingest_delay(meta)
     try:
         result = collect(
-            artifact_store(), namespace, name, parsed, now, before_manifest=_pause(delay, name)
+            artifact_store(), namespace, name, spec, now, before_manifest=_pause(delay, name)
         )
     except (StorageUnavailableError, StoreError) as error:
         _storage_down(body, patch, status, generation, now, conditions, str(error))
@@ -102,9 +126,7 @@ def collect_dataset(
         detail = f"collection failed: {error}"
         _source_down(body, patch, status, generation, now, conditions, detail, "CollectionFailed")
         return
-    _report(body, patch, status, parsed, generation, now, conditions, result)
-    if parsed.governance.retention_days is not None:
-        _retention(body, parsed, namespace, name, memo, now)
+    _report(body, patch, status, spec, generation, now, conditions, result)
 
 
 def _due(
@@ -202,13 +224,14 @@ def _report(
     patch.status["latestVersion"] = latest["id"] if latest else None
     patch.status["versions"] = [_status_version(v) for v in result.history[-spec.history_limit :]]
     patch.status["rejected"] = {"total": result.rejected, "byReason": result.by_reason}
-    if result.outcome != Outcome.NO_NEW_DATA:
-        patch.status["lastCollectionTime"] = format_time(now)
+    if result.repeated:
+        return  # the last collection's result again: its time and Events stand
+    patch.status["lastCollectionTime"] = format_time(now)
     if result.new_version and latest is not None:
         events.normal(body, reason="VersionPublished", message=f"version {short}: {counts}")
     if result.outcome == Outcome.TOO_MANY_REJECTED:
         events.warning(body, reason=Reason.TOO_MANY_REJECTED, message=validated[2])
-    elif result.outcome != Outcome.NO_NEW_DATA and result.rejected:
+    elif result.rejected:
         events.warning(body, reason="RowsRejected", message=counts)
 
 
@@ -306,6 +329,14 @@ def _write(
         patch.status["observedGeneration"] = gen
 
 
+def _collect_garbage_hourly(store: ArtifactStore, now: datetime) -> int:
+    with _gc_lock:
+        if _last_gc and (now - _last_gc[0]).total_seconds() < RETENTION_EVERY_SECONDS:
+            return 0
+        _last_gc[:] = [now]
+    return collect_garbage(store, now)
+
+
 def _retention(
     body: kopf.Body,
     spec: DatasetSpec,
@@ -328,23 +359,33 @@ def _retention(
             type(error).__name__,
         )
         return
-    inbox = next(
-        (s.inbox.prefix or layout.inbox_prefix(namespace, name) for s in spec.sources if s.inbox),
-        None,
-    )
+    inbox: str | None = None
+    for source in spec.sources:
+        if source.inbox is not None:
+            try:
+                inbox = layout.source_inbox_prefix(namespace, name, source.inbox.prefix)
+            except ValueError as error:  # another namespace's inbox: never delete there
+                log.warning("dataset %s/%s: inbox retention skipped: %s", namespace, name, error)
+            break
     try:
         store = artifact_store()
         report = enforce_retention(store, namespace, name, spec.governance, now, protected, inbox)
-        report.deleted_blobs = collect_garbage(store, now)
+        report.deleted_blobs = _collect_garbage_hourly(store, now)
     except StoreError as error:
         log.warning("dataset %s/%s: retention failed: %s", namespace, name, error)
         return
-    if report.deleted_versions or report.deleted_raw or report.kept_for_models:
+    if (
+        report.deleted_versions
+        or report.deleted_raw
+        or report.kept_for_models
+        or (report.deleted_leftovers)
+    ):
         events.normal(
             body,
             reason="RetentionEnforced",
             message=f"{len(report.deleted_versions)} expired versions and {report.deleted_raw} "
-            f"raw samples deleted, {report.deleted_blobs} unreferenced blobs removed; "
+            f"raw samples deleted, {report.deleted_blobs} unreferenced blobs and "
+            f"{report.deleted_leftovers} leftovers of interrupted collections removed; "
             f"{len(report.kept_for_models)} expired versions kept because deployed models use "
             f"them ({', '.join(v[:12] for v in report.kept_for_models) or 'none'})",
         )

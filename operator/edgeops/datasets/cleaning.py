@@ -152,6 +152,7 @@ def _typed_row(
         value = raw.get(name, _MISSING)
         if value is _MISSING or _is_missing(value):
             raise _InvalidError(RejectReason.MISSING_VALUE, f"column {name} has no value")
+        _require_finite(name, value)
         # Labels, slice and key columns are categories: one canonical string form, so "1"
         # from CSV and 1 from JSON are the same class.
         typed[name] = _as_category(value)
@@ -161,17 +162,19 @@ def _typed_row(
 def _coerce(value: Any, feature: Feature, coercions: Counter[str]) -> Any:
     kind = feature.type
     source_type = type(value).__name__
+    # Infinity is never a valid value, whatever the column's type (NaN counts as missing).
+    _require_finite(feature.name, value)
     try:
         if kind == "float":
             if isinstance(value, bool):
                 raise ValueError
             converted: Any = float(value)
-            if not math.isfinite(converted):
-                raise _InvalidError(RejectReason.NOT_FINITE, f"column {feature.name} is not finite")
+            _require_finite(feature.name, converted)
         elif kind == "int":
             if isinstance(value, bool):
                 raise ValueError
             number = float(value) if not isinstance(value, int) else value
+            _require_finite(feature.name, number)
             if isinstance(number, float) and not number.is_integer():
                 raise ValueError
             converted = int(number)
@@ -193,6 +196,11 @@ def _coerce(value: Any, feature: Feature, coercions: Counter[str]) -> Any:
     if type(converted) is not type(value):
         coercions[f"{feature.name}: {source_type} -> {kind}"] += 1
     return converted
+
+
+def _require_finite(name: str, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _InvalidError(RejectReason.NOT_FINITE, f"column {name} is not finite")
 
 
 def _is_missing(value: Any) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Final
 from edgeops.api import DatasetSchema, DatasetSpec, format_time
 
 from . import layout
-from .canonical import canonical_json
+from .canonical import canonical_json, finite_json
 from .cleaning import CleanResult, clean, kept_columns
 from .manifest import ManifestEntry, manifest_bytes, version_id
 from .profile import build_profile, class_balance
@@ -52,6 +52,10 @@ class CollectionResult:
     coercions: dict[str, int] = field(default_factory=dict)
     rejected_uri: str | None = None
     sources: int = 0
+    #: Sources and spec unchanged: nothing was read and the last collection's counts are
+    #: replayed; its outcome too if it was TooManyRejected (the same rows are still bad),
+    #: NoNewData otherwise.
+    repeated: bool = False
 
     @property
     def new_version(self) -> bool:
@@ -148,8 +152,10 @@ def _repeat(
     latest: dict[str, Any] | None,
     history: list[dict[str, Any]],
 ) -> CollectionResult:
+    # The same rows would be rejected again, so a rejected collection stays rejected.
+    rejected = last.get("outcome") == Outcome.TOO_MANY_REJECTED
     return CollectionResult(
-        outcome=Outcome.NO_NEW_DATA,
+        outcome=Outcome.TOO_MANY_REJECTED if rejected else Outcome.NO_NEW_DATA,
         fingerprint=fingerprint,
         latest=latest,
         history=history,
@@ -160,6 +166,7 @@ def _repeat(
         coercions=dict(last.get("coercions") or {}),
         rejected_uri=last.get("rejectedUri"),
         sources=int(last.get("sources", 0)),
+        repeated=True,
     )
 
 
@@ -195,29 +202,37 @@ def _publish(
     manifest = layout.manifest_key(namespace, name, version)
     record = _record(store, namespace, name, spec, schema, cleaned, split_counts, version, now)
     if store.exists(manifest):
-        # Published before (maybe by a run that crashed before updating the index).
-        existing = store.get_json(layout.version_info_key(namespace, name, version))
-        return dict(existing) if isinstance(existing, dict) else record
+        # Published before (maybe by a run that crashed before updating the index, and
+        # then perhaps before removing its staging marker).
+        published = _republished(store, namespace, name, version, record)
+        store.delete([layout.staging_key(namespace, name, version)])
+        return published
+    from .inflight import hold
+
     staging = layout.staging_key(namespace, name, version)
-    # The marker names the shards, so a garbage-collection pass running meanwhile keeps an
-    # old identical blob this version is about to reuse (put_blob skips existing blobs).
-    store.put_json(
-        staging,
-        {"version": version, "started": format_time(now), "blobs": [e.sha256 for e in entries]},
-    )
-    for data in shards.values():
-        store.put_blob(data)
-    profile = build_profile(cleaned.accepted, schema, split_counts)
-    store.put_json(layout.profile_key(namespace, name, version), profile)
-    if cleaned.rejected:
-        store.put_bytes(
-            layout.version_rejects_key(namespace, name, version),
-            _rejects_jsonl(cleaned),
-            "application/x-ndjson",
-        )
-    store.put_json(layout.version_info_key(namespace, name, version), record)
-    before_manifest(version)
-    store.put_bytes(manifest, manifest_bytes(entries), "application/json")
+    shas = [e.sha256 for e in entries]
+    # put_blob skips a blob that exists, so this version may reuse an old unreferenced one.
+    # The staging marker names the shards for passes that read the references after it is
+    # written, but a pass that read them before can still delete a reused blob before the
+    # manifest exists. The hold closes that within this process (a garbage collection in
+    # another Dataset's handler thread): it is taken before put_blob checks existence and
+    # released only once the manifest references the blobs (see edgeops.datasets.inflight).
+    # Writers in other processes are covered by the grace period and the marker only.
+    with hold(shas):
+        store.put_json(staging, {"version": version, "started": format_time(now), "blobs": shas})
+        for data in shards.values():
+            store.put_blob(data)
+        profile = build_profile(cleaned.accepted, schema, split_counts)
+        store.put_json(layout.profile_key(namespace, name, version), profile)
+        if cleaned.rejected:
+            store.put_bytes(
+                layout.version_rejects_key(namespace, name, version),
+                _rejects_jsonl(cleaned),
+                "application/x-ndjson",
+            )
+        store.put_json(layout.version_info_key(namespace, name, version), record)
+        before_manifest(version)
+        store.put_bytes(manifest, manifest_bytes(entries), "application/json")
     store.delete([staging])
     log.info(
         "published dataset version %s/%s %s (%d rows)",
@@ -227,6 +242,23 @@ def _publish(
         len(cleaned.accepted),
     )
     return record
+
+
+def _republished(
+    store: Store, namespace: str, name: str, version: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored record of an already published version, carrying the spec's current
+    governance: governance is not part of the content (nor of the version id), so a change
+    to it alone rewrites version.json (and, through the caller, the index entry) instead
+    of making a new version."""
+    key = layout.version_info_key(namespace, name, version)
+    existing = store.get_json(key)
+    if not isinstance(existing, dict):
+        return record
+    if existing.get("governance") != record["governance"]:
+        existing = {**existing, "governance": record["governance"]}
+        store.put_json(key, existing)
+    return dict(existing)
 
 
 def _record(
@@ -260,7 +292,8 @@ def _record(
 
 
 def _rejects_jsonl(cleaned: CleanResult) -> bytes:
-    return b"".join(canonical_json(r.to_dict()) + b"\n" for r in cleaned.rejected)
+    # Rejected rows are raw input: NaN and Infinity are written as strings.
+    return b"".join(canonical_json(finite_json(r.to_dict())) + b"\n" for r in cleaned.rejected)
 
 
 def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceBatch]) -> str:

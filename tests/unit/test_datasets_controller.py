@@ -1,0 +1,164 @@
+"""The Dataset timer: what it reports on repeated ticks and when it enforces retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import kopf
+import pytest
+
+from edgeops.controllers import dataset as controller
+from edgeops.datasets.retention import RetentionReport
+from edgeops.k8s import client as k8s
+from tests.unit.test_datasets_ingest import HEADER, NAME, NS, ROWS, MemoryStore
+
+SPEC: dict[str, Any] = {
+    "sources": [{"inbox": {}}],
+    "schema": {
+        "features": [{"name": "ax", "type": "float", "min": -100, "max": 100}],
+        "label": "label",
+        "sliceColumns": ["site"],
+        "rowKey": ["t"],
+    },
+    "governance": {"classification": "internal", "retentionDays": 30},
+    "validation": {"maxRejectedFraction": 0.1},
+    "collection": {"schedule": "24h"},
+}
+
+
+class Harness:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any]) -> None:
+        self.store = MemoryStore()
+        self.memo = kopf.Memo()
+        self.object: dict[str, Any] = {
+            "apiVersion": "edgeops.dev/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": NAME, "namespace": NS, "generation": 1},
+            "spec": spec,
+            "status": {},
+        }
+        self.retentions = 0
+        self.events: list[tuple[str, str]] = []
+
+        self.retention_days: list[int | None] = []
+
+        def enforce(*args: Any) -> RetentionReport:
+            self.retentions += 1
+            self.retention_days.append(args[3].retention_days)
+            return RetentionReport()
+
+        monkeypatch.setattr(controller, "artifact_store", lambda: self.store)
+        monkeypatch.setattr(controller, "enforce_retention", enforce)
+        monkeypatch.setattr(controller, "collect_garbage", lambda *_: 0)
+        monkeypatch.setattr(k8s, "deployed_dataset_versions", lambda _ns: set())
+        for kind in ("normal", "warning"):
+            monkeypatch.setattr(
+                controller.events,
+                kind,
+                lambda _body, reason, message: self.events.append((reason, message)),
+            )
+
+    def drop(self, name: str, lines: list[str]) -> None:
+        self.store.put_bytes(f"inbox/{NS}/{NAME}/{name}", (HEADER + "".join(lines)).encode())
+
+    def tick(self) -> dict[str, Any]:
+        body = kopf.Body(self.object)
+        patch = kopf.Patch()
+        controller.collect_dataset(
+            spec=body.spec,
+            status=body.status,
+            meta=body.meta,
+            body=body,
+            name=NAME,
+            namespace=NS,
+            patch=patch,
+            memo=self.memo,
+        )
+        self.object["status"] = {**self.object["status"], **patch.get("status", {})}
+        return dict(patch.get("status", {}))
+
+    def condition(self, type_: str) -> tuple[str, str, str]:
+        (found,) = [c for c in self.object["status"]["conditions"] if c["type"] == type_]
+        return found["status"], found["reason"], found["message"]
+
+    def an_hour_passes(self) -> None:
+        self.memo["last_retention"] -= timedelta(hours=1, seconds=1)
+
+
+def _never_collect(*_: Any, **__: Any) -> Any:
+    raise AssertionError("no collection is due")
+
+
+def test_retention_runs_hourly_even_when_no_collection_is_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch, SPEC)
+    harness.drop("a.csv", ROWS)
+    harness.tick()
+    assert harness.condition("Ready")[:2] == ("True", "Collected")
+    assert harness.retentions == 1
+    monkeypatch.setattr(controller, "collect", _never_collect)
+    assert harness.tick() == {}  # nothing due: no status write at all
+    assert harness.retentions == 1
+    harness.an_hour_passes()
+    harness.tick()
+    assert harness.retentions == 2
+
+
+def test_retention_runs_when_the_collection_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = Harness(monkeypatch, SPEC)
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise ValueError("cannot be collected")
+
+    monkeypatch.setattr(controller, "collect", broken)
+    harness.tick()
+    assert harness.condition("Ready")[:2] == ("False", "CollectionFailed")
+    assert harness.retentions == 1
+
+
+def test_without_a_retention_period_only_leftovers_are_cleaned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch, {**SPEC, "governance": {"classification": "internal"}})
+    harness.drop("a.csv", ROWS)
+    harness.tick()
+    assert harness.condition("Ready")[:2] == ("True", "Collected")
+    # The pass runs (crash leftovers, garbage), but with no period no version can expire.
+    assert harness.retentions == 1 and harness.retention_days == [None]
+
+
+def test_too_many_rejected_is_reported_again_while_the_sources_are_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # onNewObjects: a collection is attempted on every tick.
+    harness = Harness(monkeypatch, {**SPEC, "collection": {"onNewObjects": True}})
+    harness.drop("a.csv", ROWS[:20])
+    harness.tick()
+    harness.drop("bad.csv", [f"{i},oops,walk,a\n" for i in range(100, 110)])
+    first = harness.tick()
+    validated, ready = harness.condition("Validated"), harness.condition("Ready")
+    assert validated[:2] == ("False", "TooManyRejected")
+    assert "10 of 30 rows rejected" in validated[2]
+    assert ready[:2] == ("True", "TooManyRejected")
+    events = len(harness.events)
+    again = harness.tick()
+    assert harness.condition("Validated") == validated
+    assert harness.condition("Ready") == ready
+    assert first["rejected"] == {"total": 10, "byReason": {"TypeMismatch": 10}}
+    assert again["rejected"] == first["rejected"]
+    assert again["latestVersion"] == first["latestVersion"]
+    assert "lastCollectionTime" not in again  # nothing was collected
+    assert len(harness.events) == events  # and nothing announced twice
+
+
+def test_unchanged_good_sources_still_report_no_new_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = Harness(monkeypatch, {**SPEC, "collection": {"onNewObjects": True}})
+    harness.drop("a.csv", ROWS)
+    harness.tick()
+    again = harness.tick()
+    assert harness.condition("Ready")[:2] == ("True", "NoNewData")
+    assert harness.condition("Validated")[:2] == ("True", "RowsValidated")
+    assert "lastCollectionTime" not in again
+    assert [reason for reason, _ in harness.events] == ["VersionPublished"]
