@@ -171,6 +171,10 @@ def test_retention_and_garbage_collection_on_real_s3(cluster: Cluster) -> None:
         },
     )
     orphan = store.put_blob(f"orphaned upload in {ns}".encode())
+    # Rejected rows a failed (TooManyRejected) collection left: raw input, so retention
+    # deletes them like inbox samples. Written here as ingest writes them; name: a fingerprint.
+    rejects = layout.failed_rejects_key(ns, NAME, hashlib.sha256(ns.encode()).hexdigest())
+    store.put_bytes(rejects, b'{"reason": "TypeMismatch", "row": {}}\n', "application/x-ndjson")
     scoped = _ScopedStore(
         store.config,
         set[str]().union(*blobs.values()) | {result_blob.sha256, orphan.sha256},
@@ -183,18 +187,21 @@ def test_retention_and_garbage_collection_on_real_s3(cluster: Cluster) -> None:
     now = datetime.now(UTC)
     report = enforce_retention(scoped, ns, NAME, governance, now, {deployed}, inbox)
     assert (report.deleted_versions, report.kept_for_models, report.deleted_raw) == ([], [], 0)
+    assert report.deleted_rejects == 0 and store.exists(rejects)
     assert collect_garbage(scoped, now) == 0
     assert store.get_blob(orphan.sha256) == f"orphaned upload in {ns}".encode()
     assert scoped.deleted == []
     assert _index_ids(store, ns) == ids
 
     # Two days later: the oldest version expires; the one a deployed model uses and the
-    # latest stay; the raw inbox sample (older than the one-day cut-off) goes.
+    # latest stay; the raw inbox sample and the rejects (older than the one-day cut-off) go.
     later = now + LATER
     report = enforce_retention(scoped, ns, NAME, governance, later, {deployed}, inbox)
     assert report.deleted_versions == [expired]
     assert report.kept_for_models == [deployed]
     assert report.deleted_raw == 1
+    assert report.deleted_rejects == 1
+    assert not store.exists(rejects)
     assert _index_ids(store, ns) == [deployed, latest]
     assert store.list(layout.version_prefix(ns, NAME, expired)) == []
     assert not store.exists(layout.manifest_key(ns, NAME, expired))

@@ -50,8 +50,13 @@ def staging_key(namespace: str, name: str, version: str) -> str:
     return f"{dataset_prefix(namespace, name)}staging/{version}.json"
 
 
+def failed_rejects_prefix(namespace: str, name: str) -> str:
+    """Where collections that published nothing (TooManyRejected) leave their rejects."""
+    return f"{dataset_prefix(namespace, name)}rejected/"
+
+
 def failed_rejects_key(namespace: str, name: str, fingerprint: str) -> str:
-    return f"{dataset_prefix(namespace, name)}rejected/{fingerprint}.jsonl"
+    return f"{failed_rejects_prefix(namespace, name)}{fingerprint}.jsonl"
 
 
 def inbox_prefix(namespace: str, name: str) -> str:

@@ -1,6 +1,6 @@
-"""Retention: expired versions and raw samples are deleted, except versions that still
-back a deployed model, and so are the leftovers of crashed collections; then blobs no
-manifest references are garbage-collected."""
+"""Retention: expired versions, raw samples and the rejected rows of failed collections
+are deleted, except versions that still back a deployed model, and so are the leftovers of
+crashed collections; then blobs no manifest references are garbage-collected."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ class RetentionReport:
     deleted_versions: list[str] = field(default_factory=list)
     kept_for_models: list[str] = field(default_factory=list)
     deleted_raw: int = 0
+    #: Files of rejected rows (raw input) that collections which published nothing
+    #: (TooManyRejected) left under rejected/. A version's own rejected.jsonl goes with its
+    #: version and is not counted here.
+    deleted_rejects: int = 0
     deleted_blobs: int = 0
     #: Objects of crashed collections removed: stale staging markers and the files of
     #: versions that never got a manifest.
@@ -44,9 +48,11 @@ def enforce_retention(
     protected: set[str],
     inbox: str | None = None,
 ) -> RetentionReport:
-    """Deletes versions created before the retention cut-off and inbox objects older than
-    it. The latest version stays (it is what the Dataset serves until the next collection
-    replaces it) and so does every version in ``protected`` (backing a deployed model).
+    """Deletes versions created before the retention cut-off, and inbox objects and the
+    rejects of collections that published nothing (``rejected/``, raw rows) last modified
+    before it. The latest version stays (it is what the Dataset serves until the next
+    collection replaces it) and so does every version in ``protected`` (backing a deployed
+    model); a deleted version takes its whole folder, its rejected.jsonl included.
     Leftovers of crashed collections go whatever the retention (``remove_abandoned``)."""
     report = RetentionReport()
     report.deleted_leftovers = remove_abandoned(store, namespace, name, now)
@@ -76,6 +82,16 @@ def enforce_retention(
                 [manifest]  # first: a version without a manifest is never read
                 + [o.key for o in store.list(prefix) if o.key != manifest]
             )
+    # A failed collection writes its rejects once per distinct input (fingerprint; a repeat
+    # does not rewrite them), so their age is that of this copy of the raw rows. The index's
+    # lastCollection and the Dataset status may go on naming the file (rejectedUri) after it
+    # is deleted, until a collection of other input replaces them.
+    expired_rejects = [
+        o.key
+        for o in store.list(layout.failed_rejects_prefix(namespace, name))
+        if o.last_modified is not None and o.last_modified < cutoff
+    ]
+    report.deleted_rejects = store.delete(expired_rejects)
     if inbox:
         expired_raw = [
             o.key
