@@ -111,6 +111,9 @@ def reconcile_edgemodel(
     except Exception as error:
         if custom.namespace_terminating(error):
             return
+        if isinstance(error, custom.StaleOwnerError):
+            # E.g. a FleetRollout name still held by a deleted model of the same name.
+            raise kopf.TemporaryError(str(error), delay=5) from error
         raise
 
 
@@ -166,6 +169,10 @@ def _reconcile(
     started: list[dict[str, Any]] = []
     try:
         started = _evaluate_triggers(tick, meta, memo, len(active))
+    except custom.StaleOwnerError as error:
+        # A model deleted and recreated under the same name: the old one's run of that
+        # name is still being garbage-collected. The triggers stay pending (retried).
+        failure = f"cannot start a TrainingRun yet: {error}"[:1000]
     except Exception as error:
         log.exception("edgemodel %s/%s: retraining triggers failed", namespace, name)
         failure = f"retraining triggers failed: {type(error).__name__}: {error}"[:1000]
@@ -395,8 +402,8 @@ def _evaluate_triggers(
         active_runs=active,
     )
     decision = retrain.decide(tick.spec.retrain, tick.triggers, seen)
-    tick.status.triggers = decision.state
     if not decision.start:
+        tick.status.triggers = decision.state
         blocked = (decision.blocked, tuple(decision.reasons))
         if decision.blocked and memo.get("blocked") != blocked:
             events.normal(tick.body, decision.blocked, decision.message)
@@ -406,6 +413,8 @@ def _evaluate_triggers(
     memo["blocked"] = memo["pending"] = None
     assert decision.reason is not None and seen.dataset_version is not None
     run = _start_run(tick, decision, seen.dataset_version)
+    # Consumed only once the run exists: if creating it failed, the triggers still fire.
+    tick.status.triggers = decision.state
     also = [f"{s.reason} ({s.detail})" for s in decision.signals[1:]]
     message = (
         f"started TrainingRun {run['metadata']['name']} for {decision.reason}: "

@@ -36,6 +36,8 @@ from edgeops.store import StorageUnavailableError
 
 FINISHED = ("Succeeded", "Failed")
 TRACK_INTERVAL = float(os.environ.get("EDGEOPS_TRAINING_POLL_SECONDS", "2"))
+STALE_OWNER = "WaitingForPreviousRun"
+STALE_OWNER_RETRY = 5.0
 
 
 def _now() -> dt.datetime:
@@ -139,6 +141,18 @@ def start(
             (ConditionType.STORAGE_AVAILABLE, "False", Reason.STORAGE_UNAVAILABLE, str(exc)),
         )
         raise kopf.TemporaryError(f"object store unavailable: {exc}", delay=10) from exc
+    except custom.StaleOwnerError as exc:
+        # A run deleted and recreated under the same name: its predecessor's Job (or
+        # ConfigMap) is still being garbage-collected. Adopting it would report the old
+        # Job's outcome, so wait until the name is free.
+        patch.status["phase"] = current.get("phase") or "Pending"
+        patch.status["conditions"] = _conditions(
+            current,
+            generation,
+            (ConditionType.READY, "False", STALE_OWNER, str(exc)),
+            (ConditionType.SUCCEEDED, "Unknown", STALE_OWNER, str(exc)),
+        )
+        raise kopf.TemporaryError(str(exc), delay=STALE_OWNER_RETRY) from exc
     except Exception as exc:
         # Whatever went wrong creating the Job is shown on the run, not only in the log.
         message = f"could not create the training Job: {type(exc).__name__}: {exc}"[:1000]
@@ -206,7 +220,10 @@ def track(
         # Deleted behind our back: recreate it (same name, same recorded dataset version).
         parsed = TrainingRunSpec.model_validate(dict(spec))
         version, slices = _resolve_dataset_version(namespace, parsed, current["datasetVersion"])
-        _ensure_job(body, parsed, namespace, version, slices)
+        try:
+            _ensure_job(body, parsed, namespace, version, slices)
+        except custom.StaleOwnerError as exc:
+            raise kopf.TemporaryError(str(exc), delay=STALE_OWNER_RETRY) from exc
         message = f"Job {current['jobName']} was deleted before the run finished; recreated it"
         patch.status["conditions"] = _conditions(
             current, generation, (ConditionType.READY, "False", "JobRecreated", message)

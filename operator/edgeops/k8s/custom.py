@@ -44,6 +44,41 @@ def read(namespace: str, group: str, version: str, plural: str, name: str) -> di
         raise
 
 
+class StaleOwnerError(Exception):
+    """An object of the wanted name exists but is controlled by another owner (typically
+    a deleted one of the same name whose dependents are still being garbage-collected):
+    it must not be adopted. Retryable: the name is free once the old object is gone."""
+
+    def __init__(self, kind: str, name: str, owner: dict[str, Any], wanted: dict[str, Any]):
+        self.kind, self.name, self.owner, self.wanted = kind, name, owner, wanted
+        owner_kind = owner.get("kind") or "owner"
+        if owner.get("name") == wanted.get("name"):
+            whose = f"a previous {owner_kind} of the same name"
+        else:
+            whose = f"{owner_kind} {owner.get('name')}"
+        super().__init__(
+            f"{kind} {name} still belongs to {whose} (uid {owner.get('uid')}); "
+            "waiting for it to be garbage-collected"
+        )
+
+
+def _controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((dict(r) for r in refs if r.get("controller")), None)
+
+
+def check_adoptable(existing: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Raises StaleOwnerError when ``existing`` (found by the manifest's name) has a
+    controller whose uid is not the manifest's controller's: adopting it would mix up two
+    owners' state. Objects without a controller, or with the same one, are adoptable."""
+    wanted = _controller_ref(manifest)
+    current = _controller_ref(existing)
+    if wanted is None or current is None or current.get("uid") == wanted.get("uid"):
+        return
+    kind = str(existing.get("kind") or manifest.get("kind") or "object")
+    raise StaleOwnerError(kind, manifest["metadata"]["name"], current, wanted)
+
+
 def create_or_adopt(
     namespace: str,
     plural: str,
@@ -52,7 +87,8 @@ def create_or_adopt(
     version: str = VERSION,
 ) -> tuple[dict[str, Any], bool]:
     """Creates the custom object, or returns the existing one of that name (a restarted
-    operator, or a stale read, must not create a second one). Returns (object, created)."""
+    operator, or a stale read, must not create a second one). Returns (object, created).
+    Raises StaleOwnerError instead of adopting an object another owner controls."""
     try:
         obj = _custom().create_namespaced_custom_object(group, version, namespace, plural, manifest)
         return obj, True
@@ -62,6 +98,7 @@ def create_or_adopt(
     existing = read(namespace, group, version, plural, manifest["metadata"]["name"])
     if existing is None:  # deleted in between: try once more
         return create_or_adopt(namespace, plural, manifest, group, version)
+    check_adoptable(existing, manifest)
     return existing, False
 
 

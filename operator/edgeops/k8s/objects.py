@@ -19,7 +19,9 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 def create_or_adopt(namespace: str, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Creates the object, or returns the existing one of that name (a restarted operator
-    adopts what it created before). Returns (object, created)."""
+    adopts what it created before). Returns (object, created). Raises
+    custom.StaleOwnerError instead of adopting an object another owner controls (e.g. the
+    Job of a deleted run of the same name, not yet garbage-collected)."""
     kind = manifest["kind"]
     name = manifest["metadata"]["name"]
     api = _api_for(kind)
@@ -29,7 +31,9 @@ def create_or_adopt(namespace: str, manifest: dict[str, Any]) -> tuple[dict[str,
     except ApiException as exc:
         if exc.status != 409:
             raise
-    return _plain(read(name, namespace)), False
+    existing = _plain(read(name, namespace))
+    custom.check_adoptable(existing, manifest)
+    return existing, False
 
 
 def _api_for(kind: str) -> tuple[Any, Any]:

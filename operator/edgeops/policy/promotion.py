@@ -73,8 +73,12 @@ def fleet_rollout(
 
 
 def manual_instructions(model_name: str, version: int) -> str:
+    """What to run to promote ``version``. The kubectl form carries a nonce, like the CLI's
+    requests: a value equal to the last handled one is ignored, so a bare version would do
+    nothing after, e.g., promoting it, rolling back and promoting it again."""
     return (
         f"version {version} passed its gates and is signed; promote it with "
         f"`edgeops promote {model_name} {version}` or "
-        f"`kubectl annotate edgemodel {model_name} edgeops.dev/promote={version} --overwrite`"
+        f'`kubectl annotate edgemodel {model_name} edgeops.dev/promote="{version} $(date +%s)" '
+        "--overwrite`"
     )

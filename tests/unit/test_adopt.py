@@ -1,0 +1,211 @@
+"""create_or_adopt never adopts an object another owner controls (e.g. the Job of a deleted
+run of the same name that is still being garbage-collected), and the controllers report
+that as a retryable wait instead of adopting it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
+from edgeops.controllers import edgemodel, trainingrun
+from edgeops.k8s import custom, objects
+
+OLD, NEW = "uid-old", "uid-new"
+
+
+def _ref(uid: str, name: str = "run", kind: str = "TrainingRun", controller: bool = True) -> Any:
+    return {
+        "apiVersion": "edgeops.dev/v1alpha1",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _obj(name: str, *refs: dict[str, Any], kind: str = "Job") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if refs:
+        meta["ownerReferences"] = list(refs)
+    return {"apiVersion": "batch/v1", "kind": kind, "metadata": meta}
+
+
+# --- the decision ---------------------------------------------------------------------------
+
+
+def test_same_owner_or_no_owner_is_adoptable() -> None:
+    manifest = _obj("run-train", _ref(NEW))
+    custom.check_adoptable(_obj("run-train", _ref(NEW)), manifest)
+    custom.check_adoptable(_obj("run-train"), manifest)
+    # Only the controller reference counts.
+    custom.check_adoptable(_obj("run-train", _ref(OLD, controller=False)), manifest)
+    # A manifest without a controller claims nothing.
+    custom.check_adoptable(_obj("run-train", _ref(OLD)), _obj("run-train"))
+
+
+def test_a_previous_owner_of_the_same_name_is_not_adopted() -> None:
+    with pytest.raises(custom.StaleOwnerError) as info:
+        custom.check_adoptable(_obj("run-train", _ref(OLD)), _obj("run-train", _ref(NEW)))
+    assert str(info.value) == (
+        "Job run-train still belongs to a previous TrainingRun of the same name "
+        "(uid uid-old); waiting for it to be garbage-collected"
+    )
+    assert info.value.owner["uid"] == OLD and info.value.wanted["uid"] == NEW
+
+
+def test_another_owner_is_named() -> None:
+    with pytest.raises(custom.StaleOwnerError, match="belongs to TrainingRun other \\(uid"):
+        custom.check_adoptable(
+            _obj("run-train", _ref(OLD, name="other")), _obj("run-train", _ref(NEW))
+        )
+
+
+# --- k8s.objects (Jobs, ConfigMaps) ----------------------------------------------------------
+
+
+def _conflict(*_: Any, **__: Any) -> Any:
+    raise ApiException(status=409, reason="AlreadyExists")
+
+
+def _existing_job(owner_uid: str | None) -> client.V1Job:
+    refs = None
+    if owner_uid is not None:
+        refs = [
+            client.V1OwnerReference(
+                api_version="edgeops.dev/v1alpha1",
+                kind="TrainingRun",
+                name="run",
+                uid=owner_uid,
+                controller=True,
+            )
+        ]
+    return client.V1Job(
+        api_version="batch/v1",
+        kind="Job",
+        metadata=client.V1ObjectMeta(name="run-train", owner_references=refs),
+    )
+
+
+@pytest.fixture
+def job_api(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The Job already exists: create conflicts, read returns ``state["existing"]``."""
+    state: dict[str, Any] = {}
+    monkeypatch.setattr(objects, "api_client", lambda: client.ApiClient())
+    monkeypatch.setattr(
+        objects, "_api_for", lambda kind: (_conflict, lambda name, ns: state["existing"])
+    )
+    return state
+
+
+@pytest.mark.parametrize("owner", [NEW, None])
+def test_objects_adopts_its_own_or_an_unowned_job(
+    job_api: dict[str, Any], owner: str | None
+) -> None:
+    job_api["existing"] = _existing_job(owner)
+    obj, created = objects.create_or_adopt("ns", _obj("run-train", _ref(NEW)))
+    assert not created and obj["metadata"]["name"] == "run-train"
+
+
+def test_objects_refuses_the_job_of_a_deleted_run(job_api: dict[str, Any]) -> None:
+    job_api["existing"] = _existing_job(OLD)
+    with pytest.raises(custom.StaleOwnerError, match="Job run-train still belongs"):
+        objects.create_or_adopt("ns", _obj("run-train", _ref(NEW)))
+
+
+# --- k8s.custom (TrainingRuns, FleetRollouts) -------------------------------------------------
+
+
+class _FakeCustom:
+    def __init__(self, existing: dict[str, Any]) -> None:
+        self.existing = existing
+
+    def create_namespaced_custom_object(self, *_: Any) -> dict[str, Any]:
+        raise ApiException(status=409, reason="AlreadyExists")
+
+    def get_namespaced_custom_object(self, *_: Any) -> dict[str, Any]:
+        return self.existing
+
+
+def _run(name: str, owner: str) -> dict[str, Any]:
+    return _obj(name, _ref(owner, name="m", kind="EdgeModel"), kind="TrainingRun")
+
+
+def test_custom_adopts_the_run_of_the_same_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(custom, "_custom", lambda: _FakeCustom(_run("m-r1", NEW)))
+    obj, created = custom.create_or_adopt("ns", "trainingruns", _run("m-r1", NEW))
+    assert not created and obj["metadata"]["ownerReferences"][0]["uid"] == NEW
+
+
+def test_custom_refuses_the_run_of_a_deleted_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(custom, "_custom", lambda: _FakeCustom(_run("m-r1", OLD)))
+    with pytest.raises(custom.StaleOwnerError) as info:
+        custom.create_or_adopt("ns", "trainingruns", _run("m-r1", NEW))
+    assert "TrainingRun m-r1 still belongs to a previous EdgeModel of the same name" in str(
+        info.value
+    )
+
+
+# --- controllers --------------------------------------------------------------------------------
+
+
+def _stale() -> custom.StaleOwnerError:
+    return custom.StaleOwnerError("Job", "run-train", _ref(OLD), _ref(NEW))
+
+
+def test_trainingrun_waits_for_the_previous_runs_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ensure_job(*_: Any) -> Any:
+        raise _stale()
+
+    monkeypatch.setattr(trainingrun, "_resolve_dataset_version", lambda *_: ("v1", []))
+    monkeypatch.setattr(trainingrun, "_ensure_job", ensure_job)
+    body = kopf.Body(
+        {
+            "metadata": {"name": "run", "uid": NEW, "generation": 1},
+            "spec": {"datasetRef": {"name": "d"}, "trainer": {}, "exports": ["onnx"]},
+        }
+    )
+    patch = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError) as info:
+        trainingrun.start(body, body.spec, body.status, "ns", "run", patch)
+    assert "still belongs to a previous TrainingRun" in str(info.value)
+    assert patch["status"]["phase"] == "Pending"
+    ready = patch["status"]["conditions"][0]
+    assert ready["reason"] == trainingrun.STALE_OWNER and "garbage-collected" in ready["message"]
+    assert "jobName" not in patch["status"]
+
+
+def _model_spec() -> EdgeModelSpec:
+    return EdgeModelSpec.model_validate(
+        {
+            "training": {"datasetRef": {"name": "d"}, "exports": ["onnx"]},
+            "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}],
+        }
+    )
+
+
+def test_edgemodel_keeps_its_triggers_when_the_run_name_is_still_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def create_or_adopt(*_: Any) -> Any:
+        raise _stale()
+
+    monkeypatch.setattr(
+        edgemodel.objects, "read_custom", lambda *_: {"status": {"latestVersion": "v1"}}
+    )
+    monkeypatch.setattr(edgemodel.custom, "create_or_adopt", create_or_adopt)
+    monkeypatch.setattr(edgemodel.events, "normal", lambda *_: None)
+    body = kopf.Body({"metadata": {"name": "m", "uid": NEW}})
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    tick = edgemodel.Tick(body, "ns", "m", _model_spec(), EdgeModelStatus(), now)
+    before = tick.triggers.model_copy()
+    with pytest.raises(custom.StaleOwnerError):
+        edgemodel._evaluate_triggers(tick, kopf.Meta(body), kopf.Memo(), 0)
+    # Not consumed: the next tick tries the same run (m-r1) again.
+    assert tick.triggers == before and tick.triggers.run_counter == 0
