@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import kopf
@@ -35,9 +35,16 @@ from edgeops.datasets.retention import collect_garbage, enforce_retention
 from edgeops.datasets.schedule import is_due
 from edgeops.datasets.sources import SourceUnavailableError
 from edgeops.k8s import client as k8s
-from edgeops.store import ArtifactStore, StorageUnavailableError, StoreError
+from edgeops.store import (
+    ArtifactStore,
+    IntegrityError,
+    ObjectMissingError,
+    StorageMisconfiguredError,
+    StorageRejectedError,
+    StoreError,
+)
 
-from .storage import artifact_store
+from .storage import artifact_store, credentials_origin, forget_store
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,13 @@ TICK_SECONDS: Final = float(os.environ.get("EDGEOPS_DATASET_TICK_SECONDS", "2"))
 INGEST_DELAY_ANNOTATION: Final = "edgeops.dev/ingest-delay-seconds"
 MAX_INGEST_DELAY: Final = 300.0
 RETENTION_EVERY_SECONDS: Final = 3600.0
+#: A collection that lost a race with its sources (an object deleted or changed while it
+#: was read) is tried again this soon, whatever the schedule.
+RACE_RETRY_SECONDS: Final = 10.0
+#: StorageAvailable=False reasons besides Reason.STORAGE_UNAVAILABLE (an outage).
+STORAGE_MISCONFIGURED: Final = "StorageMisconfigured"
+STORAGE_REJECTED: Final = "StorageRejected"
+COLLECTION_FAILED: Final = "CollectionFailed"
 #: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
 #: run and model, so one bucket-wide pass an hour serves them all.
 _gc_lock = threading.Lock()
@@ -90,8 +104,9 @@ def collect_dataset(
         return
     if _due(parsed, status, generation, memo, now):
         memo["last_attempt"] = now
+        memo.pop("retry_at", None)
         _collect_and_report(
-            body, patch, status, meta, parsed, generation, now, conditions, namespace, name
+            body, patch, status, meta, parsed, generation, now, conditions, namespace, name, memo
         )
     # On its own hourly clock: neither a quiet schedule nor failing collections stop it.
     # Without retentionDays it still removes what crashed collections left behind.
@@ -109,13 +124,36 @@ def _collect_and_report(
     conditions: list[dict[str, Any]],
     namespace: str,
     name: str,
+    memo: kopf.Memo,
 ) -> None:
     delay = _ingest_delay(meta)
     try:
         result = collect(
             artifact_store(), namespace, name, spec, now, before_manifest=_pause(delay, name)
         )
-    except (StorageUnavailableError, StoreError) as error:
+    except StorageMisconfiguredError as error:
+        detail = f"S3 store misconfigured: {error}"
+        _storage_down(
+            body, patch, status, generation, now, conditions, detail, STORAGE_MISCONFIGURED
+        )
+        return
+    except StorageRejectedError as error:
+        if error.credentials:
+            forget_store()  # so a corrected Secret is read on the next attempt
+        detail = f"{error}; {_rejection_hint(error)}"
+        _storage_down(body, patch, status, generation, now, conditions, detail, STORAGE_REJECTED)
+        return
+    except (ObjectMissingError, IntegrityError) as error:
+        # Not an outage: a source object vanished or changed while it was read (e.g. an
+        # inbox upload deleted between listing and reading). S3 works; collect again soon.
+        memo["retry_at"] = now + timedelta(seconds=RACE_RETRY_SECONDS)
+        detail = (
+            f"collection failed: {error} (a source object was removed or changed while it "
+            f"was read); retrying in {RACE_RETRY_SECONDS:.0f}s"
+        )
+        _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
+        return
+    except StoreError as error:  # StorageUnavailableError: S3 is down or keeps failing
         _storage_down(body, patch, status, generation, now, conditions, str(error))
         return
     except SourceUnavailableError as error:
@@ -124,9 +162,17 @@ def _collect_and_report(
     except ValueError as error:
         # Not an outage: the data or configuration cannot be collected as specified.
         detail = f"collection failed: {error}"
-        _source_down(body, patch, status, generation, now, conditions, detail, "CollectionFailed")
+        _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
         return
     _report(body, patch, status, spec, generation, now, conditions, result)
+
+
+def _rejection_hint(error: StorageRejectedError) -> str:
+    if error.credentials:
+        return f"check the S3 credentials in {credentials_origin()} and their permissions"
+    if error.code == "NoSuchBucket":
+        return "check the bucket name (EDGEOPS_S3_BUCKET, or the s3 source's bucket)"
+    return "S3 will refuse this again until it is fixed"
 
 
 def _due(
@@ -139,6 +185,9 @@ def _due(
     last_attempt: datetime | None = memo.get("last_attempt")
     if last_attempt is None or status.get("observedGeneration") != generation:
         return True  # first tick since start or a spec change
+    retry_at: datetime | None = memo.get("retry_at")
+    if retry_at is not None and now >= retry_at:
+        return True  # the last collection lost a race with its sources
     if get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE) and not any(
         c.get("status") == "True"
         for c in status.get("conditions") or []
@@ -268,13 +317,14 @@ def _storage_down(
     now: datetime,
     conditions: list[dict[str, Any]],
     detail: str,
+    reason: str = Reason.STORAGE_UNAVAILABLE,
 ) -> None:
     was = get_condition(conditions, ConditionType.STORAGE_AVAILABLE)
-    if was is None or was.get("status") != "False":
-        events.warning(body, reason=Reason.STORAGE_UNAVAILABLE, message=detail[:1000])
-    updates = {ConditionType.STORAGE_AVAILABLE: ("False", Reason.STORAGE_UNAVAILABLE, detail)}
+    if was is None or was.get("status") != "False" or was.get("reason") != reason:
+        events.warning(body, reason=reason, message=detail[:1000])
+    updates = {ConditionType.STORAGE_AVAILABLE: ("False", reason, detail)}
     if not status.get("latestVersion"):
-        updates[ConditionType.READY] = ("False", Reason.STORAGE_UNAVAILABLE, detail)
+        updates[ConditionType.READY] = ("False", reason, detail)
     _write(patch, status, generation, now, conditions, updates, observe=False)
 
 
@@ -377,14 +427,16 @@ def _retention(
     if (
         report.deleted_versions
         or report.deleted_raw
+        or report.deleted_rejects
         or report.kept_for_models
-        or (report.deleted_leftovers)
+        or report.deleted_leftovers
     ):
         events.normal(
             body,
             reason="RetentionEnforced",
-            message=f"{len(report.deleted_versions)} expired versions and {report.deleted_raw} "
-            f"raw samples deleted, {report.deleted_blobs} unreferenced blobs and "
+            message=f"{len(report.deleted_versions)} expired versions, {report.deleted_raw} raw "
+            f"samples and {report.deleted_rejects} files of rejected rows deleted, "
+            f"{report.deleted_blobs} unreferenced blobs and "
             f"{report.deleted_leftovers} leftovers of interrupted collections removed; "
             f"{len(report.kept_for_models)} expired versions kept because deployed models use "
             f"them ({', '.join(v[:12] for v in report.kept_for_models) or 'none'})",

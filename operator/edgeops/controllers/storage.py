@@ -8,9 +8,20 @@ import os
 import threading
 
 from edgeops.k8s import client as k8s
-from edgeops.store import ArtifactStore, StoreConfig
+from edgeops.store import (
+    ArtifactStore,
+    StorageMisconfiguredError,
+    StorageUnavailableError,
+    StoreConfig,
+)
 
 DEFAULT_SECRET_NAMESPACE = "edgeops-system"
+#: Kubernetes API answers that mean the Secret cannot be used as configured.
+_MISCONFIGURED_STATUSES = {
+    401: "is not readable (401 Unauthorized)",
+    403: "is not readable by the operator (403 Forbidden)",
+    404: "does not exist",
+}
 
 _lock = threading.Lock()
 _store: ArtifactStore | None = None
@@ -18,17 +29,65 @@ _store: ArtifactStore | None = None
 
 def artifact_store() -> ArtifactStore:
     """Built on first use, so the operator starts (and reports StorageAvailable=False)
-    even when S3 is misconfigured or down."""
+    even when S3 is misconfigured or down.
+
+    Raises StorageMisconfiguredError when the settings or the credentials Secret are
+    missing or invalid (the message names what, never a secret value), and
+    StorageUnavailableError when the Secret cannot be read right now."""
     global _store
     with _lock:
         if _store is None:
             env = dict(os.environ)
             secret_ref = env.get("EDGEOPS_S3_SECRET")
             secret = None
+            shown = ""
             if secret_ref:
                 namespace, _, name = secret_ref.rpartition("/")
-                secret = k8s.read_secret(
-                    namespace or env.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE), name
-                )
-            _store = ArtifactStore(StoreConfig.from_env(env, secret))
+                namespace = namespace or env.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE)
+                shown = f"{namespace}/{name}"
+                secret = _read_secret(namespace, name)
+            try:
+                _store = ArtifactStore(StoreConfig.from_env(env, secret))
+            except ValueError as error:
+                where = f" (credentials Secret {shown}, EDGEOPS_S3_SECRET)" if shown else ""
+                raise StorageMisconfiguredError(f"{error}{where}") from None
         return _store
+
+
+def credentials_origin() -> str:
+    """Where the store's credentials come from, for messages that ask to check them."""
+    secret_ref = os.environ.get("EDGEOPS_S3_SECRET")
+    if secret_ref:
+        namespace, _, name = secret_ref.rpartition("/")
+        namespace = namespace or os.environ.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE)
+        return f"Secret {namespace}/{name} (keys accessKey, secretKey)"
+    return "EDGEOPS_S3_ACCESS_KEY / EDGEOPS_S3_SECRET_KEY"
+
+
+def forget_store() -> None:
+    """Drops the built store, so the next use reads the settings and the Secret again
+    (after S3 refused the credentials, a fixed Secret then takes effect)."""
+    global _store
+    with _lock:
+        _store = None
+
+
+def _read_secret(namespace: str, name: str) -> dict[str, str]:
+    try:
+        return k8s.read_secret(namespace, name)
+    except UnicodeDecodeError:
+        raise StorageMisconfiguredError(
+            f"credentials Secret {namespace}/{name} (EDGEOPS_S3_SECRET) holds a value that is "
+            "not UTF-8 text"
+        ) from None
+    except Exception as error:  # kubernetes ApiException (by status), or the API is down
+        status = getattr(error, "status", None)
+        if isinstance(status, int) and status in _MISCONFIGURED_STATUSES:
+            raise StorageMisconfiguredError(
+                f"credentials Secret {namespace}/{name} (EDGEOPS_S3_SECRET) "
+                f"{_MISCONFIGURED_STATUSES[status]}"
+            ) from None
+        raise StorageUnavailableError(
+            f"cannot read credentials Secret {namespace}/{name}: {type(error).__name__}"
+            + (f" (HTTP {status})" if status else "")
+        ) from None

@@ -25,7 +25,14 @@ from .manifest import ManifestEntry, manifest_bytes, version_id
 from .profile import build_profile, class_balance
 from .protocol import Store
 from .rows import Row
-from .sources import HttpGet, SourceBatch, SourceUnavailableError, http_get, list_batches
+from .sources import (
+    HttpFetch,
+    HttpValidators,
+    SourceBatch,
+    SourceUnavailableError,
+    http_fetch,
+    list_batches,
+)
 from .split import SPLITS, assign
 
 log = logging.getLogger(__name__)
@@ -97,20 +104,31 @@ def collect(
     now: datetime,
     *,
     before_manifest: Callable[[str], None] = lambda _version: None,
-    fetch_url: HttpGet = http_get,
+    fetch_url: HttpFetch = http_fetch,
     force: bool = False,
 ) -> CollectionResult:
     """Collects once. ``before_manifest`` runs between the data and the manifest writes
     (a test hook to crash there); ``force`` re-reads sources even if nothing changed."""
     schema = effective_schema(spec)
     index = _load_index(store, namespace, name)
-    batches = list_batches(spec, store, namespace, name, fetch_url)
-    fingerprint = _fingerprint(spec, schema, batches)
     last = index.get("lastCollection") or {}
+    known = _http_validators(last)
+    batches = list_batches(spec, store, namespace, name, fetch_url, known)
+    fingerprint = _fingerprint(spec, schema, batches)
     history: list[dict[str, Any]] = index.get("versions", [])
     latest = history[-1] if history else None
     if not force and last.get("fingerprint") == fingerprint:
+        http = _http_state(batches)
+        if http != last.get("http", {}):
+            # Validators first seen (or renewed) for unchanged content: remember them, so
+            # the next request is conditional.
+            index["lastCollection"] = {**last, "http": http}
+            store.put_json(layout.index_key(namespace, name), index)
         return _repeat(last, fingerprint, latest, history)
+    if any(b.not_modified for b in batches):
+        # Something else changed: the rows of every source are needed, download them.
+        batches = list_batches(spec, store, namespace, name, fetch_url)
+        fingerprint = _fingerprint(spec, schema, batches)
 
     cleaned = clean(((b.name, b.rows()) for b in batches), schema, spec.validation)
     result = CollectionResult(
@@ -139,7 +157,12 @@ def collect(
         result.latest, result.history = history[-1], history
         result.rejected_uri = record.get("rejectedUri")
     index.update(
-        versions=result.history, lastCollection={**result.summary(), "time": format_time(now)}
+        versions=result.history,
+        lastCollection={
+            **result.summary(),
+            "time": format_time(now),
+            "http": _http_state(batches),
+        },
     )
     # The index is written after the manifest: it only ever lists complete versions.
     store.put_json(layout.index_key(namespace, name), index)
@@ -308,6 +331,19 @@ def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceB
         "sources": sorted(b.fingerprint for b in batches),
     }
     return hashlib.sha256(canonical_json(relevant)).hexdigest()
+
+
+def _http_validators(last: dict[str, Any]) -> dict[str, HttpValidators]:
+    """The validators of the last collection's HTTP(S) downloads, by URL hash."""
+    state = last.get("http")
+    if not isinstance(state, dict):
+        return {}
+    parsed = {key: HttpValidators.from_json(key, value) for key, value in state.items()}
+    return {key: value for key, value in parsed.items() if value is not None}
+
+
+def _http_state(batches: list[SourceBatch]) -> dict[str, dict[str, str]]:
+    return {b.validators.key: b.validators.to_json() for b in batches if b.validators}
 
 
 def _load_index(store: Store, namespace: str, name: str) -> dict[str, Any]:

@@ -2,14 +2,21 @@
 and built-in datasets.
 
 Listing is cheap and yields a fingerprint per object (key, ETag, size) so a collection
-can tell "nothing new" without downloading anything.
+can tell "nothing new" without downloading anything. An HTTP(S) file's fingerprint is its
+content hash; the ETag / Last-Modified of the last download make the next request
+conditional, so an unchanged file (304 Not Modified) is not downloaded again.
+
+A source URL may carry credentials (user:password@, a presigned ?X-Amz-Signature=...):
+messages, logs and source names only ever show it through :func:`redact_url`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -23,7 +30,50 @@ from .rows import Rejected, Row
 #: Bounded so one bad URL cannot exhaust the operator's memory.
 MAX_HTTP_BYTES = 512 * 1024 * 1024
 
-HttpGet = Callable[[str], bytes]
+
+@dataclass(frozen=True)
+class HttpValidators:
+    """What the last download of a URL returned: its content hash and the validators
+    that make the next request conditional. ``key`` is a hash of the URL, so the index
+    that stores these never holds the URL (nor credentials in it)."""
+
+    key: str
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        document = {"sha256": self.sha256}
+        if self.etag:
+            document["etag"] = self.etag
+        if self.last_modified:
+            document["lastModified"] = self.last_modified
+        return document
+
+    @classmethod
+    def from_json(cls, key: str, document: Any) -> HttpValidators | None:
+        if not isinstance(document, dict) or not isinstance(document.get("sha256"), str):
+            return None
+        etag, modified = document.get("etag"), document.get("lastModified")
+        return cls(
+            key,
+            document["sha256"],
+            etag if isinstance(etag, str) else None,
+            modified if isinstance(modified, str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A download; ``body`` is None when the server answered 304 Not Modified."""
+
+    body: bytes | None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+#: Fetches a URL, conditionally when validators of an earlier download are given.
+HttpFetch = Callable[[str, HttpValidators | None], HttpResponse]
 
 
 class SourceUnavailableError(Exception):
@@ -37,24 +87,72 @@ class SourceBatch:
     name: str
     fingerprint: str
     rows: Callable[[], Iterator[Row | Rejected]]
+    #: An HTTP(S) file's validators, to remember for the next (conditional) request.
+    validators: HttpValidators | None = None
+    #: The server answered 304: ``fingerprint`` is the remembered content hash and there
+    #: are no rows to read (list again without validators to download them).
+    not_modified: bool = False
 
 
-def http_get(url: str) -> bytes:
+def redact_url(url: str) -> str:
+    """``url`` without what may be credentials: user:password@ becomes ***@ and a query
+    (tokens, presigned signatures) or fragment becomes ?***."""
     try:
-        with httpx.stream("GET", url, timeout=30.0, follow_redirects=True) as response:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "***" if parts.query or parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def http_key(url: str) -> str:
+    """Names a URL in stored state without storing it."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def http_fetch(url: str, known: HttpValidators | None = None) -> HttpResponse:
+    """Downloads ``url`` (at most MAX_HTTP_BYTES). With ``known`` validators the request
+    is conditional (If-None-Match / If-Modified-Since) and a 304 returns no body."""
+    shown = redact_url(url)
+    headers: dict[str, str] = {}
+    if known is not None:
+        if known.etag:
+            headers["If-None-Match"] = known.etag
+        if known.last_modified:
+            headers["If-Modified-Since"] = known.last_modified
+    try:
+        with httpx.stream(
+            "GET", url, headers=headers, timeout=30.0, follow_redirects=True
+        ) as response:
+            if response.status_code == 304 and headers:
+                return HttpResponse(None)
             response.raise_for_status()
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > MAX_HTTP_BYTES:
-                    raise SourceUnavailableError(f"{url}: larger than {MAX_HTTP_BYTES} bytes")
+                    raise SourceUnavailableError(f"{shown}: larger than {MAX_HTTP_BYTES} bytes")
                 chunks.append(chunk)
-            return b"".join(chunks)
+            return HttpResponse(
+                b"".join(chunks),
+                response.headers.get("ETag"),
+                response.headers.get("Last-Modified"),
+            )
     except httpx.HTTPStatusError as error:
-        raise SourceUnavailableError(f"{url}: HTTP {error.response.status_code}") from None
+        raise SourceUnavailableError(f"{shown}: HTTP {error.response.status_code}") from None
     except httpx.HTTPError as error:
-        raise SourceUnavailableError(f"{url}: {type(error).__name__}") from None
+        raise SourceUnavailableError(f"{shown}: {type(error).__name__}") from None
+
+
+def http_get(url: str) -> bytes:
+    """Downloads ``url`` unconditionally."""
+    body = http_fetch(url).body
+    assert body is not None  # only a conditional request can answer 304
+    return body
 
 
 def list_batches(
@@ -62,11 +160,15 @@ def list_batches(
     store: Store,
     namespace: str,
     dataset: str,
-    fetch_url: HttpGet = http_get,
+    fetch_url: HttpFetch = http_fetch,
+    known: Mapping[str, HttpValidators] | None = None,
 ) -> list[SourceBatch]:
+    """Every source's batches. ``known`` holds the validators of earlier downloads by
+    :func:`http_key`: an HTTP(S) file the server reports unchanged is not downloaded
+    (its batch is ``not_modified``)."""
     batches: list[SourceBatch] = []
     for source in spec.sources:
-        batches.extend(_batches(source, spec, store, namespace, dataset, fetch_url))
+        batches.extend(_batches(source, spec, store, namespace, dataset, fetch_url, known or {}))
     return batches
 
 
@@ -76,7 +178,8 @@ def _batches(
     store: Store,
     namespace: str,
     dataset: str,
-    fetch_url: HttpGet,
+    fetch_url: HttpFetch,
+    known: Mapping[str, HttpValidators],
 ) -> Iterator[SourceBatch]:
     schema = spec.data_schema
     features = [f.name for f in schema.features] if schema else []
@@ -89,12 +192,7 @@ def _batches(
         yield SourceBatch(f"builtin:{data.name}", data.fingerprint(), data.rows)
         return
     if source.http is not None:
-        url = source.http.url
-        body = fetch_url(url)
-        digest = hashlib.sha256(body).hexdigest()
-        if source.http.sha256 and source.http.sha256 != digest:
-            raise SourceUnavailableError(f"{url}: SHA-256 mismatch (expected {source.http.sha256})")
-        yield SourceBatch(url, digest, _reader(lambda: body, spec, url, features, label))
+        yield _http_batch(source.http.url, source.http.sha256, spec, fetch_url, known)
         return
     if source.s3 is not None:
         bucket, prefix = source.s3.bucket, source.s3.prefix
@@ -113,6 +211,45 @@ def _batches(
         yield SourceBatch(
             name, f"{info.key}:{info.etag}:{info.size}", _reader(fetch, spec, name, features, label)
         )
+
+
+def _http_batch(
+    url: str,
+    pinned: str | None,
+    spec: DatasetSpec,
+    fetch_url: HttpFetch,
+    known: Mapping[str, HttpValidators],
+) -> SourceBatch:
+    schema = spec.data_schema
+    features = [f.name for f in schema.features] if schema else []
+    label = schema.label if schema else None
+    shown, key = redact_url(url), http_key(url)
+    previous = known.get(key)
+    response = fetch_url(url, previous)
+    if response.body is None:
+        if previous is None:
+            raise SourceUnavailableError(f"{shown}: HTTP 304 to an unconditional request")
+        digest = previous.sha256
+    else:
+        digest = hashlib.sha256(response.body).hexdigest()
+    if pinned and pinned != digest:
+        raise SourceUnavailableError(f"{shown}: SHA-256 mismatch (expected {pinned})")
+    if response.body is None:
+        return SourceBatch(shown, digest, _not_downloaded(shown), previous, not_modified=True)
+    body = response.body
+    validators = None
+    if response.etag or response.last_modified:
+        validators = HttpValidators(key, digest, response.etag, response.last_modified)
+    return SourceBatch(
+        shown, digest, _reader(lambda: body, spec, shown, features, label), validators
+    )
+
+
+def _not_downloaded(shown: str) -> Callable[[], Iterator[Row | Rejected]]:
+    def rows() -> Iterator[Row | Rejected]:
+        raise AssertionError(f"{shown} was not downloaded (304): list without validators")
+
+    return rows
 
 
 def _reader(

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from .artifacts import ArtifactStore, BlobRef, blob_key
 from .config import StoreConfig
-from .errors import IntegrityError, ObjectMissingError, StorageUnavailableError, StoreError
+from .errors import (
+    IntegrityError,
+    ObjectMissingError,
+    StorageMisconfiguredError,
+    StorageRejectedError,
+    StorageUnavailableError,
+    StoreError,
+)
 
 __all__ = [
     "ArtifactStore",
     "BlobRef",
     "IntegrityError",
     "ObjectMissingError",
+    "StorageMisconfiguredError",
+    "StorageRejectedError",
     "StorageUnavailableError",
     "StoreConfig",
     "StoreError",

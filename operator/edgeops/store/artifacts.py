@@ -24,7 +24,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from .config import StoreConfig
-from .errors import IntegrityError, ObjectMissingError, StoreError
+from .errors import IntegrityError, ObjectMissingError, StorageRejectedError, StoreError
 from .retry import DEFAULT_BACKOFF, Backoff, with_retries
 
 BLOB_PREFIX = "blobs/sha256/"
@@ -34,7 +34,8 @@ PART_SIZE = 16 * 1024 * 1024
 #: Presigned URLs are for one device download or one Job upload: keep them short-lived.
 MAX_URL_LIFETIME = timedelta(hours=1)
 T = TypeVar("T")
-_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchBucket"})
+#: "The object does not exist". A missing bucket is not one: it is a StorageRejectedError.
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject"})
 
 
 def blob_key(sha256: str) -> str:
@@ -81,10 +82,13 @@ class ArtifactStore:
     # ----- bucket -------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """Raises StorageUnavailableError unless the bucket answers."""
+        """Raises StorageUnavailableError unless S3 answers, StorageRejectedError unless the
+        bucket exists and the credentials may use it."""
         exists = self._retry(lambda: self._client.bucket_exists(self.bucket), "bucket check")
         if not exists:
-            raise StoreError(f"bucket {self.bucket!r} does not exist")
+            raise StorageRejectedError(
+                "NoSuchBucket", f"S3 refused: NoSuchBucket (bucket {self.bucket!r} does not exist)"
+            )
 
     def ensure_bucket(self) -> None:
         if not self._retry(lambda: self._client.bucket_exists(self.bucket), "bucket check"):
@@ -144,7 +148,7 @@ class ArtifactStore:
                 response.release_conn()
             return digest.hexdigest()
 
-        actual = self._retry(fetch, f"get blob {sha256}")
+        actual = self._retry(fetch, f"get blob {sha256}", key=blob_key(sha256))
         if actual != sha256:
             tmp.unlink(missing_ok=True)
             raise IntegrityError(f"blob {sha256} is corrupt: content hash differs")
@@ -176,14 +180,7 @@ class ArtifactStore:
                 response.close()
                 response.release_conn()
 
-        try:
-            return self._retry(fetch, f"get {key}")
-        except S3Error as error:
-            if error.code in _MISSING_CODES:
-                raise ObjectMissingError(
-                    f"s3://{bucket or self.bucket}/{key} does not exist"
-                ) from None
-            raise
+        return self._retry(fetch, f"get {key}", bucket=bucket, key=key)
 
     def put_json(self, key: str, document: Any) -> None:
         self.put_bytes(key, canonical_json(document), "application/json")
@@ -194,12 +191,13 @@ class ArtifactStore:
     def stat(self, key: str, bucket: str | None = None) -> ObjectInfo | None:
         try:
             obj = self._retry(
-                lambda: self._client.stat_object(bucket or self.bucket, key), f"stat {key}"
+                lambda: self._client.stat_object(bucket or self.bucket, key),
+                f"stat {key}",
+                bucket=bucket,
+                key=key,
             )
-        except S3Error as error:
-            if error.code in _MISSING_CODES:
-                return None
-            raise
+        except ObjectMissingError:
+            return None
         return ObjectInfo(key, int(obj.size or 0), str(obj.etag or ""), obj.last_modified)
 
     def exists(self, key: str) -> bool:
@@ -222,7 +220,7 @@ class ArtifactStore:
                 if o.object_name and not o.is_dir
             ]
 
-        return sorted(self._retry(listing, f"list {prefix}"), key=lambda o: o.key)
+        return sorted(self._retry(listing, f"list {prefix}", bucket=bucket), key=lambda o: o.key)
 
     def delete(self, keys: Iterable[str]) -> int:
         """Deletes objects (missing ones are fine); returns how many were requested."""
@@ -252,8 +250,23 @@ class ArtifactStore:
             f"presign put {key}",
         )
 
-    def _retry(self, call: Callable[[], T], what: str) -> T:
-        return with_retries(call, what, self._backoff)
+    def _retry(
+        self, call: Callable[[], T], what: str, bucket: str | None = None, key: str | None = None
+    ) -> T:
+        """Transient failures are retried (then StorageUnavailableError); an S3 error
+        answer becomes ObjectMissingError or StorageRejectedError, never a raw S3Error."""
+        bucket = bucket or self.bucket
+        try:
+            return with_retries(call, what, self._backoff)
+        except S3Error as error:
+            code = error.code or "UnknownError"
+            if code in _MISSING_CODES:
+                shown = f"s3://{bucket}/{key}" if key is not None else f"{what} (bucket {bucket})"
+                raise ObjectMissingError(f"{shown} does not exist") from None
+            detail = f": {error.message}" if error.message else ""
+            raise StorageRejectedError(
+                code, f"S3 refused: {code} ({what} in bucket {bucket!r}{detail})"
+            ) from error
 
 
 def canonical_json(document: Any) -> bytes:

@@ -29,7 +29,9 @@ class StoreConfig:
     def __post_init__(self) -> None:
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"S3 endpoint must be http(s)://host[:port], not {self.endpoint!r}")
+            raise ValueError(
+                f"S3 endpoint must be http(s)://host[:port], not {_redacted(self.endpoint)!r}"
+            )
 
     @property
     def secure(self) -> bool:
@@ -71,3 +73,12 @@ class StoreConfig:
             ca_bundle=env.get("EDGEOPS_S3_CA_BUNDLE") or None,
             insecure_skip_verify=env.get("EDGEOPS_S3_INSECURE_SKIP_VERIFY", "") == "true",
         )
+
+
+def _redacted(endpoint: str) -> str:
+    """The endpoint without what may be credentials: user:password@ and a query."""
+    shown = endpoint.split("?", 1)[0].split("#", 1)[0]
+    scheme, separator, rest = shown.rpartition("://")
+    if "@" in rest:
+        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
+    return shown
