@@ -217,7 +217,7 @@ def test_refused_credentials_name_the_code_and_where_to_fix_them(
     harness = Harness(monkeypatch, SPEC)
     monkeypatch.setenv("EDGEOPS_S3_SECRET", "edgeops-system/edgeops-s3")
     forgotten: list[bool] = []
-    monkeypatch.setattr(controller, "forget_store", lambda: forgotten.append(True))
+    monkeypatch.setattr(storage, "forget_store", lambda: forgotten.append(True))
     harness.store = RefusingStore(
         StorageRejectedError("InvalidAccessKeyId", "S3 refused: InvalidAccessKeyId (list x)")
     )

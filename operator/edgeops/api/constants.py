@@ -135,6 +135,8 @@ class Reason:
     ROWS_VALIDATED: Final = "RowsValidated"
     STORAGE_REACHABLE: Final = "StorageReachable"
     STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
+    STORAGE_MISCONFIGURED: Final = "StorageMisconfigured"
+    STORAGE_REJECTED: Final = "StorageRejected"
     # TrainingRun
     DATASET_NOT_FOUND: Final = "DatasetNotFound"
     DATASET_VERSION_NOT_FOUND: Final = "DatasetVersionNotFound"

@@ -44,7 +44,7 @@ from edgeops.store import (
     StoreError,
 )
 
-from .storage import artifact_store, credentials_origin, forget_store
+from .storage import artifact_store, describe_store_error
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ RETENTION_EVERY_SECONDS: Final = 3600.0
 #: A collection that lost a race with its sources (an object deleted or changed while it
 #: was read) is tried again this soon, whatever the schedule.
 RACE_RETRY_SECONDS: Final = 10.0
-#: StorageAvailable=False reasons besides Reason.STORAGE_UNAVAILABLE (an outage).
-STORAGE_MISCONFIGURED: Final = "StorageMisconfigured"
-STORAGE_REJECTED: Final = "StorageRejected"
+#: Ready=False reason of a collection that failed for its data or sources, not for S3.
 COLLECTION_FAILED: Final = "CollectionFailed"
 #: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
 #: run and model, so one bucket-wide pass an hour serves them all.
@@ -131,17 +129,9 @@ def _collect_and_report(
         result = collect(
             artifact_store(), namespace, name, spec, now, before_manifest=_pause(delay, name)
         )
-    except StorageMisconfiguredError as error:
-        detail = f"S3 store misconfigured: {error}"
-        _storage_down(
-            body, patch, status, generation, now, conditions, detail, STORAGE_MISCONFIGURED
-        )
-        return
-    except StorageRejectedError as error:
-        if error.credentials:
-            forget_store()  # so a corrected Secret is read on the next attempt
-        detail = f"{error}; {_rejection_hint(error)}"
-        _storage_down(body, patch, status, generation, now, conditions, detail, STORAGE_REJECTED)
+    except (StorageMisconfiguredError, StorageRejectedError) as error:
+        reason, detail = describe_store_error(error)
+        _storage_down(body, patch, status, generation, now, conditions, detail, reason)
         return
     except (ObjectMissingError, IntegrityError) as error:
         # Not an outage: a source object vanished or changed while it was read (e.g. an
@@ -165,14 +155,6 @@ def _collect_and_report(
         _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
         return
     _report(body, patch, status, spec, generation, now, conditions, result)
-
-
-def _rejection_hint(error: StorageRejectedError) -> str:
-    if error.credentials:
-        return f"check the S3 credentials in {credentials_origin()} and their permissions"
-    if error.code == "NoSuchBucket":
-        return "check the bucket name (EDGEOPS_S3_BUCKET, or the s3 source's bucket)"
-    return "S3 will refuse this again until it is fixed"
 
 
 def _due(

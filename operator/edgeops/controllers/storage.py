@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import threading
 
+from edgeops.api.constants import Reason
 from edgeops.k8s import client as k8s
 from edgeops.store import (
     ArtifactStore,
     StorageMisconfiguredError,
+    StorageRejectedError,
     StorageUnavailableError,
     StoreConfig,
+    StoreError,
 )
 
 DEFAULT_SECRET_NAMESPACE = "edgeops-system"
@@ -91,3 +94,21 @@ def _read_secret(namespace: str, name: str) -> dict[str, str]:
             f"cannot read credentials Secret {namespace}/{name}: {type(error).__name__}"
             + (f" (HTTP {status})" if status else "")
         ) from None
+
+
+def describe_store_error(error: StoreError) -> tuple[str, str]:
+    """The StorageAvailable=False reason and message for a store error, saying what to fix.
+    A refusal of the credentials drops the cached store, so a corrected Secret is read on
+    the next attempt."""
+    if isinstance(error, StorageMisconfiguredError):
+        return Reason.STORAGE_MISCONFIGURED, f"S3 store misconfigured: {error}"
+    if isinstance(error, StorageRejectedError):
+        if error.credentials:
+            forget_store()
+            hint = f"check the S3 credentials in {credentials_origin()} and their permissions"
+        elif error.code == "NoSuchBucket":
+            hint = "check the bucket name (EDGEOPS_S3_BUCKET, or the s3 source's bucket)"
+        else:
+            hint = "S3 will refuse this again until it is fixed"
+        return Reason.STORAGE_REJECTED, f"{error}; {hint}"
+    return Reason.STORAGE_UNAVAILABLE, str(error)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 
@@ -28,11 +28,11 @@ from edgeops.api.constants import (
 )
 from edgeops.api.trainingrun import TrainingRunSpec
 from edgeops.controllers import events
-from edgeops.controllers.storage import artifact_store
+from edgeops.controllers.storage import artifact_store, describe_store_error
 from edgeops.k8s import custom, objects
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import training as policy
-from edgeops.store import StorageUnavailableError
+from edgeops.store import StorageUnavailableError, StoreError
 
 FINISHED = ("Succeeded", "Failed")
 TRACK_INTERVAL = float(os.environ.get("EDGEOPS_TRAINING_POLL_SECONDS", "2"))
@@ -134,13 +134,8 @@ def start(
         raise
     try:
         job, created = _ensure_job(body, parsed, namespace, dataset_version, slices)
-    except StorageUnavailableError as exc:
-        patch.status["conditions"] = _conditions(
-            current,
-            generation,
-            (ConditionType.STORAGE_AVAILABLE, "False", Reason.STORAGE_UNAVAILABLE, str(exc)),
-        )
-        raise kopf.TemporaryError(f"object store unavailable: {exc}", delay=10) from exc
+    except StoreError as exc:
+        _storage_down(patch, current, generation, exc)
     except custom.StaleOwnerError as exc:
         # A run deleted and recreated under the same name: its predecessor's Job (or
         # ConfigMap) is still being garbage-collected. Adopting it would report the old
@@ -250,13 +245,8 @@ def track(
             state = policy.JobState("Failed", "ResultsMissing", str(exc))
             reason, message = state.reason, state.message
             update["phase"] = "Failed"
-        except StorageUnavailableError as exc:
-            patch.status["conditions"] = _conditions(
-                current,
-                generation,
-                (ConditionType.STORAGE_AVAILABLE, "False", Reason.STORAGE_UNAVAILABLE, str(exc)),
-            )
-            raise kopf.TemporaryError(f"object store unavailable: {exc}", delay=10) from exc
+        except StoreError as exc:
+            _storage_down(patch, current, generation, exc)
         else:
             update["metrics"] = results["metrics"]
             update["artifacts"] = results["artifacts"]
@@ -322,6 +312,18 @@ def _read_results(body: kopf.Body, status: dict[str, Any]) -> dict[str, Any]:
         )
     results: dict[str, Any] = store.get_json(key)
     return results
+
+
+def _storage_down(
+    patch: kopf.Patch, current: dict[str, Any], generation: Any, error: StoreError
+) -> NoReturn:
+    """StorageAvailable=False with what to fix, then retry: an outage heals by itself, a
+    refusal or misconfiguration once someone fixes it."""
+    reason, message = describe_store_error(error)
+    patch.status["conditions"] = _conditions(
+        current, generation, (ConditionType.STORAGE_AVAILABLE, "False", reason, message)
+    )
+    raise kopf.TemporaryError(f"object store: {message}", delay=10) from error
 
 
 def _read_failure(body: kopf.Body) -> str | None:
