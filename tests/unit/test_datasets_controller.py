@@ -162,3 +162,23 @@ def test_unchanged_good_sources_still_report_no_new_data(monkeypatch: pytest.Mon
     assert harness.condition("Validated")[:2] == ("True", "RowsValidated")
     assert "lastCollectionTime" not in again
     assert [reason for reason, _ in harness.events] == ["VersionPublished"]
+
+
+def test_versions_deleted_by_retention_leave_the_status_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch, SPEC)
+    harness.drop("a.csv", ROWS)
+    harness.tick()
+    (current,) = harness.object["status"]["versions"]
+    expired = {**current, "id": "e" * 64}
+    harness.object["status"]["versions"] = [expired, current]
+    monkeypatch.setattr(
+        controller,
+        "enforce_retention",
+        lambda *_: RetentionReport(deleted_versions=[expired["id"]]),
+    )
+    monkeypatch.setattr(controller, "collect", _never_collect)
+    harness.an_hour_passes()
+    assert harness.tick()["versions"] == [current]
+    assert [r for r, _ in harness.events][-1] == "RetentionEnforced"

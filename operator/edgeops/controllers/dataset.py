@@ -108,7 +108,11 @@ def collect_dataset(
         )
     # On its own hourly clock: neither a quiet schedule nor failing collections stop it.
     # Without retentionDays it still removes what crashed collections left behind.
-    _retention(body, parsed, namespace, name, memo, now)
+    deleted = _retention(body, parsed, namespace, name, memo, now)
+    if deleted:
+        # The status history must not list versions that are gone from S3.
+        listed = patch.status.get("versions") or status.get("versions") or []
+        patch.status["versions"] = [v for v in listed if v.get("id") not in deleted]
 
 
 def _collect_and_report(
@@ -376,10 +380,11 @@ def _retention(
     name: str,
     memo: kopf.Memo,
     now: datetime,
-) -> None:
+) -> set[str]:
+    """Runs retention at most hourly; returns the ids of the versions it deleted."""
     last: datetime | None = memo.get("last_retention")
     if last is not None and (now - last).total_seconds() < RETENTION_EVERY_SECONDS:
-        return
+        return set()
     memo["last_retention"] = now
     try:
         protected = k8s.deployed_dataset_versions(namespace)
@@ -390,7 +395,7 @@ def _retention(
             name,
             type(error).__name__,
         )
-        return
+        return set()
     inbox: str | None = None
     for source in spec.sources:
         if source.inbox is not None:
@@ -405,7 +410,7 @@ def _retention(
         report.deleted_blobs = _collect_garbage_hourly(store, now)
     except StoreError as error:
         log.warning("dataset %s/%s: retention failed: %s", namespace, name, error)
-        return
+        return set()
     if (
         report.deleted_versions
         or report.deleted_raw
@@ -423,3 +428,4 @@ def _retention(
             f"{len(report.kept_for_models)} expired versions kept because deployed models use "
             f"them ({', '.join(v[:12] for v in report.kept_for_models) or 'none'})",
         )
+    return set(report.deleted_versions)
