@@ -5,7 +5,9 @@ ConfigMap/Secret pair of the signing key."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+import hashlib
+import json
+from typing import Any, Final
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -14,6 +16,9 @@ from edgeops.api.constants import GROUP, VERSION, Labels
 from edgeops.k8s.client import api_client
 
 MANAGED = {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE}
+#: Hash of the spec `apply` last wrote: a spec the operator stopped setting a key in is a
+#: change, while keys a defaulting webhook added to the live object are not.
+APPLIED_SPEC: Final = "edgeops.dev/applied-spec"
 
 
 def _custom() -> client.CustomObjectsApi:
@@ -106,7 +111,14 @@ def apply(
     namespace: str, plural: str, manifest: dict[str, Any], group: str, version: str
 ) -> tuple[dict[str, Any], str]:
     """Creates the object or brings its spec, labels and annotations to the manifest's.
+    Fields the live spec has beyond the manifest's (a webhook's defaults) are left alone.
     Returns (object, "created" | "updated" | "unchanged")."""
+    spec_hash = hashlib.sha256(
+        json.dumps(manifest.get("spec"), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    metadata = manifest["metadata"]
+    annotations = {**(metadata.get("annotations") or {}), APPLIED_SPEC: spec_hash}
+    manifest = {**manifest, "metadata": {**metadata, "annotations": annotations}}
     # Read first: in the steady state this is the only call.
     existing = read(namespace, group, version, plural, manifest["metadata"]["name"])
     if existing is None:
@@ -118,7 +130,8 @@ def apply(
     wanted_meta = manifest["metadata"]
     meta = obj.get("metadata") or {}
     drift: dict[str, Any] = {}
-    if obj.get("spec") != manifest.get("spec"):
+    applied = (meta.get("annotations") or {}).get(APPLIED_SPEC)
+    if applied != spec_hash or not _contains(obj.get("spec"), manifest.get("spec")):
         drift["spec"] = manifest.get("spec")
     for key in ("labels", "annotations"):
         wanted = wanted_meta.get(key) or {}
@@ -138,6 +151,22 @@ def apply(
             group, version, namespace, plural, meta["name"], drift
         )
     return updated, "updated"
+
+
+def _contains(live: Any, wanted: Any) -> bool:
+    """Whether ``live`` has every field of ``wanted`` with its value, recursively (lists
+    element by element)."""
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(
+            k in live and _contains(live[k], v) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(wanted)
+            and all(_contains(a, b) for a, b in zip(live, wanted, strict=True))
+        )
+    return bool(live == wanted)
 
 
 def delete(namespace: str, group: str, version: str, plural: str, name: str) -> bool:
