@@ -12,19 +12,9 @@ from edgeops.controllers import dataset as controller
 from edgeops.datasets.retention import RetentionReport
 from edgeops.k8s import client as k8s
 from tests.unit.test_datasets_ingest import HEADER, NAME, NS, ROWS, MemoryStore
+from tests.unit.test_datasets_ingest import SPEC as INBOX_SPEC
 
-SPEC: dict[str, Any] = {
-    "sources": [{"inbox": {}}],
-    "schema": {
-        "features": [{"name": "ax", "type": "float", "min": -100, "max": 100}],
-        "label": "label",
-        "sliceColumns": ["site"],
-        "rowKey": ["t"],
-    },
-    "governance": {"classification": "internal", "retentionDays": 30},
-    "validation": {"maxRejectedFraction": 0.1},
-    "collection": {"schedule": "24h"},
-}
+SPEC: dict[str, Any] = {**INBOX_SPEC, "collection": {"schedule": "24h"}}
 
 
 class Harness:

@@ -82,20 +82,22 @@ HEADER = "t,ax,label,site\n"
 ROWS = [f"{i},{i * 0.5},{'walk' if i % 3 else 'run'},{'a' if i % 2 else 'b'}\n" for i in range(60)]
 
 
+#: An inbox Dataset over HEADER/ROWS.
+SPEC: dict[str, Any] = {
+    "sources": [{"inbox": {}}],
+    "schema": {
+        "features": [{"name": "ax", "type": "float", "min": -100, "max": 100}],
+        "label": "label",
+        "sliceColumns": ["site"],
+        "rowKey": ["t"],
+    },
+    "governance": {"classification": "internal", "retentionDays": 30},
+    "validation": {"maxRejectedFraction": 0.1},
+}
+
+
 def _spec(**overrides: Any) -> DatasetSpec:
-    document: dict[str, Any] = {
-        "sources": [{"inbox": {}}],
-        "schema": {
-            "features": [{"name": "ax", "type": "float", "min": -100, "max": 100}],
-            "label": "label",
-            "sliceColumns": ["site"],
-            "rowKey": ["t"],
-        },
-        "governance": {"classification": "internal", "retentionDays": 30},
-        "validation": {"maxRejectedFraction": 0.1},
-    }
-    document.update(overrides)
-    return DatasetSpec.model_validate(document)
+    return DatasetSpec.model_validate({**SPEC, **overrides})
 
 
 def _drop(store: MemoryStore, name: str, lines: list[str]) -> None:
