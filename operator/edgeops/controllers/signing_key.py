@@ -23,6 +23,7 @@ DEFAULT_NAMESPACE: Final = "edgeops-system"
 
 _lock = threading.Lock()
 _key: SigningKey | None = None
+_loaded_at = 0.0
 #: namespace -> when its ConfigMap was last checked (a namespace can be recreated).
 _published: dict[str, float] = {}
 REPUBLISH_SECONDS: Final = 300.0
@@ -33,10 +34,11 @@ def operator_namespace() -> str:
 
 
 def current_key() -> SigningKey:
-    """Loaded (or generated and stored) once per process."""
-    global _key
+    """Loaded (or generated and stored) on first use, and read again every few minutes so
+    that a key rotated in the Secret signs the next versions without a restart."""
+    global _key, _loaded_at
     with _lock:
-        if _key is None:
+        if _key is None or time.monotonic() - _loaded_at >= REPUBLISH_SECONDS:
             # The operator's own namespace exists (it runs there); creating it would need a
             # cluster-wide permission the chart rightly does not grant.
             namespace = operator_namespace()
@@ -44,11 +46,21 @@ def current_key() -> SigningKey:
             stored = custom.create_secret_once(
                 namespace, SECRET_NAME, {PRIVATE_KEY: fresh.private_b64}
             )
-            _key = signing_key(stored[PRIVATE_KEY])
-            origin = "generated" if _key.key_id == fresh.key_id else "loaded"
-            log.info(
-                "signing key %s %s from Secret %s/%s", _key.key_id, origin, namespace, SECRET_NAME
-            )
+            key = signing_key(stored[PRIVATE_KEY])
+            _loaded_at = time.monotonic()
+            if _key is None or key.key_id != _key.key_id:
+                origin = "generated" if key.key_id == fresh.key_id else "loaded"
+                if _key is not None:
+                    origin = f"rotated from {_key.key_id}, loaded"
+                    _published.clear()  # publish the new public key now, keeping the old
+                log.info(
+                    "signing key %s %s from Secret %s/%s",
+                    key.key_id,
+                    origin,
+                    namespace,
+                    SECRET_NAME,
+                )
+            _key = key
         return _key
 
 
