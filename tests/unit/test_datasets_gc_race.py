@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edgeops.datasets import inflight, layout
+from edgeops.datasets import inflight, ingest, layout
 from edgeops.datasets.ingest import Outcome, collect
 from edgeops.datasets.manifest import parse_manifest
 from edgeops.datasets.retention import collect_garbage
@@ -109,7 +109,7 @@ def test_without_the_hold_the_same_interleaving_loses_blobs(
 ) -> None:
     """Shows the test above exercises the race: with the hold disabled, the pass deletes
     blobs the just-published version needs."""
-    monkeypatch.setattr(inflight, "hold", lambda _shas: nullcontext())
+    monkeypatch.setattr(ingest, "hold", lambda _shas: nullcontext())
     store = RacingStore()
     orphans = _old_orphan_shards(store)
     published: list[str] = []

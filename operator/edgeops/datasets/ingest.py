@@ -21,6 +21,7 @@ from edgeops.api import DatasetSchema, DatasetSpec, format_time
 from . import layout
 from .canonical import canonical_json, finite_json
 from .cleaning import CleanResult, clean, kept_columns
+from .inflight import hold
 from .manifest import ManifestEntry, manifest_bytes, version_id
 from .profile import build_profile, class_balance
 from .protocol import Store
@@ -230,7 +231,6 @@ def _publish(
         published = _republished(store, namespace, name, version, record)
         store.delete([layout.staging_key(namespace, name, version)])
         return published
-    from .inflight import hold
 
     staging = layout.staging_key(namespace, name, version)
     shas = [e.sha256 for e in entries]
