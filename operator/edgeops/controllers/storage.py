@@ -41,14 +41,9 @@ def artifact_store() -> ArtifactStore:
     with _lock:
         if _store is None:
             env = dict(os.environ)
-            secret_ref = env.get("EDGEOPS_S3_SECRET")
-            secret = None
-            shown = ""
-            if secret_ref:
-                namespace, _, name = secret_ref.rpartition("/")
-                namespace = namespace or env.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE)
-                shown = f"{namespace}/{name}"
-                secret = _read_secret(namespace, name)
+            ref = _secret_ref()
+            secret = _read_secret(*ref) if ref else None
+            shown = "/".join(ref) if ref else ""
             try:
                 _store = ArtifactStore(StoreConfig.from_env(env, secret))
             except ValueError as error:
@@ -59,12 +54,19 @@ def artifact_store() -> ArtifactStore:
 
 def credentials_origin() -> str:
     """Where the store's credentials come from, for messages that ask to check them."""
-    secret_ref = os.environ.get("EDGEOPS_S3_SECRET")
-    if secret_ref:
-        namespace, _, name = secret_ref.rpartition("/")
-        namespace = namespace or os.environ.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE)
-        return f"Secret {namespace}/{name} (keys accessKey, secretKey)"
+    ref = _secret_ref()
+    if ref:
+        return f"Secret {'/'.join(ref)} (keys accessKey, secretKey)"
     return "EDGEOPS_S3_ACCESS_KEY / EDGEOPS_S3_SECRET_KEY"
+
+
+def _secret_ref() -> tuple[str, str] | None:
+    """(namespace, name) of the credentials Secret that EDGEOPS_S3_SECRET names, if any."""
+    secret_ref = os.environ.get("EDGEOPS_S3_SECRET")
+    if not secret_ref:
+        return None
+    namespace, _, name = secret_ref.rpartition("/")
+    return namespace or os.environ.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE), name
 
 
 def forget_store() -> None:
