@@ -36,6 +36,18 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return dict(found[0])
 
 
+#: The built-in BasicMotions recordings as Dataset `motions`, shared by training tests.
+MOTIONS_DATASET = """
+apiVersion: edgeops.dev/v1alpha1
+kind: Dataset
+metadata: {name: motions}
+spec:
+  sources: [{builtin: {name: basic-motions}}]
+  split: {train: 0.6, validation: 0.2, test: 0.2}
+  governance: {classification: internal, retentionDays: 30, region: eu-central-1}
+"""
+
+
 class Cluster:
     """Test-facing handle on the session's devcluster."""
 
@@ -63,6 +75,21 @@ class Cluster:
     def store(self) -> ArtifactStore:
         """The devcluster's S3 bucket through EdgeOps's own store client."""
         return ArtifactStore(StoreConfig.from_env(self.env))
+
+    def motions_dataset(self, namespace: str) -> str:
+        """Applies Dataset `motions` (built-in BasicMotions) and returns its first version."""
+        self.kubectl("apply", "-n", namespace, "-f", "-", input=MOTIONS_DATASET)
+        return str(
+            wait_for(
+                lambda: (
+                    self.get("dataset", "motions", "-n", namespace)
+                    .get("status", {})
+                    .get("latestVersion")
+                ),
+                120,
+                "the dataset's first version",
+            )
+        )
 
     def namespace(self, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"

@@ -12,15 +12,6 @@ from tests.conftest import Cluster, condition, wait_for
 
 pytestmark = pytest.mark.integration
 
-DATASET = """
-apiVersion: edgeops.dev/v1alpha1
-kind: Dataset
-metadata: {name: motions}
-spec:
-  sources: [{builtin: {name: basic-motions}}]
-  split: {train: 0.6, validation: 0.2, test: 0.2}
-  governance: {classification: internal, retentionDays: 30, region: eu-central-1}
-"""
 RUN = json.dumps(
     {
         "apiVersion": "edgeops.dev/v1alpha1",
@@ -51,12 +42,7 @@ def test_a_recreated_run_waits_for_its_predecessors_job_then_creates_its_own(
     cluster: Cluster,
 ) -> None:
     ns = cluster.namespace("recreate")
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=DATASET)
-    wait_for(
-        lambda: cluster.get("dataset", "motions", "-n", ns).get("status", {}).get("latestVersion"),
-        120,
-        "the dataset's first version",
-    )
+    cluster.motions_dataset(ns)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=RUN)
     old_uid = cluster.get("trainingrun", "again", "-n", ns)["metadata"]["uid"]
     job = wait_for(lambda: cluster.get("job", "again-train", "-n", ns), 60, "the first Job")

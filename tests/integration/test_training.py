@@ -22,16 +22,6 @@ pytestmark = pytest.mark.integration
 tf = pytest.importorskip("tensorflow", reason="the train extra is needed to check the exports")
 ort = pytest.importorskip("onnxruntime")
 
-DATASET = """
-apiVersion: edgeops.dev/v1alpha1
-kind: Dataset
-metadata: {name: motions}
-spec:
-  sources: [{builtin: {name: basic-motions}}]
-  split: {train: 0.6, validation: 0.2, test: 0.2}
-  governance: {classification: internal, retentionDays: 30, region: eu-central-1}
-"""
-
 
 def run_manifest(name: str, **trainer: Any) -> str:
     spec: dict[str, Any] = {
@@ -63,12 +53,7 @@ def _finished(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
 def trained(cluster: Cluster) -> dict[str, Any]:
     """One namespace with the dataset and a successful run, shared by the checks below."""
     ns = cluster.namespace("train")
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=DATASET)
-    version = wait_for(
-        lambda: cluster.get("dataset", "motions", "-n", ns).get("status", {}).get("latestVersion"),
-        120,
-        "the dataset's first version",
-    )
+    version = cluster.motions_dataset(ns)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("good"))
     status = wait_for(lambda: _finished(cluster, ns, "good"), 420, "run good to finish")
     return {"ns": ns, "version": version, "status": status}
