@@ -62,7 +62,7 @@ COLLECTION_FAILED: Final = "CollectionFailed"
 #: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
 #: run and model, so one bucket-wide pass an hour serves them all.
 _gc_lock = threading.Lock()
-_last_gc: list[datetime] = []
+_last_gc: datetime | None = None
 CONDITION_TYPES: Final = (
     ConditionType.READY,
     ConditionType.VALIDATED,
@@ -366,10 +366,11 @@ def _write(
 
 
 def _collect_garbage_hourly(store: ArtifactStore, now: datetime) -> int:
+    global _last_gc
     with _gc_lock:
-        if _last_gc and (now - _last_gc[0]).total_seconds() < RETENTION_EVERY_SECONDS:
+        if _last_gc is not None and (now - _last_gc).total_seconds() < RETENTION_EVERY_SECONDS:
             return 0
-        _last_gc[:] = [now]
+        _last_gc = now
     return collect_garbage(store, now)
 
 
