@@ -30,6 +30,13 @@ class OperatorSettings(BaseSettings):
         "changes. Reconciliation is event-driven; this only bounds how long a missed event "
         "(or a change outside Kubernetes, e.g. in S3) can go unnoticed.",
     )
+    source_poll_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between looks for new objects in the sources of a Dataset with "
+        "collection.onNewObjects (S3 and HTTP have no watch). Each look is one listing "
+        "of the sources, never an API-server call.",
+    )
     s3_job_endpoint: str | None = Field(
         None,
         description="S3 endpoint as seen from training and ingestion pods, when it differs "

@@ -1,4 +1,4 @@
-"""create_or_adopt never adopts an object another owner controls (e.g. the Job of a deleted
+"""apply_owned never adopts an object another owner controls (e.g. the Job of a deleted
 run of the same name that is still being garbage-collected), and the controllers report
 that as a retryable wait instead of adopting it."""
 
@@ -9,12 +9,10 @@ from typing import Any
 
 import kopf
 import pytest
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
 from edgeops.controllers import edgemodel, trainingrun
-from edgeops.k8s import custom, objects
+from edgeops.k8s import apply, custom
 
 OLD, NEW = "uid-old", "uid-new"
 
@@ -67,89 +65,56 @@ def test_another_owner_is_named() -> None:
         )
 
 
-# --- k8s.objects (Jobs, ConfigMaps) ----------------------------------------------------------
-
-
-def _conflict(*_: Any, **__: Any) -> Any:
-    raise ApiException(status=409, reason="AlreadyExists")
-
-
-def _existing_job(owner_uid: str | None) -> client.V1Job:
-    refs = None
-    if owner_uid is not None:
-        refs = [
-            client.V1OwnerReference(
-                api_version="edgeops.dev/v1alpha1",
-                kind="TrainingRun",
-                name="run",
-                uid=owner_uid,
-                controller=True,
-            )
-        ]
-    return client.V1Job(
-        api_version="batch/v1",
-        kind="Job",
-        metadata=client.V1ObjectMeta(name="run-train", owner_references=refs),
-    )
+# --- k8s.apply (Jobs, ConfigMaps, TrainingRuns, FleetRollouts) ------------------------------
 
 
 @pytest.fixture
-def job_api(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The Job already exists: create conflicts, read returns ``state["existing"]``."""
-    state: dict[str, Any] = {}
-    monkeypatch.setattr(objects, "api_client", lambda: client.ApiClient())
-    monkeypatch.setattr(
-        objects, "_api_for", lambda kind: (_conflict, lambda name, ns: state["existing"])
-    )
+def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The object already exists as ``state["existing"]``; applies are recorded."""
+    state: dict[str, Any] = {"applied": []}
+    monkeypatch.setattr(apply, "read", lambda _ns, _manifest: state["existing"])
+
+    def server_side_apply(_ns: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        state["applied"].append(manifest)
+        return manifest
+
+    monkeypatch.setattr(apply, "server_side_apply", server_side_apply)
     return state
 
 
 @pytest.mark.parametrize("owner", [NEW, None])
-def test_objects_adopts_its_own_or_an_unowned_job(
-    job_api: dict[str, Any], owner: str | None
-) -> None:
-    job_api["existing"] = _existing_job(owner)
-    obj, created = objects.create_or_adopt("ns", _obj("run-train", _ref(NEW)))
-    assert not created and obj["metadata"]["name"] == "run-train"
+def test_objects_adopts_its_own_or_an_unowned_job(live: dict[str, Any], owner: str | None) -> None:
+    live["existing"] = _obj("run-train", *([_ref(owner)] if owner else []))
+    obj, action = apply.apply_owned("ns", _obj("run-train", _ref(NEW)), update=False)
+    assert action == "unchanged" and obj["metadata"]["name"] == "run-train"
+    assert live["applied"] == []  # an existing Job is adopted as it is
 
 
-def test_objects_refuses_the_job_of_a_deleted_run(job_api: dict[str, Any]) -> None:
-    job_api["existing"] = _existing_job(OLD)
+def test_objects_refuses_the_job_of_a_deleted_run(live: dict[str, Any]) -> None:
+    live["existing"] = _obj("run-train", _ref(OLD))
     with pytest.raises(custom.StaleOwnerError, match="Job run-train still belongs"):
-        objects.create_or_adopt("ns", _obj("run-train", _ref(NEW)))
-
-
-# --- k8s.custom (TrainingRuns, FleetRollouts) -------------------------------------------------
-
-
-class _FakeCustom:
-    def __init__(self, existing: dict[str, Any]) -> None:
-        self.existing = existing
-
-    def create_namespaced_custom_object(self, *_: Any) -> dict[str, Any]:
-        raise ApiException(status=409, reason="AlreadyExists")
-
-    def get_namespaced_custom_object(self, *_: Any) -> dict[str, Any]:
-        return self.existing
+        apply.apply_owned("ns", _obj("run-train", _ref(NEW)), update=False)
+    assert live["applied"] == []
 
 
 def _run(name: str, owner: str) -> dict[str, Any]:
     return _obj(name, _ref(owner, name="m", kind="EdgeModel"), kind="TrainingRun")
 
 
-def test_custom_adopts_the_run_of_the_same_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(custom, "_custom", lambda: _FakeCustom(_run("m-r1", NEW)))
-    obj, created = custom.create_or_adopt("ns", "trainingruns", _run("m-r1", NEW))
-    assert not created and obj["metadata"]["ownerReferences"][0]["uid"] == NEW
+def test_custom_adopts_the_run_of_the_same_model(live: dict[str, Any]) -> None:
+    live["existing"] = _run("m-r1", NEW)
+    obj, action = apply.apply_owned("ns", _run("m-r1", NEW), update=False)
+    assert action == "unchanged" and obj["metadata"]["ownerReferences"][0]["uid"] == NEW
 
 
-def test_custom_refuses_the_run_of_a_deleted_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(custom, "_custom", lambda: _FakeCustom(_run("m-r1", OLD)))
+def test_custom_refuses_the_run_of_a_deleted_model(live: dict[str, Any]) -> None:
+    live["existing"] = _run("m-r1", OLD)
     with pytest.raises(custom.StaleOwnerError) as info:
-        custom.create_or_adopt("ns", "trainingruns", _run("m-r1", NEW))
+        apply.apply_owned("ns", _run("m-r1", NEW), update=False)
     assert "TrainingRun m-r1 still belongs to a previous EdgeModel of the same name" in str(
         info.value
     )
+    assert live["applied"] == []
 
 
 # --- controllers --------------------------------------------------------------------------------
@@ -165,6 +130,7 @@ def test_trainingrun_waits_for_the_previous_runs_job(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(trainingrun, "_resolve_dataset_version", lambda *_: ("v1", []))
     monkeypatch.setattr(trainingrun, "_ensure_job", ensure_job)
+    monkeypatch.setattr(trainingrun.objects, "read_job", lambda *_: None)
     body = kopf.Body(
         {
             "metadata": {"name": "run", "uid": NEW, "generation": 1},
@@ -173,7 +139,15 @@ def test_trainingrun_waits_for_the_previous_runs_job(monkeypatch: pytest.MonkeyP
     )
     patch = kopf.Patch()
     with pytest.raises(kopf.TemporaryError) as info:
-        trainingrun.start(body, body.spec, body.status, "ns", "run", patch)
+        trainingrun.reconcile_trainingrun(
+            body=body,
+            spec=body.spec,
+            status=body.status,
+            namespace="ns",
+            name="run",
+            patch=patch,
+            observed=trainingrun.Observed(dataset=None, job=None),
+        )
     assert "still belongs to a previous TrainingRun" in str(info.value)
     assert patch["status"]["phase"] == "Pending"
     ready = patch["status"]["conditions"][0]
@@ -193,17 +167,15 @@ def _model_spec() -> EdgeModelSpec:
 def test_edgemodel_keeps_its_triggers_when_the_run_name_is_still_taken(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def create_or_adopt(*_: Any) -> Any:
+    def create_or_adopt(*_: Any, **__: Any) -> Any:
         raise _stale()
 
-    monkeypatch.setattr(
-        edgemodel.objects, "read_custom", lambda *_: {"status": {"latestVersion": "v1"}}
-    )
-    monkeypatch.setattr(edgemodel.custom, "create_or_adopt", create_or_adopt)
+    monkeypatch.setattr(edgemodel.apply, "apply_owned", create_or_adopt)
     monkeypatch.setattr(edgemodel.events, "normal", lambda *_: None)
     body = kopf.Body({"metadata": {"name": "m", "uid": NEW}})
     now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    tick = edgemodel.Tick(body, "ns", "m", _model_spec(), EdgeModelStatus(), now)
+    seen = edgemodel.Observed([], {"status": {"latestVersion": "v1"}}, None)
+    tick = edgemodel.Tick(body, "ns", "m", _model_spec(), EdgeModelStatus(), now, observed=seen)
     before = tick.triggers.model_copy()
     with pytest.raises(custom.StaleOwnerError):
         edgemodel._evaluate_triggers(tick, kopf.Meta(body), kopf.Memo(), 0)

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from edgeops.api import TrainingRunSpec
 from edgeops.controllers import trainingrun
 
 DATASET = {"spec": {"schema": {"sliceColumns": ["site"]}}, "status": {"latestVersion": "new"}}
-
-
-@pytest.fixture(autouse=True)
-def _dataset(monkeypatch: pytest.MonkeyPatch) -> None:
-    def read(*_: Any) -> dict[str, Any]:
-        return DATASET
-
-    monkeypatch.setattr(trainingrun.custom, "read", read)
 
 
 def _spec(version: str | None = None) -> TrainingRunSpec:
@@ -26,12 +14,13 @@ def _spec(version: str | None = None) -> TrainingRunSpec:
 
 
 def test_a_new_run_trains_the_latest_version() -> None:
-    assert trainingrun._resolve_dataset_version("ns", _spec()) == ("new", ["site"])
+    assert trainingrun._resolve_dataset_version(DATASET, "ns", _spec()) == ("new", ["site"])
 
 
 def test_a_resumed_run_keeps_the_version_its_job_trains() -> None:
-    assert trainingrun._resolve_dataset_version("ns", _spec(), "old")[0] == "old"
+    assert trainingrun._resolve_dataset_version(DATASET, "ns", _spec(), "old")[0] == "old"
 
 
 def test_a_pinned_version_wins() -> None:
-    assert trainingrun._resolve_dataset_version("ns", _spec("a" * 64), "old")[0] == "a" * 64
+    pinned = trainingrun._resolve_dataset_version(DATASET, "ns", _spec("a" * 64), "old")
+    assert pinned[0] == "a" * 64

@@ -120,14 +120,27 @@ class ConditionType:
 
 
 class Reason:
-    """Condition reasons (CamelCase, as metav1.Condition requires)."""
+    """Condition and Event reasons (CamelCase, as metav1.Condition requires). Every reason
+    the operator writes is one of these; the comment says the scenario it names."""
 
     # generic
+    #: not evaluated yet (a condition's first value).
     RECONCILING: Final = "Reconciling"
+    #: everything the spec asks for is in place.
     RECONCILED: Final = "Reconciled"
+    #: the spec passed the API server but not the operator's models; the message says why.
     INVALID_SPEC: Final = "InvalidSpec"
     # Dataset
+    #: a collection published a new version.
     COLLECTED: Final = "Collected"
+    #: Event: a new version's manifest was written.
+    VERSION_PUBLISHED: Final = "VersionPublished"
+    #: Event: some rows of a collection were rejected (counts by reason).
+    ROWS_REJECTED: Final = "RowsRejected"
+    #: a collection failed for its data or sources (not for S3); retried.
+    COLLECTION_FAILED: Final = "CollectionFailed"
+    #: Event: retention deleted expired data (counts in the message).
+    RETENTION_ENFORCED: Final = "RetentionEnforced"
     NO_NEW_DATA: Final = "NoNewData"
     SOURCE_UNAVAILABLE: Final = "SourceUnavailable"
     VALIDATION_FAILED: Final = "ValidationFailed"
@@ -145,6 +158,16 @@ class Reason:
     JOB_SUCCEEDED: Final = "JobSucceeded"
     JOB_FAILED: Final = "JobFailed"
     DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+    #: creating the Job (or its ConfigMap/Secret) failed; retried.
+    JOB_CREATE_FAILED: Final = "JobCreateFailed"
+    #: the Job was deleted before the run finished and was created again.
+    JOB_RECREATED: Final = "JobRecreated"
+    #: the Job completed but the trainer's results manifest is missing in S3.
+    RESULTS_MISSING: Final = "ResultsMissing"
+    #: a pod of the Job was evicted; the Job retries.
+    POD_EVICTED: Final = "PodEvicted"
+    #: a child's name is still held by a deleted owner of the same name.
+    WAITING_FOR_PREVIOUS_RUN: Final = "WaitingForPreviousRun"
     # EdgeModel
     NO_VERSION: Final = "NoVersion"
     TRAINING: Final = "Training"
@@ -161,12 +184,20 @@ class Reason:
     MAX_CONCURRENT_RUNS: Final = "MaxConcurrentRuns"
     TRAINING_FAILED: Final = "TrainingFailed"
     VERSION_REGISTERED: Final = "VersionRegistered"
+    #: a finished run could not be registered (e.g. a target's format was not exported).
+    REGISTRATION_FAILED: Final = "RegistrationFailed"
+    #: evaluating the retraining triggers or starting the run failed; retried.
+    TRIGGER_FAILED: Final = "TriggerFailed"
+    #: keeping the InferenceService on the current version failed; retried.
+    SERVING_FAILED: Final = "ServingFailed"
     SIGNED: Final = "Signed"
     NOT_PROMOTABLE: Final = "NotPromotable"
     SERVING_DISABLED: Final = "ServingDisabled"
     NO_ONNX_ARTIFACT: Final = "NoOnnxArtifact"
     INFERENCE_SERVICE_APPLIED: Final = "InferenceServiceApplied"
     INFERENCE_SERVICE_READY: Final = "InferenceServiceReady"
+    #: a child's name is taken by an object EdgeOps does not own; it is left alone.
+    NAME_TAKEN: Final = "NameTaken"
     # FleetRollout
     MODEL_NOT_FOUND: Final = "ModelNotFound"
     VERSION_NOT_FOUND: Final = "VersionNotFound"

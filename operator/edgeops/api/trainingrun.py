@@ -6,7 +6,7 @@ create another TrainingRun (an EdgeModel does that for you).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -32,6 +32,8 @@ from .common import (
 ModelFamily = Literal["auto", "dense", "conv1d", "cnn"]
 TrainingReason = Literal["Manual", "Schedule", "DataChange", "CodeChange", "Drift", "Accuracy"]
 TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+#: Phases a TrainingRun never leaves.
+FINISHED_PHASES: Final[tuple[TrainingPhase, ...]] = ("Succeeded", "Failed")
 
 
 class Hyperparameters(ApiModel):

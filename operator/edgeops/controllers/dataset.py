@@ -1,14 +1,15 @@
-"""Dataset controller: a per-object Kopf timer collects on spec.collection's schedule.
+"""Dataset controller: collects on spec.collection's schedule, and at once on a spec change.
 
-All collection and status writing happens in the timer: Kopf never runs a timer twice at
-once for the same object, so there is exactly one writer of a Dataset's status and no
-race between handlers. A spec change (new generation) makes the next tick collect at once.
+``collect_dataset`` is the Dataset's one reconciler (`edgeops.controllers.reconciler`): the
+only writer of its status. It runs when the Dataset changes and otherwise when it asks to:
+the next scheduled collection, the next look for new source objects (``onNewObjects``;
+S3 has no watch, so that one polls S3, never the API server), a retry, or retention's
+hourly pass.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +28,15 @@ from edgeops.api import (
     get_condition,
     set_condition,
 )
-from edgeops.api.constants import DATASETS, GROUP, VERSION
-from edgeops.controllers import events
+from edgeops.api.constants import DATASET, DATASETS
+from edgeops.controllers import events, reconciler
 from edgeops.datasets import layout
 from edgeops.datasets.ingest import CollectionResult, Outcome, collect
 from edgeops.datasets.retention import collect_garbage, enforce_retention
-from edgeops.datasets.schedule import is_due
+from edgeops.datasets.schedule import is_due, seconds_until_due
 from edgeops.datasets.sources import SourceUnavailableError
 from edgeops.k8s import client as k8s
+from edgeops.settings import settings
 from edgeops.store import (
     ArtifactStore,
     IntegrityError,
@@ -48,7 +50,6 @@ from .storage import artifact_store, describe_store_error
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS: Final = float(os.environ.get("EDGEOPS_DATASET_TICK_SECONDS", "2"))
 #: Test/dev hook: pause this long between writing a version's data and its manifest, so a
 #: test can kill the operator mid-ingest. Capped so it cannot wedge a Dataset for long.
 INGEST_DELAY_ANNOTATION: Final = "edgeops.dev/ingest-delay-seconds"
@@ -57,8 +58,7 @@ RETENTION_EVERY_SECONDS: Final = 3600.0
 #: A collection that lost a race with its sources (an object deleted or changed while it
 #: was read) is tried again this soon, whatever the schedule.
 RACE_RETRY_SECONDS: Final = 10.0
-#: Ready=False reason of a collection that failed for its data or sources, not for S3.
-COLLECTION_FAILED: Final = "CollectionFailed"
+COLLECTION_FAILED: Final = Reason.COLLECTION_FAILED
 #: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
 #: run and model, so one bucket-wide pass an hour serves them all.
 _gc_lock = threading.Lock()
@@ -70,7 +70,11 @@ CONDITION_TYPES: Final = (
 )
 
 
-@kopf.timer(GROUP, VERSION, DATASETS, interval=TICK_SECONDS, initial_delay=0.5)
+#: While S3 is down or refuses, a collection is tried again this often.
+STORAGE_RETRY_SECONDS: Final = 10.0
+
+
+@reconciler.controller(DATASETS, DATASET)
 def collect_dataset(
     spec: kopf.Spec,
     status: kopf.Status,
@@ -81,9 +85,11 @@ def collect_dataset(
     patch: kopf.Patch,
     memo: kopf.Memo,
     **_: Any,
-) -> None:
+) -> float | None:
+    """Collects when due, enforces retention hourly, writes status into ``patch``.
+    Returns the seconds until it next has something to do (None: only on a change)."""
     if namespace is None:  # Datasets are namespaced; guards the type only
-        return
+        return None
     now = datetime.now(UTC)
     generation = meta.get("generation")
     conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
@@ -99,7 +105,7 @@ def collect_dataset(
             conditions,
             {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
         )
-        return
+        return None  # until the spec changes
     if _due(parsed, status, generation, memo, now):
         memo["last_attempt"] = now
         memo.pop("retry_at", None)
@@ -113,6 +119,32 @@ def collect_dataset(
         # The status history must not list versions that are gone from S3.
         listed = patch.status.get("versions") or status.get("versions") or []
         patch.status["versions"] = [v for v in listed if v.get("id") not in deleted]
+    return _next_run(parsed, patch.status or status, memo, now)
+
+
+def _next_run(
+    spec: DatasetSpec, status: Any, memo: kopf.Memo, now: datetime
+) -> float:
+    """Seconds until the earliest of: the next scheduled collection, the next look for new
+    source objects, a retry after a lost race or an unreachable store, retention."""
+    waits = [RETENTION_EVERY_SECONDS]
+    last_retention: datetime | None = memo.get("last_retention")
+    if last_retention is not None:
+        waits.append(RETENTION_EVERY_SECONDS - (now - last_retention).total_seconds())
+    retry_at: datetime | None = memo.get("retry_at")
+    if retry_at is not None:
+        waits.append((retry_at - now).total_seconds())
+    storage = get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE)
+    if storage is not None and storage.get("status") == "False":
+        waits.append(STORAGE_RETRY_SECONDS)
+    collection = spec.collection
+    if collection is not None and collection.on_new_objects:
+        waits.append(settings().source_poll_interval_seconds)
+    last: datetime | None = memo.get("last_attempt")
+    due = seconds_until_due(collection.schedule if collection else None, last, now)
+    if due is not None:
+        waits.append(due)
+    return max(min(waits), 0.0)
 
 
 def _collect_and_report(
@@ -263,11 +295,11 @@ def _report(
         return  # the last collection's result again: its time and Events stand
     patch.status["lastCollectionTime"] = format_time(now)
     if result.new_version and latest is not None:
-        events.normal(body, reason="VersionPublished", message=f"version {short}: {counts}")
+        events.normal(body, reason=Reason.VERSION_PUBLISHED, message=f"version {short}: {counts}")
     if result.outcome == Outcome.TOO_MANY_REJECTED:
         events.warning(body, reason=Reason.TOO_MANY_REJECTED, message=validated[2])
     elif result.rejected:
-        events.warning(body, reason="RowsRejected", message=counts)
+        events.warning(body, reason=Reason.ROWS_REJECTED, message=counts)
 
 
 def _counts(result: CollectionResult) -> str:
@@ -421,7 +453,7 @@ def _retention(
     ):
         events.normal(
             body,
-            reason="RetentionEnforced",
+            reason=Reason.RETENTION_ENFORCED,
             message=f"{len(report.deleted_versions)} expired versions, {report.deleted_raw} raw "
             f"samples and {report.deleted_rejects} files of rejected rows deleted, "
             f"{report.deleted_blobs} unreferenced blobs and "

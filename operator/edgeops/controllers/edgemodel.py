@@ -1,17 +1,18 @@
 """EdgeModel controller: the model registry, gates, signing, retraining and promotion.
 
-One Kopf timer per EdgeModel is the only writer of its status (Kopf never runs a timer
-twice at once for the same object). Each tick: register the TrainingRuns that finished
-(gates -> sign -> version N), handle a promote/rollback request, evaluate the retraining
-triggers (at most one new run), keep the InferenceService on the current version, then
-patch only the status keys that changed. Decisions are pure functions in `edgeops.policy`.
+``reconcile_edgemodel`` is the model's one reconciler and status writer
+(`edgeops.controllers.reconciler`), woken when the model, one of its TrainingRuns, its
+Dataset or its InferenceService changes (read from watch indexes, no API call). Each pass:
+register the TrainingRuns that finished (gates -> sign -> version N), handle a
+promote/rollback request, evaluate the retraining triggers (at most one new run), keep the
+InferenceService on the current version, then write only the status keys that changed.
+Decisions are pure functions in `edgeops.policy`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -22,33 +23,31 @@ from edgeops.api.common import EvaluationMetrics, format_time
 from edgeops.api.conditions import get_condition, set_condition
 from edgeops.api.constants import (
     API_VERSION,
-    DATASETS,
+    EDGE_MODEL,
     EDGE_MODELS,
-    FLEET_ROLLOUTS,
     GROUP,
     TRAINING_RUN,
     TRAINING_RUNS,
-    VERSION,
     Annotations,
     ConditionType,
     Labels,
     Reason,
 )
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus, ModelVersion, TriggerState
-from edgeops.api.trainingrun import TrainingRunStatus
-from edgeops.controllers import bundles, events
+from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunStatus
+from edgeops.controllers import bundles, events, reconciler
 from edgeops.controllers.serving import reconcile_serving
 from edgeops.controllers.signing_key import publish_public_key
 from edgeops.controllers.storage import artifact_store
-from edgeops.k8s import custom, objects
+from edgeops.controllers.watches import Key, first, items
+from edgeops.k8s import apply, custom
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import gates, promotion, registry, retrain
 from edgeops.store import StoreError
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS: Final = float(os.environ.get("EDGEOPS_EDGEMODEL_TICK_SECONDS", "2"))
-FINISHED: Final = ("Succeeded", "Failed")
+FINISHED: Final = FINISHED_PHASES
 CONDITION_TYPES: Final = (
     ConditionType.READY,
     ConditionType.GATES_PASSED,
@@ -58,15 +57,32 @@ CONDITION_TYPES: Final = (
 REASONS_ANNOTATION: Final = f"{GROUP}/trigger-reasons"
 
 
-class _QuietTicks(logging.Filter):
-    """Kopf logs (and posts as an Event) every successful timer run; what a tick did is
-    reported through our own conditions and Events instead."""
+@dataclass(frozen=True)
+class Observed:
+    """What an EdgeModel's reconcile reads, from the watch indexes."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "Timer 'reconcile_edgemodel' succeeded."
+    runs: list[dict[str, Any]]
+    dataset: dict[str, Any] | None
+    inference_service: dict[str, Any] | None
 
 
-logging.getLogger("kopf.objects").addFilter(_QuietTicks())
+def _gather(
+    namespace: str,
+    name: str,
+    body: dict[str, Any],
+    trainingruns_by_model: kopf.Index[Key, Any],
+    datasets: kopf.Index[Key, Any],
+    inference_services: kopf.Index[Key, Any],
+    **_: Any,
+) -> Observed:
+    dataset = (((body.get("spec") or {}).get("training") or {}).get("datasetRef") or {}).get(
+        "name"
+    )
+    return Observed(
+        runs=items(trainingruns_by_model, (namespace, name)),
+        dataset=first(datasets, (namespace, str(dataset))),
+        inference_service=first(inference_services, (namespace, name)),
+    )
 
 
 @dataclass
@@ -80,6 +96,9 @@ class Tick:
     status: EdgeModelStatus
     now: dt.datetime
     conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    observed: Observed = field(default_factory=lambda: Observed([], None, None))
+    #: seconds until a pending trigger becomes due (cooldown, cron), if any.
+    requeue: float | None = None
 
     @property
     def uid(self) -> str:
@@ -92,7 +111,7 @@ class Tick:
         return self.status.triggers
 
 
-@kopf.timer(GROUP, VERSION, EDGE_MODELS, interval=TICK_SECONDS, initial_delay=0.5)
+@reconciler.controller(EDGE_MODELS, EDGE_MODEL, gather=_gather)
 def reconcile_edgemodel(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -102,15 +121,19 @@ def reconcile_edgemodel(
     namespace: str | None,
     patch: kopf.Patch,
     memo: kopf.Memo,
+    observed: Observed | None = None,
     **_: Any,
-) -> None:
+) -> float | None:
+    """One pass over the model (see the module docstring); status goes into ``patch``.
+    Returns the seconds until a pending trigger is due, or None."""
     if namespace is None or meta.get("deletionTimestamp"):
-        return  # namespaced kind (type guard); a model being deleted needs nothing more
+        return None  # namespaced kind (type guard); a model being deleted needs nothing more
     try:
-        _reconcile(body, spec, status, meta, name, namespace, patch, memo)
+        seen = observed or Observed([], None, None)
+        return _reconcile(body, spec, status, meta, name, namespace, patch, memo, seen)
     except Exception as error:
         if custom.namespace_terminating(error):
-            return
+            return None
         if isinstance(error, custom.StaleOwnerError):
             # E.g. a FleetRollout name still held by a deleted model of the same name.
             raise kopf.TemporaryError(str(error), delay=5) from error
@@ -126,7 +149,8 @@ def _reconcile(
     namespace: str,
     patch: kopf.Patch,
     memo: kopf.Memo,
-) -> None:
+    observed: Observed,
+) -> float | None:
     now = dt.datetime.now(dt.UTC)
     old = dict(status)
     try:
@@ -141,10 +165,11 @@ def _reconcile(
             now,
             {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
         )
-        return
-    tick = Tick(body, namespace, name, parsed, EdgeModelStatus.model_validate(old), now)
-    runs = custom.list_labelled(namespace, TRAINING_RUNS, f"{Labels.MODEL}={name}")
-    runs = [r for r in runs if _owned_by(r, body)]
+        return None
+    tick = Tick(
+        body, namespace, name, parsed, EdgeModelStatus.model_validate(old), now, observed=observed
+    )
+    runs = [r for r in observed.runs if _owned_by(r, body)]
     try:
         for run in _unregistered(tick, runs):
             _register(tick, run)
@@ -158,7 +183,7 @@ def _reconcile(
         # E.g. a target whose format the finished run did not export: say so, keep going.
         tick.conditions[ConditionType.READY] = (
             "False",
-            "RegistrationFailed",
+            Reason.REGISTRATION_FAILED,
             f"cannot register the finished run: {error}"[:1000],
         )
     # Past this point registration has side effects (labels, bundles): whatever fails
@@ -177,18 +202,27 @@ def _reconcile(
         log.exception("edgemodel %s/%s: retraining triggers failed", namespace, name)
         failure = f"retraining triggers failed: {type(error).__name__}: {error}"[:1000]
     try:
-        reconcile_serving(tick.body, tick.namespace, tick.spec, tick.status, tick.conditions, memo)
+        reconcile_serving(
+            tick.body,
+            tick.namespace,
+            tick.spec,
+            tick.status,
+            tick.conditions,
+            memo,
+            observed.inference_service,
+        )
     except Exception as error:
         log.exception("edgemodel %s/%s: serving failed", namespace, name)
         tick.conditions[ConditionType.SERVING] = (
             "False",
-            "ServingFailed",
+            Reason.SERVING_FAILED,
             f"{type(error).__name__}: {error}"[:1000],
         )
     _ready(tick, [*active, *started])
     if failure is not None:
-        tick.conditions[ConditionType.READY] = ("False", "TriggerFailed", failure)
+        tick.conditions[ConditionType.READY] = ("False", Reason.TRIGGER_FAILED, failure)
     _write(patch, old, tick.status, meta.get("generation"), now, tick.conditions)
+    return tick.requeue
 
 
 # --- registry -----------------------------------------------------------------------------
@@ -347,7 +381,8 @@ def _make_current(tick: Tick, number: int, why: str) -> None:
         manifest = promotion.fleet_rollout(
             dict(tick.body), template, number, triggers.promotion_counter, why
         )
-        rollout, _ = custom.create_or_adopt(tick.namespace, FLEET_ROLLOUTS, manifest)
+        # Created once: afterwards its spec is the user's (pause, resume, abort).
+        rollout, _ = apply.apply_owned(tick.namespace, manifest, update=False)
         message = (
             f"v{number} is current{was}: {why}; FleetRollout "
             f"{rollout['metadata']['name']} moves the fleet to it"
@@ -386,7 +421,7 @@ def _evaluate_triggers(
     tick: Tick, meta: kopf.Meta, memo: kopf.Memo, active: int
 ) -> list[dict[str, Any]]:
     ref = tick.spec.training.dataset_ref
-    dataset = objects.read_custom(tick.namespace, DATASETS, ref.name)
+    dataset = tick.observed.dataset
     latest = ((dataset or {}).get("status") or {}).get("latestVersion")
     current = registry.find(tick.status, tick.status.current_version)
     accuracy = None
@@ -402,6 +437,7 @@ def _evaluate_triggers(
         active_runs=active,
     )
     decision = retrain.decide(tick.spec.retrain, tick.triggers, seen)
+    tick.requeue = retrain.seconds_until_next_check(tick.spec.retrain, decision, tick.now)
     if not decision.start:
         tick.status.triggers = decision.state
         blocked = (decision.blocked, tuple(decision.reasons))
@@ -442,7 +478,7 @@ def _start_run(tick: Tick, decision: retrain.Decision, dataset_version: str) -> 
         },
         "spec": spec,
     }
-    run, _ = custom.create_or_adopt(tick.namespace, TRAINING_RUNS, manifest)
+    run, _ = apply.apply_owned(tick.namespace, manifest, update=False)
     return run
 
 

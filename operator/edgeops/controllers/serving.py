@@ -5,8 +5,6 @@ KServe's CRD."""
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
 import kopf
@@ -17,13 +15,17 @@ from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
 from edgeops.controllers import events
 from edgeops.controllers.signing_key import publish_public_key
 from edgeops.controllers.storage import artifact_store
-from edgeops.k8s import custom
+from edgeops.k8s import apply, custom
 from edgeops.policy import promotion, registry
 from edgeops.policy import serving as policy
+from edgeops.settings import settings
 
 Conditions = dict[str, tuple[str, str, str]]
-#: Seconds between checks of the Secret, ServiceAccount and ServingRuntime.
-REFRESH = 60.0
+
+
+def _owned(obj: dict[str, Any] | None, owner: kopf.Body) -> bool:
+    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner["metadata"]["uid"] for ref in refs)
 
 
 def reconcile_serving(
@@ -33,17 +35,18 @@ def reconcile_serving(
     status: EdgeModelStatus,
     conditions: Conditions,
     memo: kopf.Memo,
+    live: dict[str, Any] | None = None,
 ) -> None:
+    """Sets ``conditions[Serving]``; applies or deletes the model's InferenceService.
+    ``live`` is the InferenceService of the model's name as the watch cache has it. Only an
+    InferenceService this model owns is ever deleted or changed."""
     name = body["metadata"]["name"]
     if spec.serving is None or not spec.serving.enabled:
-        # Once per operator process too: memo is per process, and serving may have been
-        # switched off while the operator was down.
-        if memo.get("isvc") or not memo.get("isvc_swept"):
+        if live is not None and _owned(live, body):
             custom.delete(
                 namespace, policy.KSERVE_GROUP, policy.ISVC_VERSION, policy.INFERENCE_SERVICES, name
             )
-            memo["isvc"] = None
-            memo["isvc_swept"] = True
+        memo["isvc_manifest"] = None
         conditions[ConditionType.SERVING] = (
             "False",
             Reason.SERVING_DISABLED,
@@ -71,21 +74,22 @@ def reconcile_serving(
     manifest = policy.inference_service(
         dict(body), promotion.owner_reference(dict(body)), spec.serving, uri, version.number
     )
-    # The prerequisites rarely change: re-check them when the InferenceService changes
-    # and once a minute (someone may have deleted them), not on every tick.
-    now = time.monotonic()
-    if memo.get("isvc_manifest") != manifest or now - memo.get("prereq_at", 0.0) > REFRESH:
-        _prerequisites(namespace, spec.serving.runtime is None)
-        memo["prereq_at"] = now
-        memo["isvc_manifest"] = manifest
-    isvc, action = custom.apply(
-        namespace,
-        policy.INFERENCE_SERVICES,
-        manifest,
-        policy.KSERVE_GROUP,
-        policy.ISVC_VERSION,
-    )
-    memo["isvc"] = name
+    if live is not None and not _owned(live, body):
+        conditions[ConditionType.SERVING] = (
+            "False",
+            Reason.NAME_TAKEN,
+            f"an InferenceService named {name} exists and is not owned by this EdgeModel; "
+            "EdgeOps leaves it alone: delete or rename it to serve this model",
+        )
+        return
+    if memo.get("isvc_manifest") == manifest and live is not None and _ready(live):
+        conditions[ConditionType.SERVING] = _serving_condition(live, version.number, uri)
+        return  # applied by this process and serving: nothing to write
+    # Applied when the wanted InferenceService changes, when it is missing, and while it
+    # is not Ready (a deleted Secret or ServiceAccount is then put back).
+    _prerequisites(namespace, spec.serving.runtime is None)
+    isvc, action = apply.apply_owned(namespace, manifest)
+    memo["isvc_manifest"] = manifest
     if action != "unchanged":
         events.normal(
             body,
@@ -97,31 +101,37 @@ def reconcile_serving(
 
 def _prerequisites(namespace: str, own_runtime: bool) -> None:
     config = artifact_store().config
-    endpoint = os.environ.get("EDGEOPS_S3_JOB_ENDPOINT") or config.endpoint
+    endpoint = settings().s3_job_endpoint or config.endpoint
     s3 = policy.S3Settings(endpoint=endpoint, region=config.region or "us-east-1")
-    custom.ensure_secret(
+    apply.server_side_apply(
         namespace,
-        policy.S3_SECRET,
-        {"AWS_ACCESS_KEY_ID": config.access_key, "AWS_SECRET_ACCESS_KEY": config.secret_key},
-        policy.s3_secret_annotations(s3),
+        custom.secret_manifest(
+            policy.S3_SECRET,
+            {"AWS_ACCESS_KEY_ID": config.access_key, "AWS_SECRET_ACCESS_KEY": config.secret_key},
+            policy.s3_secret_annotations(s3),
+        ),
     )
-    custom.ensure_service_account(namespace, policy.SERVICE_ACCOUNT, [policy.S3_SECRET])
+    apply.server_side_apply(
+        namespace, custom.service_account_manifest(policy.SERVICE_ACCOUNT, [policy.S3_SECRET])
+    )
     if own_runtime:
         publish_public_key(namespace)  # the runtime verifies bundles with it
-        custom.apply(
-            namespace,
-            policy.SERVING_RUNTIMES,
-            policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}"),
-            policy.KSERVE_GROUP,
-            policy.RUNTIME_VERSION,
+        apply.server_side_apply(
+            namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
         )
 
 
+def _ready_condition(isvc: dict[str, Any]) -> dict[str, Any] | None:
+    conditions = (isvc.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), None)
+
+
+def _ready(isvc: dict[str, Any]) -> bool:
+    return (_ready_condition(isvc) or {}).get("status") == "True"
+
+
 def _serving_condition(isvc: dict[str, Any], number: int, uri: str) -> tuple[str, str, str]:
-    ready = next(
-        (c for c in (isvc.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
-        None,
-    )
+    ready = _ready_condition(isvc)
     name = isvc["metadata"]["name"]
     if ready is not None and ready.get("status") == "True":
         url = (isvc.get("status") or {}).get("url", "")

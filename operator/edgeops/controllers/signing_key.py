@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Final
 
-from edgeops.k8s import custom
+from edgeops.k8s import apply, custom
 from edgeops.policy.serving import PUBLIC_KEYS_KEY, SIGNING_CONFIG_MAP
 from edgeops.signing import SigningKey, generate_key, signing_key
 
@@ -89,6 +89,9 @@ def publish_public_key(namespace: str) -> SigningKey:
         if now - _published.get(target, -REPUBLISH_SECONDS) < REPUBLISH_SECONDS:
             continue
         published = custom.read_config_map_data(target, SIGNING_CONFIG_MAP)
-        custom.ensure_config_map(target, SIGNING_CONFIG_MAP, public_keys_document(key, published))
+        apply.server_side_apply(
+            target,
+            custom.config_map_manifest(SIGNING_CONFIG_MAP, public_keys_document(key, published)),
+        )
         _published[target] = now
     return key

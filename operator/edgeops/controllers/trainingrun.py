@@ -1,43 +1,39 @@
 """TrainingRun controller: one batch/v1 Job per run, tracked to a phase, results from S3.
 
-Thin: parse the spec, ask `edgeops.policy.training` what to do, apply it through
-`edgeops.k8s`, patch status. The Job name is deterministic and the Job is owned by the
-run, so a restarted operator adopts the Job it created before and deleting a run deletes
-its Job and pods (artifacts stay in S3: a model version may still need them).
+``reconcile_trainingrun`` is the run's one reconciler and status writer
+(`edgeops.controllers.reconciler`), woken by changes of the run, its Job, the Job's pods
+and its Dataset (all read from watch indexes, no API call). It creates the Job (or adopts
+the one a previous operator process created), then follows it to a phase. Decisions are in
+`edgeops.policy.training`. The Job name is deterministic and the Job is owned by the run,
+so deleting a run deletes its Job and pods (artifacts stay in S3: a model version may still
+need them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-from typing import Any, NoReturn
+from dataclasses import dataclass, field
+from typing import Any, Final, NoReturn
 
 import kopf
+from pydantic import ValidationError
 
 from edgeops import __version__
 from edgeops.api.common import format_time
 from edgeops.api.conditions import get_condition, set_condition
-from edgeops.api.constants import (
-    DATASETS,
-    GROUP,
-    TRAINING_RUNS,
-    VERSION,
-    ConditionType,
-    Labels,
-    Reason,
-)
-from edgeops.api.trainingrun import TrainingRunSpec
-from edgeops.controllers import events
+from edgeops.api.constants import TRAINING_RUN, TRAINING_RUNS, ConditionType, Reason
+from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
+from edgeops.controllers import events, reconciler
 from edgeops.controllers.storage import artifact_store, describe_store_error
-from edgeops.k8s import custom, objects
+from edgeops.controllers.watches import Key, first, items
+from edgeops.k8s import apply, custom, objects
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import training as policy
+from edgeops.settings import settings
 from edgeops.store import StorageUnavailableError, StoreError
 
-FINISHED = ("Succeeded", "Failed")
-TRACK_INTERVAL = float(os.environ.get("EDGEOPS_TRAINING_POLL_SECONDS", "2"))
-STALE_OWNER = "WaitingForPreviousRun"
-STALE_OWNER_RETRY = 5.0
+STALE_OWNER: Final = Reason.WAITING_FOR_PREVIOUS_RUN
+STALE_OWNER_RETRY: Final = 5.0
 
 
 def _now() -> dt.datetime:
@@ -54,16 +50,44 @@ def _conditions(
 
 
 def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
-    return (status or {}).get("phase") in FINISHED
+    return (status or {}).get("phase") in FINISHED_PHASES
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a TrainingRun's reconcile reads, from the watch indexes."""
+
+    dataset: dict[str, Any] | None
+    job: dict[str, Any] | None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _gather(
+    namespace: str,
+    name: str,
+    body: dict[str, Any],
+    datasets: kopf.Index[Key, Any],
+    training_jobs: kopf.Index[Key, Any],
+    training_pods: kopf.Index[Key, Any],
+    **_: Any,
+) -> Observed:
+    dataset = ((body.get("spec") or {}).get("datasetRef") or {}).get("name")
+    return Observed(
+        dataset=first(datasets, (namespace, str(dataset))),
+        job=first(training_jobs, (namespace, name)),
+        pods=items(training_pods, (namespace, name)),
+    )
 
 
 def _resolve_dataset_version(
-    namespace: str, spec: TrainingRunSpec, recorded: str | None = None
+    dataset: dict[str, Any] | None,
+    namespace: str,
+    spec: TrainingRunSpec,
+    recorded: str | None = None,
 ) -> tuple[str, list[str]]:
     """The dataset version to train on and the slice columns; TemporaryError until known.
     A run that already recorded its version (the operator restarted while it trained) keeps
     it: its Job trains that version, whatever the Dataset's latest is now."""
-    dataset = custom.read(namespace, GROUP, VERSION, DATASETS, spec.dataset_ref.name)
     if dataset is None:
         raise kopf.TemporaryError(
             f"Dataset {spec.dataset_ref.name!r} not found in {namespace}", delay=10
@@ -87,44 +111,89 @@ def _ensure_job(
     run = {"metadata": {"name": body["metadata"]["name"], "uid": body["metadata"]["uid"]}}
     store = artifact_store()
     config = store.config
-    custom.ensure_secret(
+    apply.apply_owned(
         namespace,
-        policy.S3_SECRET,
-        {"accessKey": config.access_key, "secretKey": config.secret_key},
+        custom.secret_manifest(
+            policy.S3_SECRET, {"accessKey": config.access_key, "secretKey": config.secret_key}
+        ),
     )
     trainer_config = policy.trainer_config(
         namespace, run["metadata"]["name"], run["metadata"]["uid"], spec, dataset_version, slices
     )
-    objects.create_or_adopt(namespace, policy.config_map(run, spec, trainer_config))
-    endpoint = os.environ.get("EDGEOPS_S3_JOB_ENDPOINT") or config.endpoint
+    # The ConfigMap and the Job are what the run trains with: adopted as they are, never
+    # changed under a running Job (a Job's pod template is immutable anyway).
+    apply.apply_owned(namespace, policy.config_map(run, spec, trainer_config), update=False)
+    endpoint = settings().s3_job_endpoint or config.endpoint
     manifest = policy.job(
         run, spec, policy.trainer_image(spec, __version__), endpoint, config.bucket
     )
-    return objects.create_or_adopt(namespace, manifest)
+    job, action = apply.apply_owned(namespace, manifest, update=False)
+    return job, action == "created"
 
 
-@kopf.on.create(GROUP, VERSION, TRAINING_RUNS)
-@kopf.on.resume(GROUP, VERSION, TRAINING_RUNS, when=lambda status, **_: not _finished(status))
-def start(
+@reconciler.controller(
+    TRAINING_RUNS, TRAINING_RUN, gather=_gather, when=lambda status, **_: not _finished(status)
+)
+def reconcile_trainingrun(
     body: kopf.Body,
     spec: kopf.Spec,
     status: kopf.Status,
     namespace: str | None,
     name: str,
     patch: kopf.Patch,
+    observed: Observed,
     **_: Any,
-) -> None:
-    """Creates (or adopts) the run's Job and records lineage."""
+) -> float | None:
+    """Creates the Job when the run has none, else follows it; status goes into ``patch``.
+    Returns None: every further step is woken by a change (Job, pod, Dataset, run)."""
     assert namespace is not None  # TrainingRun is namespaced
-    parsed = TrainingRunSpec.model_validate(dict(spec))
     current = dict(status)
     generation = body["metadata"].get("generation")
     try:
+        parsed = TrainingRunSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        message = "; ".join(str(e["msg"]) for e in error.errors())
+        patch.status.update(
+            phase="Failed",
+            observedGeneration=generation,
+            conditions=_conditions(
+                current,
+                generation,
+                (ConditionType.READY, "False", Reason.INVALID_SPEC, message),
+                (ConditionType.SUCCEEDED, "False", Reason.INVALID_SPEC, message),
+            ),
+        )
+        events.warning(body, reason=Reason.INVALID_SPEC, message=message)
+        return None
+    job = observed.job
+    if job is None and current.get("jobName"):
+        # Not in the watch cache: just created (its event is on the way), or deleted.
+        job = objects.read_job(namespace, current["jobName"])
+    if job is None:
+        start(body, parsed, current, namespace, patch, observed.dataset)
+    else:
+        track(body, parsed, current, namespace, patch, job, observed.pods)
+    return None
+
+
+def start(
+    body: kopf.Body,
+    parsed: TrainingRunSpec,
+    current: dict[str, Any],
+    namespace: str,
+    patch: kopf.Patch,
+    dataset: dict[str, Any] | None,
+) -> None:
+    """Creates (or adopts) the run's Job and records lineage; a Job deleted before the run
+    finished is created again (same name, same recorded dataset version)."""
+    generation = body["metadata"].get("generation")
+    recreate = bool(current.get("jobName"))
+    try:
         dataset_version, slices = _resolve_dataset_version(
-            namespace, parsed, current.get("datasetVersion")
+            dataset, namespace, parsed, current.get("datasetVersion")
         )
     except kopf.TemporaryError as exc:
-        patch.status["phase"] = "Pending"
+        patch.status["phase"] = current.get("phase") or "Pending"
         patch.status["conditions"] = _conditions(
             current,
             generation,
@@ -150,16 +219,23 @@ def start(
         raise kopf.TemporaryError(str(exc), delay=STALE_OWNER_RETRY) from exc
     except Exception as exc:
         # Whatever went wrong creating the Job is shown on the run, not only in the log.
-        message = f"could not create the training Job: {type(exc).__name__}: {exc}"[:1000]
+        message = f"could not create the training Job: {type(exc).__name__}: {exc}"
         patch.status["phase"] = current.get("phase") or "Pending"
         patch.status["conditions"] = _conditions(
             current,
             generation,
-            (ConditionType.READY, "False", "JobCreateFailed", message),
-            (ConditionType.SUCCEEDED, "Unknown", "JobCreateFailed", message),
+            (ConditionType.READY, "False", Reason.JOB_CREATE_FAILED, message),
+            (ConditionType.SUCCEEDED, "Unknown", Reason.JOB_CREATE_FAILED, message),
         )
-        events.warning(body, reason="JobCreateFailed", message=message)
+        events.warning(body, reason=Reason.JOB_CREATE_FAILED, message=message)
         raise kopf.TemporaryError(message, delay=30) from exc
+    if recreate:
+        message = f"Job {current['jobName']} was deleted before the run finished; recreated it"
+        patch.status["conditions"] = _conditions(
+            current, generation, (ConditionType.READY, "False", Reason.JOB_RECREATED, message)
+        )
+        events.warning(body, reason=Reason.JOB_RECREATED, message=message)
+        return
     image = job["spec"]["template"]["spec"]["containers"][0]["image"]
     code = {"image": image, "configHash": policy.config_hash(parsed)}
     if "@sha256:" in image:
@@ -189,43 +265,17 @@ def start(
     ).inc()
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    TRAINING_RUNS,
-    interval=TRACK_INTERVAL,
-    initial_delay=1,
-    when=lambda status, **_: not _finished(status) and bool((status or {}).get("jobName")),
-)
 def track(
     body: kopf.Body,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    namespace: str | None,
-    name: str,
+    parsed: TrainingRunSpec,
+    current: dict[str, Any],
+    namespace: str,
     patch: kopf.Patch,
-    **_: Any,
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
 ) -> None:
     """Follows the Job to a phase; on completion reads the trainer's results from S3."""
-    assert namespace is not None
-    current = dict(status)
     generation = body["metadata"].get("generation")
-    job = objects.read_job(namespace, current["jobName"])
-    if job is None:
-        # Deleted behind our back: recreate it (same name, same recorded dataset version).
-        parsed = TrainingRunSpec.model_validate(dict(spec))
-        version, slices = _resolve_dataset_version(namespace, parsed, current["datasetVersion"])
-        try:
-            _ensure_job(body, parsed, namespace, version, slices)
-        except custom.StaleOwnerError as exc:
-            raise kopf.TemporaryError(str(exc), delay=STALE_OWNER_RETRY) from exc
-        message = f"Job {current['jobName']} was deleted before the run finished; recreated it"
-        patch.status["conditions"] = _conditions(
-            current, generation, (ConditionType.READY, "False", "JobRecreated", message)
-        )
-        events.warning(body, reason="JobRecreated", message=message)
-        return
-    pods = objects.list_pods(namespace, f"{Labels.TRAINING_RUN}={name}")
     state = policy.job_state(job, pods)
     if (
         state.phase == current.get("phase")
@@ -242,7 +292,7 @@ def track(
         try:
             results = _read_results(body, current)
         except MissingResultsError as exc:
-            state = policy.JobState("Failed", "ResultsMissing", str(exc))
+            state = policy.JobState("Failed", Reason.RESULTS_MISSING, str(exc))
             reason, message = state.reason, state.message
             update["phase"] = "Failed"
         except StoreError as exc:

@@ -1,13 +1,10 @@
-"""Helpers for the objects an EdgeModel owns or publishes: custom objects of any group
-(EdgeOps kinds, KServe InferenceServices and ServingRuntimes), ServiceAccounts, and the
-ConfigMap/Secret pair of the signing key."""
+"""Reads and small writes of custom objects (EdgeOps kinds, KServe) and the manifests of the
+core objects the operator owns; `edgeops.k8s.apply` writes them (server-side apply)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
-from typing import Any, Final
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -16,9 +13,6 @@ from edgeops.api.constants import GROUP, VERSION, Labels
 from edgeops.k8s.client import api_client
 
 MANAGED = {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE}
-#: Hash of the spec `apply` last wrote: a spec the operator stopped setting a key in is a
-#: change, while keys a defaulting webhook added to the live object are not.
-APPLIED_SPEC: Final = "edgeops.dev/applied-spec"
 
 
 def _custom() -> client.CustomObjectsApi:
@@ -27,14 +21,6 @@ def _custom() -> client.CustomObjectsApi:
 
 def _core() -> client.CoreV1Api:
     return client.CoreV1Api(api_client())
-
-
-def list_labelled(namespace: str, plural: str, selector: str) -> list[dict[str, Any]]:
-    """EdgeOps objects of ``plural`` matching a label selector."""
-    result = _custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, label_selector=selector
-    )
-    return list(result.get("items", []))
 
 
 def read(namespace: str, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
@@ -84,89 +70,20 @@ def check_adoptable(existing: dict[str, Any], manifest: dict[str, Any]) -> None:
     raise StaleOwnerError(kind, manifest["metadata"]["name"], current, wanted)
 
 
-def create_or_adopt(
-    namespace: str,
-    plural: str,
-    manifest: dict[str, Any],
-    group: str = GROUP,
-    version: str = VERSION,
-) -> tuple[dict[str, Any], bool]:
-    """Creates the custom object, or returns the existing one of that name (a restarted
-    operator, or a stale read, must not create a second one). Returns (object, created).
-    Raises StaleOwnerError instead of adopting an object another owner controls."""
-    try:
-        obj = _custom().create_namespaced_custom_object(group, version, namespace, plural, manifest)
-        return obj, True
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    existing = read(namespace, group, version, plural, manifest["metadata"]["name"])
-    if existing is None:  # deleted in between: try once more
-        return create_or_adopt(namespace, plural, manifest, group, version)
-    check_adoptable(existing, manifest)
-    return existing, False
+def patch_status(
+    namespace: str, plural: str, name: str, status: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge-patches the status subresource of an EdgeOps object (``None`` values delete
+    keys, RFC 7386) and returns the object the API server now has. Raises ApiException."""
+    result: dict[str, Any] = _custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status}
+    )
+    return result
 
 
-def apply(
-    namespace: str, plural: str, manifest: dict[str, Any], group: str, version: str
-) -> tuple[dict[str, Any], str]:
-    """Creates the object or brings its spec, labels and annotations to the manifest's.
-    Fields the live spec has beyond the manifest's (a webhook's defaults) are left alone.
-    Returns (object, "created" | "updated" | "unchanged")."""
-    spec_hash = hashlib.sha256(
-        json.dumps(manifest.get("spec"), sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-    metadata = manifest["metadata"]
-    annotations = {**(metadata.get("annotations") or {}), APPLIED_SPEC: spec_hash}
-    manifest = {**manifest, "metadata": {**metadata, "annotations": annotations}}
-    # Read first: in the steady state this is the only call.
-    existing = read(namespace, group, version, plural, manifest["metadata"]["name"])
-    if existing is None:
-        obj, created = create_or_adopt(namespace, plural, manifest, group, version)
-        if created:
-            return obj, "created"
-    else:
-        obj = existing
-    wanted_meta = manifest["metadata"]
-    meta = obj.get("metadata") or {}
-    drift: dict[str, Any] = {}
-    applied = (meta.get("annotations") or {}).get(APPLIED_SPEC)
-    if applied != spec_hash or not _contains(obj.get("spec"), manifest.get("spec")):
-        drift["spec"] = manifest.get("spec")
-    for key in ("labels", "annotations"):
-        wanted = wanted_meta.get(key) or {}
-        if any((meta.get(key) or {}).get(k) != v for k, v in wanted.items()):
-            drift.setdefault("metadata", {})[key] = wanted
-    if not drift:
-        return obj, "unchanged"
-    if "spec" in drift:
-        # A merge patch cannot remove keys we stopped setting: replace the spec instead.
-        body = {**obj, "spec": manifest.get("spec")}
-        body["metadata"] = {**meta, **drift.get("metadata", {})}
-        updated = _custom().replace_namespaced_custom_object(
-            group, version, namespace, plural, meta["name"], body
-        )
-    else:
-        updated = _custom().patch_namespaced_custom_object(
-            group, version, namespace, plural, meta["name"], drift
-        )
-    return updated, "updated"
-
-
-def _contains(live: Any, wanted: Any) -> bool:
-    """Whether ``live`` has every field of ``wanted`` with its value, recursively (lists
-    element by element)."""
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(
-            k in live and _contains(live[k], v) for k, v in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(wanted)
-            and all(_contains(a, b) for a, b in zip(live, wanted, strict=True))
-        )
-    return bool(live == wanted)
+def is_not_found(error: BaseException) -> bool:
+    """Whether the API server answered 404 (the object is gone)."""
+    return isinstance(error, ApiException) and error.status == 404
 
 
 def delete(namespace: str, group: str, version: str, plural: str, name: str) -> bool:
@@ -209,27 +126,11 @@ def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
         raise
 
 
-def ensure_config_map(namespace: str, name: str, data: dict[str, str]) -> None:
-    body = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "labels": MANAGED},
-        "data": data,
-    }
-    core = _core()
-    try:
-        core.create_namespaced_config_map(namespace, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = core.read_namespaced_config_map(name, namespace)
-        if (current.data or {}) != data:
-            core.patch_namespaced_config_map(name, namespace, {"data": data})
-
-
-def _secret(
+def secret_manifest(
     name: str, data: dict[str, str], annotations: dict[str, str] | None = None
 ) -> dict[str, Any]:
+    """An operator-managed Opaque Secret of ``data`` (plain strings, base64-encoded here),
+    labelled managed-by edgeops."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -244,7 +145,7 @@ def create_secret_once(namespace: str, name: str, data: dict[str, str]) -> dict[
     writer wins, so concurrent operators end up with the same key."""
     core = _core()
     try:
-        core.create_namespaced_secret(namespace, _secret(name, data))
+        core.create_namespaced_secret(namespace, secret_manifest(name, data))
         return dict(data)
     except ApiException as exc:
         if exc.status != 409:
@@ -253,44 +154,25 @@ def create_secret_once(namespace: str, name: str, data: dict[str, str]) -> dict[
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
-def ensure_secret(
-    namespace: str, name: str, data: dict[str, str], annotations: dict[str, str] | None = None
-) -> None:
-    """Creates or updates an operator-managed Secret: S3 credentials for training Jobs, or
-    for KServe, whose storage initializer reads its S3 settings from the annotations."""
-    annotations = annotations or {}
-    body = _secret(name, data, annotations)
-    core = _core()
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = core.read_namespaced_secret(name, namespace)
-        if (current.data or {}) != body["data"] or any(
-            (current.metadata.annotations or {}).get(k) != v for k, v in annotations.items()
-        ):
-            core.patch_namespaced_secret(
-                name, namespace, {"data": body["data"], "metadata": {"annotations": annotations}}
-            )
+def config_map_manifest(name: str, data: dict[str, str]) -> dict[str, Any]:
+    """An operator-managed ConfigMap of ``data``, labelled managed-by edgeops."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": MANAGED},
+        "data": data,
+    }
 
 
-def ensure_service_account(namespace: str, name: str, secrets: list[str]) -> None:
-    body = {
+def service_account_manifest(name: str, secrets: list[str]) -> dict[str, Any]:
+    """An operator-managed ServiceAccount that lists ``secrets`` (KServe's storage
+    initializer reads S3 settings from the Secrets of its pod's service account)."""
+    return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {"name": name, "labels": MANAGED},
         "secrets": [{"name": s} for s in secrets],
     }
-    core = _core()
-    try:
-        core.create_namespaced_service_account(namespace, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = core.read_namespaced_service_account(name, namespace)
-        if sorted(s.name for s in current.secrets or []) != sorted(secrets):
-            core.patch_namespaced_service_account(name, namespace, {"secrets": body["secrets"]})
 
 
 def annotate(namespace: str, plural: str, name: str, annotations: dict[str, str]) -> None:

@@ -65,6 +65,8 @@ class Decision:
     signals: tuple[Signal, ...] = field(default_factory=tuple)
     blocked: str | None = None
     message: str = ""
+    #: when a blocked decision can change by the clock alone (the end of a cooldown).
+    retry_at: datetime | None = None
 
     @property
     def reasons(self) -> list[TrainingReason]:
@@ -169,6 +171,7 @@ def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decisi
                 base,
                 signals=fired,
                 blocked=Reason.COOLDOWN,
+                retry_at=ready_at,
                 message=f"cooldown {policy.cooldown} after the last run: next run at "
                 f"{format_time(ready_at)}; pending: {pending}",
             )
@@ -219,3 +222,17 @@ def _drift_signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -
                 )
             )
     return found
+
+
+def seconds_until_next_check(
+    policy: RetrainPolicy, decision: Decision, now: datetime
+) -> float | None:
+    """Seconds until the clock alone can change ``decision``: the end of a cooldown, or
+    the next minute when a cron schedule is set (cron's finest step). None when only a
+    change (new data, a request, a finished run) can."""
+    waits: list[float] = []
+    if decision.retry_at is not None:
+        waits.append(max((decision.retry_at - now).total_seconds(), 0.0))
+    if policy.schedule:
+        waits.append(60.0 - now.second - now.microsecond / 1e6)
+    return min(waits) if waits else None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeops.api.constants import API_VERSION, TRAINING_RUN, ImageRepositories, Labels, Reason
-from edgeops.api.trainingrun import TrainingRunSpec
+from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
 
 CONFIG_MOUNT = "/etc/edgeops/training"
 CONFIG_KEY = "config.json"
@@ -185,7 +185,7 @@ class JobState:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed")
+        return self.phase in FINISHED_PHASES
 
 
 def job_state(job_obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobState:
@@ -221,7 +221,7 @@ def job_state(job_obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Job
         if pstatus.get("reason") == "Evicted":
             return JobState(
                 "Running",
-                "PodEvicted",
+                Reason.POD_EVICTED,
                 f"pod {pod['metadata']['name']} was evicted: "
                 f"{pstatus.get('message', '')}; the Job retries",
             )

@@ -1,0 +1,194 @@
+"""What the controllers read, kept in memory by watches: Kopf indexes, and who wakes whom.
+
+Kopf lists and watches each resource once and keeps these indexes current; handlers read
+them as keyword arguments, so a reconcile reads a Job, a Dataset or a model's TrainingRuns
+without an API call. Kopf starts no daemon before every index is filled, so a restarted
+operator never mistakes "not listed yet" for "does not exist".
+
+Wakeups follow ownership and references, like controller-runtime's ``Owns``/``Watches``:
+a training Job or pod wakes its TrainingRun; a TrainingRun wakes its EdgeModel; a Dataset
+wakes the EdgeModels and unfinished TrainingRuns that use it; an InferenceService wakes its
+EdgeModel. Every handler here is ``async`` so it runs in the event loop, not a thread.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from edgeops.api.conditions import get_condition
+from edgeops.api.constants import (
+    DATASET,
+    DATASETS,
+    EDGE_MODEL,
+    EDGE_MODELS,
+    GROUP,
+    TRAINING_RUN,
+    TRAINING_RUNS,
+    VERSION,
+    ConditionType,
+    Labels,
+)
+from edgeops.controllers.reconciler import wake
+from edgeops.metrics.operator import OBJECTS
+from edgeops.policy.serving import INFERENCE_SERVICES, ISVC_VERSION, KSERVE_GROUP
+
+Key = tuple[str, str]
+
+
+def _copy(body: Mapping[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(dict(body))
+
+
+def _label(body: Mapping[str, Any], key: str) -> str | None:
+    value = ((body.get("metadata") or {}).get("labels") or {}).get(key)
+    return None if value is None else str(value)
+
+
+def items(index: kopf.Index[Key, Any], key: Key) -> list[Any]:
+    """The values an index holds under ``key`` (a copy; empty when none)."""
+    store = index.get(key)
+    return [] if store is None else list(store)
+
+
+def first(index: kopf.Index[Key, Any], key: Key) -> Any | None:
+    """The one value an index holds under ``key``, or None."""
+    values = items(index, key)
+    return values[0] if values else None
+
+
+# --- indexes --------------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, TRAINING_RUNS)
+async def trainingruns_by_model(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    """(namespace, model) -> the TrainingRuns labelled with that EdgeModel."""
+    model = _label(body, Labels.MODEL)
+    return {(namespace, model): _copy(body)} if model and namespace else None
+
+
+@kopf.index(GROUP, VERSION, TRAINING_RUNS)
+async def trainingruns_by_dataset(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Key, str] | None:
+    """(namespace, dataset) -> names of the TrainingRuns that train on it."""
+    dataset = (spec.get("datasetRef") or {}).get("name")
+    return {(namespace, str(dataset)): name} if dataset and namespace else None
+
+
+@kopf.index(GROUP, VERSION, DATASETS)
+async def datasets(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(namespace, name) -> the Dataset."""
+    return {(namespace, name): _copy(body)} if namespace else None
+
+
+@kopf.index(GROUP, VERSION, EDGE_MODELS)
+async def edgemodels_by_dataset(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Key, str] | None:
+    """(namespace, dataset) -> names of the EdgeModels whose training template uses it."""
+    dataset = ((spec.get("training") or {}).get("datasetRef") or {}).get("name")
+    return {(namespace, str(dataset)): name} if dataset and namespace else None
+
+
+@kopf.index("batch", "v1", "jobs", labels={Labels.TRAINING_RUN: kopf.PRESENT})
+async def training_jobs(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(namespace, run) -> the training Job of that TrainingRun."""
+    run = _label(body, Labels.TRAINING_RUN)
+    return {(namespace, run): _copy(body)} if run and namespace else None
+
+
+@kopf.index("", "v1", "pods", labels={Labels.TRAINING_RUN: kopf.PRESENT})
+async def training_pods(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(namespace, run) -> the pods of that TrainingRun's Job."""
+    run = _label(body, Labels.TRAINING_RUN)
+    return {(namespace, run): _copy(body)} if run and namespace else None
+
+
+@kopf.index(KSERVE_GROUP, ISVC_VERSION, INFERENCE_SERVICES)
+async def inference_services(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(namespace, name) -> the KServe InferenceService (absent when KServe is not
+    installed: Kopf watches only resources the API server serves)."""
+    return {(namespace, name): _copy(body)} if namespace else None
+
+
+# --- wakeups ------------------------------------------------------------------------------
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={Labels.TRAINING_RUN: kopf.PRESENT})
+async def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    wake(TRAINING_RUNS, namespace, _label(body, Labels.TRAINING_RUN))
+
+
+@kopf.on.event("", "v1", "pods", labels={Labels.TRAINING_RUN: kopf.PRESENT})
+async def pod_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    wake(TRAINING_RUNS, namespace, _label(body, Labels.TRAINING_RUN))
+
+
+@kopf.on.event(GROUP, VERSION, TRAINING_RUNS)
+async def trainingrun_changed(
+    namespace: str | None, body: kopf.Body, type: str | None, **_: Any
+) -> None:
+    wake(EDGE_MODELS, namespace, _label(body, Labels.MODEL))
+    _count(TRAINING_RUN, body, type, (body.get("status") or {}).get("phase") or "Pending")
+
+
+@kopf.on.event(GROUP, VERSION, DATASETS)
+async def dataset_changed(
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    type: str | None,
+    **indexes: Any,
+) -> None:
+    if namespace is not None:
+        for model in items(indexes["edgemodels_by_dataset"], (namespace, name)):
+            wake(EDGE_MODELS, namespace, model)
+        for run in items(indexes["trainingruns_by_dataset"], (namespace, name)):
+            wake(TRAINING_RUNS, namespace, run)
+    _count(DATASET, body, type, _ready(body))
+
+
+@kopf.on.event(GROUP, VERSION, EDGE_MODELS)
+async def edgemodel_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _count(EDGE_MODEL, body, type, _ready(body))
+
+
+@kopf.on.event(KSERVE_GROUP, ISVC_VERSION, INFERENCE_SERVICES)
+async def inference_service_changed(namespace: str | None, name: str, **_: Any) -> None:
+    wake(EDGE_MODELS, namespace, name)  # an InferenceService is named after its model
+
+
+# --- objects by kind and phase --------------------------------------------------------------
+
+_phases: dict[tuple[str, str], str] = {}
+
+
+def _ready(body: Mapping[str, Any]) -> str:
+    condition = get_condition((body.get("status") or {}).get("conditions"), ConditionType.READY)
+    return f"Ready={condition.get('status')}" if condition else "Ready=Unknown"
+
+
+def _count(kind: str, body: Mapping[str, Any], event: str | None, phase: str) -> None:
+    """Keeps ``edgeops_operator_objects{kind, phase}`` equal to what the watch shows
+    (``event`` is the watch event type; DELETED removes the object)."""
+    uid = str((body.get("metadata") or {}).get("uid"))
+    old = _phases.pop((kind, uid), None)
+    if old is not None:
+        OBJECTS.labels(kind=kind, phase=old).dec()
+    if event != "DELETED":
+        _phases[(kind, uid)] = phase
+        OBJECTS.labels(kind=kind, phase=phase).inc()
