@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .common import format_time
 from .constants import Reason
@@ -21,6 +21,20 @@ MAX_MESSAGE: Final = 32768
 _REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
 
 Conditions = list[dict[str, Any]]
+
+
+class Verdict(NamedTuple):
+    """What one condition should say: ``status`` (True/False/Unknown), a CamelCase
+    ``reason`` from :class:`edgeops.api.constants.Reason`, and a message with the numbers."""
+
+    status: str
+    reason: str
+    message: str
+
+
+#: Condition type -> what it should say; what every controller builds and hands to
+#: :func:`update_conditions`.
+Verdicts = Mapping[str, "Verdict | tuple[str, str, str]"]
 
 
 def get_condition(
@@ -81,6 +95,40 @@ def set_condition(
         }
         _set_generation(entry, observed_generation)
         result.append(entry)
+    return result
+
+
+def update_conditions(
+    conditions: Iterable[Mapping[str, Any]] | None,
+    verdicts: Verdicts,
+    observed_generation: int | None,
+    now: datetime,
+    *,
+    ensure: Iterable[str] = (),
+) -> Conditions:
+    """The one way controllers set conditions: every verdict applied with
+    :func:`set_condition`, and each type in ``ensure`` that is still absent and has no
+    verdict added as ``Unknown``/``Reconciling``, so a kind shows all its condition types,
+    in the order of ``ensure``, from its first status on. Returns a new list; raises
+    ValueError for a bad status or reason."""
+    result: Conditions = [dict(c) for c in conditions or ()]
+    for type_ in ensure:
+        if get_condition(result, type_) is None and type_ not in verdicts:
+            result = set_condition(
+                result,
+                type_,
+                "Unknown",
+                Reason.RECONCILING,
+                "not evaluated yet",
+                observed_generation,
+                now,
+            )
+        elif type_ in verdicts:
+            status, reason, message = verdicts[type_]
+            result = set_condition(result, type_, status, reason, message, observed_generation, now)
+    for type_, (status, reason, message) in verdicts.items():
+        if type_ not in ensure:
+            result = set_condition(result, type_, status, reason, message, observed_generation, now)
     return result
 
 

@@ -26,16 +26,17 @@ from edgeops.api import (
     Reason,
     format_time,
     get_condition,
-    set_condition,
 )
+from edgeops.api.conditions import Verdicts, update_conditions
 from edgeops.api.constants import DATASET, DATASETS
 from edgeops.controllers import events, reconciler
 from edgeops.datasets import layout
 from edgeops.datasets.ingest import CollectionResult, Outcome, collect
 from edgeops.datasets.retention import collect_garbage, enforce_retention
-from edgeops.datasets.schedule import is_due, seconds_until_due
 from edgeops.datasets.sources import SourceUnavailableError
 from edgeops.k8s import client as k8s
+from edgeops.policy import collection
+from edgeops.policy.collection import RETENTION_EVERY_SECONDS
 from edgeops.settings import settings
 from edgeops.store import (
     ArtifactStore,
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 #: test can kill the operator mid-ingest. Capped so it cannot wedge a Dataset for long.
 INGEST_DELAY_ANNOTATION: Final = "edgeops.dev/ingest-delay-seconds"
 MAX_INGEST_DELAY: Final = 300.0
-RETENTION_EVERY_SECONDS: Final = 3600.0
 #: A collection that lost a race with its sources (an object deleted or changed while it
 #: was read) is tried again this soon, whatever the schedule.
 RACE_RETRY_SECONDS: Final = 10.0
@@ -68,10 +68,6 @@ CONDITION_TYPES: Final = (
     ConditionType.VALIDATED,
     ConditionType.STORAGE_AVAILABLE,
 )
-
-
-#: While S3 is down or refuses, a collection is tried again this often.
-STORAGE_RETRY_SECONDS: Final = 10.0
 
 
 @reconciler.controller(DATASETS, DATASET)
@@ -106,7 +102,7 @@ def collect_dataset(
             {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
         )
         return None  # until the spec changes
-    if _due(parsed, status, generation, memo, now):
+    if collection.collection_due(parsed, status, generation, _clock(memo, now)):
         memo["last_attempt"] = now
         memo.pop("retry_at", None)
         _collect_and_report(
@@ -119,32 +115,18 @@ def collect_dataset(
         # The status history must not list versions that are gone from S3.
         listed = patch.status.get("versions") or status.get("versions") or []
         patch.status["versions"] = [v for v in listed if v.get("id") not in deleted]
-    return _next_run(parsed, patch.status or status, memo, now)
+    return collection.seconds_until_next_pass(
+        parsed, patch.status or status, _clock(memo, now), settings().source_poll_interval_seconds
+    )
 
 
-def _next_run(
-    spec: DatasetSpec, status: Any, memo: kopf.Memo, now: datetime
-) -> float:
-    """Seconds until the earliest of: the next scheduled collection, the next look for new
-    source objects, a retry after a lost race or an unreachable store, retention."""
-    waits = [RETENTION_EVERY_SECONDS]
-    last_retention: datetime | None = memo.get("last_retention")
-    if last_retention is not None:
-        waits.append(RETENTION_EVERY_SECONDS - (now - last_retention).total_seconds())
-    retry_at: datetime | None = memo.get("retry_at")
-    if retry_at is not None:
-        waits.append((retry_at - now).total_seconds())
-    storage = get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE)
-    if storage is not None and storage.get("status") == "False":
-        waits.append(STORAGE_RETRY_SECONDS)
-    collection = spec.collection
-    if collection is not None and collection.on_new_objects:
-        waits.append(settings().source_poll_interval_seconds)
-    last: datetime | None = memo.get("last_attempt")
-    due = seconds_until_due(collection.schedule if collection else None, last, now)
-    if due is not None:
-        waits.append(due)
-    return max(min(waits), 0.0)
+def _clock(memo: kopf.Memo, now: datetime) -> collection.Clock:
+    return collection.Clock(
+        now=now,
+        last_attempt=memo.get("last_attempt"),
+        retry_at=memo.get("retry_at"),
+        last_retention=memo.get("last_retention"),
+    )
 
 
 def _collect_and_report(
@@ -191,31 +173,6 @@ def _collect_and_report(
         _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
         return
     _report(body, patch, status, spec, generation, now, conditions, result)
-
-
-def _due(
-    spec: DatasetSpec,
-    status: kopf.Status,
-    generation: Any,
-    memo: kopf.Memo,
-    now: datetime,
-) -> bool:
-    last_attempt: datetime | None = memo.get("last_attempt")
-    if last_attempt is None or status.get("observedGeneration") != generation:
-        return True  # first tick since start or a spec change
-    retry_at: datetime | None = memo.get("retry_at")
-    if retry_at is not None and now >= retry_at:
-        return True  # the last collection lost a race with its sources
-    if get_condition(status.get("conditions"), ConditionType.STORAGE_AVAILABLE) and not any(
-        c.get("status") == "True"
-        for c in status.get("conditions") or []
-        if c.get("type") == ConditionType.STORAGE_AVAILABLE
-    ):
-        return True  # keep probing until storage is back
-    collection = spec.collection
-    if collection is not None and collection.on_new_objects:
-        return True  # cheap: an unchanged listing short-circuits inside collect()
-    return is_due(collection.schedule if collection else None, last_attempt, now)
 
 
 def _ingest_delay(meta: kopf.Meta) -> float:
@@ -378,21 +335,16 @@ def _write(
     generation: Any,
     now: datetime,
     conditions: list[dict[str, Any]],
-    updates: dict[str, tuple[str, str, str]],
+    updates: Verdicts,
     observe: bool = True,
 ) -> None:
     """Sets conditions (every type present from the first write on) and, unless the
     attempt failed for a transient reason, observedGeneration."""
     gen = int(generation) if generation is not None else None
-    for type_ in CONDITION_TYPES:
-        if type_ in updates:
-            state, reason, message = updates[type_]
-            conditions = set_condition(conditions, type_, state, reason, message, gen, now)
-        elif get_condition(conditions, type_) is None:
-            conditions = set_condition(
-                conditions, type_, "Unknown", Reason.RECONCILING, "not evaluated yet", gen, now
-            )
-    patch.status["conditions"] = conditions
+    verdicts = {t: v for t, v in updates.items() if t in CONDITION_TYPES}
+    patch.status["conditions"] = update_conditions(
+        conditions, verdicts, gen, now, ensure=CONDITION_TYPES
+    )
     if observe:
         patch.status["observedGeneration"] = gen
 

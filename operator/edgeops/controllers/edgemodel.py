@@ -20,7 +20,7 @@ import kopf
 from pydantic import ValidationError
 
 from edgeops.api.common import EvaluationMetrics, format_time
-from edgeops.api.conditions import get_condition, set_condition
+from edgeops.api.conditions import Verdicts, get_condition, update_conditions
 from edgeops.api.constants import (
     API_VERSION,
     EDGE_MODEL,
@@ -75,9 +75,7 @@ def _gather(
     inference_services: kopf.Index[Key, Any],
     **_: Any,
 ) -> Observed:
-    dataset = (((body.get("spec") or {}).get("training") or {}).get("datasetRef") or {}).get(
-        "name"
-    )
+    dataset = (((body.get("spec") or {}).get("training") or {}).get("datasetRef") or {}).get("name")
     return Observed(
         runs=items(trainingruns_by_model, (namespace, name)),
         dataset=first(datasets, (namespace, str(dataset))),
@@ -486,30 +484,9 @@ def _start_run(tick: Tick, decision: retrain.Decision, dataset_version: str) -> 
 
 
 def _ready(tick: Tick, active: list[dict[str, Any]]) -> None:
-    if ConditionType.READY in tick.conditions:
-        return
-    status = tick.status
-    parts = []
-    if status.current_version:
-        parts.append(f"v{status.current_version} current")
-    if status.candidate_version:
-        parts.append(f"v{status.candidate_version} awaiting promotion")
-    parts.append(f"{len(status.versions)} version(s) registered")
-    if active:
-        names = ", ".join(
-            f"{r['metadata']['name']} ({r['spec'].get('reason', '?')})" for r in active
-        )
-        parts.append(f"training {names}")
-    message = "; ".join(parts)
-    if status.current_version:
-        reason = Reason.TRAINING if active else Reason.RECONCILED
-        tick.conditions[ConditionType.READY] = ("True", reason, message)
-    elif active:
-        tick.conditions[ConditionType.READY] = ("False", Reason.TRAINING, message)
-    elif status.candidate_version:
-        tick.conditions[ConditionType.READY] = ("False", Reason.AWAITING_APPROVAL, message)
-    else:
-        tick.conditions[ConditionType.READY] = ("False", Reason.NO_VERSION, message)
+    if ConditionType.READY not in tick.conditions:
+        training = [(r["metadata"]["name"], (r.get("spec") or {}).get("reason")) for r in active]
+        tick.conditions[ConditionType.READY] = registry.readiness(tick.status, training)
 
 
 def _condition_message(obj: dict[str, Any], type_: str) -> str | None:
@@ -523,16 +500,12 @@ def _write(
     status: EdgeModelStatus,
     generation: int | None,
     now: dt.datetime,
-    updates: dict[str, tuple[str, str, str]],
+    updates: Verdicts,
 ) -> None:
     """Patches only the keys that changed, so an idle model costs no API writes."""
-    conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
-    known = {c.get("type") for c in conditions}
-    for type_ in CONDITION_TYPES:
-        if type_ not in updates and type_ not in known:
-            updates = {**updates, type_: ("Unknown", Reason.RECONCILING, "not evaluated yet")}
-    for type_, (state, reason, message) in updates.items():
-        conditions = set_condition(conditions, type_, state, reason, message, generation, now)
+    conditions = update_conditions(
+        old.get("conditions"), updates, generation, now, ensure=CONDITION_TYPES
+    )
     new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     new["conditions"] = conditions
     new["observedGeneration"] = generation

@@ -137,9 +137,11 @@ async def _drive(
                 snapshot = written
             if snapshot.get("metadata", {}).get("deletionTimestamp"):
                 return
-            observed = gather(namespace=namespace, name=name, body=snapshot, **kwargs) if (
-                gather is not None
-            ) else None
+            observed = (
+                gather(namespace=namespace, name=name, body=snapshot, **kwargs)
+                if (gather is not None)
+                else None
+            )
             started = time.monotonic()
             patch = kopf.Patch()
             outcome = "success"
@@ -158,10 +160,14 @@ async def _drive(
                 metrics.RECONCILE_ERRORS.labels(kind=kind, error=type(error).__name__).inc()
                 log.exception(
                     "%s %s/%s: reconcile failed (attempt %d), retrying in %.0fs",
-                    kind, namespace, name, failures, requeue,
+                    kind,
+                    namespace,
+                    name,
+                    failures,
+                    requeue,
                 )
             try:
-                status = dict(patch.get("status") or {})
+                status = _changed(snapshot.get("status") or {}, patch.get("status") or {})
                 if status:
                     written_over = _rv(snapshot)
                     written = await asyncio.to_thread(
@@ -207,6 +213,12 @@ def _call(
         memo=memo,
         observed=observed,
     )
+
+
+def _changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level status keys whose wanted value differs from the current one: an
+    unchanged status is no write at all (the reconcile functions may rebuild it whole)."""
+    return {key: value for key, value in wanted.items() if current.get(key) != value}
 
 
 def _rv(obj: Mapping[str, Any]) -> str | None:

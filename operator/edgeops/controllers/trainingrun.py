@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from edgeops import __version__
 from edgeops.api.common import format_time
-from edgeops.api.conditions import get_condition, set_condition
+from edgeops.api.conditions import Verdict, Verdicts, get_condition, update_conditions
 from edgeops.api.constants import TRAINING_RUN, TRAINING_RUNS, ConditionType, Reason
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
 from edgeops.controllers import events, reconciler
@@ -41,12 +41,9 @@ def _now() -> dt.datetime:
 
 
 def _conditions(
-    status: dict[str, Any], generation: int | None, *updates: tuple[str, str, str, str]
+    status: dict[str, Any], generation: int | None, verdicts: Verdicts
 ) -> list[dict[str, Any]]:
-    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
-    for type_, state, reason, message in updates:
-        conditions = set_condition(conditions, type_, state, reason, message, generation, _now())
-    return conditions
+    return update_conditions(status.get("conditions"), verdicts, generation, _now())
 
 
 def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
@@ -159,8 +156,10 @@ def reconcile_trainingrun(
             conditions=_conditions(
                 current,
                 generation,
-                (ConditionType.READY, "False", Reason.INVALID_SPEC, message),
-                (ConditionType.SUCCEEDED, "False", Reason.INVALID_SPEC, message),
+                {
+                    ConditionType.READY: Verdict("False", Reason.INVALID_SPEC, message),
+                    ConditionType.SUCCEEDED: Verdict("False", Reason.INVALID_SPEC, message),
+                },
             ),
         )
         events.warning(body, reason=Reason.INVALID_SPEC, message=message)
@@ -197,8 +196,10 @@ def start(
         patch.status["conditions"] = _conditions(
             current,
             generation,
-            (ConditionType.READY, "False", Reason.DATASET_NOT_FOUND, str(exc)),
-            (ConditionType.SUCCEEDED, "Unknown", Reason.DATASET_NOT_FOUND, str(exc)),
+            {
+                ConditionType.READY: Verdict("False", Reason.DATASET_NOT_FOUND, str(exc)),
+                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.DATASET_NOT_FOUND, str(exc)),
+            },
         )
         raise
     try:
@@ -213,8 +214,10 @@ def start(
         patch.status["conditions"] = _conditions(
             current,
             generation,
-            (ConditionType.READY, "False", STALE_OWNER, str(exc)),
-            (ConditionType.SUCCEEDED, "Unknown", STALE_OWNER, str(exc)),
+            {
+                ConditionType.READY: Verdict("False", STALE_OWNER, str(exc)),
+                ConditionType.SUCCEEDED: Verdict("Unknown", STALE_OWNER, str(exc)),
+            },
         )
         raise kopf.TemporaryError(str(exc), delay=STALE_OWNER_RETRY) from exc
     except Exception as exc:
@@ -224,15 +227,19 @@ def start(
         patch.status["conditions"] = _conditions(
             current,
             generation,
-            (ConditionType.READY, "False", Reason.JOB_CREATE_FAILED, message),
-            (ConditionType.SUCCEEDED, "Unknown", Reason.JOB_CREATE_FAILED, message),
+            {
+                ConditionType.READY: Verdict("False", Reason.JOB_CREATE_FAILED, message),
+                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.JOB_CREATE_FAILED, message),
+            },
         )
         events.warning(body, reason=Reason.JOB_CREATE_FAILED, message=message)
         raise kopf.TemporaryError(message, delay=30) from exc
     if recreate:
         message = f"Job {current['jobName']} was deleted before the run finished; recreated it"
         patch.status["conditions"] = _conditions(
-            current, generation, (ConditionType.READY, "False", Reason.JOB_RECREATED, message)
+            current,
+            generation,
+            {ConditionType.READY: Verdict("False", Reason.JOB_RECREATED, message)},
         )
         events.warning(body, reason=Reason.JOB_RECREATED, message=message)
         return
@@ -254,8 +261,10 @@ def start(
         conditions=_conditions(
             current,
             generation,
-            (ConditionType.READY, "False", Reason.JOB_CREATED, message),
-            (ConditionType.SUCCEEDED, "Unknown", Reason.JOB_CREATED, message),
+            {
+                ConditionType.READY: Verdict("False", Reason.JOB_CREATED, message),
+                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.JOB_CREATED, message),
+            },
         ),
     )
     if created:
@@ -319,23 +328,8 @@ def track(
         update["completionTime"] = (job.get("status") or {}).get("completionTime") or format_time(
             _now()
         )
-    ready = "True" if state.phase == "Succeeded" else "False"
-    succeeded = {"Succeeded": "True", "Failed": "False"}.get(state.phase, "Unknown")
-    updates = [
-        (ConditionType.READY, ready, reason, message),
-        (ConditionType.SUCCEEDED, succeeded, reason, message),
-    ]
-    if state.finished:
-        # Results (or the failure report) were read from S3 just now.
-        updates.append(
-            (
-                ConditionType.STORAGE_AVAILABLE,
-                "True",
-                Reason.STORAGE_REACHABLE,
-                "object store reachable",
-            )
-        )
-    update["conditions"] = _conditions(current, generation, *updates)
+    verdicts = policy.run_verdicts(policy.JobState(update["phase"], reason, message))
+    update["conditions"] = _conditions(current, generation, verdicts)
     patch.status.update(update)
     if state.finished:
         event = events.normal if state.phase == "Succeeded" else events.warning
@@ -371,7 +365,7 @@ def _storage_down(
     refusal or misconfiguration once someone fixes it."""
     reason, message = describe_store_error(error)
     patch.status["conditions"] = _conditions(
-        current, generation, (ConditionType.STORAGE_AVAILABLE, "False", reason, message)
+        current, generation, {ConditionType.STORAGE_AVAILABLE: Verdict("False", reason, message)}
     )
     raise kopf.TemporaryError(f"object store: {message}", delay=10) from error
 

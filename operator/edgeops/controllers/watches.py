@@ -99,18 +99,14 @@ async def edgemodels_by_dataset(
 
 
 @kopf.index("batch", "v1", "jobs", labels={Labels.TRAINING_RUN: kopf.PRESENT})
-async def training_jobs(
-    namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[Key, Any] | None:
+async def training_jobs(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
     """(namespace, run) -> the training Job of that TrainingRun."""
     run = _label(body, Labels.TRAINING_RUN)
     return {(namespace, run): _copy(body)} if run and namespace else None
 
 
 @kopf.index("", "v1", "pods", labels={Labels.TRAINING_RUN: kopf.PRESENT})
-async def training_pods(
-    namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[Key, Any] | None:
+async def training_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
     """(namespace, run) -> the pods of that TrainingRun's Job."""
     run = _label(body, Labels.TRAINING_RUN)
     return {(namespace, run): _copy(body)} if run and namespace else None

@@ -70,9 +70,7 @@ def check_adoptable(existing: dict[str, Any], manifest: dict[str, Any]) -> None:
     raise StaleOwnerError(kind, manifest["metadata"]["name"], current, wanted)
 
 
-def patch_status(
-    namespace: str, plural: str, name: str, status: dict[str, Any]
-) -> dict[str, Any]:
+def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
     """Merge-patches the status subresource of an EdgeOps object (``None`` values delete
     keys, RFC 7386) and returns the object the API server now has. Raises ApiException."""
     result: dict[str, Any] = _custom().patch_namespaced_custom_object_status(

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from edgeops.api.common import format_time
+from edgeops.api.conditions import Verdict
+from edgeops.api.constants import Reason
 from edgeops.api.edgemodel import (
     EdgeModelStatus,
     GateVerdict,
@@ -118,3 +120,27 @@ def rollback_target(status: EdgeModelStatus) -> int | None:
     current = status.current_version or 0
     older = [v.number for v in status.versions if v.state in PROMOTABLE and v.number < current]
     return max(older, default=None)
+
+
+def readiness(status: EdgeModelStatus, training: Sequence[tuple[str, str | None]]) -> Verdict:
+    """The EdgeModel's Ready condition: True once a version is current (reason Training
+    while runs are active); otherwise False with what it waits for: a run (Training), a
+    person's approval (AwaitingApproval), or a first version (NoVersion). ``training`` is
+    (run name, trigger reason) of each active TrainingRun."""
+    parts = []
+    if status.current_version:
+        parts.append(f"v{status.current_version} current")
+    if status.candidate_version:
+        parts.append(f"v{status.candidate_version} awaiting promotion")
+    parts.append(f"{len(status.versions)} version(s) registered")
+    if training:
+        names = ", ".join(f"{name} ({reason or '?'})" for name, reason in training)
+        parts.append(f"training {names}")
+    message = "; ".join(parts)
+    if status.current_version:
+        return Verdict("True", Reason.TRAINING if training else Reason.RECONCILED, message)
+    if training:
+        return Verdict("False", Reason.TRAINING, message)
+    if status.candidate_version:
+        return Verdict("False", Reason.AWAITING_APPROVAL, message)
+    return Verdict("False", Reason.NO_VERSION, message)

@@ -7,7 +7,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from edgeops.api.constants import API_VERSION, TRAINING_RUN, ImageRepositories, Labels, Reason
+from edgeops.api.conditions import Verdict
+from edgeops.api.constants import (
+    API_VERSION,
+    TRAINING_RUN,
+    ConditionType,
+    ImageRepositories,
+    Labels,
+    Reason,
+)
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
 
 CONFIG_MOUNT = "/etc/edgeops/training"
@@ -186,6 +194,23 @@ class JobState:
     @property
     def finished(self) -> bool:
         return self.phase in FINISHED_PHASES
+
+
+def run_verdicts(state: JobState) -> dict[str, Verdict]:
+    """The TrainingRun's conditions for a Job state: Ready only once Succeeded, Succeeded
+    True/False once finished (Unknown before), and StorageAvailable True once finished
+    (the results or the failure report were just read from S3)."""
+    ready = "True" if state.phase == "Succeeded" else "False"
+    succeeded = {"Succeeded": "True", "Failed": "False"}.get(state.phase, "Unknown")
+    verdicts = {
+        ConditionType.READY: Verdict(ready, state.reason, state.message),
+        ConditionType.SUCCEEDED: Verdict(succeeded, state.reason, state.message),
+    }
+    if state.finished:
+        verdicts[ConditionType.STORAGE_AVAILABLE] = Verdict(
+            "True", Reason.STORAGE_REACHABLE, "object store reachable"
+        )
+    return verdicts
 
 
 def job_state(job_obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobState:
