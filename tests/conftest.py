@@ -105,6 +105,9 @@ def _cluster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    # Reconciliation is event-driven: with the periodic resync an hour away, a test that
+    # waits on a change the operator should react to fails if no watch event wakes it.
+    os.environ.setdefault("EDGEOPS_RESYNC_INTERVAL_SECONDS", "3600")
     dev = DevCluster(name="pytest", home=_cluster_home(tmp_path_factory))
     try:
         dev.up(with_operator=True)

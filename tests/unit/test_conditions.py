@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from edgeops.api import Condition, ConditionType, Reason
-from edgeops.api.conditions import get_condition, is_true, set_condition, unknown_conditions
+from edgeops.api.conditions import (
+    Verdict,
+    get_condition,
+    is_true,
+    set_condition,
+    unknown_conditions,
+    update_conditions,
+)
 
 T0 = datetime(2025, 6, 2, 8, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -98,3 +105,38 @@ def test_long_message_is_truncated_to_the_api_limit() -> None:
     result = set_condition(None, "Ready", "False", "JobFailed", "x" * 40000, 1, T0)
     assert len(result[0]["message"]) == 32768
     Condition.model_validate(result[0])
+
+
+def test_update_conditions_shows_every_type_in_order_from_the_first_write() -> None:
+    result = update_conditions(
+        None,
+        {"StorageAvailable": Verdict("False", "StorageUnavailable", "S3 down")},
+        3,
+        T0,
+        ensure=("Ready", "Validated", "StorageAvailable"),
+    )
+    assert [(c["type"], c["status"], c["reason"]) for c in result] == [
+        ("Ready", "Unknown", "Reconciling"),
+        ("Validated", "Unknown", "Reconciling"),
+        ("StorageAvailable", "False", "StorageUnavailable"),
+    ]
+    assert all(c["observedGeneration"] == 3 for c in result)
+
+
+def test_update_conditions_keeps_transition_times_of_unflipped_types() -> None:
+    first = update_conditions(None, {"Ready": ("True", "Reconciled", "a")}, 1, T0)
+    later = T0 + timedelta(minutes=5)
+    again = update_conditions(
+        first, {"Ready": ("True", "Reconciled", "b"), "Degraded": ("True", "X", "c")}, 2, later
+    )
+    ready = get_condition(again, "Ready")
+    assert ready is not None and ready["lastTransitionTime"] == "2025-06-02T08:00:00Z"
+    assert ready["message"] == "b" and ready["observedGeneration"] == 2
+    degraded = get_condition(again, "Degraded")
+    assert degraded is not None and degraded["lastTransitionTime"] == "2025-06-02T08:05:00Z"
+    assert first[0]["message"] == "a"  # the input list is not mutated
+
+
+def test_update_conditions_refuses_a_reason_that_is_not_camel_case() -> None:
+    with pytest.raises(ValueError):
+        update_conditions(None, {"Ready": ("False", "not camel", "")}, 1, T0)

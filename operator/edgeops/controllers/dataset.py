@@ -92,7 +92,7 @@ def collect_dataset(
     try:
         parsed = DatasetSpec.model_validate(dict(spec))
     except ValidationError as error:
-        message = "; ".join(str(e["msg"]) for e in error.errors())[:1000]
+        message = "; ".join(str(e["msg"]) for e in error.errors())
         _write(
             patch,
             status,
@@ -296,7 +296,7 @@ def _storage_down(
 ) -> None:
     was = get_condition(conditions, ConditionType.STORAGE_AVAILABLE)
     if was is None or was.get("status") != "False" or was.get("reason") != reason:
-        events.warning(body, reason=reason, message=detail[:1000])
+        events.warning(body, reason=reason, message=detail)
     updates = {ConditionType.STORAGE_AVAILABLE: ("False", reason, detail)}
     if not status.get("latestVersion"):
         updates[ConditionType.READY] = ("False", reason, detail)
@@ -319,7 +319,7 @@ def _source_down(
     detail: str,
     reason: str = Reason.SOURCE_UNAVAILABLE,
 ) -> None:
-    events.warning(body, reason=reason, message=detail[:1000])
+    events.warning(body, reason=reason, message=detail)
     latest = status.get("latestVersion")
     ready = (
         ("True", reason, f"serving version {latest[:12]}; {detail}")

@@ -55,6 +55,12 @@ CONDITION_TYPES: Final = (
     ConditionType.SERVING,
 )
 REASONS_ANNOTATION: Final = f"{GROUP}/trigger-reasons"
+#: Seconds before trying again after the object store failed during registration.
+STORAGE_RETRY_SECONDS: Final = 10.0
+#: ... after a run's name was still held by a deleted model's run of the same name.
+STALE_OWNER_RETRY_SECONDS: Final = 5.0
+#: ... after the triggers or serving failed for another reason.
+FAILURE_RETRY_SECONDS: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,10 @@ class Tick:
     observed: Observed = field(default_factory=lambda: Observed([], None, None))
     #: seconds until a pending trigger becomes due (cooldown, cron), if any.
     requeue: float | None = None
+
+    def retry_in(self, seconds: float) -> None:
+        """Asks to run again within ``seconds`` (something failed that may heal)."""
+        self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
 
     @property
     def uid(self) -> str:
@@ -154,7 +164,7 @@ def _reconcile(
     try:
         parsed = EdgeModelSpec.model_validate(dict(spec))
     except ValidationError as error:
-        message = "; ".join(str(e["msg"]) for e in error.errors())[:1000]
+        message = "; ".join(str(e["msg"]) for e in error.errors())
         _write(
             patch,
             old,
@@ -177,12 +187,13 @@ def _reconcile(
             Reason.STORAGE_UNAVAILABLE,
             f"cannot publish to the object store: {error}",
         )
+        tick.retry_in(STORAGE_RETRY_SECONDS)
     except ValueError as error:
         # E.g. a target whose format the finished run did not export: say so, keep going.
         tick.conditions[ConditionType.READY] = (
             "False",
             Reason.REGISTRATION_FAILED,
-            f"cannot register the finished run: {error}"[:1000],
+            f"cannot register the finished run: {error}",
         )
     # Past this point registration has side effects (labels, bundles): whatever fails
     # below is reported in a condition, and the status is always written.
@@ -195,10 +206,12 @@ def _reconcile(
     except custom.StaleOwnerError as error:
         # A model deleted and recreated under the same name: the old one's run of that
         # name is still being garbage-collected. The triggers stay pending (retried).
-        failure = f"cannot start a TrainingRun yet: {error}"[:1000]
+        failure = f"cannot start a TrainingRun yet: {error}"
+        tick.retry_in(STALE_OWNER_RETRY_SECONDS)
     except Exception as error:
         log.exception("edgemodel %s/%s: retraining triggers failed", namespace, name)
-        failure = f"retraining triggers failed: {type(error).__name__}: {error}"[:1000]
+        failure = f"retraining triggers failed: {type(error).__name__}: {error}"
+        tick.retry_in(FAILURE_RETRY_SECONDS)
     try:
         reconcile_serving(
             tick.body,
@@ -214,8 +227,9 @@ def _reconcile(
         tick.conditions[ConditionType.SERVING] = (
             "False",
             Reason.SERVING_FAILED,
-            f"{type(error).__name__}: {error}"[:1000],
+            f"{type(error).__name__}: {error}",
         )
+        tick.retry_in(FAILURE_RETRY_SECONDS)
     _ready(tick, [*active, *started])
     if failure is not None:
         tick.conditions[ConditionType.READY] = ("False", Reason.TRIGGER_FAILED, failure)
