@@ -10,7 +10,6 @@ import pytest
 
 from edgeops.controllers import dataset as controller
 from edgeops.datasets.retention import RetentionReport
-from edgeops.k8s import client as k8s
 from tests.unit.test_datasets_ingest import HEADER, NAME, NS, ROWS, MemoryStore
 from tests.unit.test_datasets_ingest import SPEC as INBOX_SPEC
 
@@ -41,7 +40,6 @@ class Harness:
         monkeypatch.setattr(controller, "artifact_store", lambda: self.store)
         monkeypatch.setattr(controller, "enforce_retention", enforce)
         monkeypatch.setattr(controller, "collect_garbage", lambda *_: 0)
-        monkeypatch.setattr(k8s, "deployed_dataset_versions", lambda _ns: set())
         for kind in ("normal", "warning"):
             monkeypatch.setattr(
                 controller.events,
@@ -64,6 +62,7 @@ class Harness:
             namespace=NS,
             patch=patch,
             memo=self.memo,
+            observed=controller.Observed(protected=frozenset()),
         )
         self.object["status"] = {**self.object["status"], **patch.get("status", {})}
         return dict(patch.get("status", {}))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from edgeops.api.constants import EDGE_MODELS, TRAINING_RUNS
-from edgeops.k8s import client as k8s
+from edgeops.policy import retention
 
 V = {n: str(n) * 64 for n in range(1, 8)}
 
@@ -41,8 +39,6 @@ OBJECTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def test_unfinished_runs_and_deployable_model_versions_are_protected(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(k8s, "list_custom", lambda _ns, plural: OBJECTS[plural])
-    assert k8s.deployed_dataset_versions("ns") == {V[1], V[2], V[6]}
+def test_unfinished_runs_and_deployable_model_versions_are_protected() -> None:
+    protected = retention.protected_versions(OBJECTS[EDGE_MODELS], OBJECTS[TRAINING_RUNS])
+    assert protected == {V[1], V[2], V[6]}

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -30,11 +31,11 @@ from edgeops.api import (
 from edgeops.api.conditions import Verdicts, update_conditions
 from edgeops.api.constants import DATASET, DATASETS
 from edgeops.controllers import events, reconciler
+from edgeops.controllers.watches import items
 from edgeops.datasets import layout
 from edgeops.datasets.ingest import CollectionResult, Outcome, collect
 from edgeops.datasets.retention import collect_garbage, enforce_retention
 from edgeops.datasets.sources import SourceUnavailableError
-from edgeops.k8s import client as k8s
 from edgeops.policy import collection
 from edgeops.policy.collection import RETENTION_EVERY_SECONDS
 from edgeops.settings import settings
@@ -70,7 +71,23 @@ CONDITION_TYPES: Final = (
 )
 
 
-@reconciler.controller(DATASETS, DATASET)
+@dataclass(frozen=True)
+class Observed:
+    """What a Dataset's reconcile reads from the watch indexes: the dataset versions that
+    the namespace's EdgeModels and unfinished TrainingRuns still need."""
+
+    protected: frozenset[str]
+
+
+def _gather(namespace: str, **indexes: Any) -> Observed:
+    protected: set[str] = set()
+    for index in ("dataset_versions_models_use", "dataset_versions_runs_use"):
+        for versions in items(indexes[index], (namespace, "")):
+            protected |= versions
+    return Observed(frozenset(protected))
+
+
+@reconciler.controller(DATASETS, DATASET, gather=_gather)
 def collect_dataset(
     spec: kopf.Spec,
     status: kopf.Status,
@@ -80,6 +97,7 @@ def collect_dataset(
     namespace: str | None,
     patch: kopf.Patch,
     memo: kopf.Memo,
+    observed: Observed | None = None,
     **_: Any,
 ) -> float | None:
     """Collects when due, enforces retention hourly, writes status into ``patch``.
@@ -110,7 +128,7 @@ def collect_dataset(
         )
     # On its own hourly clock: neither a quiet schedule nor failing collections stop it.
     # Without retentionDays it still removes what crashed collections left behind.
-    deleted = _retention(body, parsed, namespace, name, memo, now)
+    deleted = _retention(body, parsed, namespace, name, memo, now, observed)
     if deleted:
         # The status history must not list versions that are gone from S3.
         listed = patch.status.get("versions") or status.get("versions") or []
@@ -365,22 +383,18 @@ def _retention(
     name: str,
     memo: kopf.Memo,
     now: datetime,
+    observed: Observed | None,
 ) -> set[str]:
-    """Runs retention at most hourly; returns the ids of the versions it deleted."""
+    """Runs retention at most hourly; returns the ids of the versions it deleted. Without
+    the watch cache's view of what models and runs use, nothing is deleted."""
     last: datetime | None = memo.get("last_retention")
     if last is not None and (now - last).total_seconds() < RETENTION_EVERY_SECONDS:
         return set()
     memo["last_retention"] = now
-    try:
-        protected = k8s.deployed_dataset_versions(namespace)
-    except Exception as error:  # an unreadable EdgeModel list must not delete anything
-        log.warning(
-            "dataset %s/%s: retention skipped, EdgeModels unreadable: %s",
-            namespace,
-            name,
-            type(error).__name__,
-        )
+    if observed is None:
+        log.warning("dataset %s/%s: retention skipped, no view of models and runs", namespace, name)
         return set()
+    protected = set(observed.protected)
     inbox: str | None = None
     for source in spec.sources:
         if source.inbox is not None:

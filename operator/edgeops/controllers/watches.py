@@ -34,6 +34,7 @@ from edgeops.api.constants import (
 )
 from edgeops.controllers.reconciler import wake
 from edgeops.metrics.operator import OBJECTS
+from edgeops.policy import retention
 from edgeops.policy.serving import INFERENCE_SERVICES, ISVC_VERSION, KSERVE_GROUP
 
 Key = tuple[str, str]
@@ -110,6 +111,22 @@ async def training_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dic
     """(namespace, run) -> the pods of that TrainingRun's Job."""
     run = _label(body, Labels.TRAINING_RUN)
     return {(namespace, run): _copy(body)} if run and namespace else None
+
+
+@kopf.index(GROUP, VERSION, EDGE_MODELS)
+async def dataset_versions_models_use(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, frozenset[str]] | None:
+    """(namespace, "") -> the dataset versions each EdgeModel keeps from retention."""
+    return {(namespace, ""): retention.versions_a_model_protects(body)} if namespace else None
+
+
+@kopf.index(GROUP, VERSION, TRAINING_RUNS)
+async def dataset_versions_runs_use(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, frozenset[str]] | None:
+    """(namespace, "") -> the dataset version each unfinished TrainingRun trains on."""
+    return {(namespace, ""): retention.versions_a_run_protects(body)} if namespace else None
 
 
 @kopf.index(KSERVE_GROUP, ISVC_VERSION, INFERENCE_SERVICES)
