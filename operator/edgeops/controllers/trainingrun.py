@@ -149,20 +149,23 @@ def reconcile_trainingrun(
     try:
         parsed = TrainingRunSpec.model_validate(dict(spec))
     except ValidationError as error:
+        # Not retried: the next spec change (a new generation) wakes the run again.
         message = "; ".join(str(e["msg"]) for e in error.errors())
         patch.status.update(
-            phase="Failed",
+            phase=current.get("phase") or "Pending",
             observedGeneration=generation,
             conditions=_conditions(
                 current,
                 generation,
                 {
                     ConditionType.READY: Verdict("False", Reason.INVALID_SPEC, message),
-                    ConditionType.SUCCEEDED: Verdict("False", Reason.INVALID_SPEC, message),
+                    ConditionType.SUCCEEDED: Verdict("Unknown", Reason.INVALID_SPEC, message),
                 },
             ),
         )
-        events.warning(body, reason=Reason.INVALID_SPEC, message=message)
+        was = get_condition(current.get("conditions"), ConditionType.READY) or {}
+        if (was.get("reason"), was.get("message")) != (Reason.INVALID_SPEC, message):
+            events.warning(body, reason=Reason.INVALID_SPEC, message=message)
         return None
     job = observed.job
     if job is None and current.get("jobName"):
