@@ -81,7 +81,7 @@ def controller(
     """
 
     def decorator(fn: Reconcile) -> Reconcile:
-        @kopf.daemon(  # type: ignore[arg-type]
+        @kopf.daemon(
             GROUP,
             VERSION,
             plural,
@@ -92,14 +92,14 @@ def controller(
         async def run(
             body: kopf.Body,
             memo: kopf.Memo,
-            stopper: kopf.DaemonStopped,
+            stopped: kopf.DaemonStopped,
             namespace: str | None,
             name: str,
             **kwargs: Any,
         ) -> None:
             if namespace is None:
                 return  # every EdgeOps kind is namespaced; guards the type only
-            await _drive(plural, kind, fn, gather, body, memo, stopper, namespace, name, kwargs)
+            await _drive(plural, kind, fn, gather, body, memo, stopped, namespace, name, kwargs)
 
         @kopf.on.event(GROUP, VERSION, plural, id=f"wake-{plural}")
         async def changed(namespace: str | None, name: str | None, **_: Any) -> None:

@@ -74,10 +74,16 @@ def server_side_apply(namespace: str, manifest: dict[str, Any]) -> dict[str, Any
         method = getattr(client.CoreV1Api(api_client()), _CORE[kind][1])
         return _plain(method(name, namespace, manifest, **options))
     group, version = _group_version(manifest)
-    result: dict[str, Any] = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object(
+    result = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object(
         group, version, namespace, _GROUPED[kind], name, manifest, **options
     )
-    return result
+    if result is None:
+        # The generated client maps only 200 to a body; an apply that creates answers 201.
+        created = read(namespace, manifest)
+        if created is None:
+            raise ApiException(status=404, reason=f"{kind} {name} vanished after it was applied")
+        return created
+    return dict(result)
 
 
 def apply_owned(
