@@ -14,7 +14,18 @@ import pytest
 from kubernetes import client, config
 
 from edgeops.devcluster.cluster import DevCluster
+from edgeops.settings import predictor_settings, settings
 from edgeops.store import ArtifactStore, StoreConfig
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Each test reads EDGEOPS_* settings from its own (monkeypatched) environment."""
+    settings.cache_clear()
+    predictor_settings.cache_clear()
+    yield
+    settings.cache_clear()
+    predictor_settings.cache_clear()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
