@@ -5,7 +5,6 @@ KServe's CRD."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import custom
 from edgeops.policy import promotion, registry
 from edgeops.policy import serving as policy
+from edgeops.settings import settings
 
 Conditions = dict[str, tuple[str, str, str]]
 #: Seconds between checks of the Secret, ServiceAccount and ServingRuntime.
@@ -97,7 +97,7 @@ def reconcile_serving(
 
 def _prerequisites(namespace: str, own_runtime: bool) -> None:
     config = artifact_store().config
-    endpoint = os.environ.get("EDGEOPS_S3_JOB_ENDPOINT") or config.endpoint
+    endpoint = settings().s3_job_endpoint or config.endpoint
     s3 = policy.S3Settings(endpoint=endpoint, region=config.region or "us-east-1")
     custom.ensure_secret(
         namespace,
