@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from edgeops.cli import app
 from edgeops.settings import (
     CHART,
     OperatorSettings,
@@ -192,6 +194,17 @@ def test_settings_that_disagree_are_named(
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=re.escape(expected)):
         settings()
+
+
+def test_operator_run_stops_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEOPS_SIGNING_KEY_REFRESH_SECONDS", "-5")
+    result = CliRunner().invoke(app, ["operator", "run"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: invalid configuration: EDGEOPS_SIGNING_KEY_REFRESH_SECONDS: "
+        "Input should be greater than 0 (got '-5')\n"
+    )
+    assert "Traceback" not in result.output
 
 
 # ----- secrets ----------------------------------------------------------------------------
