@@ -270,7 +270,7 @@ class OperatorSettings(BaseSettings):
     @classmethod
     def _check_secret_ref(cls, value: str | None) -> str | None:
         if value is not None and not _SECRET_REF.match(value):
-            raise ValueError(f"must be 'namespace/name' or 'name' of a Secret, not {value!r}")
+            raise ValueError("must be 'namespace/name' or 'name' of a Secret")
         return value
 
     @field_validator("bind_address")
@@ -279,7 +279,7 @@ class OperatorSettings(BaseSettings):
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
-            raise ValueError(f"must be an IPv4 or IPv6 address, not {value!r}") from None
+            raise ValueError("must be an IPv4 or IPv6 address") from None
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
