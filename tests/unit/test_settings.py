@@ -10,18 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from edgeops.cli import app
 from edgeops.settings import (
     CHART,
+    CHART_DEFAULT,
+    CHART_SECRET_KEY,
     OperatorSettings,
     PredictorSettings,
     SettingsError,
     env_name,
     predictor_settings,
+    readme_block,
     settings,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "charts" / "edgeops"
 
 
 @pytest.fixture(autouse=True)
@@ -243,3 +250,69 @@ def test_the_predictor_needs_public_keys(
     with pytest.raises(SettingsError, match="EDGEOPS_SIGNING_PUBLIC_KEYS: ") as caught:
         predictor_settings()
     assert expected in str(caught.value)
+
+
+# ----- documentation and chart ------------------------------------------------------------
+
+
+def test_the_readme_table_is_generated_from_the_model() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme_block() in readme, (
+        "README.md's settings table is stale: run `python -m edgeops.settings README.md`"
+    )
+
+
+def _value(values: dict[str, Any], path: str) -> Any:
+    node: Any = values
+    for part in path.split("."):
+        assert isinstance(node, dict) and part in node, f"{path} is not in values.yaml"
+        node = node[part]
+    return node
+
+
+def _env_entries(template: str) -> dict[str, str]:
+    """Each ``- name: EDGEOPS_...`` entry of the Deployment template with the line after it."""
+    lines = template.splitlines()
+    return {
+        match.group(1): lines[i + 1]
+        for i, line in enumerate(lines)
+        if (match := re.fullmatch(r"\s*- name: (EDGEOPS_[A-Z0-9_]+)", line))
+    }
+
+
+def test_the_chart_sets_every_setting_from_its_value() -> None:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    entries = _env_entries((CHART_DIR / "templates" / "deployment.yaml").read_text())
+    fields = OperatorSettings.model_fields
+    assert set(entries) == {env_name(f) for f in fields}, "the chart sets exactly the settings"
+    for field, info in fields.items():
+        extra = _extra(OperatorSettings, field)
+        source = entries[env_name(field)]
+        path = extra[CHART]
+        if path is None:
+            assert "valueFrom" in source, field
+            continue
+        chart_value = _value(values, path)
+        if CHART_SECRET_KEY in extra:
+            assert f"name: {{{{ .Values.{path} }}}}" in source, field
+            assert f"key: {extra[CHART_SECRET_KEY]}" in source, field
+            continue
+        assert source.strip() == f"value: {{{{ .Values.{path} | quote }}}}", field
+        default = extra.get(CHART_DEFAULT, info.default)
+        assert chart_value == ("" if default is None else default), (
+            f"values.yaml {path} = {chart_value!r}, but the default of {env_name(field)} "
+            f"is {default!r}"
+        )
+
+
+def test_every_edgeops_variable_in_the_code_is_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    # Python names that merely look like variables: a constant of the api package.
+    not_variables = {"EDGEOPS_IMAGE_REPOSITORIES"}
+    named = set()
+    for path in (ROOT / "operator" / "edgeops").rglob("*.py"):
+        named |= set(re.findall(r"[\"'](EDGEOPS_[A-Z0-9_]*[A-Z0-9])[\"']", path.read_text()))
+    named |= {env_name(f) for f in OperatorSettings.model_fields}
+    named |= {env_name(f, PredictorSettings) for f in PredictorSettings.model_fields}
+    undocumented = sorted(n for n in named - not_variables if f"`{n}`" not in readme)
+    assert undocumented == [], "document these in README.md, Configuration"
