@@ -14,7 +14,18 @@ import pytest
 from kubernetes import client, config
 
 from edgeops.devcluster.cluster import DevCluster
+from edgeops.settings import predictor_settings, settings
 from edgeops.store import ArtifactStore, StoreConfig
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Each test reads EDGEOPS_* settings from its own (monkeypatched) environment."""
+    settings.cache_clear()
+    predictor_settings.cache_clear()
+    yield
+    settings.cache_clear()
+    predictor_settings.cache_clear()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -72,9 +83,18 @@ class Cluster:
         found = self.get("events", "-n", namespace, "--field-selector", selector)
         return list(found.get("items", []))
 
+    def store_config(self) -> StoreConfig:
+        """How to reach the devcluster's S3 bucket (the variables `edgeops dev env` prints)."""
+        return StoreConfig(
+            endpoint=self.env["EDGEOPS_S3_ENDPOINT"],
+            access_key=self.env["EDGEOPS_S3_ACCESS_KEY"],
+            secret_key=self.env["EDGEOPS_S3_SECRET_KEY"],
+            bucket=self.env["EDGEOPS_S3_BUCKET"],
+        )
+
     def store(self) -> ArtifactStore:
         """The devcluster's S3 bucket through EdgeOps's own store client."""
-        return ArtifactStore(StoreConfig.from_env(self.env))
+        return ArtifactStore(self.store_config())
 
     def motions_dataset(self, namespace: str) -> str:
         """Applies Dataset `motions` (built-in BasicMotions) and returns its first version."""

@@ -118,18 +118,43 @@ def dev_env(name: NameOpt = "default", home: HomeOpt = None) -> None:
 
 @operator_app.command("run")
 def operator_run(
-    health_port: Annotated[int, typer.Option(help="Liveness endpoint port (/healthz).")] = 8080,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port.")] = 9090,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Liveness endpoint port (/healthz) [default: EDGEOPS_HEALTH_PORT or 8080].",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Prometheus /metrics port [default: EDGEOPS_METRICS_PORT or 9090].",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
     bind_address: Annotated[
-        str, typer.Option(help="Address for health and metrics.")
-    ] = "127.0.0.1",
+        str | None,
+        typer.Option(
+            help="Address for health and metrics [default: EDGEOPS_BIND_ADDRESS or 127.0.0.1]."
+        ),
+    ] = None,
     peering: Annotated[bool, typer.Option(help="Kopf peering for several replicas.")] = False,
     namespace: Annotated[str | None, typer.Option(help="Watch one namespace only.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the EdgeOps operator (Kopf) against the current kubeconfig or in-cluster config."""
+    """Run the EdgeOps operator (Kopf) against the current kubeconfig or in-cluster config.
+    Configuration comes from EDGEOPS_* variables (see the README); the flags override."""
     from edgeops.controllers import runtime
+    from edgeops.settings import SettingsError, settings
 
+    try:
+        settings()  # a bad variable stops the start, before any handler runs
+    except SettingsError as exc:
+        # One plain line (rich would wrap it at the pod log's 80 columns), no traceback.
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,55 +1,472 @@
 """The operator's configuration: one pydantic-settings object read from ``EDGEOPS_*``
 environment variables (the Helm chart sets them from its values).
 
+Every field names its unit, its default and why that default was chosen; the README's
+"Configuration" table is generated from these fields (``python -m edgeops.settings``) and a
+unit test keeps it, ``charts/edgeops/values.yaml`` and the Deployment template in step.
+
 Read once per process through :func:`settings`; tests that change the environment call
-``settings.cache_clear()``.
+``settings.cache_clear()``. A bad value raises :class:`SettingsError`, whose one-line
+message names the variable (never the value of a secret).
+
+The KServe predictor runs in its own pod with its own environment: its one variable is in
+:class:`PredictorSettings` here, so that every ``EDGEOPS_*`` variable is documented in one
+place, but it is not part of the operator's settings or chart.
+
+This module imports pydantic, pydantic-settings and the standard library only: the trainer
+and the predictor import it too.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import (
+    Field,
+    FilePath,
+    Json,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+ENV_PREFIX: Final = "EDGEOPS_"
+
+#: Keys of a field's ``json_schema_extra`` that say how the Helm chart sets it:
+#: CHART is the values.yaml path (None: not a chart value), CHART_DEFAULT the chart's default
+#: when it differs from the field's, CHART_SECRET_KEY the key of the Secret
+#: ``s3.existingSecret`` the variable is read from, CHART_SOURCE a sentence for the README
+#: when the chart fills the variable in itself.
+CHART: Final = "chart"
+CHART_DEFAULT: Final = "chart_default"
+CHART_SECRET_KEY: Final = "chart_secret_key"
+CHART_SOURCE: Final = "chart_source"
+#: A field whose value (even a wrong one) is never shown in an error message.
+SENSITIVE: Final = "sensitive"
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
+_SECRET_REF = re.compile(rf"^(?:(?P<namespace>{_DNS_LABEL})/)?(?P<name>{_DNS_SUBDOMAIN})$")
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or has a bad value. The message is one line
+    that names each variable at fault (and shows no secret)."""
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without what may be credentials: ``user:password@`` and a query or fragment."""
+    shown = url.split("?", 1)[0].split("#", 1)[0]
+    scheme, separator, rest = shown.rpartition("://")
+    if "@" in rest:
+        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
+    return shown
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be http(s)://host[:port], not {redacted_url(value)!r}")
+    return value
 
 
 class OperatorSettings(BaseSettings):
-    """Every knob of the operator, each with its unit and why its default was chosen."""
+    """Every knob of the operator, each with its unit and why its default was chosen.
 
-    model_config = SettingsConfigDict(env_prefix="EDGEOPS_", extra="ignore", frozen=True)
+    The trainer (in a TrainingRun's Job) reads its S3 settings through this class too; the
+    operator sets those variables in the Job's pod.
+    """
 
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        # An empty variable means "not set" (as the chart renders unset values), not "".
+        env_ignore_empty=True,
+    )
+
+    # --- where the operator runs -------------------------------------------------------
     namespace: str = Field(
         "edgeops-system",
-        description="Namespace the operator runs in: its signing key Secret, public-key "
-        "ConfigMap and (by default) the S3 credentials Secret live there.",
+        pattern=f"^{_DNS_LABEL}$",
+        description="Namespace the operator runs in: its signing-key Secret and public-key "
+        "ConfigMap live there, and so does the S3 credentials Secret when `EDGEOPS_S3_SECRET` "
+        "names no namespace. Default `edgeops-system`, the namespace the README installs "
+        "into; the chart sets it to the release namespace.",
+        json_schema_extra={
+            CHART: None,
+            CHART_SOURCE: "the release namespace (`fieldRef: metadata.namespace`)",
+        },
     )
     resync_interval_seconds: float = Field(
         60.0,
         gt=0,
         description="Seconds between periodic re-reconciliations of an object while nothing "
         "changes. Reconciliation is event-driven; this only bounds how long a missed event "
-        "(or a change outside Kubernetes, e.g. in S3) can go unnoticed.",
+        "(or a change outside Kubernetes, e.g. in S3) can go unnoticed. Default 60: a minute "
+        "of staleness at most, at a negligible API load.",
+        json_schema_extra={CHART: "resyncIntervalSeconds"},
     )
+
     source_poll_interval_seconds: float = Field(
         10.0,
         gt=0,
         description="Seconds between looks for new objects in the sources of a Dataset with "
         "collection.onNewObjects (S3 and HTTP have no watch). Each look is one listing "
-        "of the sources, never an API-server call.",
+        "of the sources, never an API-server call. Default 10: new device samples start a "
+        "collection within seconds, at one S3 listing per Dataset every 10 s.",
+        json_schema_extra={CHART: "sourcePollIntervalSeconds"},
+    )
+
+    # --- S3 -------------------------------------------------------------------------------
+    s3_endpoint: str | None = Field(
+        None,
+        description="S3 endpoint the operator uses, `http(s)://host[:port]`. Unset: the "
+        "`endpoint` key of the credentials Secret. No default: there is no S3 everyone has.",
+        json_schema_extra={CHART: "s3.endpoint", SENSITIVE: True},
     )
     s3_job_endpoint: str | None = Field(
         None,
-        description="S3 endpoint as seen from training and ingestion pods, when it differs "
-        "from the operator's own (e.g. an in-cluster Service name). Default: the operator's.",
+        description="S3 endpoint as seen from training pods and KServe predictors, when it "
+        "differs from the operator's own (e.g. an in-cluster Service name). Default: the "
+        "operator's endpoint.",
+        json_schema_extra={CHART: "s3.jobEndpoint", SENSITIVE: True},
     )
+    s3_bucket: str = Field(
+        "edgeops",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket for dataset versions, training artifacts and model bundles. "
+        "Default `edgeops`, the bucket the devcluster creates.",
+        json_schema_extra={CHART: "s3.bucket"},
+    )
+    s3_region: str | None = Field(
+        None,
+        description="S3 region to sign requests for. Unset: the client asks the server "
+        "(MinIO and most on-premises stores need no region; predictors are told `us-east-1`).",
+        json_schema_extra={CHART: "s3.region"},
+    )
+    s3_ca_bundle: FilePath | None = Field(
+        None,
+        description="Path of a PEM bundle to verify the S3 server's certificate with, for a "
+        "private CA (mount it with `extraVolumes`/`extraVolumeMounts`). Unset: the system "
+        "CAs (certifi). Must exist at start-up.",
+        json_schema_extra={CHART: "s3.caBundle"},
+    )
+    s3_insecure_skip_verify: bool = Field(
+        False,
+        description="Accept any S3 server certificate. Development only: it lets anyone on "
+        "the path read and change models. Default false.",
+        json_schema_extra={CHART: "s3.insecureSkipVerify"},
+    )
+    s3_secret: str | None = Field(
+        None,
+        description="Credentials Secret as `namespace/name`, or `name` in the operator's "
+        "namespace, with keys `accessKey`, `secretKey` and optionally `endpoint` (used when "
+        "`EDGEOPS_S3_ENDPOINT` is unset). Its keys win over the two variables below, and it "
+        "is read again after S3 refuses them, so a rotated Secret takes effect without a "
+        "restart. Unset: the variables only.",
+        json_schema_extra={CHART: "s3.existingSecret", CHART_DEFAULT: "edgeops-s3"},
+    )
+    s3_access_key: SecretStr | None = Field(
+        None,
+        description="S3 access key, when not in the credentials Secret. Never logged.",
+        json_schema_extra={
+            CHART: "s3.existingSecret",
+            CHART_SECRET_KEY: "accessKey",
+            SENSITIVE: True,
+        },
+    )
+    s3_secret_key: SecretStr | None = Field(
+        None,
+        description="S3 secret key, when not in the credentials Secret. Never logged.",
+        json_schema_extra={
+            CHART: "s3.existingSecret",
+            CHART_SECRET_KEY: "secretKey",
+            SENSITIVE: True,
+        },
+    )
+
+    # --- Prometheus -----------------------------------------------------------------------
+    prometheus_url: str | None = Field(
+        None,
+        description="Base URL of the Prometheus HTTP API (`http(s)://host[:port]`) that the "
+        "drift monitor and rollout analysis query. Not read yet: reserved for the drift "
+        "monitor, which is not implemented. The devcluster sets it.",
+        json_schema_extra={CHART: "prometheus.url"},
+    )
+
+    # --- the operator process -------------------------------------------------------------
+    health_port: int = Field(
+        8080,
+        ge=1,
+        le=65535,
+        description="Port of the liveness endpoint `/healthz`. Default 8080, the common "
+        "probe port. The `--health-port` flag overrides it.",
+        json_schema_extra={CHART: "health.port"},
+    )
+    metrics_port: int = Field(
+        9090,
+        ge=1,
+        le=65535,
+        description="Port of the Prometheus `/metrics` endpoint. Default 9090. The "
+        "`--metrics-port` flag overrides it.",
+        json_schema_extra={CHART: "metrics.port"},
+    )
+    bind_address: str = Field(
+        "127.0.0.1",
+        description="IP address the health and metrics endpoints listen on. Default "
+        "`127.0.0.1` (a process on a workstation exposes nothing); the operator image and "
+        "the chart use `0.0.0.0`, so that the kubelet's probe and Prometheus reach the pod. "
+        "The `--bind-address` flag overrides it.",
+        json_schema_extra={CHART: "bindAddress", CHART_DEFAULT: "0.0.0.0"},
+    )
+    watch_server_timeout_seconds: int = Field(
+        60,
+        ge=1,
+        description="Whole seconds after which the API server ends a watch stream, which is "
+        "then re-established: a stream that went silent without closing (proxies, API "
+        "server restarts) is noticed within this time. Default 60.",
+        json_schema_extra={CHART: "kubernetesApi.watchServerTimeoutSeconds"},
+    )
+    watch_client_timeout_seconds: float = Field(
+        90.0,
+        gt=0,
+        description="Seconds after which the operator itself gives up on a watch stream, in "
+        "case the server does not end it. Must exceed the server timeout, or every watch "
+        "ends as an error. Default 90 (server timeout + 30).",
+        json_schema_extra={CHART: "kubernetesApi.watchClientTimeoutSeconds"},
+    )
+    watch_connect_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds to wait for a watch connection to the API server. Default 10: "
+        "a reachable API server answers in well under a second.",
+        json_schema_extra={CHART: "kubernetesApi.watchConnectTimeoutSeconds"},
+    )
+    api_request_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds one of Kopf's API requests (status patches, events; not "
+        "watches) may take before Kopf retries it. Default 60 (Kopf's own is 300): a hung "
+        "request should not stall an object's handlers for five minutes.",
+        json_schema_extra={CHART: "kubernetesApi.requestTimeoutSeconds"},
+    )
+    signing_key_refresh_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between re-reads of the signing-key Secret (a key rotated in "
+        "the Secret signs new model versions within this time, without a restart) and "
+        "between checks that each namespace's public-key ConfigMap is still there. "
+        "Default 300: rotation is rare, and each check is two API calls.",
+        json_schema_extra={CHART: "signing.keyRefreshSeconds"},
+    )
+
+    @field_validator("s3_endpoint", "s3_job_endpoint", "prometheus_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @field_validator("s3_secret")
+    @classmethod
+    def _check_secret_ref(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_REF.match(value):
+            raise ValueError("must be 'namespace/name' or 'name' of a Secret")
+        return value
+
+    @field_validator("bind_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError("must be an IPv4 or IPv6 address") from None
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Self:
+        if self.watch_client_timeout_seconds <= self.watch_server_timeout_seconds:
+            raise ValueError(
+                f"{env_name('watch_client_timeout_seconds')} "
+                f"({self.watch_client_timeout_seconds:g}) must exceed "
+                f"{env_name('watch_server_timeout_seconds')} "
+                f"({self.watch_server_timeout_seconds}), or every watch ends as an error"
+            )
+        if self.health_port == self.metrics_port:
+            raise ValueError(
+                f"{env_name('health_port')} and {env_name('metrics_port')} are both "
+                f"{self.health_port}"
+            )
+        return self
+
+    @property
+    def s3_secret_ref(self) -> tuple[str, str] | None:
+        """(namespace, name) of the credentials Secret ``s3_secret`` names, if any."""
+        if self.s3_secret is None:
+            return None
+        namespace, _, name = self.s3_secret.rpartition("/")
+        return namespace or self.namespace, name
+
+
+class PredictorSettings(BaseSettings):
+    """The KServe predictor's configuration (its own pod; the operator sets the variable
+    in the ServingRuntime from the public-key ConfigMap it publishes)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    signing_public_keys: Json[dict[str, str]] = Field(
+        description="JSON object `{keyId: base64 Ed25519 public key}` that model bundles "
+        "must be signed with; no default, so nothing unsigned is ever served. The operator "
+        "fills it in from key `publicKeys.json` of ConfigMap `edgeops-signing`.",
+        min_length=1,
+        json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
+    )
+
+
+_Settings = TypeVar("_Settings", bound=BaseSettings)
+
+
+def env_name(field: str, model: type[BaseSettings] = OperatorSettings) -> str:
+    """The environment variable that sets ``field`` of ``model``."""
+    if field not in model.model_fields:
+        raise KeyError(field)
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _describe(error: ValidationError, model: type[BaseSettings]) -> str:
+    """One line naming each variable at fault; values are shown except for secrets."""
+    problems = []
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if field not in model.model_fields:  # a rule across fields names them itself
+            problems.append(message)
+            continue
+        info = model.model_fields[field]
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        shown = ""
+        if not extra.get(SENSITIVE) and item["type"] != "missing":
+            shown = f" (got {item['input']!r})"
+        problems.append(f"{env_name(field, model)}: {message}{shown}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load(model: type[_Settings]) -> _Settings:
+    """``model`` read from the environment now.
+
+    Raises:
+        SettingsError: a variable is missing or has a bad value (the message names it).
+    """
+    try:
+        return model()
+    except ValidationError as error:
+        raise SettingsError(_describe(error, model)) from None
+    except _SourceError as error:  # a JSON variable that is not JSON
+        raise SettingsError(f"invalid configuration: {error}") from None
 
 
 @functools.cache
 def settings() -> OperatorSettings:
-    """The process's settings, read from the environment on first use.
+    """The operator's settings, read from the environment on first use.
 
     Raises:
-        pydantic.ValidationError: a variable has a value of the wrong type or out of range
-            (the message names the variable).
+        SettingsError: a variable has a value of the wrong type or out of range (the
+            message names the variable).
     """
-    return OperatorSettings()
+    return load(OperatorSettings)
+
+
+@functools.cache
+def predictor_settings() -> PredictorSettings:
+    """The predictor's settings, read from the environment on first use.
+
+    Raises:
+        SettingsError: ``EDGEOPS_SIGNING_PUBLIC_KEYS`` is missing or not a JSON object.
+    """
+    return load(PredictorSettings)
+
+
+# --- documentation ------------------------------------------------------------------------
+
+
+def _default(info: Any) -> str:
+    if info.is_required():
+        return "required"
+    default = info.default
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float) and default.is_integer():
+        return f"`{int(default)}`"
+    return f"`{default}`"
+
+
+def _chart(extra: dict[str, Any]) -> str:
+    path = extra.get(CHART)
+    if path is None:
+        return str(extra.get(CHART_SOURCE, "—"))
+    if CHART_SECRET_KEY in extra:
+        return f"key `{extra[CHART_SECRET_KEY]}` of Secret `{path}`"
+    if CHART_DEFAULT in extra:
+        return f"`{path}` (default `{extra[CHART_DEFAULT]}`)"
+    return f"`{path}`"
+
+
+def markdown_table(model: type[BaseSettings] = OperatorSettings) -> str:
+    """The README's table of ``model``'s variables: variable, chart value, default,
+    meaning."""
+    rows = ["| variable | chart value | default | meaning |", "|---|---|---|---|"]
+    for field, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        meaning = (info.description or "").replace("|", "\\|")
+        rows.append(
+            f"| `{env_name(field, model)}` | {_chart(extra)} | {_default(info)} | {meaning} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+README_BEGIN: Final = "<!-- settings table: generated by `python -m edgeops.settings README.md` -->"
+README_END: Final = "<!-- end of settings table -->"
+
+
+def readme_block() -> str:
+    """The generated part of the README's "Configuration" section."""
+    return (
+        f"{README_BEGIN}\n\n"
+        "Operator (and, for the `EDGEOPS_S3_*` variables it sets in the Job, the trainer):\n\n"
+        f"{markdown_table(OperatorSettings)}\n"
+        "KServe predictor pod:\n\n"
+        f"{markdown_table(PredictorSettings)}\n"
+        f"{README_END}"
+    )
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrites the generated block of the README at ``path``; True if it changed."""
+    text = path.read_text()
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    updated = text[:start] + readme_block() + text[end:]
+    if updated != text:
+        path.write_text(updated)
+    return updated != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) > 1:
+        changed = update_readme(Path(sys.argv[1]))
+        print(f"{sys.argv[1]}: {'updated' if changed else 'up to date'}")
+    else:
+        print(readme_block())

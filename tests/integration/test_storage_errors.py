@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def _config(cluster: Cluster) -> StoreConfig:
-    return StoreConfig.from_env(cluster.env)
+    return cluster.store_config()
 
 
 def _refusal(store: ArtifactStore) -> StorageRejectedError:

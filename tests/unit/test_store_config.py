@@ -6,6 +6,7 @@ import pytest
 import urllib3.exceptions
 from minio.error import S3Error, ServerError
 
+from edgeops.settings import OperatorSettings
 from edgeops.store import StorageUnavailableError, StoreConfig, blob_key
 from edgeops.store.artifacts import _cap
 from edgeops.store.retry import Backoff, is_transient, with_retries
@@ -17,26 +18,40 @@ ENV = {
 }
 
 
-def test_config_from_env_and_secret() -> None:
-    config = StoreConfig.from_env(ENV)
+def _settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> OperatorSettings:
+    for name in (*ENV, "EDGEOPS_S3_BUCKET", "EDGEOPS_S3_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return OperatorSettings()
+
+
+def test_config_from_settings_and_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = StoreConfig.from_settings(_settings(monkeypatch, ENV))
     assert (config.host, config.secure, config.bucket) == ("127.0.0.1:9000", False, "edgeops")
-    from_secret = StoreConfig.from_env(
-        {"EDGEOPS_S3_BUCKET": "data"},
+    assert (config.access_key, config.secret_key) == ("env-access", "env-secret")
+    from_secret = StoreConfig.from_settings(
+        _settings(monkeypatch, {"EDGEOPS_S3_BUCKET": "data"}),
         {"accessKey": "a", "secretKey": "s", "endpoint": "https://s3.example:443"},
     )
     assert from_secret.secure and from_secret.access_key == "a" and from_secret.bucket == "data"
 
 
-def test_secret_credentials_win_over_env() -> None:
-    config = StoreConfig.from_env(ENV, {"accessKey": "sa", "secretKey": "ss"})
+def test_secret_credentials_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = StoreConfig.from_settings(
+        _settings(monkeypatch, ENV), {"accessKey": "sa", "secretKey": "ss"}
+    )
     assert (config.access_key, config.secret_key) == ("sa", "ss")
+    assert "ss" not in repr(config) and "env-secret" not in repr(config)
 
 
-def test_missing_settings_are_named() -> None:
+def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    partial = {"EDGEOPS_S3_ENDPOINT": "http://x:1", "EDGEOPS_S3_SECRET_KEY": "s"}
     with pytest.raises(ValueError, match="access key"):
-        StoreConfig.from_env({"EDGEOPS_S3_ENDPOINT": "http://x:1", "EDGEOPS_S3_SECRET_KEY": "s"})
+        StoreConfig.from_settings(_settings(monkeypatch, partial))
+    settings = _settings(monkeypatch, {"EDGEOPS_S3_ACCESS_KEY": "a", "EDGEOPS_S3_SECRET_KEY": "s"})
     with pytest.raises(ValueError, match="endpoint must be"):
-        StoreConfig.from_env({**ENV, "EDGEOPS_S3_ENDPOINT": "ftp://x"})
+        StoreConfig.from_settings(settings, {"endpoint": "ftp://x"})
 
 
 def test_blob_keys_are_derived_from_the_hash() -> None:

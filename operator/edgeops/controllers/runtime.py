@@ -1,8 +1,12 @@
-"""Starting the Kopf operator with settings fit for a long-running production controller."""
+"""Starting the Kopf operator with settings fit for a long-running production controller.
+
+The tunable ones (watch and request timeouts, ports, bind address) come from
+:mod:`edgeops.settings`; the rest are fixed here with the reason next to them."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 from typing import Any
@@ -10,6 +14,7 @@ from typing import Any
 import kopf
 
 from edgeops.metrics import operator as operator_metrics
+from edgeops.settings import settings as edgeops_settings
 
 log = logging.getLogger("edgeops.operator")
 
@@ -33,12 +38,15 @@ logging.getLogger("kopf.objects").addFilter(_KopfBookkeeping())
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Kopf's settings for this operator, from :func:`edgeops.settings.settings`."""
+    config = edgeops_settings()
     # A watch stream can go silent without closing (proxies, apiserver restarts): make the
-    # server end it and the client give up on it, so the watch is re-established.
-    settings.watching.server_timeout = 60
-    settings.watching.client_timeout = 90
-    settings.watching.connect_timeout = 10
-    settings.networking.request_timeout = 60
+    # server end it and the client give up on it, so the watch is re-established. Kopf sends
+    # the server timeout as the text of the value: it must be a whole number of seconds.
+    settings.watching.server_timeout = config.watch_server_timeout_seconds
+    settings.watching.client_timeout = config.watch_client_timeout_seconds
+    settings.watching.connect_timeout = config.watch_connect_timeout_seconds
+    settings.networking.request_timeout = config.api_request_timeout_seconds
     # kopf.info() is dropped below the posting level, so it stays at INFO; Kopf's own
     # bookkeeping lines are filtered out instead (see _KopfBookkeeping).
     settings.posting.level = logging.INFO
@@ -58,19 +66,28 @@ def on_cleanup(**_: Any) -> None:
 
 
 def run(
-    health_port: int = 8080,
-    metrics_port: int = 9090,
+    health_port: int | None = None,
+    metrics_port: int | None = None,
     peering: bool = False,
     namespace: str | None = None,
-    bind_address: str = "127.0.0.1",
+    bind_address: str | None = None,
 ) -> None:
-    """Runs the operator until interrupted.
+    """Runs the operator until interrupted. Ports and bind address left as None come from
+    the settings (``EDGEOPS_HEALTH_PORT``, ``EDGEOPS_METRICS_PORT``,
+    ``EDGEOPS_BIND_ADDRESS``).
 
     Peering (Kopf's coordination of several operator replicas) is off by default: the local
     and single-replica case needs no peering CRDs. Enable it for HA deployments.
+
+    Raises:
+        edgeops.settings.SettingsError: a setting has a bad value.
     """
     import edgeops.controllers as controllers  # handlers register on import
 
+    config = edgeops_settings()
+    health_port = config.health_port if health_port is None else health_port
+    metrics_port = config.metrics_port if metrics_port is None else metrics_port
+    bind_address = config.bind_address if bind_address is None else bind_address
     log.info("starting EdgeOps operator (handlers from %s)", controllers.__name__)
     operator_metrics.serve(metrics_port, bind_address)
     asyncio.run(
@@ -78,6 +95,14 @@ def run(
             standalone=not peering,
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else [],
-            liveness_endpoint=f"http://{bind_address}:{health_port}/healthz",
+            liveness_endpoint=f"http://{_url_host(bind_address)}:{health_port}/healthz",
         )
     )
+
+
+def _url_host(address: str) -> str:
+    """``address`` as the host part of a URL (an IPv6 address in brackets)."""
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:  # a host name
+        return address

@@ -6,39 +6,40 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from typing import Final
 
 from edgeops.k8s import apply, custom
 from edgeops.policy.serving import PUBLIC_KEYS_KEY, SIGNING_CONFIG_MAP
+from edgeops.settings import settings
 from edgeops.signing import SigningKey, generate_key, signing_key
 
 log = logging.getLogger(__name__)
 
 SECRET_NAME: Final = "edgeops-signing-key"
 PRIVATE_KEY: Final = "privateKey"
-DEFAULT_NAMESPACE: Final = "edgeops-system"
 
 _lock = threading.Lock()
 _key: SigningKey | None = None
 _loaded_at = 0.0
 #: namespace -> when its ConfigMap was last checked (a namespace can be recreated).
 _published: dict[str, float] = {}
-REPUBLISH_SECONDS: Final = 300.0
 
 
 def operator_namespace() -> str:
-    return os.environ.get("EDGEOPS_NAMESPACE", DEFAULT_NAMESPACE)
+    """The namespace the operator runs in (``EDGEOPS_NAMESPACE``), home of the key Secret."""
+    return settings().namespace
 
 
 def current_key() -> SigningKey:
-    """Loaded (or generated and stored) on first use, and read again every few minutes so
-    that a key rotated in the Secret signs the next versions without a restart."""
+    """Loaded (or generated and stored) on first use, and read again every
+    ``EDGEOPS_SIGNING_KEY_REFRESH_SECONDS`` so that a key rotated in the Secret signs the
+    next versions without a restart."""
     global _key, _loaded_at
+    refresh = settings().signing_key_refresh_seconds
     with _lock:
-        if _key is None or time.monotonic() - _loaded_at >= REPUBLISH_SECONDS:
+        if _key is None or time.monotonic() - _loaded_at >= refresh:
             # The operator's own namespace exists (it runs there); creating it would need a
             # cluster-wide permission the chart rightly does not grant.
             namespace = operator_namespace()
@@ -85,8 +86,9 @@ def publish_public_key(namespace: str) -> SigningKey:
     """Makes sure ``namespace`` (and the operator's own) has the public-key ConfigMap."""
     key = current_key()
     now = time.monotonic()
+    refresh = settings().signing_key_refresh_seconds
     for target in {operator_namespace(), namespace}:
-        if now - _published.get(target, -REPUBLISH_SECONDS) < REPUBLISH_SECONDS:
+        if now - _published.get(target, -refresh) < refresh:
             continue
         published = custom.read_config_map_data(target, SIGNING_CONFIG_MAP)
         apply.server_side_apply(

@@ -1,14 +1,14 @@
-"""The operator's one ArtifactStore, configured from the environment and (optionally) a
-credentials Secret named by EDGEOPS_S3_SECRET ("name" in the operator's namespace, or
-"namespace/name")."""
+"""The operator's one ArtifactStore, configured from the settings (``EDGEOPS_S3_*``) and
+(optionally) a credentials Secret named by EDGEOPS_S3_SECRET ("name" in the operator's
+namespace, or "namespace/name")."""
 
 from __future__ import annotations
 
-import os
 import threading
 
 from edgeops.api.constants import Reason
 from edgeops.k8s import client as k8s
+from edgeops.settings import settings
 from edgeops.store import (
     ArtifactStore,
     StorageMisconfiguredError,
@@ -18,7 +18,6 @@ from edgeops.store import (
     StoreError,
 )
 
-DEFAULT_SECRET_NAMESPACE = "edgeops-system"
 #: Kubernetes API answers that mean the Secret cannot be used as configured.
 _MISCONFIGURED_STATUSES = {
     401: "is not readable (401 Unauthorized)",
@@ -40,12 +39,12 @@ def artifact_store() -> ArtifactStore:
     global _store
     with _lock:
         if _store is None:
-            env = dict(os.environ)
-            ref = _secret_ref()
+            config = settings()
+            ref = config.s3_secret_ref
             secret = _read_secret(*ref) if ref else None
             shown = "/".join(ref) if ref else ""
             try:
-                _store = ArtifactStore(StoreConfig.from_env(env, secret))
+                _store = ArtifactStore(StoreConfig.from_settings(config, secret))
             except ValueError as error:
                 where = f" (credentials Secret {shown}, EDGEOPS_S3_SECRET)" if shown else ""
                 raise StorageMisconfiguredError(f"{error}{where}") from None
@@ -54,24 +53,15 @@ def artifact_store() -> ArtifactStore:
 
 def credentials_origin() -> str:
     """Where the store's credentials come from, for messages that ask to check them."""
-    ref = _secret_ref()
+    ref = settings().s3_secret_ref
     if ref:
         return f"Secret {'/'.join(ref)} (keys accessKey, secretKey)"
     return "EDGEOPS_S3_ACCESS_KEY / EDGEOPS_S3_SECRET_KEY"
 
 
-def _secret_ref() -> tuple[str, str] | None:
-    """(namespace, name) of the credentials Secret that EDGEOPS_S3_SECRET names, if any."""
-    secret_ref = os.environ.get("EDGEOPS_S3_SECRET")
-    if not secret_ref:
-        return None
-    namespace, _, name = secret_ref.rpartition("/")
-    return namespace or os.environ.get("EDGEOPS_NAMESPACE", DEFAULT_SECRET_NAMESPACE), name
-
-
 def forget_store() -> None:
-    """Drops the built store, so the next use reads the settings and the Secret again
-    (after S3 refused the credentials, a fixed Secret then takes effect)."""
+    """Drops the built store, so the next use reads the credentials Secret again (after S3
+    refused the credentials, a fixed Secret then takes effect)."""
     global _store
     with _lock:
         _store = None

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import kserve
 from kserve import model_server
 
+from edgeops.settings import SettingsError, predictor_settings
+
 from .predictor import OnnxPredictor
-from .verify import public_keys_from_env
 
 log = logging.getLogger("edgeops.serving")
 
@@ -19,7 +21,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser])
     parser.add_argument("--model_dir", default="/mnt/models", help="Downloaded model prefix.")
     args, _ = parser.parse_known_args()
-    model = OnnxPredictor(args.model_name, Path(args.model_dir), public_keys_from_env())
+    try:
+        public_keys = predictor_settings().signing_public_keys
+    except SettingsError as exc:  # nothing is served without the keys to verify it with
+        sys.exit(f"error: {exc}")
+    model = OnnxPredictor(args.model_name, Path(args.model_dir), dict(public_keys))
     model.load()
     assert model.verified is not None
     log.info(

@@ -1,24 +1,31 @@
 """Where the store is and how to reach it: operator configuration plus a credentials Secret.
 
-Endpoint, bucket and TLS settings come from the operator's environment; credentials from
-the environment or a Secret (keys accessKey, secretKey and optionally endpoint), whose data
-the caller reads (this package does not talk to Kubernetes).
+Endpoint, bucket and TLS settings come from the operator's settings (``edgeops.settings``,
+the ``EDGEOPS_S3_*`` variables); credentials from the settings or a Secret (keys accessKey,
+secretKey and optionally endpoint), whose data the caller reads (this package does not talk
+to Kubernetes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from edgeops.settings import OperatorSettings, redacted_url
 
 DEFAULT_BUCKET = "edgeops"
 
 
 @dataclass(frozen=True)
 class StoreConfig:
+    """How to reach the store: endpoint, credentials (never in the repr), bucket, TLS."""
+
     endpoint: str
-    access_key: str
-    secret_key: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
     bucket: str = DEFAULT_BUCKET
     region: str | None = None
     #: PEM bundle to verify the server certificate with (private CAs).
@@ -30,7 +37,7 @@ class StoreConfig:
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
-                f"S3 endpoint must be http(s)://host[:port], not {_redacted(self.endpoint)!r}"
+                f"S3 endpoint must be http(s)://host[:port], not {redacted_url(self.endpoint)!r}"
             )
 
     @property
@@ -42,16 +49,21 @@ class StoreConfig:
         return urlsplit(self.endpoint).netloc
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str], secret_data: Mapping[str, str] | None = None
+    def from_settings(
+        cls, settings: OperatorSettings, secret_data: Mapping[str, str] | None = None
     ) -> StoreConfig:
-        """Settings from ``EDGEOPS_S3_*`` variables; a Secret's values fill in credentials
-        (and the endpoint when the environment has none). ``secret_data`` holds the
-        Secret's decoded values."""
+        """The store of ``settings`` (the ``EDGEOPS_S3_*`` variables); a credentials Secret's
+        values fill in credentials (and the endpoint when the settings have none).
+        ``secret_data`` holds the Secret's decoded values.
+
+        Raises:
+            ValueError: the endpoint or a credential is missing, or the endpoint is not an
+                http(s) URL (the message names what, never a secret value).
+        """
         secret = dict(secret_data or {})
-        endpoint = env.get("EDGEOPS_S3_ENDPOINT") or secret.get("endpoint")
-        access = secret.get("accessKey") or env.get("EDGEOPS_S3_ACCESS_KEY")
-        secret_key = secret.get("secretKey") or env.get("EDGEOPS_S3_SECRET_KEY")
+        endpoint = settings.s3_endpoint or secret.get("endpoint")
+        access = secret.get("accessKey") or _revealed(settings.s3_access_key)
+        secret_key = secret.get("secretKey") or _revealed(settings.s3_secret_key)
         missing = [
             name
             for name, value in (
@@ -68,17 +80,12 @@ class StoreConfig:
             endpoint=endpoint,
             access_key=access,
             secret_key=secret_key,
-            bucket=env.get("EDGEOPS_S3_BUCKET") or DEFAULT_BUCKET,
-            region=env.get("EDGEOPS_S3_REGION") or None,
-            ca_bundle=env.get("EDGEOPS_S3_CA_BUNDLE") or None,
-            insecure_skip_verify=env.get("EDGEOPS_S3_INSECURE_SKIP_VERIFY", "") == "true",
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
+            insecure_skip_verify=settings.s3_insecure_skip_verify,
         )
 
 
-def _redacted(endpoint: str) -> str:
-    """The endpoint without what may be credentials: user:password@ and a query."""
-    shown = endpoint.split("?", 1)[0].split("#", 1)[0]
-    scheme, separator, rest = shown.rpartition("://")
-    if "@" in rest:
-        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
-    return shown
+def _revealed(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

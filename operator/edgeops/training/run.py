@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from edgeops.settings import settings
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import BlobRef
 from edgeops.training.card import model_card
@@ -132,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = json.loads(args.config.read_text())
-    store = ArtifactStore(StoreConfig.from_env(os.environ))
+    try:
+        # The operator sets EDGEOPS_S3_* in the Job's pod; see edgeops.settings.
+        store = ArtifactStore(StoreConfig.from_settings(settings()))
+    except ValueError as exc:  # SettingsError included; no store, so no failure.json
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_BAD_CONFIG
     prefix = config["output"]["prefix"]
     try:
         hp = Hyperparameters.from_config(config.get("hyperparameters") or {})
