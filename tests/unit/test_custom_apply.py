@@ -74,3 +74,13 @@ def test_a_changed_or_dropped_field_is_a_change(api: _Api) -> None:
     smaller = {"predictor": {"model": {"uri": "s3://b/v1"}}}
     assert _apply(smaller) == "updated" and api.obj["spec"] == smaller
     assert _apply(smaller) == "unchanged"
+
+
+def test_the_applied_spec_annotation_keeps_its_value(api: _Api) -> None:
+    # Computed before the hash moved to edgeops.canonical_json (commit 532453a): objects
+    # already annotated are not rewritten after an upgrade.
+    _apply({"model": {"uri": "s3://b/v1", "note": "Zürich", "threshold": 1e-05}})
+    assert api.obj is not None
+    assert api.obj["metadata"]["annotations"][custom.APPLIED_SPEC] == (
+        "f5019ef636af800e903a270e9c7a44ce2619edbdfe8325b3cab5330a7db60352"
+    )

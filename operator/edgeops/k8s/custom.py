@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from typing import Any, Final
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from edgeops.api.constants import GROUP, VERSION, Labels
+from edgeops.canonical_json import sorted_json
 from edgeops.k8s.client import api_client
 
 MANAGED = {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE}
@@ -113,9 +113,8 @@ def apply(
     """Creates the object or brings its spec, labels and annotations to the manifest's.
     Fields the live spec has beyond the manifest's (a webhook's defaults) are left alone.
     Returns (object, "created" | "updated" | "unchanged")."""
-    spec_hash = hashlib.sha256(
-        json.dumps(manifest.get("spec"), sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    # ASCII-escaped, as the annotations already on objects were computed.
+    spec_hash = hashlib.sha256(sorted_json(manifest.get("spec"), ensure_ascii=True)).hexdigest()
     metadata = manifest["metadata"]
     annotations = {**(metadata.get("annotations") or {}), APPLIED_SPEC: spec_hash}
     manifest = {**manifest, "metadata": {**metadata, "annotations": annotations}}
