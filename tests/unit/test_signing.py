@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
 from edgeops.signing import (
+    LEGACY_MANIFEST_SCHEMA,
+    MANIFEST_SCHEMA,
     BundleArtifact,
     VerificationError,
     build_manifest,
@@ -40,10 +43,21 @@ def _manifest() -> dict[str, object]:
     )
 
 
-def test_canonical_json_is_sorted_compact_and_refuses_nan() -> None:
-    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
-    with pytest.raises(ValueError, match="non-finite"):
-        canonical_json({"x": float("nan")})
+def test_canonical_json_is_rfc8785_and_refuses_what_jcs_cannot_carry() -> None:
+    assert canonical_json({"b": 1.0, "a": [1e-05, "é"]}) == '{"a":[0.00001,"é"],"b":1}'.encode()
+    for value in (float("nan"), float("inf"), -float("inf"), 2**53, {1: "int key"}, b"bytes"):
+        with pytest.raises(ValueError):
+            canonical_json({"x": value})
+
+
+def test_new_manifests_are_v2_and_only_v2_is_signed() -> None:
+    assert _manifest()["schema"] == MANIFEST_SCHEMA == "edgeops.dev/bundle-manifest/v2"
+    key = generate_key()
+    for schema in (LEGACY_MANIFEST_SCHEMA, None, "edgeops.dev/bundle-manifest/v3"):
+        with pytest.raises(ValueError, match=r"only edgeops\.dev/bundle-manifest/v2"):
+            sign_manifest({**_manifest(), "schema": schema}, key)
+    with pytest.raises(ValueError, match="not representable"):
+        sign_manifest({**_manifest(), "target": {"threshold": float("nan")}}, key)
 
 
 def test_signed_manifest_round_trips() -> None:
@@ -79,6 +93,13 @@ def test_equivalent_but_non_canonical_bytes_fail() -> None:
     spaced = data.replace(b'"keyId":', b'"keyId": ')
     with pytest.raises(VerificationError, match="canonical"):
         verify_manifest(spaced, {key.key_id: key.public_b64})
+    # The same document in Python's sorted json.dumps form (1.0, not RFC 8785's 1) too.
+    manifest = {**_manifest(), "target": {"weight": 1.0}}
+    signed = sign_manifest(manifest, key)
+    legacy = json.dumps(signed.to_json(), sort_keys=True, separators=(",", ":")).encode()
+    assert legacy != signed.to_bytes()
+    with pytest.raises(VerificationError, match=r"canonical JSON form \(RFC 8785\)"):
+        verify_manifest(legacy, {key.key_id: key.public_b64})
 
 
 def test_wrong_or_unknown_key_fails() -> None:
@@ -119,6 +140,25 @@ def test_truncated_or_missing_artifact_fails() -> None:
 
 def test_garbage_is_rejected_not_crashing() -> None:
     key = generate_key()
-    for data in (b"", b"\xff\xfe", b"[]", b'{"manifest":1,"keyId":"a","signature":"b"}'):
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    def envelope(manifest: bytes) -> bytes:
+        return b'{"keyId":"a","manifest":' + manifest + b',"signature":"b"}'
+
+    def v2(member: bytes) -> bytes:
+        return envelope(b'{"schema":"edgeops.dev/bundle-manifest/v2","x":' + member + b"}")
+
+    for data in (
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        b'{"manifest":1,"keyId":"a","signature":"b"}',
+        envelope(b'{"schema":"x"}'),
+        envelope(deep),
+        v2(b"NaN"),
+        v2(b"1e999"),
+        v2(b"9" * 400),
+        v2(deep),
+    ):
         with pytest.raises(VerificationError):
             verify_manifest(data, {key.key_id: key.public_b64})

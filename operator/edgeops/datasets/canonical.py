@@ -1,17 +1,14 @@
-"""The one JSON encoding whose bytes are hashed (row digests, shards, manifests)."""
+"""Raw input made storable as canonical JSON.
+
+The bytes of rows, shards, manifests (hence version ids) and row digests are
+:func:`edgeops.canonical_json.sorted_json`: the encoding version ids have always been
+computed from, kept so the same content keeps its id.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
-
-
-def canonical_json(document: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8, NaN refused: equal content, equal bytes."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
 
 
 def finite_json(document: Any) -> Any:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeops.api import DatasetSchema, Feature, ValidationRules
+from edgeops.canonical_json import sorted_json
 
-from .canonical import canonical_json
 from .rows import Rejected, RejectReason, Row
 
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
@@ -259,7 +259,7 @@ def _dedupe(rows: list[Row], dedupe: bool) -> tuple[list[Row], int]:
 
 
 def row_digest(row: Row) -> bytes:
-    return hashlib.sha256(canonical_json(row)).digest()
+    return hashlib.sha256(sorted_json(row)).digest()
 
 
 def _bound(value: float | None) -> str:

@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from edgeops.api import DatasetSchema, DatasetSpec, format_time
+from edgeops.canonical_json import sorted_json
 
 from . import layout
-from .canonical import canonical_json, finite_json
+from .canonical import finite_json
 from .cleaning import CleanResult, clean, kept_columns
 from .inflight import hold
 from .manifest import ManifestEntry, manifest_bytes, version_id
@@ -202,9 +203,9 @@ def build_shards(
     lines: dict[str, list[bytes]] = {s: [] for s in SPLITS}
     for row in rows:
         ordered = {c: row.get(c) for c in columns}
-        lines[assign(ordered, schema.row_key, spec.split)].append(canonical_json(ordered))
+        lines[assign(ordered, schema.row_key, spec.split)].append(sorted_json(ordered))
     shards = {f"data/{s}.jsonl": b"".join(line + b"\n" for line in lines[s]) for s in SPLITS}
-    shards["schema.json"] = canonical_json(
+    shards["schema.json"] = sorted_json(
         schema.model_dump(mode="json", by_alias=True, exclude_none=True)
     )
     return shards, {s: len(lines[s]) for s in SPLITS}
@@ -316,7 +317,7 @@ def _record(
 
 def _rejects_jsonl(cleaned: CleanResult) -> bytes:
     # Rejected rows are raw input: NaN and Infinity are written as strings.
-    return b"".join(canonical_json(finite_json(r.to_dict())) + b"\n" for r in cleaned.rejected)
+    return b"".join(sorted_json(finite_json(r.to_dict())) + b"\n" for r in cleaned.rejected)
 
 
 def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceBatch]) -> str:
@@ -330,7 +331,7 @@ def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceB
         "governance": spec.governance.model_dump(mode="json", by_alias=True, exclude_none=True),
         "sources": sorted(b.fingerprint for b in batches),
     }
-    return hashlib.sha256(canonical_json(relevant)).hexdigest()
+    return hashlib.sha256(sorted_json(relevant)).hexdigest()
 
 
 def _http_validators(last: dict[str, Any]) -> dict[str, HttpValidators]:

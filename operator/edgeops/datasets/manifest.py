@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .canonical import canonical_json
+from edgeops.canonical_json import sorted_json
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +33,7 @@ def manifest_bytes(entries: Iterable[ManifestEntry]) -> bytes:
     keys = [e.key for e in ordered]
     if len(set(keys)) != len(keys):
         raise ValueError("manifest keys must be unique")
-    return canonical_json({"entries": [e.to_dict() for e in ordered]})
+    return sorted_json({"entries": [e.to_dict() for e in ordered]})
 
 
 def version_id(entries: Iterable[ManifestEntry]) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 from edgeops.api import Split
+from edgeops.canonical_json import sorted_json
 
-from .canonical import canonical_json
 from .rows import Row
 
 SplitName = Literal["train", "validation", "test"]
@@ -23,7 +23,7 @@ SPLITS: Final[tuple[SplitName, ...]] = ("train", "validation", "test")
 def row_key(row: Row, key_columns: Sequence[str] | None) -> bytes:
     """The bytes that identify a row: its key columns, or the whole row without a key."""
     identity = [row[c] for c in key_columns] if key_columns else row
-    return canonical_json(identity)
+    return sorted_json(identity)
 
 
 def bucket(key: bytes) -> float:

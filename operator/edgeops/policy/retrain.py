@@ -9,7 +9,6 @@ every trigger that fired is listed, so nothing is lost and nothing starts twice.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -18,6 +17,7 @@ from edgeops.api.common import format_time
 from edgeops.api.constants import Reason
 from edgeops.api.edgemodel import DriftSummary, RetrainPolicy, TriggerState
 from edgeops.api.trainingrun import TrainingReason, TrainingTemplate
+from edgeops.canonical_json import sorted_json
 
 from .cron import latest_tick, parse_duration
 
@@ -85,8 +85,9 @@ def code_hash(training: TrainingTemplate) -> str:
         "hyperparameters": trainer.hyperparameters.model_dump(by_alias=True, mode="json"),
         "exports": sorted(training.exports),
     }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # ASCII-escaped sorted JSON, as the hash in status was computed: a new encoding would
+    # look like a code change and retrain every model.
+    return hashlib.sha256(sorted_json(document, ensure_ascii=True)).hexdigest()
 
 
 def signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> list[Signal]:

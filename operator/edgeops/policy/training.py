@@ -17,6 +17,7 @@ from edgeops.api.constants import (
     Reason,
 )
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
+from edgeops.canonical_json import sorted_json
 
 CONFIG_MOUNT = "/etc/edgeops/training"
 CONFIG_KEY = "config.json"
@@ -56,8 +57,8 @@ def config_hash(spec: TrainingRunSpec) -> str:
         "hyperparameters": trainer.hyperparameters.model_dump(by_alias=True, mode="json"),
         "exports": sorted(spec.exports),
     }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # ASCII-escaped sorted JSON, as the hashes already in TrainingRun status were computed.
+    return hashlib.sha256(sorted_json(document, ensure_ascii=True)).hexdigest()
 
 
 def trainer_config(

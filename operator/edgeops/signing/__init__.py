@@ -1,10 +1,14 @@
 """Ed25519 signing and verification of bundle manifests, shared by the operator, the
-gateway and the device agent. Imports only ``cryptography`` and the standard library so an
-agent can vendor it."""
+gateway, the predictor and the device agent. What is signed is canonicalised with RFC 8785
+(JCS), so firmware in any language verifies the same bytes; manifests signed before that
+(schema v1) still verify. Imports only ``cryptography``, ``rfc8785`` (pure Python, through
+``edgeops.canonical_json``) and the standard library, so an agent can vendor it with
+``edgeops/canonical_json.py``."""
 
 from __future__ import annotations
 
 from .bundle import (
+    LEGACY_MANIFEST_SCHEMA,
     MANIFEST_SCHEMA,
     BundleArtifact,
     SignedManifest,
@@ -26,6 +30,7 @@ from .keys import (
 )
 
 __all__ = [
+    "LEGACY_MANIFEST_SCHEMA",
     "MANIFEST_SCHEMA",
     "BundleArtifact",
     "SignedManifest",

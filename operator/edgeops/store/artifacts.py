@@ -23,6 +23,8 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
+from edgeops.canonical_json import sorted_json
+
 from .config import StoreConfig
 from .errors import IntegrityError, ObjectMissingError, StorageRejectedError, StoreError
 from .retry import DEFAULT_BACKOFF, Backoff, with_retries
@@ -183,7 +185,10 @@ class ArtifactStore:
         return self._retry(fetch, f"get {key}", bucket=bucket, key=key)
 
     def put_json(self, key: str, document: Any) -> None:
-        self.put_bytes(key, canonical_json(document), "application/json")
+        """Stores ``document`` as :func:`~edgeops.canonical_json.sorted_json` (the bytes
+        written so far). Raises ``ValueError`` for NaN or an infinity, which JSON cannot
+        carry, before anything is written."""
+        self.put_bytes(key, sorted_json(document), "application/json")
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
@@ -267,11 +272,6 @@ class ArtifactStore:
             raise StorageRejectedError(
                 code, f"S3 refused: {code} ({what} in bucket {bucket!r}{detail})"
             ) from error
-
-
-def canonical_json(document: Any) -> bytes:
-    """The one JSON encoding whose bytes are hashed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _cap(lifetime: timedelta) -> timedelta:
