@@ -128,6 +128,17 @@ class OperatorSettings(BaseSettings):
         json_schema_extra={CHART: "sourcePollIntervalSeconds"},
     )
 
+    trigger_batch_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds an EdgeModel waits after a retraining trigger fires before it "
+        "starts the run, so triggers that fire together (a drift report and a person's "
+        "request, a new dataset version and a config commit) start one run that lists them "
+        "all. Default 5: longer than a CLI call or a GitOps sync takes, negligible next to "
+        "a training run. 0 starts at once.",
+        json_schema_extra={CHART: "triggerBatchSeconds"},
+    )
+
     # --- S3 -------------------------------------------------------------------------------
     s3_endpoint: str | None = Field(
         None,

@@ -21,15 +21,15 @@ def ns(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> str:
     return cluster.namespace("ssa")
 
 
-def _config_map(data: dict[str, str], owner_uid: str | None = None) -> dict[str, Any]:
+def _config_map(data: dict[str, str], owner: dict[str, Any] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": "child", "labels": {"app.kubernetes.io/managed-by": "edgeops"}}
-    if owner_uid:
+    if owner:
         meta["ownerReferences"] = [
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "name": "owner",
-                "uid": owner_uid,
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
                 "controller": True,
             }
         ]
@@ -78,8 +78,11 @@ def test_other_managers_fields_are_kept_and_dropped_fields_removed(
     assert action == "updated" and obj["data"]["a"] == "1"
 
 
-def test_an_object_of_a_deleted_owner_is_not_adopted(ns: str) -> None:
-    apply.server_side_apply(ns, _config_map({"a": "1"}, owner_uid="uid-old"))
+def test_an_object_of_another_owner_is_not_adopted(ns: str) -> None:
+    # Two real owners: a child whose owner does not exist is garbage-collected at once.
+    first = apply.server_side_apply(ns, {**_config_map({}), "metadata": {"name": "owner-a"}})
+    second = apply.server_side_apply(ns, {**_config_map({}), "metadata": {"name": "owner-b"}})
+    apply.server_side_apply(ns, _config_map({"a": "1"}, owner=first))
     with pytest.raises(custom.StaleOwnerError, match="ConfigMap child still belongs"):
-        apply.apply_owned(ns, _config_map({"a": "2"}, owner_uid="uid-new"))
+        apply.apply_owned(ns, _config_map({"a": "2"}, owner=second))
     assert apply.read(ns, _config_map({}))["data"] == {"a": "1"}  # type: ignore[index]

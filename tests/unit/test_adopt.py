@@ -177,7 +177,8 @@ def test_edgemodel_keeps_its_triggers_when_the_run_name_is_still_taken(
     seen = edgemodel.Observed([], {"status": {"latestVersion": "v1"}}, None)
     tick = edgemodel.Tick(body, "ns", "m", _model_spec(), EdgeModelStatus(), now, observed=seen)
     before = tick.triggers.model_copy()
+    memo = kopf.Memo(signals_since=now - dt.timedelta(minutes=1))  # the batching window passed
     with pytest.raises(custom.StaleOwnerError):
-        edgemodel._evaluate_triggers(tick, kopf.Meta(body), kopf.Memo(), 0)
+        edgemodel._evaluate_triggers(tick, kopf.Meta(body), memo, 0)
     # Not consumed: the next tick tries the same run (m-r1) again.
     assert tick.triggers == before and tick.triggers.run_counter == 0

@@ -96,3 +96,10 @@ def test_an_edgemodel_wakes_at_the_end_of_its_cooldown() -> None:
     scheduled = RetrainPolicy.model_validate({"schedule": "0 3 * * *"})
     later = T0 + timedelta(seconds=20)
     assert retrain.seconds_until_next_check(scheduled, idle, later) == 40.0
+
+
+def test_triggers_wait_out_the_batching_window_of_the_first_signal() -> None:
+    assert retrain.batch_wait(T0, T0, 5.0) == 5.0
+    assert retrain.batch_wait(T0, T0 + timedelta(seconds=3), 5.0) == 2.0
+    assert retrain.batch_wait(T0, T0 + timedelta(seconds=9), 5.0) == 0.0
+    assert retrain.batch_wait(T0, T0, 0.0) == 0.0

@@ -83,6 +83,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_NAMESPACE": "ops",
         "EDGEOPS_RESYNC_INTERVAL_SECONDS": "2.5",
         "EDGEOPS_SOURCE_POLL_INTERVAL_SECONDS": "4",
+        "EDGEOPS_TRIGGER_BATCH_SECONDS": "0",
         "EDGEOPS_S3_ENDPOINT": "https://s3.example:9000",
         "EDGEOPS_S3_JOB_ENDPOINT": "http://minio.storage:9000",
         "EDGEOPS_S3_BUCKET": "models.eu-1",
@@ -108,7 +109,9 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     config = settings()
     assert config.namespace == "ops" and config.resync_interval_seconds == 2.5
     assert config.source_poll_interval_seconds == 4
+    assert config.trigger_batch_seconds == 0
     assert config.source_poll_interval_seconds == 4
+    assert config.trigger_batch_seconds == 0
     assert config.s3_endpoint == "https://s3.example:9000"
     assert config.s3_job_endpoint == "http://minio.storage:9000"
     assert (config.s3_bucket, config.s3_region) == ("models.eu-1", "eu-central-1")

@@ -43,6 +43,7 @@ from edgeops.controllers.watches import Key, first, items
 from edgeops.k8s import apply, custom
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import gates, promotion, registry, retrain
+from edgeops.settings import settings
 from edgeops.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -449,7 +450,19 @@ def _evaluate_triggers(
         active_runs=active,
     )
     decision = retrain.decide(tick.spec.retrain, tick.triggers, seen)
-    tick.requeue = retrain.seconds_until_next_check(tick.spec.retrain, decision, tick.now)
+    next_check = retrain.seconds_until_next_check(tick.spec.retrain, decision, tick.now)
+    if next_check is not None:
+        tick.retry_in(next_check)
+    if decision.start:
+        # Triggers that fire together start one run that lists them all: a run starts a
+        # short batching window after the first signal (a request seconds after a drift
+        # report folds into the same run).
+        since: dt.datetime = memo.setdefault("signals_since", tick.now)
+        hold = retrain.batch_wait(since, tick.now, settings().trigger_batch_seconds)
+        if hold > 0:
+            tick.retry_in(hold)
+            return []
+    memo["signals_since"] = None
     if not decision.start:
         tick.status.triggers = decision.state
         blocked = (decision.blocked, tuple(decision.reasons))

@@ -46,6 +46,11 @@ def _conditions(
     return update_conditions(status.get("conditions"), verdicts, generation, _now())
 
 
+def _controlled_by(child: dict[str, Any], run: kopf.Body) -> bool:
+    refs = (child.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("controller") and r.get("uid") == run["metadata"]["uid"] for r in refs)
+
+
 def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
     return (status or {}).get("phase") in FINISHED_PHASES
 
@@ -171,7 +176,9 @@ def reconcile_trainingrun(
     if job is None and current.get("jobName"):
         # Not in the watch cache: just created (its event is on the way), or deleted.
         job = objects.read_job(namespace, current["jobName"])
-    if job is None:
+    if job is None or not _controlled_by(job, body):
+        # No Job yet, or one of a deleted run of the same name: start() creates ours, or
+        # reports that the name is still taken.
         start(body, parsed, current, namespace, patch, observed.dataset)
     else:
         track(body, parsed, current, namespace, patch, job, observed.pods)

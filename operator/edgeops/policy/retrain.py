@@ -237,3 +237,9 @@ def seconds_until_next_check(
     if policy.schedule:
         waits.append(60.0 - now.second - now.microsecond / 1e6)
     return min(waits) if waits else None
+
+
+def batch_wait(first_signal: datetime, now: datetime, window_seconds: float) -> float:
+    """Seconds still to wait before starting a run whose first trigger fired at
+    ``first_signal``: triggers firing within ``window_seconds`` of it join the same run."""
+    return max(window_seconds - (now - first_signal).total_seconds(), 0.0)
