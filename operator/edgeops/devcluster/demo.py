@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeops.api.conditions import get_condition
+from edgeops.api.trainingrun import FINISHED_PHASES
 from edgeops.devcluster.cluster import DevCluster, DevClusterError, repo_root
 
 Reporter = Callable[[str], None]
@@ -31,7 +32,7 @@ def _settled(obj: dict[str, Any]) -> bool:
         # Reconciled once: Ready (a version) or not (e.g. an inbox still waiting for devices).
         return _ready(obj).get("status") in ("True", "False")
     if kind == "TrainingRun":
-        return status.get("phase") in ("Succeeded", "Failed")
+        return status.get("phase") in FINISHED_PHASES
     if kind == "EdgeModel":
         return bool(status.get("currentVersion"))
     return True  # Devices and FleetRollouts are followed by the fleet components

@@ -224,7 +224,7 @@ def job_state(job_obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Job
         if cond["type"] == "Complete":
             return JobState("Succeeded", Reason.JOB_SUCCEEDED, "training Job completed")
         if cond["type"] == "Failed":
-            reason = cond.get("reason") or "JobFailed"
+            reason = cond.get("reason") or Reason.JOB_FAILED
             detail = cond.get("message") or ""
             if reason == "DeadlineExceeded":
                 deadline = (job_obj.get("spec") or {}).get("activeDeadlineSeconds")
