@@ -182,3 +182,28 @@ def test_edgemodel_keeps_its_triggers_when_the_run_name_is_still_taken(
         edgemodel._evaluate_triggers(tick, kopf.Meta(body), memo, 0)
     # Not consumed: the next tick tries the same run (m-r1) again.
     assert tick.triggers == before and tick.triggers.run_counter == 0
+
+
+def test_edgemodel_holds_a_run_for_the_batching_window_then_starts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    created: list[dict[str, Any]] = []
+
+    def apply_owned(_ns: str, manifest: dict[str, Any], **_: Any) -> Any:
+        created.append(manifest)
+        return manifest, "created"
+
+    monkeypatch.setattr(edgemodel.apply, "apply_owned", apply_owned)
+    monkeypatch.setattr(edgemodel.events, "normal", lambda *_: None)
+    body = kopf.Body({"metadata": {"name": "m", "uid": NEW}})
+    seen = edgemodel.Observed([], {"status": {"latestVersion": "v1"}}, None)
+    memo = kopf.Memo(signals_since=None)  # as a previous pass with no trigger leaves it
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    tick = edgemodel.Tick(body, "ns", "m", _model_spec(), EdgeModelStatus(), now, observed=seen)
+    assert edgemodel._evaluate_triggers(tick, kopf.Meta(body), memo, 0) == []
+    assert created == [] and tick.requeue == edgemodel.settings().trigger_batch_seconds
+    later = now + dt.timedelta(seconds=edgemodel.settings().trigger_batch_seconds)
+    tick = edgemodel.Tick(body, "ns", "m", _model_spec(), EdgeModelStatus(), later, observed=seen)
+    (run,) = edgemodel._evaluate_triggers(tick, kopf.Meta(body), memo, 0)
+    assert run["metadata"]["name"] == "m-r1" and len(created) == 1
+    assert memo["signals_since"] is None

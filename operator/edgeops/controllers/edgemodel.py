@@ -457,7 +457,8 @@ def _evaluate_triggers(
         # Triggers that fire together start one run that lists them all: a run starts a
         # short batching window after the first signal (a request seconds after a drift
         # report folds into the same run).
-        since: dt.datetime = memo.setdefault("signals_since", tick.now)
+        since: dt.datetime = memo.get("signals_since") or tick.now
+        memo["signals_since"] = since
         hold = retrain.batch_wait(since, tick.now, settings().trigger_batch_seconds)
         if hold > 0:
             tick.retry_in(hold)
