@@ -229,38 +229,16 @@ def _report(
     latest = result.latest
     counts = _counts(result)
     short = latest["id"][:12] if latest else None
-    if result.outcome == Outcome.TOO_MANY_REJECTED:
-        limit = spec.validation.max_rejected_fraction
-        seen = result.accepted + result.rejected
-        validated = (
-            "False",
-            Reason.TOO_MANY_REJECTED,
-            f"{result.rejected} of {seen} rows rejected ({result.rejected / max(seen, 1):.1%} "
-            f"> limit {limit:.1%}): {counts}; no version published",
-        )
-    else:
-        validated = ("True", Reason.ROWS_VALIDATED, counts)
-    if latest is None:
-        reason = Reason.TOO_MANY_REJECTED if validated[0] == "False" else Reason.NO_NEW_DATA
-        ready = ("False", reason, f"no version yet: {counts}")
-    elif result.outcome == Outcome.TOO_MANY_REJECTED:
-        ready = (
-            "True",
-            Reason.TOO_MANY_REJECTED,
-            f"serving previous version {short}; last collection rejected: {counts}",
-        )
-    else:
-        reason = Reason.COLLECTED if result.outcome != Outcome.NO_NEW_DATA else Reason.NO_NEW_DATA
-        ready = ("True", reason, f"version {short}: {counts}")
-    updates = {
-        ConditionType.READY: ready,
-        ConditionType.VALIDATED: validated,
-        ConditionType.STORAGE_AVAILABLE: (
-            "True",
-            Reason.STORAGE_REACHABLE,
-            "S3 answered the last collection",
-        ),
-    }
+    updates = collection.report_verdicts(
+        too_many_rejected=result.outcome == Outcome.TOO_MANY_REJECTED,
+        new_data=result.outcome != Outcome.NO_NEW_DATA,
+        latest=short,
+        accepted=result.accepted,
+        rejected=result.rejected,
+        limit=spec.validation.max_rejected_fraction,
+        counts=counts,
+    )
+    validated = updates[ConditionType.VALIDATED]
     _storage_recovered(body, status)
     _write(patch, status, generation, now, conditions, updates)
     patch.status["latestVersion"] = latest["id"] if latest else None
@@ -272,7 +250,7 @@ def _report(
     if result.new_version and latest is not None:
         events.normal(body, reason=Reason.VERSION_PUBLISHED, message=f"version {short}: {counts}")
     if result.outcome == Outcome.TOO_MANY_REJECTED:
-        events.warning(body, reason=Reason.TOO_MANY_REJECTED, message=validated[2])
+        events.warning(body, reason=Reason.TOO_MANY_REJECTED, message=validated.message)
     elif result.rejected:
         events.warning(body, reason=Reason.ROWS_REJECTED, message=counts)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from edgeops.api.conditions import get_condition
-from edgeops.api.constants import ConditionType
+from edgeops.api.conditions import Verdict, get_condition
+from edgeops.api.constants import ConditionType, Reason
 from edgeops.api.dataset import DatasetSpec
 from edgeops.policy.cron import latest_tick, parse_duration
 
@@ -111,3 +111,51 @@ def seconds_until_next_pass(
     if due is not None:
         waits.append(due)
     return max(min(waits), 0.0)
+
+
+def report_verdicts(
+    *,
+    too_many_rejected: bool,
+    new_data: bool,
+    latest: str | None,
+    accepted: int,
+    rejected: int,
+    limit: float,
+    counts: str,
+) -> dict[str, Verdict]:
+    """The Dataset's conditions after a collection that reached S3.
+
+    Validated is False when the rejected share exceeded ``limit`` (a fraction; nothing was
+    published). Ready is True while a version exists (``latest``, a short id), even when
+    the last collection was refused, and says which version is served; StorageAvailable is
+    True. ``counts`` is the human summary of the row counts, used in every message.
+    """
+    if too_many_rejected:
+        seen = accepted + rejected
+        validated = Verdict(
+            "False",
+            Reason.TOO_MANY_REJECTED,
+            f"{rejected} of {seen} rows rejected ({rejected / max(seen, 1):.1%} "
+            f"> limit {limit:.1%}): {counts}; no version published",
+        )
+    else:
+        validated = Verdict("True", Reason.ROWS_VALIDATED, counts)
+    if latest is None:
+        reason = Reason.TOO_MANY_REJECTED if too_many_rejected else Reason.NO_NEW_DATA
+        ready = Verdict("False", reason, f"no version yet: {counts}")
+    elif too_many_rejected:
+        ready = Verdict(
+            "True",
+            Reason.TOO_MANY_REJECTED,
+            f"serving previous version {latest}; last collection rejected: {counts}",
+        )
+    else:
+        reason = Reason.COLLECTED if new_data else Reason.NO_NEW_DATA
+        ready = Verdict("True", reason, f"version {latest}: {counts}")
+    return {
+        ConditionType.READY: ready,
+        ConditionType.VALIDATED: validated,
+        ConditionType.STORAGE_AVAILABLE: Verdict(
+            "True", Reason.STORAGE_REACHABLE, "S3 answered the last collection"
+        ),
+    }
