@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -389,3 +390,9 @@ class EvaluationMetrics(StatusModel):
     per_slice: list[SliceMetrics] = Field(
         default_factory=list, max_length=256, description="Metrics per slice value."
     )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line for an ``InvalidSpec`` condition: every message pydantic gave, ``; ``-joined
+    (the field is named in each message by the models' validators and CEL mirrors)."""
+    return "; ".join(str(e["msg"]) for e in error.errors())

@@ -28,6 +28,7 @@ from edgeops.api import (
     format_time,
     get_condition,
 )
+from edgeops.api.common import describe_validation_error
 from edgeops.api.conditions import Verdicts, update_conditions
 from edgeops.api.constants import DATASET, DATASETS
 from edgeops.controllers import events, reconciler
@@ -110,7 +111,7 @@ def collect_dataset(
     try:
         parsed = DatasetSpec.model_validate(dict(spec))
     except ValidationError as error:
-        message = "; ".join(str(e["msg"]) for e in error.errors())
+        message = describe_validation_error(error)
         _write(
             patch,
             status,

@@ -19,7 +19,7 @@ from typing import Any, Final
 import kopf
 from pydantic import ValidationError
 
-from edgeops.api.common import EvaluationMetrics, format_time
+from edgeops.api.common import EvaluationMetrics, describe_validation_error, format_time
 from edgeops.api.conditions import Verdicts, get_condition, update_conditions
 from edgeops.api.constants import (
     API_VERSION,
@@ -165,7 +165,7 @@ def _reconcile(
     try:
         parsed = EdgeModelSpec.model_validate(dict(spec))
     except ValidationError as error:
-        message = "; ".join(str(e["msg"]) for e in error.errors())
+        message = describe_validation_error(error)
         _write(
             patch,
             old,

@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from edgeops import __version__
-from edgeops.api.common import format_time
+from edgeops.api.common import describe_validation_error, format_time
 from edgeops.api.conditions import Verdict, Verdicts, get_condition, update_conditions
 from edgeops.api.constants import TRAINING_RUN, TRAINING_RUNS, ConditionType, Reason
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
@@ -44,6 +44,19 @@ def _conditions(
     status: dict[str, Any], generation: int | None, verdicts: Verdicts
 ) -> list[dict[str, Any]]:
     return update_conditions(status.get("conditions"), verdicts, generation, _now())
+
+
+def _waiting(
+    status: dict[str, Any], generation: int | None, reason: str, message: str
+) -> list[dict[str, Any]]:
+    """Conditions of a run that has not finished and cannot go on yet: Ready False and
+    Succeeded Unknown, both with ``reason`` and ``message``."""
+    verdict = Verdict("False", reason, message)
+    return _conditions(
+        status,
+        generation,
+        {ConditionType.READY: verdict, ConditionType.SUCCEEDED: verdict._replace(status="Unknown")},
+    )
 
 
 def _controlled_by(child: dict[str, Any], run: kopf.Body) -> bool:
@@ -155,18 +168,11 @@ def reconcile_trainingrun(
         parsed = TrainingRunSpec.model_validate(dict(spec))
     except ValidationError as error:
         # Not retried: the next spec change (a new generation) wakes the run again.
-        message = "; ".join(str(e["msg"]) for e in error.errors())
+        message = describe_validation_error(error)
         patch.status.update(
             phase=current.get("phase") or "Pending",
             observedGeneration=generation,
-            conditions=_conditions(
-                current,
-                generation,
-                {
-                    ConditionType.READY: Verdict("False", Reason.INVALID_SPEC, message),
-                    ConditionType.SUCCEEDED: Verdict("Unknown", Reason.INVALID_SPEC, message),
-                },
-            ),
+            conditions=_waiting(current, generation, Reason.INVALID_SPEC, message),
         )
         was = get_condition(current.get("conditions"), ConditionType.READY) or {}
         if (was.get("reason"), was.get("message")) != (Reason.INVALID_SPEC, message):
@@ -234,13 +240,8 @@ def start(
         # Whatever went wrong creating the Job is shown on the run, not only in the log.
         message = f"could not create the training Job: {type(exc).__name__}: {exc}"
         patch.status["phase"] = current.get("phase") or "Pending"
-        patch.status["conditions"] = _conditions(
-            current,
-            generation,
-            {
-                ConditionType.READY: Verdict("False", Reason.JOB_CREATE_FAILED, message),
-                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.JOB_CREATE_FAILED, message),
-            },
+        patch.status["conditions"] = _waiting(
+            current, generation, Reason.JOB_CREATE_FAILED, message
         )
         events.warning(body, reason=Reason.JOB_CREATE_FAILED, message=message)
         raise kopf.TemporaryError(message, delay=30) from exc
@@ -268,14 +269,7 @@ def start(
         datasetVersion=dataset_version,
         codeVersion=code,
         observedGeneration=generation,
-        conditions=_conditions(
-            current,
-            generation,
-            {
-                ConditionType.READY: Verdict("False", Reason.JOB_CREATED, message),
-                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.JOB_CREATED, message),
-            },
-        ),
+        conditions=_waiting(current, generation, Reason.JOB_CREATED, message),
     )
     if created:
         events.normal(body, reason=Reason.JOB_CREATED, message=message)
