@@ -224,11 +224,12 @@ class OperatorSettings(BaseSettings):
     )
     s3_pod_credentials_seconds: int = Field(
         43200,
-        ge=900,
+        ge=3600,
         le=604800,
         description="Longest lifetime, in seconds, of the scoped S3 credentials a training "
         "pod or a KServe predictor gets. A training Job with `activeDeadlineSeconds` gets "
-        "credentials for its deadline (at least 900, the STS minimum) up to this; predictor "
+        "credentials for its deadline plus 300 s (at least 3600: the S3 client never asks "
+        "STS for less) up to this; predictor "
         "credentials are issued for this long and re-issued after half of it. Default 43200 "
         "(12 h, the longest session AWS allows a role); MinIO accepts up to 365 days.",
         json_schema_extra={CHART: "s3.podCredentialsSeconds"},

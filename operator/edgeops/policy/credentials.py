@@ -35,8 +35,10 @@ import re
 from typing import Any, Final
 
 VERSION: Final = "2012-10-17"
-#: The STS minimum lifetime (AWS and MinIO refuse shorter).
-MIN_SECONDS: Final = 900
+#: The shortest lifetime asked for. STS accepts 900 s, but the minio client's
+#: ``AssumeRoleProvider`` raises any duration below an hour to 3600 s, so a shorter
+#: bound here would only be a promise the credentials do not keep.
+MIN_SECONDS: Final = 3600
 #: Added to a Job's activeDeadlineSeconds: the deadline counts from the Job's start, the
 #: credentials from when they were issued, just before the Job is created.
 DEADLINE_MARGIN_SECONDS: Final = 300
@@ -124,7 +126,7 @@ def serving_policy(bucket: str, serving_prefix: str) -> dict[str, Any]:
 
 def training_seconds(active_deadline_seconds: int | None, longest: int) -> int:
     """How long a training pod's credentials live: the Job's deadline plus a margin (the
-    Job cannot run longer, retries included), at least the STS minimum and at most
+    Job cannot run longer, retries included), at least MIN_SECONDS and at most
     ``longest`` (``EDGEOPS_S3_POD_CREDENTIALS_SECONDS``, also the lifetime without a
     deadline)."""
     if active_deadline_seconds is None:

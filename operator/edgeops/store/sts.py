@@ -35,6 +35,7 @@ from .retry import DEFAULT_BACKOFF, Backoff, with_retries
 #: Bounds of ``DurationSeconds`` that both AWS and MinIO accept (AWS's upper bound is the
 #: role's MaxSessionDuration, at most 12 h; MinIO's is 365 days).
 MIN_DURATION_SECONDS: Final = 900
+# (minio's AssumeRoleProvider itself raises anything below 3600 s to 3600 s.)
 #: ``AssumeRole`` refuses a session policy longer than this (packed JSON).
 MAX_POLICY_CHARS: Final = 2048
 _STATUS = re.compile(r"HTTP status code (\d{3})")
