@@ -207,6 +207,34 @@ class OperatorSettings(BaseSettings):
         },
     )
 
+    s3_role_arn: str | None = Field(
+        None,
+        description="Role the operator assumes (STS `AssumeRole`) to issue the scoped, "
+        "short-lived credentials training pods and KServe predictors get. AWS requires it (a "
+        "role the operator's keys may assume, with the bucket's permissions); MinIO ignores "
+        "it and scopes the operator's own user. Unset: no role named (right for MinIO).",
+        json_schema_extra={CHART: "s3.roleArn"},
+    )
+    s3_sts_endpoint: str | None = Field(
+        None,
+        description="STS endpoint (`http(s)://host[:port]`) the operator asks for scoped "
+        "credentials with `AssumeRole`. Default: the S3 endpoint, where MinIO serves STS; on "
+        "AWS, `https://sts.<region>.amazonaws.com`.",
+        json_schema_extra={CHART: "s3.stsEndpoint"},
+    )
+    s3_pod_credentials_seconds: int = Field(
+        43200,
+        ge=3600,
+        le=604800,
+        description="Longest lifetime, in seconds, of the scoped S3 credentials a training "
+        "pod or a KServe predictor gets. A training Job with `activeDeadlineSeconds` gets "
+        "credentials for its deadline plus 300 s (at least 3600: the S3 client never asks "
+        "STS for less) up to this; predictor "
+        "credentials are issued for this long and re-issued after half of it. Default 43200 "
+        "(12 h, the longest session AWS allows a role); MinIO accepts up to 365 days.",
+        json_schema_extra={CHART: "s3.podCredentialsSeconds"},
+    )
+
     # --- Prometheus -----------------------------------------------------------------------
     prometheus_url: str | None = Field(
         None,
@@ -282,7 +310,7 @@ class OperatorSettings(BaseSettings):
         json_schema_extra={CHART: "signing.keyRefreshSeconds"},
     )
 
-    @field_validator("s3_endpoint", "s3_job_endpoint", "prometheus_url")
+    @field_validator("s3_endpoint", "s3_job_endpoint", "s3_sts_endpoint", "prometheus_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -344,6 +372,28 @@ class PredictorSettings(BaseSettings):
     )
 
 
+class TrainerSettings(BaseSettings):
+    """What a training pod reads besides the operator's ``EDGEOPS_S3_*`` settings (which the
+    operator sets in the Job too): the session token of its scoped credentials."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    s3_session_token: SecretStr | None = Field(
+        None,
+        description="Session token of the scoped, short-lived S3 credentials (STS "
+        "`AssumeRole`) the operator issued for this run; it sets the token with the access "
+        "and secret key (`EDGEOPS_S3_ACCESS_KEY`, `EDGEOPS_S3_SECRET_KEY`) from the run's "
+        "Secret `<run>-train-s3`. Unset: the keys are used as long-lived keys. Never logged.",
+        json_schema_extra={
+            CHART: None,
+            CHART_SOURCE: "set by the operator (Secret `<run>-train-s3`)",
+            SENSITIVE: True,
+        },
+    )
+
+
 _Settings = TypeVar("_Settings", bound=BaseSettings)
 
 
@@ -395,6 +445,16 @@ def settings() -> OperatorSettings:
             message names the variable).
     """
     return load(OperatorSettings)
+
+
+@functools.cache
+def trainer_settings() -> TrainerSettings:
+    """A training pod's own settings, read from the environment on first use.
+
+    Raises:
+        SettingsError: never in practice (every field is optional).
+    """
+    return load(TrainerSettings)
 
 
 @functools.cache
@@ -457,6 +517,8 @@ def readme_block() -> str:
         f"{README_BEGIN}\n\n"
         "Operator (and, for the `EDGEOPS_S3_*` variables it sets in the Job, the trainer):\n\n"
         f"{markdown_table(OperatorSettings)}\n"
+        "Training pod (besides the `EDGEOPS_S3_*` variables above):\n\n"
+        f"{markdown_table(TrainerSettings)}\n"
         "KServe predictor pod:\n\n"
         f"{markdown_table(PredictorSettings)}\n"
         f"{README_END}"

@@ -19,6 +19,7 @@ import pytest
 
 from edgeops.signing import VerificationError, verify_artifact, verify_bundle, verify_manifest
 from tests.conftest import Cluster, condition, wait_for
+from tests.integration.test_pod_credentials import assert_scoped_serving_credentials
 
 pytestmark = pytest.mark.integration
 
@@ -195,13 +196,16 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
     uid = _model(cluster, ns)["metadata"]["uid"]
     assert model["storageUri"].endswith(f"models/{ns}/{MODEL}/{uid}/versions/1/serving")
     assert model["modelFormat"]["name"] == "onnx" and model["runtime"] == "edgeops-predictor"
-    assert isvc["spec"]["predictor"]["serviceAccountName"] == "edgeops-kserve"
-    secret = cluster.get("secret", "edgeops-kserve-s3", "-n", ns)
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == f"{MODEL}-kserve"
+    secret = cluster.get("secret", f"{MODEL}-kserve-s3", "-n", ns)
     annotations = secret["metadata"]["annotations"]
     assert annotations["serving.kserve.io/s3-usehttps"] == "0"
     assert annotations["serving.kserve.io/s3-endpoint"].startswith("127.0.0.1:")
-    sa = cluster.get("serviceaccount", "edgeops-kserve", "-n", ns)
-    assert {"name": "edgeops-kserve-s3"} in sa["secrets"]
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert_scoped_serving_credentials(cluster, ns, secret, model["storageUri"])
+    sa = cluster.get("serviceaccount", f"{MODEL}-kserve", "-n", ns)
+    assert {"name": f"{MODEL}-kserve-s3"} in sa["secrets"]
+    assert sa["metadata"]["ownerReferences"][0]["uid"] == uid
     assert cluster.get("servingruntime.serving.kserve.io", "edgeops-predictor", "-n", ns)
     serving = wait_for(
         lambda: (c := condition(_status(cluster, ns), "Serving"))["status"] != "False" and c,

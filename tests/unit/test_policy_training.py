@@ -34,7 +34,15 @@ def test_job_is_deterministic_owned_and_carries_spec_limits() -> None:
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"}}
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["EDGEOPS_S3_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == policy.S3_SECRET
+    # The run's own Secret of scoped credentials, never a shared name a user might own.
+    for variable, key in (
+        ("EDGEOPS_S3_ACCESS_KEY", "accessKey"),
+        ("EDGEOPS_S3_SECRET_KEY", "secretKey"),
+        ("EDGEOPS_S3_SESSION_TOKEN", "sessionToken"),
+    ):
+        ref = env[variable]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "r1-train-s3", "key": key}, variable
+    assert policy.s3_secret_name("r1") == "r1-train-s3"
     assert job["metadata"]["labels"]["edgeops.dev/model"] == "m"
     assert job == policy.job(RUN, SPEC, "ghcr.io/edgeops/trainer:1", "http://s3:9000", "bkt")
 

@@ -21,10 +21,12 @@ from edgeops.settings import (
     OperatorSettings,
     PredictorSettings,
     SettingsError,
+    TrainerSettings,
     env_name,
     predictor_settings,
     readme_block,
     settings,
+    trainer_settings,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,8 @@ def test_defaults() -> None:
     assert config.s3_ca_bundle is None and config.s3_insecure_skip_verify is False
     assert config.s3_secret is None and config.s3_secret_ref is None
     assert config.s3_access_key is None and config.s3_secret_key is None
+    assert config.s3_role_arn is None and config.s3_sts_endpoint is None
+    assert config.s3_pod_credentials_seconds == 43200
     assert config.prometheus_url is None
     assert (config.health_port, config.metrics_port, config.bind_address) == (
         8080,
@@ -70,7 +74,7 @@ def test_defaults() -> None:
 
 
 def test_every_field_documents_itself() -> None:
-    for model in (OperatorSettings, PredictorSettings):
+    for model in (OperatorSettings, TrainerSettings, PredictorSettings):
         for field, info in model.model_fields.items():
             assert info.description and len(info.description) > 40, field
             assert CHART in _extra(model, field), field
@@ -93,6 +97,9 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_S3_SECRET": "s3-creds",
         "EDGEOPS_S3_ACCESS_KEY": "AKIA",
         "EDGEOPS_S3_SECRET_KEY": "hunter2",
+        "EDGEOPS_S3_ROLE_ARN": "arn:aws:iam::123456789012:role/edgeops-pods",
+        "EDGEOPS_S3_STS_ENDPOINT": "https://sts.eu-central-1.amazonaws.com",
+        "EDGEOPS_S3_POD_CREDENTIALS_SECONDS": "3600",
         "EDGEOPS_PROMETHEUS_URL": "http://prometheus:9090",
         "EDGEOPS_HEALTH_PORT": "18080",
         "EDGEOPS_METRICS_PORT": "19090",
@@ -120,6 +127,9 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.s3_access_key is not None and config.s3_secret_key is not None
     assert config.s3_access_key.get_secret_value() == "AKIA"
     assert config.s3_secret_key.get_secret_value() == "hunter2"
+    assert config.s3_role_arn == "arn:aws:iam::123456789012:role/edgeops-pods"
+    assert config.s3_sts_endpoint == "https://sts.eu-central-1.amazonaws.com"
+    assert config.s3_pod_credentials_seconds == 3600
     assert config.prometheus_url == "http://prometheus:9090"
     assert (config.health_port, config.metrics_port, config.bind_address) == (18080, 19090, "::")
     assert config.watch_server_timeout_seconds == 300
@@ -322,3 +332,11 @@ def test_every_edgeops_variable_in_the_code_is_documented() -> None:
     named |= {env_name(f, PredictorSettings) for f in PredictorSettings.model_fields}
     undocumented = sorted(n for n in named - not_variables if f"`{n}`" not in readme)
     assert undocumented == [], "document these in README.md, Configuration"
+
+
+def test_a_training_pod_reads_its_session_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEOPS_S3_SESSION_TOKEN", "token-of-the-run")
+    token = trainer_settings().s3_session_token
+    assert token is not None and token.get_secret_value() == "token-of-the-run"
+    assert "token-of-the-run" not in repr(trainer_settings())
+    trainer_settings.cache_clear()

@@ -214,7 +214,7 @@ def _reconcile(
         failure = f"retraining triggers failed: {type(error).__name__}: {error}"
         tick.retry_in(FAILURE_RETRY_SECONDS)
     try:
-        reconcile_serving(
+        renew_in = reconcile_serving(
             tick.body,
             tick.namespace,
             tick.spec,
@@ -223,6 +223,8 @@ def _reconcile(
             memo,
             observed.inference_service,
         )
+        if renew_in is not None:
+            tick.retry_in(renew_in)  # the predictor's credentials are due for renewal
     except Exception as error:
         log.exception("edgemodel %s/%s: serving failed", namespace, name)
         tick.conditions[ConditionType.SERVING] = (

@@ -1,24 +1,36 @@
 """Keeps a KServe InferenceService on the EdgeModel's current version (when serving is
-enabled): the S3 Secret and service account KServe's storage initializer needs, the EdgeOps
-ServingRuntime, and the InferenceService itself, validated by the API server against
-KServe's CRD."""
+enabled): the model's own S3 Secret and service account KServe's storage initializer
+needs, the EdgeOps ServingRuntime, and the InferenceService itself, validated by the API
+server against KServe's CRD.
+
+The S3 Secret holds scoped, short-lived credentials (STS ``AssumeRole``) that may read the
+served version's prefix only, never the operator's keys. KServe's storage initializer reads
+them when a predictor pod starts (a new replica, a restart), so they must stay valid while
+the model is served: they are re-issued after half their lifetime
+(``EDGEOPS_S3_POD_CREDENTIALS_SECONDS``) and whenever the served version changes, and the
+model's reconcile asks to be woken for it. A Secret or service account of the model's name
+that the model does not own is left alone and reported (``NameTaken``).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kopf
 
 from edgeops import __version__
+from edgeops.api.common import format_time
 from edgeops.api.constants import ConditionType, ImageRepositories, Reason
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
 from edgeops.controllers import events
 from edgeops.controllers.signing_key import publish_public_key
 from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import apply, custom
-from edgeops.policy import promotion, registry
+from edgeops.policy import credentials, promotion, registry
 from edgeops.policy import serving as policy
 from edgeops.settings import settings
+from edgeops.store import ArtifactStore, assume_role
 
 Conditions = dict[str, tuple[str, str, str]]
 
@@ -36,10 +48,11 @@ def reconcile_serving(
     conditions: Conditions,
     memo: kopf.Memo,
     live: dict[str, Any] | None = None,
-) -> None:
+) -> float | None:
     """Sets ``conditions[Serving]``; applies or deletes the model's InferenceService.
     ``live`` is the InferenceService of the model's name as the watch cache has it. Only an
-    InferenceService this model owns is ever deleted or changed."""
+    InferenceService this model owns is ever deleted or changed. Returns the seconds until
+    the predictor's credentials are due for renewal (None when nothing is served)."""
     name = body["metadata"]["name"]
     if spec.serving is None or not spec.serving.enabled:
         if live is not None and _owned(live, body):
@@ -52,7 +65,7 @@ def reconcile_serving(
             Reason.SERVING_DISABLED,
             "spec.serving.enabled is false",
         )
-        return
+        return None
     version = registry.find(status, status.current_version)
     if version is None:
         conditions[ConditionType.SERVING] = (
@@ -60,14 +73,14 @@ def reconcile_serving(
             Reason.NO_VERSION,
             "no current version to serve yet",
         )
-        return
+        return None
     if not any(a.format == "onnx" for a in version.artifacts):
         conditions[ConditionType.SERVING] = (
             "False",
             Reason.NO_ONNX_ARTIFACT,
             f"v{version.number} has no onnx artifact; add onnx to spec.training.exports",
         )
-        return
+        return None
     store = artifact_store()
     prefix = policy.serving_prefix(namespace, name, str(body["metadata"]["uid"]), version.number)
     uri = f"s3://{store.bucket}/{prefix}"
@@ -81,13 +94,26 @@ def reconcile_serving(
             f"an InferenceService named {name} exists and is not owned by this EdgeModel; "
             "EdgeOps leaves it alone: delete or rename it to serve this model",
         )
-        return
+        return None
+    try:
+        renew_in = _credentials(body, namespace, store, prefix, memo)
+    except custom.NameTakenError as error:
+        conditions[ConditionType.SERVING] = (
+            "False",
+            Reason.NAME_TAKEN,
+            f"cannot give the predictor its S3 credentials: {error}",
+        )
+        return None
     if memo.get("isvc_manifest") == manifest and live is not None and _ready(live):
         conditions[ConditionType.SERVING] = _serving_condition(live, version.number, uri)
-        return  # applied by this process and serving: nothing to write
+        return renew_in  # applied by this process and serving: nothing to write
     # Applied when the wanted InferenceService changes, when it is missing, and while it
-    # is not Ready (a deleted Secret or ServiceAccount is then put back).
-    _prerequisites(namespace, spec.serving.runtime is None)
+    # is not Ready (a deleted ServingRuntime is then put back).
+    if spec.serving.runtime is None:
+        publish_public_key(namespace)  # the runtime verifies bundles with it
+        apply.server_side_apply(
+            namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
+        )
     isvc, action = apply.apply_owned(namespace, manifest)
     memo["isvc_manifest"] = manifest
     if action != "unchanged":
@@ -97,28 +123,61 @@ def reconcile_serving(
             f"InferenceService {name} {action} for v{version.number} ({uri})",
         )
     conditions[ConditionType.SERVING] = _serving_condition(isvc, version.number, uri)
+    return renew_in
 
 
-def _prerequisites(namespace: str, own_runtime: bool) -> None:
-    config = artifact_store().config
-    endpoint = settings().s3_job_endpoint or config.endpoint
+def _credentials(
+    body: kopf.Body, namespace: str, store: ArtifactStore, prefix: str, memo: kopf.Memo
+) -> float:
+    """Issues read-only credentials for ``prefix`` into the model's S3 Secret (and applies
+    its service account) when this process has not yet, when the served prefix changed or
+    when half their lifetime is over. Returns the seconds until the next renewal.
+
+    Raises NameTakenError (the Secret or service account name is held by an object the
+    model does not own: left alone), StaleOwnerError, StoreError (STS refused or down)."""
+    now = dt.datetime.now(dt.UTC)
+    issued = memo.get("s3_credentials")  # (prefix, renew at)
+    if issued is not None and issued[0] == prefix and now < issued[1]:
+        return float((issued[1] - now).total_seconds())
+    name = body["metadata"]["name"]
+    owner = promotion.owner_reference(dict(body))
+    account = policy.service_account(name, owner)
+    stub = {
+        "kind": "Secret",
+        "metadata": {"name": policy.s3_secret_name(name), "ownerReferences": [owner]},
+    }
+    # Both names checked before asking STS: a taken name costs no credentials.
+    custom.check_owned(apply.read(namespace, stub), stub)
+    custom.check_owned(apply.read(namespace, account), account)
+    conf = settings()
+    seconds = conf.s3_pod_credentials_seconds
+    scoped = assume_role(
+        store.config,
+        credentials.serving_policy(store.bucket, prefix),
+        seconds,
+        sts_endpoint=conf.s3_sts_endpoint,
+        role_arn=conf.s3_role_arn,
+        session_name=f"edgeops-model-{body['metadata']['uid']}",
+    )
+    config = store.config
+    endpoint = conf.s3_job_endpoint or config.endpoint
     s3 = policy.S3Settings(endpoint=endpoint, region=config.region or "us-east-1")
-    apply.server_side_apply(
-        namespace,
-        custom.secret_manifest(
-            policy.S3_SECRET,
-            {"AWS_ACCESS_KEY_ID": config.access_key, "AWS_SECRET_ACCESS_KEY": config.secret_key},
-            policy.s3_secret_annotations(s3),
-        ),
+    secret = policy.credentials_secret(
+        name,
+        owner,
+        {
+            policy.ACCESS_KEY: scoped.access_key,
+            policy.SECRET_KEY: scoped.secret_key,
+            policy.SESSION_TOKEN: scoped.session_token,
+        },
+        format_time(scoped.expires),
+        s3,
     )
-    apply.server_side_apply(
-        namespace, custom.service_account_manifest(policy.SERVICE_ACCOUNT, [policy.S3_SECRET])
-    )
-    if own_runtime:
-        publish_public_key(namespace)  # the runtime verifies bundles with it
-        apply.server_side_apply(
-            namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
-        )
+    apply.server_side_apply(namespace, secret)
+    apply.server_side_apply(namespace, account)
+    renew = credentials.renew_after(seconds)
+    memo["s3_credentials"] = (prefix, now + dt.timedelta(seconds=renew))
+    return renew
 
 
 def _ready_condition(isvc: dict[str, Any]) -> dict[str, Any] | None:

@@ -26,14 +26,19 @@ from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
 from edgeops.controllers import events, reconciler
 from edgeops.controllers.storage import artifact_store, describe_store_error
 from edgeops.controllers.watches import Key, first, items
+from edgeops.datasets import layout
 from edgeops.k8s import apply, custom, objects
 from edgeops.metrics.operator import RECONCILIATIONS
+from edgeops.policy import credentials
 from edgeops.policy import training as policy
 from edgeops.settings import settings
-from edgeops.store import StorageUnavailableError, StoreError
+from edgeops.store import ArtifactStore, StorageUnavailableError, StoreError, assume_role
+from edgeops.store.artifacts import BLOB_PREFIX
 
 STALE_OWNER: Final = Reason.WAITING_FOR_PREVIOUS_RUN
 STALE_OWNER_RETRY: Final = 5.0
+#: Seconds between looks at a credentials Secret name a user's object holds.
+NAME_TAKEN_RETRY: Final = 30.0
 
 
 def _now() -> dt.datetime:
@@ -116,6 +121,64 @@ def _resolve_dataset_version(
     return str(version), list(slices)
 
 
+def _issue_credentials(
+    run: dict[str, Any],
+    spec: TrainingRunSpec,
+    namespace: str,
+    dataset_version: str,
+    store: ArtifactStore,
+) -> None:
+    """Puts scoped, short-lived S3 credentials for the run's pod into the run's own Secret
+    (``<run>-train-s3``): they may read the dataset version and blobs and write blobs and
+    the run's results, nothing else (`edgeops.policy.credentials`). The operator's keys
+    never leave its namespace.
+
+    Raises NameTakenError (a Secret of that name the run does not own is left alone),
+    StaleOwnerError (a previous run's Secret awaits garbage collection), StoreError (STS
+    refused or is down)."""
+    name, uid = run["metadata"]["name"], run["metadata"]["uid"]
+    wanted = {
+        "kind": "Secret",
+        "metadata": {
+            "name": policy.s3_secret_name(name),
+            "ownerReferences": [policy.owner_reference(run)],
+        },
+    }
+    # Checked before asking STS: a taken name costs no credentials.
+    custom.check_owned(apply.read(namespace, wanted), wanted)
+    session_policy = credentials.training_policy(
+        store.bucket,
+        layout.version_prefix(namespace, spec.dataset_ref.name, dataset_version),
+        BLOB_PREFIX,
+        policy.results_prefix(namespace, name, uid),
+    )
+    conf = settings()
+    seconds = credentials.training_seconds(
+        spec.active_deadline_seconds, conf.s3_pod_credentials_seconds
+    )
+    issued = assume_role(
+        store.config,
+        session_policy,
+        seconds,
+        sts_endpoint=conf.s3_sts_endpoint,
+        role_arn=conf.s3_role_arn,
+        session_name=f"edgeops-run-{uid}",
+    )
+    apply.server_side_apply(
+        namespace,
+        policy.credentials_secret(
+            run,
+            spec,
+            {
+                policy.ACCESS_KEY: issued.access_key,
+                policy.SECRET_KEY: issued.secret_key,
+                policy.SESSION_TOKEN: issued.session_token,
+            },
+            format_time(issued.expires),
+        ),
+    )
+
+
 def _ensure_job(
     body: kopf.Body,
     spec: TrainingRunSpec,
@@ -126,12 +189,7 @@ def _ensure_job(
     run = {"metadata": {"name": body["metadata"]["name"], "uid": body["metadata"]["uid"]}}
     store = artifact_store()
     config = store.config
-    apply.apply_owned(
-        namespace,
-        custom.secret_manifest(
-            policy.S3_SECRET, {"accessKey": config.access_key, "secretKey": config.secret_key}
-        ),
-    )
+    _issue_credentials(run, spec, namespace, dataset_version, store)
     trainer_config = policy.trainer_config(
         namespace, run["metadata"]["name"], run["metadata"]["uid"], spec, dataset_version, slices
     )
@@ -222,6 +280,23 @@ def start(
         job, created = _ensure_job(body, parsed, namespace, dataset_version, slices)
     except StoreError as exc:
         _storage_down(patch, current, generation, exc)
+    except custom.NameTakenError as exc:
+        # Never overwritten: the user's Secret stays as it is. Retried slowly, so the run
+        # starts once the name is free.
+        message = f"cannot give the training pod its S3 credentials: {exc}"
+        patch.status["phase"] = current.get("phase") or "Pending"
+        patch.status["conditions"] = _conditions(
+            current,
+            generation,
+            {
+                ConditionType.READY: Verdict("False", Reason.NAME_TAKEN, message),
+                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.NAME_TAKEN, message),
+            },
+        )
+        was = get_condition(current.get("conditions"), ConditionType.READY) or {}
+        if (was.get("reason"), was.get("message")) != (Reason.NAME_TAKEN, message):
+            events.warning(body, reason=Reason.NAME_TAKEN, message=message)
+        raise kopf.TemporaryError(message, delay=NAME_TAKEN_RETRY) from exc
     except custom.StaleOwnerError as exc:
         # A run deleted and recreated under the same name: its predecessor's Job (or
         # ConfigMap) is still being garbage-collected. Adopting it would report the old

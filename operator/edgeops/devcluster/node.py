@@ -164,7 +164,15 @@ class PodRunner(threading.Thread):
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
             "KUBERNETES_SERVICE_PORT": str(self.node.apiserver_port),
         }
-        for passthrough in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "XDG_CACHE_HOME", "TMPDIR"):
+        # PYTHONPATH: pods run the edgeops the node runs (a worktree's, in development),
+        # not whatever the interpreter's environment has installed.
+        for passthrough in (
+            "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE",
+            "XDG_CACHE_HOME",
+            "TMPDIR",
+            "PYTHONPATH",
+        ):
             if passthrough in os.environ:
                 base[passthrough] = os.environ[passthrough]
         (self.dir / "home").mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,19 @@ class StaleOwnerError(Exception):
         )
 
 
+class NameTakenError(Exception):
+    """An object of the wanted name exists and no EdgeOps owner controls it (a user's own
+    Secret, say): it is never adopted or overwritten. Not retryable by waiting alone:
+    someone has to delete or rename it."""
+
+    def __init__(self, kind: str, name: str):
+        self.kind, self.name = kind, name
+        super().__init__(
+            f"a {kind} named {name} exists and is not owned by EdgeOps; it is left alone: "
+            "delete or rename it"
+        )
+
+
 def _controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return next((dict(r) for r in refs if r.get("controller")), None)
@@ -68,6 +81,22 @@ def check_adoptable(existing: dict[str, Any], manifest: dict[str, Any]) -> None:
         return
     kind = str(existing.get("kind") or manifest.get("kind") or "object")
     raise StaleOwnerError(kind, manifest["metadata"]["name"], current, wanted)
+
+
+def check_owned(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """For children that must never take over a user's object (credentials Secrets):
+    ``existing`` (found by the manifest's name, or None) must be absent or controlled by the
+    manifest's controller. Raises StaleOwnerError when another controller still holds it
+    (a deleted owner of the same name, awaiting garbage collection), NameTakenError when
+    it has no controller at all."""
+    if existing is None:
+        return
+    check_adoptable(existing, manifest)
+    wanted = _controller_ref(manifest)
+    current = _controller_ref(existing)
+    if current is None or wanted is None:
+        kind = str(existing.get("kind") or manifest.get("kind") or "object")
+        raise NameTakenError(kind, manifest["metadata"]["name"])
 
 
 def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:

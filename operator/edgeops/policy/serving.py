@@ -2,11 +2,16 @@
 
 The InferenceService uses the KServe storage initializer: ``storageUri`` points at the
 version's serving prefix in S3 (model.onnx next to its signed bundle manifest), and the
-service account carries the S3 Secret with the annotations KServe reads for MinIO.
+model's own service account (``<model>-kserve``) carries the model's own S3 Secret
+(``<model>-kserve-s3``, with the annotations KServe reads for MinIO). The Secret holds
+scoped, short-lived credentials that may read that prefix only
+(`edgeops.policy.credentials.serving_policy`), never the operator's keys; both objects
+are owned by the EdgeModel.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -20,8 +25,13 @@ RUNTIME_VERSION: Final = "v1alpha1"
 INFERENCE_SERVICES: Final = "inferenceservices"
 SERVING_RUNTIMES: Final = "servingruntimes"
 DEFAULT_RUNTIME: Final = "edgeops-predictor"
-SERVICE_ACCOUNT: Final = "edgeops-kserve"
-S3_SECRET: Final = "edgeops-kserve-s3"
+#: Keys of the predictor's S3 Secret, the environment variables KServe's storage
+#: initializer (boto3) reads.
+ACCESS_KEY: Final = "AWS_ACCESS_KEY_ID"
+SECRET_KEY: Final = "AWS_SECRET_ACCESS_KEY"
+SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"
+#: Annotation on the S3 Secret: when its credentials expire (RFC 3339, UTC).
+EXPIRES_ANNOTATION: Final = "edgeops.dev/credentials-expire-at"
 SIGNING_CONFIG_MAP: Final = "edgeops-signing"
 PUBLIC_KEYS_KEY: Final = "publicKeys.json"
 
@@ -30,6 +40,16 @@ PUBLIC_KEYS_KEY: Final = "publicKeys.json"
 class S3Settings:
     endpoint: str  # http(s)://host:port
     region: str
+
+
+def service_account_name(model: str) -> str:
+    """The model's own predictor service account (one per EdgeModel, owned by it)."""
+    return f"{model}-kserve"
+
+
+def s3_secret_name(model: str) -> str:
+    """The model's own predictor S3 Secret (one per EdgeModel, owned by it)."""
+    return f"{model}-kserve-s3"
 
 
 def model_prefix(namespace: str, model: str, uid: str) -> str:
@@ -55,6 +75,48 @@ def s3_secret_annotations(s3: S3Settings) -> dict[str, str]:
     }
 
 
+def credentials_secret(
+    model: str,
+    owner: dict[str, Any],
+    credentials: dict[str, str],
+    expires: str,
+    s3: S3Settings,
+) -> dict[str, Any]:
+    """The predictor's S3 Secret: ``credentials`` (keys ACCESS_KEY, SECRET_KEY,
+    SESSION_TOKEN) valid until ``expires`` (RFC 3339), KServe's S3 annotations, owned by
+    the EdgeModel (``owner`` is its controller reference)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": s3_secret_name(model),
+            "labels": {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE, Labels.MODEL: model},
+            "annotations": {**s3_secret_annotations(s3), EXPIRES_ANNOTATION: expires},
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "data": {
+            key: base64.b64encode(credentials[key].encode()).decode()
+            for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
+        },
+    }
+
+
+def service_account(model: str, owner: dict[str, Any]) -> dict[str, Any]:
+    """The model's predictor service account, listing its S3 Secret (KServe's storage
+    initializer reads S3 settings from the Secrets of its pod's service account)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": service_account_name(model),
+            "labels": {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE, Labels.MODEL: model},
+            "ownerReferences": [owner],
+        },
+        "secrets": [{"name": s3_secret_name(model)}],
+    }
+
+
 def inference_service(
     model: dict[str, Any],
     owner: dict[str, Any],
@@ -64,7 +126,7 @@ def inference_service(
 ) -> dict[str, Any]:
     name = model["metadata"]["name"]
     predictor: dict[str, Any] = {
-        "serviceAccountName": SERVICE_ACCOUNT,
+        "serviceAccountName": service_account_name(name),
         "minReplicas": serving.min_replicas,
         "maxReplicas": serving.max_replicas,
         "model": {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edgeops.api.conditions import Verdict
 from edgeops.api.constants import (
@@ -21,7 +22,12 @@ from edgeops.canonical_json import sorted_json
 
 CONFIG_MOUNT = "/etc/edgeops/training"
 CONFIG_KEY = "config.json"
-S3_SECRET = "edgeops-s3"
+#: Keys of a run's credentials Secret (``s3_secret_name``).
+ACCESS_KEY: Final = "accessKey"
+SECRET_KEY: Final = "secretKey"
+SESSION_TOKEN: Final = "sessionToken"
+#: Annotation on the credentials Secret: when its credentials expire (RFC 3339, UTC).
+EXPIRES_ANNOTATION: Final = "edgeops.dev/credentials-expire-at"
 # Pod waiting reasons that will not fix themselves: the run reports them as its reason.
 _STUCK_REASONS = {
     "ImagePullBackOff",
@@ -37,6 +43,12 @@ _STUCK_REASONS = {
 def job_name(run_name: str) -> str:
     """Deterministic, so a restarted operator finds the Job instead of creating another."""
     return f"{run_name}-train"
+
+
+def s3_secret_name(run_name: str) -> str:
+    """The run's own credentials Secret: scoped, short-lived S3 credentials for its pod
+    (never the operator's keys, never a name shared with anything a user owns)."""
+    return f"{job_name(run_name)}-s3"
 
 
 def results_prefix(namespace: str, run_name: str, run_uid: str) -> str:
@@ -109,6 +121,32 @@ def _labels(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, str]:
     return labels
 
 
+def credentials_secret(
+    run: dict[str, Any],
+    spec: TrainingRunSpec,
+    credentials: dict[str, str],
+    expires: str,
+) -> dict[str, Any]:
+    """The run's credentials Secret (``stringData``-free: values base64-encoded here), owned
+    by the run. ``credentials`` has keys ACCESS_KEY, SECRET_KEY and SESSION_TOKEN;
+    ``expires`` is when they stop working (RFC 3339)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": s3_secret_name(run["metadata"]["name"]),
+            "labels": _labels(run, spec),
+            "annotations": {EXPIRES_ANNOTATION: expires},
+            "ownerReferences": [owner_reference(run)],
+        },
+        "type": "Opaque",
+        "data": {
+            key: base64.b64encode(credentials[key].encode()).decode()
+            for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
+        },
+    }
+
+
 def config_map(
     run: dict[str, Any], spec: TrainingRunSpec, config: dict[str, Any]
 ) -> dict[str, Any]:
@@ -130,9 +168,11 @@ def job(
     image: str,
     s3_endpoint: str,
     s3_bucket: str,
-    s3_secret: str = S3_SECRET,
 ) -> dict[str, Any]:
+    """The run's batch/v1 Job: the trainer with its config mounted from the ConfigMap of
+    the same name and S3 credentials from the run's own Secret (``s3_secret_name``)."""
     name = job_name(run["metadata"]["name"])
+    s3_secret = s3_secret_name(run["metadata"]["name"])
     labels = _labels(run, spec)
     container: dict[str, Any] = {
         "name": "trainer",
@@ -143,11 +183,15 @@ def job(
             {"name": "EDGEOPS_S3_BUCKET", "value": s3_bucket},
             {
                 "name": "EDGEOPS_S3_ACCESS_KEY",
-                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": "accessKey"}},
+                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": ACCESS_KEY}},
             },
             {
                 "name": "EDGEOPS_S3_SECRET_KEY",
-                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": "secretKey"}},
+                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": SECRET_KEY}},
+            },
+            {
+                "name": "EDGEOPS_S3_SESSION_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": SESSION_TOKEN}},
             },
             {"name": "EDGEOPS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],

@@ -16,16 +16,19 @@ from .errors import (
     StorageUnavailableError,
     StoreError,
 )
+from .sts import ScopedCredentials, assume_role
 
 __all__ = [
     "ArtifactStore",
     "BlobRef",
     "IntegrityError",
     "ObjectMissingError",
+    "ScopedCredentials",
     "StorageMisconfiguredError",
     "StorageRejectedError",
     "StorageUnavailableError",
     "StoreConfig",
     "StoreError",
+    "assume_role",
     "blob_key",
 ]

@@ -75,6 +75,7 @@ class ArtifactStore:
             endpoint=config.host,
             access_key=config.access_key,
             secret_key=config.secret_key,
+            session_token=config.session_token,
             secure=config.secure,
             region=config.region,
             http_client=_http_client(config),

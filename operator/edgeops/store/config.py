@@ -32,6 +32,8 @@ class StoreConfig:
     ca_bundle: str | None = None
     #: Development only: accept any server certificate.
     insecure_skip_verify: bool = False
+    #: Session token of temporary (STS) credentials; None for long-lived keys.
+    session_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.endpoint)
@@ -50,11 +52,15 @@ class StoreConfig:
 
     @classmethod
     def from_settings(
-        cls, settings: OperatorSettings, secret_data: Mapping[str, str] | None = None
+        cls,
+        settings: OperatorSettings,
+        secret_data: Mapping[str, str] | None = None,
+        session_token: SecretStr | None = None,
     ) -> StoreConfig:
         """The store of ``settings`` (the ``EDGEOPS_S3_*`` variables); a credentials Secret's
         values fill in credentials (and the endpoint when the settings have none).
-        ``secret_data`` holds the Secret's decoded values.
+        ``secret_data`` holds the Secret's decoded values; ``session_token`` makes the keys
+        temporary credentials (a training pod's, from ``TrainerSettings``).
 
         Raises:
             ValueError: the endpoint or a credential is missing, or the endpoint is not an
@@ -84,6 +90,7 @@ class StoreConfig:
             region=settings.s3_region,
             ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
             insecure_skip_verify=settings.s3_insecure_skip_verify,
+            session_token=_revealed(session_token),
         )
 
 

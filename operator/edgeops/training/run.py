@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from edgeops.settings import settings
+from edgeops.settings import settings, trainer_settings
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import BlobRef
 from edgeops.training.card import model_card
@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = json.loads(args.config.read_text())
     try:
-        # The operator sets EDGEOPS_S3_* in the Job's pod; see edgeops.settings.
-        store = ArtifactStore(StoreConfig.from_settings(settings()))
+        # The operator sets EDGEOPS_S3_* in the Job's pod: scoped, short-lived
+        # credentials (with EDGEOPS_S3_SESSION_TOKEN) from the run's own Secret.
+        token = trainer_settings().s3_session_token
+        store = ArtifactStore(StoreConfig.from_settings(settings(), session_token=token))
     except ValueError as exc:  # SettingsError included; no store, so no failure.json
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
