@@ -128,6 +128,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # Reconciliation is event-driven: with the periodic resync an hour away, a test that
     # waits on a change the operator should react to fails if no watch event wakes it.
     os.environ.setdefault("EDGEOPS_RESYNC_INTERVAL_SECONDS", "3600")
+    # Tests serve HTTP(S) sources from 127.0.0.1, which sources refuse by default: admit
+    # that one loopback address only (test_datasets_ssrf.py shows the rest stays refused).
+    os.environ.setdefault("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", "127.0.0.1")
     dev = DevCluster(name="pytest", home=_cluster_home(tmp_path_factory))
     try:
         dev.up(with_operator=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
@@ -37,6 +38,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
+
+from edgeops.redaction import redact_url
 
 ENV_PREFIX: Final = "EDGEOPS_"
 
@@ -63,12 +66,8 @@ class SettingsError(ValueError):
 
 
 def redacted_url(url: str) -> str:
-    """``url`` without what may be credentials: ``user:password@`` and a query or fragment."""
-    shown = url.split("?", 1)[0].split("#", 1)[0]
-    scheme, separator, rest = shown.rpartition("://")
-    if "@" in rest:
-        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
-    return shown
+    """``url`` without what may be credentials (:func:`edgeops.redaction.redact_url`)."""
+    return redact_url(url)
 
 
 def _http_url(value: str | None) -> str | None:
@@ -78,6 +77,60 @@ def _http_url(value: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"must be http(s)://host[:port], not {redacted_url(value)!r}")
     return value
+
+
+_HOST_LABEL = r"[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(\.{_HOST_LABEL})*$")
+
+
+@dataclass(frozen=True)
+class HostAllowlist:
+    """Hosts HTTP(S) sources may use: exact names, name suffixes (from ``*.example.com``,
+    stored as ``.example.com``) and IP networks."""
+
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def admits_name(self, host: str) -> bool:
+        """Whether the host name ``host`` (lower case, no trailing dot) is listed."""
+        return host in self.names or any(host.endswith(suffix) for suffix in self.suffixes)
+
+    def admits_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether ``address`` lies in a listed network."""
+        return any(address.version == n.version and address in n for n in self.networks)
+
+
+def parse_host_allowlist(value: str) -> HostAllowlist:
+    """``value`` (comma-separated host names, ``*.`` suffixes, IP addresses and CIDR
+    networks) as a :class:`HostAllowlist`.
+
+    Raises:
+        ValueError: an entry is none of these (the message names it).
+    """
+    names: set[str] = set()
+    suffixes: list[str] = []
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for raw in value.split(","):
+        entry = raw.strip().lower().rstrip(".")
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            continue
+        except ValueError:
+            pass
+        wildcard = entry.startswith("*.")
+        name = entry[2:] if wildcard else entry
+        if not _HOST_NAME.match(name):
+            raise ValueError(f"{entry!r} is not a host name, *.domain, IP address or CIDR network")
+        if wildcard:
+            suffixes.append("." + name)
+        else:
+            names.add(name)
+    if not (names or suffixes or networks):
+        raise ValueError("lists no host (unset it to allow any public host)")
+    return HostAllowlist(frozenset(names), tuple(suffixes), tuple(networks))
 
 
 class OperatorSettings(BaseSettings):
@@ -137,6 +190,69 @@ class OperatorSettings(BaseSettings):
         "all. Default 5: longer than a CLI call or a GitOps sync takes, negligible next to "
         "a training run. 0 starts at once.",
         json_schema_extra={CHART: "triggerBatchSeconds"},
+    )
+
+    # --- Dataset sources ------------------------------------------------------------------
+    http_source_allowed_hosts: str | None = Field(
+        None,
+        description="Comma-separated hosts that Dataset HTTP(S) sources may fetch from; "
+        "unset: any host with a public address. An entry is a host name "
+        "(`data.example.com`), every subdomain of one (`*.example.com`), or an IP address or "
+        "CIDR network (`10.20.0.0/16`), which also admits host names that resolve only into "
+        "it, private or not. A URL whose host matches no entry is refused before any "
+        "connection. Cloud metadata addresses are refused whatever this says.",
+        json_schema_extra={CHART: "datasets.http.allowedHosts"},
+    )
+    http_source_allow_private_networks: bool = Field(
+        False,
+        description="Let Dataset HTTP(S) sources fetch from private, loopback, link-local "
+        "and shared (100.64.0.0/10) addresses, for on-premises data servers. Default false: "
+        "a tenant's URL must not reach the cluster's internal services (server-side request "
+        "forgery). Every address a host resolves to, and every redirect, is checked before "
+        "connecting; cloud metadata, multicast, unspecified and reserved addresses are "
+        "refused even when this is true (list a CIDR in the allowed hosts to admit one "
+        "private network only).",
+        json_schema_extra={CHART: "datasets.http.allowPrivateNetworks"},
+    )
+    http_source_deadline_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds one HTTP(S) source download may take in all (name resolution, "
+        "connecting, redirects, and the whole body), whatever the server's pace: a slow or "
+        "trickling server is cut off and the collection fails with reason "
+        "SourceLimitExceeded, so it cannot hold an operator thread. Default 120: 64 MiB at "
+        "a modest 5 Mbit/s.",
+        json_schema_extra={CHART: "datasets.http.deadlineSeconds"},
+    )
+    source_max_object_mib: int = Field(
+        64,
+        ge=1,
+        description="MiB (2^20 bytes): the largest source object (an S3 object, inbox upload "
+        "or HTTP(S) download) a collection reads. A larger S3 object is rejected (reason "
+        "TooLarge) without being downloaded; an HTTP(S) download stops at this size and the "
+        "collection fails (SourceLimitExceeded). Default 64: collection runs in the "
+        "operator, which every tenant shares.",
+        json_schema_extra={CHART: "datasets.maxObjectMiB"},
+    )
+    source_max_decompressed_mib: int = Field(
+        128,
+        ge=1,
+        description="MiB (2^20 bytes): the most a compressed source object (npz, Parquet) "
+        "may expand to, judged from its own headers before anything is decompressed (the "
+        "arrays' declared shapes and dtypes, the Parquet footer's uncompressed sizes) and "
+        "checked again while reading; over it the object is rejected (reason TooLarge). "
+        "Default 128: a compression bomb of 500 kB must not take 500 MiB.",
+        json_schema_extra={CHART: "datasets.maxDecompressedMiB"},
+    )
+    source_max_rows_per_object: int = Field(
+        200_000,
+        ge=1,
+        description="Rows: the most rows one source object may hold (CSV and JSON Lines "
+        "records, Parquet rows, npz array length). An object over it is rejected as a whole "
+        "(reason TooLarge, its rows counted as rejected where the object says how many), so "
+        "a version never holds a silently truncated file. Default 200000: about 100 MB of "
+        "Python objects for ten columns.",
+        json_schema_extra={CHART: "datasets.maxRowsPerObject"},
     )
 
     # --- S3 -------------------------------------------------------------------------------
@@ -315,6 +431,13 @@ class OperatorSettings(BaseSettings):
     def _check_url(cls, value: str | None) -> str | None:
         return _http_url(value)
 
+    @field_validator("http_source_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_allowlist(value)
+        return value
+
     @field_validator("s3_secret")
     @classmethod
     def _check_secret_ref(cls, value: str | None) -> str | None:
@@ -345,6 +468,13 @@ class OperatorSettings(BaseSettings):
                 f"{self.health_port}"
             )
         return self
+
+    @property
+    def http_source_allowlist(self) -> HostAllowlist | None:
+        """The parsed ``http_source_allowed_hosts``; None when unset (any public host)."""
+        if self.http_source_allowed_hosts is None:
+            return None
+        return parse_host_allowlist(self.http_source_allowed_hosts)
 
     @property
     def s3_secret_ref(self) -> tuple[str, str] | None:

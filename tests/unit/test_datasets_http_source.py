@@ -39,7 +39,10 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    # The server is on loopback, which HTTP(S) sources refuse by default (see
+    # test_datasets_http_ssrf.py): admit 127.0.0.1 alone.
+    monkeypatch.setenv("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", "127.0.0.1")
     state = Server("")
 
     class Handler(http.server.BaseHTTPRequestHandler):

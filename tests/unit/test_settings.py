@@ -4,6 +4,7 @@ in step with the model."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -71,6 +72,11 @@ def test_defaults() -> None:
     assert config.watch_connect_timeout_seconds == 10
     assert config.api_request_timeout_seconds == 60
     assert config.signing_key_refresh_seconds == 300
+    assert config.http_source_allowed_hosts is None and config.http_source_allowlist is None
+    assert config.http_source_allow_private_networks is False
+    assert config.http_source_deadline_seconds == 120
+    assert (config.source_max_object_mib, config.source_max_decompressed_mib) == (64, 128)
+    assert config.source_max_rows_per_object == 200_000
 
 
 def test_every_field_documents_itself() -> None:
@@ -88,6 +94,12 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_RESYNC_INTERVAL_SECONDS": "2.5",
         "EDGEOPS_SOURCE_POLL_INTERVAL_SECONDS": "4",
         "EDGEOPS_TRIGGER_BATCH_SECONDS": "0",
+        "EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS": "data.example.com, *.corp.example, 10.20.0.0/16",
+        "EDGEOPS_HTTP_SOURCE_ALLOW_PRIVATE_NETWORKS": "true",
+        "EDGEOPS_HTTP_SOURCE_DEADLINE_SECONDS": "15",
+        "EDGEOPS_SOURCE_MAX_OBJECT_MIB": "8",
+        "EDGEOPS_SOURCE_MAX_DECOMPRESSED_MIB": "16",
+        "EDGEOPS_SOURCE_MAX_ROWS_PER_OBJECT": "1000",
         "EDGEOPS_S3_ENDPOINT": "https://s3.example:9000",
         "EDGEOPS_S3_JOB_ENDPOINT": "http://minio.storage:9000",
         "EDGEOPS_S3_BUCKET": "models.eu-1",
@@ -119,6 +131,14 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.trigger_batch_seconds == 0
     assert config.source_poll_interval_seconds == 4
     assert config.trigger_batch_seconds == 0
+    allowlist = config.http_source_allowlist
+    assert allowlist is not None and allowlist.names == {"data.example.com"}
+    assert allowlist.admits_name("a.corp.example") and not allowlist.admits_name("corp.example")
+    assert allowlist.admits_address(ipaddress.ip_address("10.20.3.4"))
+    assert config.http_source_allow_private_networks is True
+    assert config.http_source_deadline_seconds == 15
+    assert (config.source_max_object_mib, config.source_max_decompressed_mib) == (8, 16)
+    assert config.source_max_rows_per_object == 1000
     assert config.s3_endpoint == "https://s3.example:9000"
     assert config.s3_job_endpoint == "http://minio.storage:9000"
     assert (config.s3_bucket, config.s3_region) == ("models.eu-1", "eu-central-1")
@@ -168,6 +188,9 @@ def test_a_secret_in_another_namespace_and_empty_values(monkeypatch: pytest.Monk
         ("EDGEOPS_PROMETHEUS_URL", "prometheus:9090", "must be http(s)://host[:port]"),
         ("EDGEOPS_BIND_ADDRESS", "localhost", "IPv4 or IPv6 address"),
         ("EDGEOPS_NAMESPACE", "Edge_Ops", "should match pattern"),
+        ("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", "data.example/x", "'data.example/x' is not a host"),
+        ("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", " , ", "lists no host"),
+        ("EDGEOPS_SOURCE_MAX_ROWS_PER_OBJECT", "0", "greater than or equal to 1"),
     ],
 )
 def test_a_bad_value_is_named(

@@ -143,6 +143,13 @@ class Reason:
     RETENTION_ENFORCED: Final = "RetentionEnforced"
     NO_NEW_DATA: Final = "NoNewData"
     SOURCE_UNAVAILABLE: Final = "SourceUnavailable"
+    #: an HTTP(S) source's host (or a redirect's) is not one sources may use: private,
+    #: loopback, link-local or metadata address, or not in the allowed hosts. Refused before
+    #: any connection; the message says nothing about what listens there.
+    SOURCE_REFUSED: Final = "SourceRefused"
+    #: an HTTP(S) download exceeded a configured bound (its size or the fetch deadline); the
+    #: message names the setting.
+    SOURCE_LIMIT_EXCEEDED: Final = "SourceLimitExceeded"
     VALIDATION_FAILED: Final = "ValidationFailed"
     TOO_MANY_REJECTED: Final = "TooManyRejected"
     ROWS_VALIDATED: Final = "RowsValidated"

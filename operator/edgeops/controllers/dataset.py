@@ -183,8 +183,8 @@ def _collect_and_report(
     except StoreError as error:  # StorageUnavailableError: S3 is down or keeps failing
         _storage_down(body, patch, status, generation, now, conditions, str(error))
         return
-    except SourceUnavailableError as error:
-        _source_down(body, patch, status, generation, now, conditions, str(error))
+    except SourceUnavailableError as error:  # SourceRefused and SourceLimitExceeded too
+        _source_down(body, patch, status, generation, now, conditions, str(error), error.reason)
         return
     except ValueError as error:
         # Not an outage: the data or configuration cannot be collected as specified.

@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from edgeops.metrics import operator as operator_metrics
+from edgeops.redaction import install_log_redaction
 from edgeops.settings import settings as edgeops_settings
 
 log = logging.getLogger("edgeops.operator")
@@ -84,6 +85,9 @@ def run(
     """
     import edgeops.controllers as controllers  # handlers register on import
 
+    # Before anything logs: no line (ours, Kopf's, httpx's, urllib3's, minio's) shows a
+    # URL's credentials or a presigned signature.
+    install_log_redaction()
     config = edgeops_settings()
     health_port = config.health_port if health_port is None else health_port
     metrics_port = config.metrics_port if metrics_port is None else metrics_port

@@ -43,7 +43,9 @@ class CleanResult:
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
-        counts = Counter(r.reason for r in self.rejected)
+        counts: Counter[str] = Counter()
+        for rejected in self.rejected:
+            counts[rejected.reason] += rejected.rows
         if self.duplicates:
             counts[RejectReason.DUPLICATE] = self.duplicates
         return dict(sorted(counts.items()))
@@ -51,8 +53,9 @@ class CleanResult:
     @property
     def invalid_count(self) -> int:
         """Rows rejected as invalid; duplicates are redundant, not invalid, so they do not
-        count against the rejected-fraction limit."""
-        return len(self.rejected)
+        count against the rejected-fraction limit. A whole object rejected unread counts
+        as the rows it declares."""
+        return sum(r.rows for r in self.rejected)
 
     def invalid_fraction(self) -> float:
         seen = len(self.accepted) + self.invalid_count

@@ -19,6 +19,9 @@ class RejectReason:
     MALFORMED: Final = "Malformed"
     UNREADABLE: Final = "Unreadable"
     DUPLICATE: Final = "Duplicate"
+    #: A whole source object over a configured bound (bytes, decompressed bytes, rows); the
+    #: detail names the setting. Counts the object's rows where it declares them.
+    TOO_LARGE: Final = "TooLarge"
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,18 @@ class Rejected:
     reason: str
     detail: str
     row: Row | None = None
+    #: How many rows this stands for: 1, or a whole object's declared row count when the
+    #: object was rejected without being read (reason TooLarge).
+    rows: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "source": self.source,
             "line": self.line,
             "reason": self.reason,
             "detail": self.detail,
             "row": self.row,
         }
+        if self.rows != 1:
+            document["rows"] = self.rows
+        return document

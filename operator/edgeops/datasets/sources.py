@@ -12,23 +12,36 @@ messages, logs and source names only ever show it through :func:`redact_url`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Final
 
 import httpx
 
-from edgeops.api import DatasetSource, DatasetSpec
+from edgeops.api import DatasetSource, DatasetSpec, Reason
+from edgeops.redaction import redact_url as redact_url  # re-exported: the datasets API
+from edgeops.settings import settings
 
 from . import builtin, layout
+from .addresses import AddressPolicy, AddressRefusedError, Resolver, check_host, system_resolver
 from .protocol import Store
-from .readers import matches_format, read_rows
-from .rows import Rejected, Row
+from .readers import MIB, ReadLimits, matches_format, read_rows
+from .rows import Rejected, RejectReason, Row
 
-#: Bounded so one bad URL cannot exhaust the operator's memory.
-MAX_HTTP_BYTES = 512 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+#: Redirects one download may follow; each hop is checked like the first URL.
+MAX_REDIRECTS: Final = 5
+#: Seconds to wait for a connection or for one read, within the fetch's overall deadline.
+CONNECT_TIMEOUT_SECONDS: Final = 10.0
+READ_TIMEOUT_SECONDS: Final = 30.0
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,25 @@ HttpFetch = Callable[[str, HttpValidators | None], HttpResponse]
 
 
 class SourceUnavailableError(Exception):
-    """A source could not be read (HTTP error, checksum mismatch, missing package)."""
+    """A source could not be read (HTTP error, checksum mismatch, missing package).
+    ``reason`` is the Dataset condition reason it is reported with."""
+
+    reason: str = Reason.SOURCE_UNAVAILABLE
+
+
+class SourceRefusedError(SourceUnavailableError):
+    """An HTTP(S) source's host, or a redirect's, may not be fetched from (see
+    :mod:`edgeops.datasets.addresses`). Raised before any connection to it; the message
+    names the URL (redacted) and the settings, never what the host resolved to."""
+
+    reason = Reason.SOURCE_REFUSED
+
+
+class SourceLimitError(SourceUnavailableError):
+    """An HTTP(S) download went over a configured bound (size or deadline); the message
+    names the setting."""
+
+    reason = Reason.SOURCE_LIMIT_EXCEEDED
 
 
 @dataclass(frozen=True)
@@ -94,58 +125,258 @@ class SourceBatch:
     not_modified: bool = False
 
 
-def redact_url(url: str) -> str:
-    """``url`` without what may be credentials: user:password@ becomes ***@ and a query
-    (tokens, presigned signatures) or fragment becomes ?***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = "***" if parts.query or parts.fragment else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
 def http_key(url: str) -> str:
     """Names a URL in stored state without storing it."""
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-def http_fetch(url: str, known: HttpValidators | None = None) -> HttpResponse:
-    """Downloads ``url`` (at most MAX_HTTP_BYTES). With ``known`` validators the request
-    is conditional (If-None-Match / If-Modified-Since) and a 304 returns no body."""
+@dataclass(frozen=True)
+class FetchLimits:
+    """Bounds of one download: its overall deadline (seconds, from the first name
+    resolution to the last byte) and its size (bytes)."""
+
+    deadline_seconds: float
+    max_bytes: int
+    policy: AddressPolicy
+
+    @classmethod
+    def from_settings(cls) -> FetchLimits:
+        config = settings()
+        return cls(
+            config.http_source_deadline_seconds,
+            config.source_max_object_mib * MIB,
+            AddressPolicy.from_settings(config),
+        )
+
+
+_REFUSED = (
+    "refused: the host is not one HTTP(S) sources may use (private, loopback, link-local "
+    "and metadata addresses are refused unless EDGEOPS_HTTP_SOURCE_ALLOW_PRIVATE_NETWORKS "
+    "is set; EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS lists the hosts allowed)"
+)
+
+
+def http_fetch(
+    url: str,
+    known: HttpValidators | None = None,
+    *,
+    limits: FetchLimits | None = None,
+    resolve: Resolver = system_resolver,
+) -> HttpResponse:
+    """Downloads ``url``. With ``known`` validators the request is conditional
+    (If-None-Match / If-Modified-Since) and a 304 returns no body.
+
+    Each hop (the URL, then at most :data:`MAX_REDIRECTS` redirects) is resolved once and
+    every address checked (:func:`edgeops.datasets.addresses.check_host`) before the
+    connection, which then goes to that checked address with the original host in the
+    Host header and TLS server name. ``limits`` default to the settings
+    (``EDGEOPS_HTTP_SOURCE_*``, ``EDGEOPS_SOURCE_MAX_OBJECT_MIB``); ``resolve`` is the DNS
+    lookup (tests replace it). The environment's proxy variables are not used: a proxy
+    would connect to hosts this check never saw.
+
+    Raises:
+        SourceRefusedError: a hop's host is refused; nothing was sent to it.
+        SourceLimitError: the body is larger than ``limits.max_bytes`` or the download
+            took longer than ``limits.deadline_seconds`` in all.
+        SourceUnavailableError: an HTTP error status, a connection failure, a redirect
+            loop or a redirect to another scheme.
+    """
+    limits = limits or FetchLimits.from_settings()
     shown = redact_url(url)
-    headers: dict[str, str] = {}
+    deadline = time.monotonic() + limits.deadline_seconds
+    headers: dict[str, str] = {"Accept-Encoding": "identity"}
     if known is not None:
         if known.etag:
             headers["If-None-Match"] = known.etag
         if known.last_modified:
             headers["If-Modified-Since"] = known.last_modified
     try:
-        with httpx.stream(
-            "GET", url, headers=headers, timeout=30.0, follow_redirects=True
-        ) as response:
-            if response.status_code == 304 and headers:
-                return HttpResponse(None)
-            response.raise_for_status()
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_HTTP_BYTES:
-                    raise SourceUnavailableError(f"{shown}: larger than {MAX_HTTP_BYTES} bytes")
-                chunks.append(chunk)
-            return HttpResponse(
-                b"".join(chunks),
-                response.headers.get("ETag"),
-                response.headers.get("Last-Modified"),
-            )
-    except httpx.HTTPStatusError as error:
-        raise SourceUnavailableError(f"{shown}: HTTP {error.response.status_code}") from None
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        raise SourceUnavailableError(f"{shown}: not a valid URL") from None
+    watchdog = _Watchdog(deadline)
+    with watchdog, httpx.Client(trust_env=False, follow_redirects=False) as client:
+        for hop in range(MAX_REDIRECTS + 1):
+            if target.scheme not in ("http", "https"):
+                raise SourceUnavailableError(f"{shown}: redirected to a non-HTTP(S) URL")
+            with _send(client, target, headers, limits, watchdog, shown, resolve) as response:
+                location = response.headers.get("Location")
+                if response.status_code in _REDIRECTS and location:
+                    if hop == MAX_REDIRECTS:
+                        raise SourceUnavailableError(
+                            f"{shown}: more than {MAX_REDIRECTS} redirects"
+                        )
+                    target = _redirect_target(target, location, shown)
+                    continue
+                if response.status_code == 304 and known is not None:
+                    return HttpResponse(None)
+                if response.is_error or response.status_code >= 300:
+                    raise SourceUnavailableError(f"{shown}: HTTP {response.status_code}")
+                body = _read_body(response, limits, watchdog, shown)
+                return HttpResponse(
+                    body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+                )
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _redirect_target(current: httpx.URL, location: str, shown: str) -> httpx.URL:
+    try:
+        target = current.join(location)
+    except (httpx.InvalidURL, ValueError):
+        raise SourceUnavailableError(f"{shown}: redirected to an invalid URL") from None
+    same_origin = (target.scheme, target.host, target.port) == (
+        current.scheme,
+        current.host,
+        current.port,
+    )
+    if same_origin and not target.userinfo and current.userinfo:
+        # Credentials of the URL travel to its own origin only (as httpx does).
+        target = target.copy_with(username=current.username, password=current.password)
+    return target
+
+
+class _Watchdog:
+    """The overall deadline of one download. Per-read timeouts alone do not end a server
+    that trickles a byte every few seconds (each read succeeds), in the headers or the
+    body; so at the deadline this shuts down every socket the download opened, which ends
+    a blocked read at once. It learns the sockets from httpcore's ``trace`` extension,
+    which also confirms each connection goes to the checked address."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._pinned: str | None = None
+        self._fired = False
+        self._timer = threading.Timer(_remaining(deadline), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+
+    @property
+    def expired(self) -> bool:
+        return self._fired or time.monotonic() >= self.deadline
+
+    def pin(self, address: str) -> None:
+        """The address the next connection must go to."""
+        self._pinned = address
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.started" and info.get("host") != self._pinned:
+            # Never happens: the URL's host is the checked address. Refuse rather than trust.
+            raise httpx.ConnectError("connection to an address that was not checked")
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with self._lock:
+                    self._sockets.append(sock)
+                    fired = self._fired
+                if fired:
+                    self._fire()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError, ValueError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def _send(
+    client: httpx.Client,
+    target: httpx.URL,
+    headers: dict[str, str],
+    limits: FetchLimits,
+    watchdog: _Watchdog,
+    shown: str,
+    resolve: Resolver,
+) -> Iterator[httpx.Response]:
+    """Sends one GET to the checked address of ``target``'s host and yields the streamed
+    response (headers read, body not)."""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    remaining = _remaining(watchdog.deadline)
+    try:
+        address = check_host(target.host, port, limits.policy, remaining, resolve)
+    except AddressRefusedError as refused:
+        log.warning("HTTP(S) source %s refused: %s", shown, refused.why)
+        raise SourceRefusedError(f"{shown}: {_REFUSED}") from None
+    watchdog.pin(str(address))
+    pinned = target.copy_with(host=str(address))
+    remaining = _remaining(watchdog.deadline)
+    timeout = httpx.Timeout(
+        min(READ_TIMEOUT_SECONDS, remaining), connect=min(CONNECT_TIMEOUT_SECONDS, remaining)
+    )
+    extensions: dict[str, Any] = {"trace": watchdog.trace}
+    if target.scheme == "https":
+        extensions["sni_hostname"] = target.host
+    request = client.build_request(
+        "GET",
+        pinned,
+        headers={**headers, "Host": target.netloc.decode("ascii")},
+        timeout=timeout,
+        extensions=extensions,
+    )
+    try:
+        response = client.send(request, stream=True)
     except httpx.HTTPError as error:
+        if watchdog.expired:
+            raise _deadline_exceeded(shown, limits) from None
         raise SourceUnavailableError(f"{shown}: {type(error).__name__}") from None
+    try:
+        yield response
+    finally:
+        response.close()
+
+
+def _read_body(
+    response: httpx.Response, limits: FetchLimits, watchdog: _Watchdog, shown: str
+) -> bytes:
+    """The body, read until ``limits.max_bytes`` or the deadline, whichever comes first."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise _too_large(shown, limits)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise _too_large(shown, limits)
+            if watchdog.expired:
+                raise _deadline_exceeded(shown, limits)
+            chunks.append(chunk)
+    except httpx.HTTPError as error:
+        if watchdog.expired:
+            raise _deadline_exceeded(shown, limits) from None
+        raise SourceUnavailableError(f"{shown}: {type(error).__name__}") from None
+    if watchdog.expired:
+        raise _deadline_exceeded(shown, limits)
+    return b"".join(chunks)
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.001)
+
+
+def _too_large(shown: str, limits: FetchLimits) -> SourceLimitError:
+    return SourceLimitError(
+        f"{shown}: larger than {limits.max_bytes} bytes (EDGEOPS_SOURCE_MAX_OBJECT_MIB)"
+    )
+
+
+def _deadline_exceeded(shown: str, limits: FetchLimits) -> SourceLimitError:
+    return SourceLimitError(
+        f"{shown}: not downloaded within {limits.deadline_seconds:g}s "
+        "(EDGEOPS_HTTP_SOURCE_DEADLINE_SECONDS)"
+    )
 
 
 def http_get(url: str) -> bytes:
@@ -200,17 +431,31 @@ def _batches(
         assert source.inbox is not None
         bucket, prefix = None, layout.source_inbox_prefix(namespace, dataset, source.inbox.prefix)
     shown_bucket = bucket or store.bucket
+    limits = ReadLimits.from_settings()
     for info in store.list(prefix, bucket=bucket):
         if not matches_format(info.key, spec.format):
             continue
         name = layout.s3_uri(shown_bucket, info.key)
+        fingerprint = f"{info.key}:{info.etag}:{info.size}"
+        if info.size > limits.max_object_bytes:
+            # Rejected unread: the listing says how large it is.
+            yield SourceBatch(name, fingerprint, _too_large_object(name, info.size, limits))
+            continue
 
         def fetch(key: str = info.key) -> bytes:
             return store.get_bytes(key, bucket=bucket)
 
-        yield SourceBatch(
-            name, f"{info.key}:{info.etag}:{info.size}", _reader(fetch, spec, name, features, label)
-        )
+        yield SourceBatch(name, fingerprint, _reader(fetch, spec, name, features, label))
+
+
+def _too_large_object(
+    name: str, size: int, limits: ReadLimits
+) -> Callable[[], Iterator[Row | Rejected]]:
+    detail = (
+        f"{size} bytes, more than {limits.max_object_bytes} (EDGEOPS_SOURCE_MAX_OBJECT_MIB); "
+        "not downloaded"
+    )
+    return lambda: iter([Rejected(name, None, RejectReason.TOO_LARGE, detail)])
 
 
 def _http_batch(
