@@ -293,6 +293,12 @@ def _register(tick: Tick, run: dict[str, Any]) -> None:
             Reason.TRAINING_FAILED,
             f"v{number} ({run_name}) not registered as a candidate: {why}",
         )
+    elif run_status.evaluation is None:
+        # Metrics a trainer wrote itself (a run finished before evaluation existed) are
+        # claims, not measurements: never gated, never signed.
+        why = "the run's metrics were not measured by EdgeOps's evaluator"
+        version = registry.failed(number, run_name, run_status, why, tick.now)
+        events.warning(tick.body, Reason.EVALUATION_FAILED, f"v{number} ({run_name}): {why}")
     else:
         version = _candidate(tick, number, run_name, run_status)
     _publish_index(tick, version)

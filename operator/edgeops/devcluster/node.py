@@ -164,7 +164,13 @@ class PodRunner(threading.Thread):
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
             "KUBERNETES_SERVICE_PORT": str(self.node.apiserver_port),
         }
-        for passthrough in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "XDG_CACHE_HOME", "TMPDIR"):
+        for passthrough in (
+            "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE",
+            "XDG_CACHE_HOME",
+            "TMPDIR",
+            "PYTHONPATH",  # a worktree's code in pods, when the developer exports it
+        ):
             if passthrough in os.environ:
                 base[passthrough] = os.environ[passthrough]
         (self.dir / "home").mkdir(parents=True, exist_ok=True)
