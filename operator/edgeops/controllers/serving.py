@@ -13,7 +13,7 @@ from edgeops import __version__
 from edgeops.api.constants import ConditionType, ImageRepositories, Reason
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
 from edgeops.controllers import events
-from edgeops.controllers.signing_key import publish_public_key
+from edgeops.controllers.signing_key import trusted_public_keys
 from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import apply, custom
 from edgeops.policy import promotion, registry
@@ -72,7 +72,12 @@ def reconcile_serving(
     prefix = policy.serving_prefix(namespace, name, str(body["metadata"]["uid"]), version.number)
     uri = f"s3://{store.bucket}/{prefix}"
     manifest = policy.inference_service(
-        dict(body), promotion.owner_reference(dict(body)), spec.serving, uri, version.number
+        dict(body),
+        promotion.owner_reference(dict(body)),
+        spec.serving,
+        uri,
+        version.number,
+        trusted_public_keys(),
     )
     if live is not None and not _owned(live, body):
         conditions[ConditionType.SERVING] = (
@@ -115,7 +120,6 @@ def _prerequisites(namespace: str, own_runtime: bool) -> None:
         namespace, custom.service_account_manifest(policy.SERVICE_ACCOUNT, [policy.S3_SECRET])
     )
     if own_runtime:
-        publish_public_key(namespace)  # the runtime verifies bundles with it
         apply.server_side_apply(
             namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
         )

@@ -3,10 +3,17 @@
 The InferenceService uses the KServe storage initializer: ``storageUri`` points at the
 version's serving prefix in S3 (model.onnx next to its signed bundle manifest), and the
 service account carries the S3 Secret with the annotations KServe reads for MinIO.
+
+What the predictor verifies against comes from the operator, as literal environment values
+of the InferenceService's model container (:func:`predictor_env`): the public keys the
+operator published in its own namespace, and the namespace, model, model UID and version
+the bundle must be signed for. Never a reference to a ConfigMap in the tenant's namespace.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -55,14 +62,35 @@ def s3_secret_annotations(s3: S3Settings) -> dict[str, str]:
     }
 
 
+def predictor_env(
+    namespace: str, model: str, uid: str, version: int, public_keys: Mapping[str, str]
+) -> list[dict[str, str]]:
+    """The predictor's ``EDGEOPS_*`` variables (:class:`edgeops.settings.PredictorSettings`):
+    the trusted public keys and the binding the served bundle must be signed for."""
+    return [
+        {
+            "name": "EDGEOPS_SIGNING_PUBLIC_KEYS",
+            "value": json.dumps(dict(sorted(public_keys.items()))),
+        },
+        {"name": "EDGEOPS_MODEL_NAMESPACE", "value": namespace},
+        {"name": "EDGEOPS_MODEL_NAME", "value": model},
+        {"name": "EDGEOPS_MODEL_UID", "value": uid},
+        {"name": "EDGEOPS_MODEL_VERSION", "value": str(version)},
+    ]
+
+
 def inference_service(
     model: dict[str, Any],
     owner: dict[str, Any],
     serving: Serving,
     storage_uri: str,
     version: int,
+    public_keys: Mapping[str, str],
 ) -> dict[str, Any]:
+    """The model's InferenceService serving ``version`` from ``storage_uri``, its model
+    container told what to verify (:func:`predictor_env`)."""
     name = model["metadata"]["name"]
+    meta = model["metadata"]
     predictor: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
         "minReplicas": serving.min_replicas,
@@ -72,6 +100,9 @@ def inference_service(
             "runtime": serving.runtime or DEFAULT_RUNTIME,
             "protocolVersion": "v2",
             "storageUri": storage_uri,
+            "env": predictor_env(
+                str(meta.get("namespace")), name, str(meta.get("uid")), version, public_keys
+            ),
         },
     }
     return {
@@ -93,7 +124,8 @@ def inference_service(
 
 
 def serving_runtime(image: str) -> dict[str, Any]:
-    """The EdgeOps predictor as a namespaced ServingRuntime for the onnx model format."""
+    """The EdgeOps predictor as a namespaced ServingRuntime for the onnx model format. It
+    carries no keys: each InferenceService passes its own (:func:`predictor_env`)."""
     return {
         "apiVersion": f"{KSERVE_GROUP}/{RUNTIME_VERSION}",
         "kind": "ServingRuntime",
@@ -112,17 +144,6 @@ def serving_runtime(image: str) -> dict[str, Any]:
                         "--model_name={{.Name}}",
                         "--model_dir=/mnt/models",
                         "--http_port=8080",
-                    ],
-                    "env": [
-                        {
-                            "name": "EDGEOPS_SIGNING_PUBLIC_KEYS",
-                            "valueFrom": {
-                                "configMapKeyRef": {
-                                    "name": SIGNING_CONFIG_MAP,
-                                    "key": PUBLIC_KEYS_KEY,
-                                }
-                            },
-                        }
                     ],
                     "resources": {
                         "requests": {"cpu": "100m", "memory": "256Mi"},
