@@ -421,9 +421,22 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Seconds between re-reads of the signing-key Secret (a key rotated in "
         "the Secret signs new model versions within this time, without a restart) and "
-        "between checks that each namespace's public-key ConfigMap is still there. "
+        "between checks that the public-key ConfigMap in the operator's namespace is still "
+        "there. "
         "Default 300: rotation is rare, and each check is two API calls.",
         json_schema_extra={CHART: "signing.keyRefreshSeconds"},
+    )
+
+    bundle_validity_days: float = Field(
+        30.0,
+        gt=0,
+        le=3650,
+        description="Days a signed bundle manifest is valid (its `expiresAt`); verifiers "
+        "refuse it afterwards. The operator signs every approved version still in the "
+        "registry again once a third of this is left. Default 30: a device offline for a "
+        "month re-downloads its manifest, and a leaked or revoked bundle stops verifying "
+        "within a month.",
+        json_schema_extra={CHART: "signing.bundleValidityDays"},
     )
 
     @field_validator("s3_endpoint", "s3_job_endpoint", "s3_sts_endpoint", "prometheus_url")
@@ -486,8 +499,9 @@ class OperatorSettings(BaseSettings):
 
 
 class PredictorSettings(BaseSettings):
-    """The KServe predictor's configuration (its own pod; the operator sets the variable
-    in the ServingRuntime from the public-key ConfigMap it publishes)."""
+    """The KServe predictor's configuration (its own pod; the operator sets the variables
+    as literal values in the InferenceService it applies: the keys from its own namespace,
+    the binding from the EdgeModel)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
@@ -496,8 +510,33 @@ class PredictorSettings(BaseSettings):
     signing_public_keys: Json[dict[str, str]] = Field(
         description="JSON object `{keyId: base64 Ed25519 public key}` that model bundles "
         "must be signed with; no default, so nothing unsigned is ever served. The operator "
-        "fills it in from key `publicKeys.json` of ConfigMap `edgeops-signing`.",
+        "fills it in from key `publicKeys.json` of ConfigMap `edgeops-signing` in its own "
+        "namespace (never from a copy a tenant can edit).",
         min_length=1,
+        json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
+    )
+    model_namespace: str = Field(
+        description="Namespace the served bundle must be signed for.",
+        min_length=1,
+        max_length=63,
+        json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
+    )
+    model_name: str = Field(
+        description="EdgeModel the served bundle must be signed for.",
+        min_length=1,
+        max_length=253,
+        json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
+    )
+    model_uid: str | None = Field(
+        None,
+        max_length=64,
+        description="UID of that EdgeModel: a bundle of a deleted model of the same name is "
+        "refused.",
+        json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
+    )
+    model_version: int = Field(
+        ge=1,
+        description="Version number the served bundle must be signed for.",
         json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
     )
 

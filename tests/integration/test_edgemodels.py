@@ -12,12 +12,13 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from edgeops.signing import VerificationError, verify_artifact, verify_bundle, verify_manifest
+from edgeops import signing
+from edgeops.signing import Binding, VerificationError, verify_artifact
 from tests.conftest import Cluster, condition, wait_for
 from tests.integration.test_pod_credentials import assert_scoped_serving_credentials
 
@@ -122,9 +123,18 @@ def _key(uri: str) -> str:
     return uri.split("/", 3)[3]  # s3://bucket/key
 
 
-def _public_keys(cluster: Cluster, ns: str) -> dict[str, str]:
-    cm = cluster.get("configmap", "edgeops-signing", "-n", ns)
+def _public_keys(cluster: Cluster) -> dict[str, str]:
+    """The trusted keys: the operator's namespace, never a copy in a tenant's."""
+    cm = cluster.get("configmap", "edgeops-signing", "-n", "edgeops-system")
     return json.loads(cm["data"]["publicKeys.json"])  # type: ignore[no-any-return]
+
+
+def _binding(cluster: Cluster, ns: str, number: int) -> Binding:
+    return Binding(ns, MODEL, number, _model(cluster, ns)["metadata"]["uid"])
+
+
+def verify_manifest(data: bytes, keys: dict[str, str], expected: Binding) -> dict[str, Any]:
+    return signing.verify_manifest(data, keys, expected=expected, now=datetime.now(UTC))
 
 
 def _isvc(cluster: Cluster, ns: str) -> dict[str, Any]:
@@ -206,7 +216,12 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
     sa = cluster.get("serviceaccount", f"{MODEL}-kserve", "-n", ns)
     assert {"name": f"{MODEL}-kserve-s3"} in sa["secrets"]
     assert sa["metadata"]["ownerReferences"][0]["uid"] == uid
-    assert cluster.get("servingruntime.serving.kserve.io", "edgeops-predictor", "-n", ns)
+    runtime = cluster.get("servingruntime.serving.kserve.io", "edgeops-predictor", "-n", ns)
+    assert "configMapKeyRef" not in json.dumps(runtime["spec"]), "no keys from a tenant object"
+    env = {e["name"]: e["value"] for e in model["env"]}
+    assert json.loads(env["EDGEOPS_SIGNING_PUBLIC_KEYS"]) == _public_keys(cluster)
+    assert (env["EDGEOPS_MODEL_NAMESPACE"], env["EDGEOPS_MODEL_NAME"]) == (ns, MODEL)
+    assert (env["EDGEOPS_MODEL_UID"], env["EDGEOPS_MODEL_VERSION"]) == (uid, "1")
     serving = wait_for(
         lambda: (c := condition(_status(cluster, ns), "Serving"))["status"] != "False" and c,
         30,
@@ -222,17 +237,24 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
 
 def test_bundles_verify_and_any_tampering_fails(cluster: Cluster, ns: str) -> None:
     store = cluster.store()
-    keys = _public_keys(cluster, ns)
+    keys = _public_keys(cluster)
+    assert not cluster.get("configmap", "edgeops-signing", "-n", ns), "no tenant copy"
     v1 = _version(cluster, ns, 1)
     assert v1 is not None
+    binding = _binding(cluster, ns, 1)
     index_bytes = store.get_bytes(_key(v1["signature"]["manifestUri"]))
     files = {}
-    index = verify_manifest(index_bytes, keys)
+    index = verify_manifest(index_bytes, keys, binding)
     assert index["version"] == 1 and index["model"] == MODEL
+    assert index["modelUid"] == binding.model_uid and index["namespace"] == ns
+    assert index["expiresAt"] == v1["signature"]["expiresAt"]
+    expires = signing.parse_expiry(index["expiresAt"])
+    assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30)
     for entry in index["artifacts"]:
         files[entry["name"]] = store.get_bytes(_key(entry["uri"]))
-    verify_bundle(index_bytes, keys, files)  # the index pins every target manifest
-    pi = verify_manifest(files["pi.json"], keys)
+    # The index pins every target manifest.
+    signing.verify_bundle(index_bytes, keys, files, expected=binding, now=datetime.now(UTC))
+    pi = verify_manifest(files["pi.json"], keys, binding)
     assert pi["target"] == {"name": "pi", "type": "linux", "format": "onnx", "hardware": None}
     assert pi["minAgentVersion"] and pi["version"] == 1
     onnx_entry = pi["artifacts"][0]
@@ -244,8 +266,14 @@ def test_bundles_verify_and_any_tampering_fails(cluster: Cluster, ns: str) -> No
             tampered = bytearray(manifest)
             tampered[position] ^= 0x01
             with pytest.raises(VerificationError):
-                verify_manifest(bytes(tampered), keys)
-        assert verify_manifest(manifest, keys), name
+                verify_manifest(bytes(tampered), keys, binding)
+        assert verify_manifest(manifest, keys, binding), name
+        # Valid bytes, wrong use: another version, another namespace, or too late.
+        for other in (Binding(ns, MODEL, 2, binding.model_uid), Binding("x", MODEL, 1)):
+            with pytest.raises(VerificationError, match="manifest is for"):
+                verify_manifest(manifest, keys, other)
+        with pytest.raises(VerificationError, match="expired"):
+            signing.verify_manifest(manifest, keys, expected=binding, now=expires)
     for position in (0, len(onnx) // 2, len(onnx) - 1):
         tampered = bytearray(onnx)
         tampered[position] ^= 0x80

@@ -11,13 +11,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from edgeops.signing import BundleArtifact, build_manifest, generate_key, sign_manifest
+from edgeops.signing import (
+    BundleArtifact,
+    build_manifest,
+    format_expiry,
+    generate_key,
+    sign_manifest,
+)
 
 pytestmark = pytest.mark.integration
 onnx = pytest.importorskip("onnx")
@@ -65,6 +72,7 @@ def signed_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     manifest = build_manifest(
         namespace="ns",
         model="motion",
+        model_uid="uid-motion",
         version=7,
         target={"name": "kserve", "type": "server", "format": "onnx", "hardware": None},
         artifacts=[
@@ -77,14 +85,31 @@ def signed_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
             )
         ],
         min_agent_version="0.1.0",
-        created="2025-01-01T00:00:00Z",
+        created=format_expiry(datetime.now(UTC)),
+        expires_at=format_expiry(datetime.now(UTC) + timedelta(days=1)),
     )
     (directory / "bundle.json").write_bytes(sign_manifest(manifest, key).to_bytes())
     return directory, {key.key_id: key.public_b64}
 
 
-def _start(model_dir: Path, keys: dict[str, str], port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "EDGEOPS_SIGNING_PUBLIC_KEYS": json.dumps(keys)}
+#: What the operator tells the predictor the bundle must be signed for.
+BINDING = {
+    "EDGEOPS_MODEL_NAMESPACE": "ns",
+    "EDGEOPS_MODEL_NAME": "motion",
+    "EDGEOPS_MODEL_UID": "uid-motion",
+    "EDGEOPS_MODEL_VERSION": "7",
+}
+
+
+def _start(
+    model_dir: Path, keys: dict[str, str], port: int, binding: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "EDGEOPS_SIGNING_PUBLIC_KEYS": json.dumps(keys),
+        **BINDING,
+        **(binding or {}),
+    }
     return subprocess.Popen(
         [
             sys.executable,
@@ -183,3 +208,52 @@ def test_one_tampered_byte_stops_the_server(
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
     assert "VerificationError" in output, output[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "refusal"),
+    [
+        ("EDGEOPS_MODEL_VERSION", "6", "manifest is for version 7"),
+        ("EDGEOPS_MODEL_NAMESPACE", "other-team", "manifest is for namespace 'ns'"),
+        ("EDGEOPS_MODEL_NAME", "fraud-scorer", "manifest is for model 'motion'"),
+        ("EDGEOPS_MODEL_UID", "uid-of-a-recreated-model", "manifest is for model UID"),
+    ],
+)
+def test_a_validly_signed_bundle_for_another_model_version_stops_the_server(
+    signed_dir: tuple[Path, dict[str, str]], variable: str, value: str, refusal: str
+) -> None:
+    process = _start(*signed_dir, _free_port(), {variable: value})
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "VerificationError" in output and refusal in output, output[-2000:]
+
+
+def test_an_expired_bundle_stops_the_server(tmp_path: Path) -> None:
+    data = _onnx_model()
+    (tmp_path / "model.onnx").write_bytes(data)
+    key = generate_key()
+    past = datetime.now(UTC) - timedelta(days=31)
+    manifest = build_manifest(
+        namespace="ns",
+        model="motion",
+        model_uid="uid-motion",
+        version=7,
+        target={"name": "kserve", "type": "server", "format": "onnx", "hardware": None},
+        artifacts=[
+            BundleArtifact(
+                "model.onnx",
+                "onnx",
+                "s3://b/model.onnx",
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+            )
+        ],
+        min_agent_version="0.1.0",
+        created=format_expiry(past),
+        expires_at=format_expiry(past + timedelta(days=30)),
+    )
+    (tmp_path / "bundle.json").write_bytes(sign_manifest(manifest, key).to_bytes())
+    process = _start(tmp_path, {key.key_id: key.public_b64}, _free_port())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "VerificationError" in output and "expired at" in output, output[-2000:]

@@ -121,6 +121,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_WATCH_CONNECT_TIMEOUT_SECONDS": "3",
         "EDGEOPS_API_REQUEST_TIMEOUT_SECONDS": "20",
         "EDGEOPS_SIGNING_KEY_REFRESH_SECONDS": "30",
+        "EDGEOPS_BUNDLE_VALIDITY_DAYS": "7.5",
     }
     assert set(env) == {env_name(f) for f in OperatorSettings.model_fields}
     for name, value in env.items():
@@ -139,6 +140,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.http_source_deadline_seconds == 15
     assert (config.source_max_object_mib, config.source_max_decompressed_mib) == (8, 16)
     assert config.source_max_rows_per_object == 1000
+    assert config.bundle_validity_days == 7.5
     assert config.s3_endpoint == "https://s3.example:9000"
     assert config.s3_job_endpoint == "http://minio.storage:9000"
     assert (config.s3_bucket, config.s3_region) == ("models.eu-1", "eu-central-1")
@@ -269,7 +271,12 @@ def test_secrets_are_not_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_predictor_reads_its_public_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEOPS_SIGNING_PUBLIC_KEYS", '{"k1": "AAAA"}')
-    assert predictor_settings().signing_public_keys == {"k1": "AAAA"}
+    for name, value in (("NAMESPACE", "ns"), ("NAME", "motion"), ("VERSION", "3")):
+        monkeypatch.setenv(f"EDGEOPS_MODEL_{name}", value)
+    config = predictor_settings()
+    assert config.signing_public_keys == {"k1": "AAAA"}
+    assert (config.model_namespace, config.model_name, config.model_version) == ("ns", "motion", 3)
+    assert config.model_uid is None
 
 
 @pytest.mark.parametrize(

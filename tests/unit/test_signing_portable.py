@@ -15,6 +15,8 @@ import hashlib
 import json
 import math
 import struct
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,13 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edgeops import signing
 from edgeops.serving.verify import load_verified
 from edgeops.signing import (
     LEGACY_MANIFEST_SCHEMA,
     MANIFEST_SCHEMA,
+    V2_MANIFEST_SCHEMA,
+    Binding,
     BundleArtifact,
     VerificationError,
     build_manifest,
@@ -34,9 +39,20 @@ from edgeops.signing import (
     generate_key,
     key_id,
     sign_manifest,
-    verify_bundle,
-    verify_manifest,
 )
+
+#: What every manifest below is for, and when it is checked (before it expires).
+EXPECTED = Binding(namespace="ns", model="motion", version=3, model_uid="uid-motion")
+NOW = datetime(2026, 5, 2, tzinfo=UTC)
+
+
+def verify_manifest(data: bytes, keys: Mapping[str, str]) -> dict[str, Any]:
+    return signing.verify_manifest(data, keys, expected=EXPECTED, now=NOW)
+
+
+def verify_bundle(data: bytes, keys: Mapping[str, str], files: Mapping[str, bytes]) -> Any:
+    return signing.verify_bundle(data, keys, files, expected=EXPECTED, now=NOW)
+
 
 # --- an independent RFC 8785 implementation ---------------------------------------------
 
@@ -228,11 +244,13 @@ def _tricky_manifest() -> dict[str, Any]:
     return build_manifest(
         namespace="ns",
         model="motion",
+        model_uid="uid-motion",
         version=3,
         target=target,
         artifacts=[_artifact()],
         min_agent_version="0.1.0",
         created="2026-05-01T00:00:00Z",
+        expires_at="2026-05-31T00:00:00Z",
     )
 
 
@@ -342,21 +360,56 @@ def test_v1_needs_its_own_encoding_and_the_schema_cannot_be_swapped() -> None:
         verify_manifest(legacy.encode(), {key.key_id: key.public_b64})
 
 
-def test_the_predictor_loads_v1_and_v2_bundles(tmp_path: Path) -> None:
+# --- bundles signed as v2 (RFC 8785, before manifests carried a UID and an expiry) -------
+
+# Written by edgeops.signing at commit c003d31 (schema v2) with the v1 key above.
+V2_BUNDLE = (
+    b'{"keyId":"ed25519:c8682e3c6999c1b6","manifest":{"artifacts":[{"format":"onnx","name":"'
+    b'model.onnx","sha256":"c1650a9961b22b18b7919016db749eb46e2f14ad9da48dd02aa586fe8a335978",'
+    b'"size":10,"uri":"s3://edgeops/blobs/sha256/c1/c1650a9961b22b18b7919016db749eb46e2f14ad9d'
+    b'a48dd02aa586fe8a335978"}],"created":"2026-05-01T00:00:00Z","minAgentVersion":"0.1.0","mo'
+    b'del":"motion","namespace":"ns","schema":"edgeops.dev/bundle-manifest/v2","target":{"form'
+    b'at":"onnx","hardware":null,"name":"kserve","type":"server"},"version":3},"signature":"TvR'
+    b'0UI5Xrvm8hZfTO6qAvfn44iHOp+tEEdQn9xeEljzprkfI3w7rmEhCvLdmV9AwK4Qe8BRMJ5ccjO3xdzlNAQ=="}'
+)
+
+
+def test_bundles_signed_as_v2_still_verify_and_stay_bound() -> None:
+    keys = {V1_KEY_ID: V1_PUBLIC}
+    manifest = verify_bundle(V2_BUNDLE, keys, {"model.onnx": MODEL})
+    assert manifest["schema"] == V2_MANIFEST_SCHEMA and "expiresAt" not in manifest
+    with pytest.raises(VerificationError, match="manifest is for version 3"):
+        signing.verify_manifest(V2_BUNDLE, keys, expected=Binding("ns", "motion", 4), now=NOW)
+    with pytest.raises(VerificationError, match="manifest is for namespace 'ns'"):
+        signing.verify_manifest(V2_BUNDLE, keys, expected=Binding("x", "motion", 3), now=NOW)
+
+
+def test_the_predictor_loads_v1_v2_and_v3_bundles(tmp_path: Path) -> None:
     key = generate_key()
+    v3 = tmp_path / "v3"
+    v3.mkdir()
+    (v3 / "bundle.json").write_bytes(sign_manifest(_tricky_manifest(), key).to_bytes())
+    (v3 / "model.onnx").write_bytes(MODEL)
+    loaded = load_verified(v3, {key.key_id: key.public_b64}, EXPECTED, NOW)
+    assert loaded.data == MODEL and loaded.manifest["schema"] == MANIFEST_SCHEMA
+    with pytest.raises(VerificationError, match="expired"):
+        load_verified(v3, {key.key_id: key.public_b64}, EXPECTED, datetime(2026, 6, 1, tzinfo=UTC))
+    with pytest.raises(VerificationError, match="manifest is for model"):
+        load_verified(v3, {key.key_id: key.public_b64}, Binding("ns", "other", 3), NOW)
+
     v2 = tmp_path / "v2"
     v2.mkdir()
-    (v2 / "bundle.json").write_bytes(sign_manifest(_tricky_manifest(), key).to_bytes())
+    (v2 / "bundle.json").write_bytes(V2_BUNDLE)
     (v2 / "model.onnx").write_bytes(MODEL)
-    loaded = load_verified(v2, {key.key_id: key.public_b64})
-    assert loaded.data == MODEL and loaded.manifest["schema"] == MANIFEST_SCHEMA
+    loaded = load_verified(v2, {V1_KEY_ID: V1_PUBLIC}, EXPECTED, NOW)
+    assert loaded.version == 3 and loaded.manifest["schema"] == V2_MANIFEST_SCHEMA
 
     v1 = tmp_path / "v1"
     v1.mkdir()
     (v1 / "bundle.json").write_bytes(V1_BUNDLE)
     (v1 / "model.onnx").write_bytes(MODEL)
-    loaded = load_verified(v1, {V1_KEY_ID: V1_PUBLIC})
+    loaded = load_verified(v1, {V1_KEY_ID: V1_PUBLIC}, EXPECTED, NOW)
     assert loaded.version == 3 and loaded.manifest["schema"] == LEGACY_MANIFEST_SCHEMA
     (v1 / "model.onnx").write_bytes(MODEL[:-1] + b"!")
     with pytest.raises(VerificationError, match="sha256"):
-        load_verified(v1, {V1_KEY_ID: V1_PUBLIC})
+        load_verified(v1, {V1_KEY_ID: V1_PUBLIC}, EXPECTED, NOW)

@@ -85,6 +85,12 @@ class Labels:
     MODEL_VERSION: Final = f"{GROUP}/model-version"
     DATASET: Final = f"{GROUP}/dataset"
     TRAINING_RUN: Final = f"{GROUP}/training-run"
+    #: on an evaluation Job (in the operator's namespace): the namespace of its TrainingRun.
+    TRAINING_RUN_NAMESPACE: Final = f"{GROUP}/training-run-namespace"
+    #: which step of a TrainingRun a Job (and its pods) is: ``train`` or ``evaluate``.
+    JOB_ROLE: Final = f"{GROUP}/job-role"
+    JOB_ROLE_TRAIN: Final = "train"
+    JOB_ROLE_EVALUATE: Final = "evaluate"
     ROLLOUT: Final = f"{GROUP}/rollout"
 
 
@@ -171,6 +177,14 @@ class Reason:
     JOB_RECREATED: Final = "JobRecreated"
     #: the Job completed but the trainer's results manifest is missing in S3.
     RESULTS_MISSING: Final = "ResultsMissing"
+    #: the training Job completed; EdgeOps's evaluation Job is measuring the exports.
+    EVALUATING: Final = "Evaluating"
+    #: the evaluation Job finished and the run's metrics are its measurements.
+    EVALUATED: Final = "Evaluated"
+    #: the evaluation failed: an export is missing, mis-hashed or not a model the runtime
+    #: runs, or the evaluator's result is missing or does not match its digest. The run
+    #: fails; nothing of it is gated or signed.
+    EVALUATION_FAILED: Final = "EvaluationFailed"
     #: a pod of the Job was evicted; the Job retries.
     POD_EVICTED: Final = "PodEvicted"
     #: a child's name is still held by a deleted owner of the same name.

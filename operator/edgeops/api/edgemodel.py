@@ -282,6 +282,12 @@ class Signature(StatusModel):
     key_id: str = Field(max_length=128, description="Id of the signing key.")
     manifest_uri: Uri = Field(description="s3:// URI of the signed manifest.")
     signature: str = Field(max_length=256, description="Base64 Ed25519 signature.")
+    expires_at: Timestamp | None = Field(
+        None,
+        description="When the signed manifests expire (verifiers refuse them after); the "
+        "operator signs an approved version again before. Absent: signed before manifests "
+        "carried an expiry.",
+    )
 
 
 class ModelVersion(StatusModel):

@@ -23,7 +23,9 @@ from .common import (
     ResourceRequirements,
     Sha256,
     StatusBase,
+    StatusModel,
     Timestamp,
+    Uri,
     cel,
     unique,
     validations,
@@ -156,6 +158,18 @@ class TrainingRunSpec(TrainingTemplate):
     )
 
 
+class EvaluationRef(StatusModel):
+    """The evaluation EdgeOps ran over the run's exports: where its document is."""
+
+    uri: Uri = Field(description="s3://bucket/key of the evaluation document.")
+    sha256: Sha256 = Field(description="SHA-256 of the evaluation document.")
+    format: str | None = Field(
+        None,
+        max_length=32,
+        description="Export whose predictions gave the overall metrics (onnx, tflite, ...).",
+    )
+
+
 class TrainingRunStatus(StatusBase):
     """Observed state of a TrainingRun."""
 
@@ -163,7 +177,14 @@ class TrainingRunStatus(StatusBase):
     job_name: str | None = Field(None, max_length=63, description="Name of the training Job.")
     dataset_version: Sha256 | None = Field(None, description="Dataset version trained on.")
     code_version: CodeVersion | None = Field(None, description="Trainer image and config hash.")
-    metrics: EvaluationMetrics | None = Field(None, description="Test-split metrics.")
+    metrics: EvaluationMetrics | None = Field(
+        None,
+        description="Test-split metrics measured by EdgeOps's evaluator on the exported "
+        "artifacts (never the trainer's own report).",
+    )
+    evaluation: EvaluationRef | None = Field(
+        None, description="The evaluation the metrics come from (set once Succeeded)."
+    )
     artifacts: list[ArtifactRef] = Field(
         default_factory=list, max_length=32, description="Exported files."
     )

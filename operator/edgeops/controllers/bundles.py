@@ -5,20 +5,30 @@
 * ``.../serving/model.onnx`` and ``.../serving/bundle.json`` - the cloud predictor's copy;
 * ``.../bundles.json`` - the version index, whose entries are the per-target manifests
   (hash-chained), and whose signature is the one shown in status.
+
+Every manifest binds namespace, model name and UID, version and ``expiresAt``
+(:mod:`edgeops.signing`); :func:`publish` with ``resign=True`` writes them all again with
+a later expiry (same artifacts), before the old ones expire.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from edgeops import __version__
 from edgeops.api.common import ArtifactRef, format_time
 from edgeops.api.edgemodel import Signature, Target
 from edgeops.policy.serving import model_prefix, serving_prefix
-from edgeops.signing import BundleArtifact, SigningKey, build_manifest, sign_manifest
+from edgeops.signing import (
+    BundleArtifact,
+    SigningKey,
+    build_manifest,
+    format_expiry,
+    sign_manifest,
+)
 from edgeops.store import ArtifactStore
 
 FILE_NAMES: Final = {
@@ -53,12 +63,17 @@ def publish(
     targets: Sequence[Target],
     artifacts: Sequence[ArtifactRef],
     now: datetime,
+    validity: timedelta,
+    resign: bool = False,
 ) -> Signature:
-    """Writes every signed manifest of the version; the index last, so whoever finds the
-    index finds everything it references."""
+    """Writes every signed manifest of the version, valid until ``now + validity``; the
+    index last, so whoever finds the index finds everything it references. Without
+    ``resign`` an index already there is kept (the status write after it failed, or the
+    operator restarted). Raises ``ValueError`` for a target without its artifact and
+    ``StoreError``."""
     prefix = version_prefix(namespace, model, uid, number)
     index_key = f"{prefix}/bundles.json"
-    if store.exists(index_key):
+    if not resign and store.exists(index_key):
         # Published before (the status write after it failed, or the operator restarted):
         # the version keeps the bytes and signature devices may already hold.
         existing = json.loads(store.get_bytes(index_key))
@@ -66,8 +81,10 @@ def publish(
             key_id=existing["keyId"],
             manifest_uri=f"s3://{store.bucket}/{index_key}",
             signature=existing["signature"],
+            expires_at=existing["manifest"].get("expiresAt"),
         )
     created = format_time(now)
+    expires_at = format_expiry(now + validity)
     by_format = {a.format: a for a in artifacts}
     entries: list[BundleArtifact] = []
 
@@ -88,6 +105,7 @@ def publish(
         manifest = build_manifest(
             namespace=namespace,
             model=model,
+            model_uid=uid,
             version=number,
             target={
                 "name": target.name,
@@ -98,6 +116,7 @@ def publish(
             artifacts=[_artifact(ref)],
             min_agent_version=MIN_AGENT_VERSION,
             created=created,
+            expires_at=expires_at,
         )
         put_signed(f"{prefix}/bundles/{target.name}.json", manifest, f"{target.name}.json")
     onnx = by_format.get("onnx")
@@ -116,21 +135,25 @@ def publish(
         manifest = build_manifest(
             namespace=namespace,
             model=model,
+            model_uid=uid,
             version=number,
             target={"name": "kserve", "type": "server", "format": "onnx", "hardware": None},
             artifacts=[copy],
             min_agent_version=MIN_AGENT_VERSION,
             created=created,
+            expires_at=expires_at,
         )
         put_signed(f"{serving}/bundle.json", manifest, "kserve.json")
     index = build_manifest(
         namespace=namespace,
         model=model,
+        model_uid=uid,
         version=number,
         target={"name": "index", "type": "index", "format": "bundle-manifest", "hardware": None},
         artifacts=entries,
         min_agent_version=MIN_AGENT_VERSION,
         created=created,
+        expires_at=expires_at,
     )
     signed = sign_manifest(index, key)
     store.put_bytes(index_key, signed.to_bytes(), "application/json")
@@ -138,4 +161,15 @@ def publish(
         key_id=signed.key_id,
         manifest_uri=f"s3://{store.bucket}/{index_key}",
         signature=signed.signature,
+        expires_at=expires_at,
     )
+
+
+def resign_due(signature: Signature | None, validity: timedelta) -> datetime | None:
+    """When a version's bundles are to be signed again: a third of ``validity`` before
+    they expire. None when unsigned, or signed before manifests carried an expiry (v1/v2
+    bundles stay as devices hold them, never re-signed)."""
+    if signature is None or signature.expires_at is None:
+        return None
+    expires = datetime.fromisoformat(signature.expires_at.replace("Z", "+00:00"))
+    return expires - validity / 3

@@ -19,7 +19,12 @@ from typing import Any, Final
 import kopf
 from pydantic import ValidationError
 
-from edgeops.api.common import EvaluationMetrics, describe_validation_error, format_time
+from edgeops.api.common import (
+    ArtifactRef,
+    EvaluationMetrics,
+    describe_validation_error,
+    format_time,
+)
 from edgeops.api.conditions import Verdicts, get_condition, update_conditions
 from edgeops.api.constants import (
     API_VERSION,
@@ -33,7 +38,13 @@ from edgeops.api.constants import (
     Labels,
     Reason,
 )
-from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus, ModelVersion, TriggerState
+from edgeops.api.edgemodel import (
+    EdgeModelSpec,
+    EdgeModelStatus,
+    ModelVersion,
+    Signature,
+    TriggerState,
+)
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunStatus
 from edgeops.controllers import bundles, events, reconciler
 from edgeops.controllers.serving import reconcile_serving
@@ -199,6 +210,15 @@ def _reconcile(
     # Past this point registration has side effects (labels, bundles): whatever fails
     # below is reported in a condition, and the status is always written.
     failure: str | None = None
+    try:
+        _resign_expiring(tick)
+    except StoreError as error:
+        tick.conditions[ConditionType.READY] = (
+            "False",
+            Reason.STORAGE_UNAVAILABLE,
+            f"cannot sign expiring bundles again: {error}",
+        )
+        tick.retry_in(STORAGE_RETRY_SECONDS)
     _handle_promote_request(tick, meta)
     active = [r for r in runs if (r.get("status") or {}).get("phase") not in FINISHED]
     started: list[dict[str, Any]] = []
@@ -295,6 +315,12 @@ def _register(tick: Tick, run: dict[str, Any]) -> None:
             Reason.TRAINING_FAILED,
             f"v{number} ({run_name}) not registered as a candidate: {why}",
         )
+    elif run_status.evaluation is None:
+        # Metrics a trainer wrote itself (a run finished before evaluation existed) are
+        # claims, not measurements: never gated, never signed.
+        why = "the run's metrics were not measured by EdgeOps's evaluator"
+        version = registry.failed(number, run_name, run_status, why, tick.now)
+        events.warning(tick.body, Reason.EVALUATION_FAILED, f"v{number} ({run_name}): {why}")
     else:
         version = _candidate(tick, number, run_name, run_status)
     _publish_index(tick, version)
@@ -311,18 +337,7 @@ def _candidate(tick: Tick, number: int, run_name: str, run: TrainingRunStatus) -
     summary = gates.summary(verdict)
     signature = None
     if verdict.passed:
-        key = publish_public_key(tick.namespace)
-        signature = bundles.publish(
-            artifact_store(),
-            key,
-            namespace=tick.namespace,
-            model=tick.name,
-            uid=tick.uid,
-            number=number,
-            targets=tick.spec.targets,
-            artifacts=run.artifacts,
-            now=tick.now,
-        )
+        signature = _sign(tick, number, run.artifacts, resign=False)
         tick.conditions[ConditionType.GATES_PASSED] = (
             "True",
             Reason.GATES_PASSED,
@@ -345,6 +360,52 @@ def _candidate(tick: Tick, number: int, run_name: str, run: TrainingRunStatus) -
     return registry.from_run(
         number, run_name, run, tick.spec.targets, verdict, signature, summary, tick.now
     )
+
+
+def _validity() -> dt.timedelta:
+    return dt.timedelta(days=settings().bundle_validity_days)
+
+
+def _sign(tick: Tick, number: int, artifacts: list[ArtifactRef], *, resign: bool) -> Signature:
+    key = publish_public_key()
+    return bundles.publish(
+        artifact_store(),
+        key,
+        namespace=tick.namespace,
+        model=tick.name,
+        uid=tick.uid,
+        number=number,
+        targets=tick.spec.targets,
+        artifacts=artifacts,
+        now=tick.now,
+        validity=_validity(),
+        resign=resign,
+    )
+
+
+def _resign_expiring(tick: Tick) -> None:
+    """Signs again every approved version whose manifests expire within a third of their
+    validity, and asks to run again when the next one is due (the only clock-driven
+    wakeup signing needs)."""
+    validity = _validity()
+    for version in tick.status.versions:
+        if version.state != "Approved":
+            continue
+        due = bundles.resign_due(version.signature, validity)
+        if due is None:
+            continue
+        if due > tick.now:
+            tick.retry_in((due - tick.now).total_seconds())
+            continue
+        version.signature = _sign(tick, version.number, version.artifacts, resign=True)
+        _publish_index(tick, version)
+        events.normal(
+            tick.body,
+            Reason.SIGNED,
+            f"v{version.number} bundles signed again with {version.signature.key_id}, valid "
+            f"until {version.signature.expires_at}",
+        )
+        tick.retry_in((validity * 2 / 3).total_seconds())
 
 
 def _publish_index(tick: Tick, version: ModelVersion) -> None:

@@ -24,7 +24,7 @@ from edgeops.api.common import format_time
 from edgeops.api.constants import ConditionType, ImageRepositories, Reason
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
 from edgeops.controllers import events
-from edgeops.controllers.signing_key import publish_public_key
+from edgeops.controllers.signing_key import trusted_public_keys
 from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import apply, custom
 from edgeops.policy import credentials, promotion, registry
@@ -85,7 +85,12 @@ def reconcile_serving(
     prefix = policy.serving_prefix(namespace, name, str(body["metadata"]["uid"]), version.number)
     uri = f"s3://{store.bucket}/{prefix}"
     manifest = policy.inference_service(
-        dict(body), promotion.owner_reference(dict(body)), spec.serving, uri, version.number
+        dict(body),
+        promotion.owner_reference(dict(body)),
+        spec.serving,
+        uri,
+        version.number,
+        trusted_public_keys(),
     )
     if live is not None and not _owned(live, body):
         conditions[ConditionType.SERVING] = (
@@ -110,7 +115,7 @@ def reconcile_serving(
     # Applied when the wanted InferenceService changes, when it is missing, and while it
     # is not Ready (a deleted ServingRuntime is then put back).
     if spec.serving.runtime is None:
-        publish_public_key(namespace)  # the runtime verifies bundles with it
+        # The runtime verifies bundles with keys the InferenceService's env carries.
         apply.server_side_apply(
             namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
         )

@@ -1,6 +1,11 @@
 """The operator's Ed25519 signing key: a Secret in the operator's namespace, generated on
-first start if absent (never logged), and the public key published as a ConfigMap for
-gateways, predictors and devices."""
+first start if absent (never logged), and the public keys published as ConfigMap
+``edgeops-signing`` in the operator's namespace only.
+
+Public keys are trusted only from there: a copy in a tenant's namespace is an object the
+tenant can edit (add its own key, and its own bytes would verify). Verifiers in tenant
+namespaces (the KServe predictor) get the keys from the operator, written into what it
+applies (:func:`trusted_public_keys`), never by reference to a tenant's ConfigMap."""
 
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ _key: SigningKey | None = None
 _loaded_at = 0.0
 #: namespace -> when its ConfigMap was last checked (a namespace can be recreated).
 _published: dict[str, float] = {}
+#: the public keys last published in the operator's namespace ({keyId: base64 key}).
+_trusted: dict[str, str] = {}
 
 
 def operator_namespace() -> str:
@@ -82,18 +89,30 @@ def public_keys_document(key: SigningKey, published: dict[str, str]) -> dict[str
     }
 
 
-def publish_public_key(namespace: str) -> SigningKey:
-    """Makes sure ``namespace`` (and the operator's own) has the public-key ConfigMap."""
+def publish_public_key() -> SigningKey:
+    """Makes sure the operator's namespace has the public-key ConfigMap with the current
+    key (and every key published before); returns the current key."""
     key = current_key()
     now = time.monotonic()
     refresh = settings().signing_key_refresh_seconds
-    for target in {operator_namespace(), namespace}:
-        if now - _published.get(target, -refresh) < refresh:
-            continue
+    target = operator_namespace()
+    with _lock:
+        fresh = now - _published.get(target, -refresh) < refresh and key.key_id in _trusted
+    if not fresh:
         published = custom.read_config_map_data(target, SIGNING_CONFIG_MAP)
-        apply.server_side_apply(
-            target,
-            custom.config_map_manifest(SIGNING_CONFIG_MAP, public_keys_document(key, published)),
-        )
-        _published[target] = now
+        document = public_keys_document(key, published)
+        apply.server_side_apply(target, custom.config_map_manifest(SIGNING_CONFIG_MAP, document))
+        with _lock:
+            _trusted.clear()
+            _trusted.update(json.loads(document[PUBLIC_KEYS_KEY]))
+            _published[target] = now
     return key
+
+
+def trusted_public_keys() -> dict[str, str]:
+    """``{keyId: base64 public key}`` as published in the operator's namespace (publishing
+    first when needed): what the operator hands to verifiers it runs in tenant
+    namespaces."""
+    publish_public_key()
+    with _lock:
+        return dict(_trusted)

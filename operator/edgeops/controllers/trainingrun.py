@@ -12,6 +12,7 @@ need them).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
@@ -21,7 +22,13 @@ from pydantic import ValidationError
 from edgeops import __version__
 from edgeops.api.common import describe_validation_error, format_time
 from edgeops.api.conditions import Verdict, Verdicts, get_condition, update_conditions
-from edgeops.api.constants import TRAINING_RUN, TRAINING_RUNS, ConditionType, Reason
+from edgeops.api.constants import (
+    TRAINING_RUN,
+    TRAINING_RUNS,
+    ConditionType,
+    ImageRepositories,
+    Reason,
+)
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
 from edgeops.controllers import events, reconciler
 from edgeops.controllers.storage import artifact_store, describe_store_error
@@ -32,8 +39,14 @@ from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import credentials
 from edgeops.policy import training as policy
 from edgeops.settings import settings
-from edgeops.store import ArtifactStore, StorageUnavailableError, StoreError, assume_role
-from edgeops.store.artifacts import BLOB_PREFIX
+from edgeops.store import (
+    ArtifactStore,
+    IntegrityError,
+    StorageUnavailableError,
+    StoreError,
+    assume_role,
+)
+from edgeops.store.artifacts import BLOB_PREFIX, blob_key
 
 STALE_OWNER: Final = Reason.WAITING_FOR_PREVIOUS_RUN
 STALE_OWNER_RETRY: Final = 5.0
@@ -80,6 +93,9 @@ class Observed:
     dataset: dict[str, Any] | None
     job: dict[str, Any] | None
     pods: list[dict[str, Any]] = field(default_factory=list)
+    #: the run's evaluation Job (operator's namespace) and its pods, once created.
+    evaluation_job: dict[str, Any] | None = None
+    evaluation_pods: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _gather(
@@ -89,13 +105,27 @@ def _gather(
     datasets: kopf.Index[Key, Any],
     training_jobs: kopf.Index[Key, Any],
     training_pods: kopf.Index[Key, Any],
+    evaluation_jobs: kopf.Index[Key, Any],
+    evaluation_pods: kopf.Index[Key, Any],
     **_: Any,
 ) -> Observed:
     dataset = ((body.get("spec") or {}).get("datasetRef") or {}).get("name")
+    # A run deleted and created again under its name has another UID, so another Job.
+    wanted = policy.evaluation_job_name(str((body.get("metadata") or {}).get("uid")))
+    evaluation = [
+        j for j in items(evaluation_jobs, (namespace, name)) if j["metadata"]["name"] == wanted
+    ]
+    pods = [
+        p
+        for p in items(evaluation_pods, (namespace, name))
+        if (p["metadata"].get("labels") or {}).get("job-name") == wanted
+    ]
     return Observed(
         dataset=first(datasets, (namespace, str(dataset))),
         job=first(training_jobs, (namespace, name)),
         pods=items(training_pods, (namespace, name)),
+        evaluation_job=evaluation[0] if evaluation else None,
+        evaluation_pods=pods,
     )
 
 
@@ -245,7 +275,7 @@ def reconcile_trainingrun(
         # reports that the name is still taken.
         start(body, parsed, current, namespace, patch, observed.dataset)
     else:
-        track(body, parsed, current, namespace, patch, job, observed.pods)
+        track(body, parsed, current, namespace, patch, job, observed)
     return None
 
 
@@ -360,11 +390,21 @@ def track(
     namespace: str,
     patch: kopf.Patch,
     job: dict[str, Any],
-    pods: list[dict[str, Any]],
+    observed: Observed,
 ) -> None:
-    """Follows the Job to a phase; on completion reads the trainer's results from S3."""
+    """Follows the training Job, then the evaluation Job, to a phase. The run succeeds
+    only with the evaluator's measurements; what the trainer reported is never its
+    metrics."""
     generation = body["metadata"].get("generation")
-    state = policy.job_state(job, pods)
+    state = policy.job_state(job, observed.pods)
+    finished_job = job
+    if state.phase == "Succeeded":
+        state, evaluation_job = _evaluation(body, parsed, current, namespace, patch, observed)
+        finished_job = evaluation_job or job
+        if state.reason == Reason.EVALUATION_FAILED:
+            state = policy.JobState(
+                state.phase, state.reason, _evaluator_error(observed) or state.message
+            )
     if (
         state.phase == current.get("phase")
         and not state.finished
@@ -378,42 +418,169 @@ def track(
     reason, message = state.reason, state.message
     if state.phase == "Succeeded":
         try:
-            results = _read_results(body, current)
-        except MissingResultsError as exc:
-            state = policy.JobState("Failed", Reason.RESULTS_MISSING, str(exc))
-            reason, message = state.reason, state.message
+            evaluation = _read_evaluation(observed, str(body["metadata"]["uid"]))
+        except EvaluationFailedError as exc:
+            reason, message = Reason.EVALUATION_FAILED, str(exc)
             update["phase"] = "Failed"
         except StoreError as exc:
             _storage_down(patch, current, generation, exc)
         else:
-            update["metrics"] = results["metrics"]
-            update["artifacts"] = results["artifacts"]
-            overall = results["metrics"].get("overall", {})
-            message = (
-                f"trained on {current.get('datasetVersion', '')[:12]}: accuracy="
-                f"{overall.get('accuracy', float('nan')):.4f}, "
-                f"{len(results['artifacts'])} artifacts"
-                + (
-                    f", int8 accuracy={overall['tflite_int8_accuracy']:.4f}"
-                    if "tflite_int8_accuracy" in overall
-                    else ""
-                )
-            )
-    elif state.phase == "Failed":
+            update["metrics"] = evaluation["metrics"]
+            update["artifacts"] = evaluation["artifacts"]
+            update["evaluation"] = evaluation["reference"]
+            message = _evaluated_message(current, evaluation)
+    elif state.phase == "Failed" and state.reason != Reason.EVALUATION_FAILED:
         failure = _read_failure(body)
         if failure:
             message = f"{message}; trainer error: {failure}"
-    if state.finished:
-        update["completionTime"] = (job.get("status") or {}).get("completionTime") or format_time(
-            _now()
-        )
+    if update["phase"] in FINISHED_PHASES:
+        update["completionTime"] = (finished_job.get("status") or {}).get(
+            "completionTime"
+        ) or format_time(_now())
     verdicts = policy.run_verdicts(policy.JobState(update["phase"], reason, message))
     update["conditions"] = _conditions(current, generation, verdicts)
     patch.status.update(update)
-    if state.finished:
-        event = events.normal if state.phase == "Succeeded" else events.warning
+    if update["phase"] in FINISHED_PHASES:
+        event = events.normal if update["phase"] == "Succeeded" else events.warning
         event(body, reason=reason, message=message)
-        RECONCILIATIONS.labels(kind="TrainingRun", outcome=state.phase.lower()).inc()
+        RECONCILIATIONS.labels(kind="TrainingRun", outcome=update["phase"].lower()).inc()
+    elif reason == Reason.EVALUATING and reason != (
+        get_condition(current.get("conditions"), ConditionType.READY) or {}
+    ).get("reason"):
+        events.normal(body, reason=reason, message=message)
+
+
+def _evaluated_message(current: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    overall = evaluation["metrics"].get("overall", {})
+    claimed = (evaluation.get("trainerReported") or {}).get("overall") or {}
+    message = (
+        f"evaluated by EdgeOps on {current.get('datasetVersion', '')[:12]} "
+        f"({evaluation.get('reference', {}).get('format', '?')} as reference): accuracy="
+        f"{overall.get('accuracy', float('nan')):.4f}, "
+        f"{len(evaluation['artifacts'])} artifacts"
+    )
+    if "tflite_int8_accuracy" in overall:
+        message += f", int8 accuracy={overall['tflite_int8_accuracy']:.4f}"
+    if isinstance(claimed.get("accuracy"), int | float):
+        message += f"; the trainer reported accuracy={claimed['accuracy']:.4f} (not trusted)"
+    return message
+
+
+def _evaluation(
+    body: kopf.Body,
+    parsed: TrainingRunSpec,
+    current: dict[str, Any],
+    namespace: str,
+    patch: kopf.Patch,
+    observed: Observed,
+) -> tuple[policy.JobState, dict[str, Any] | None]:
+    """The run's state once its training Job completed: creates the evaluation Job when
+    there is none, else follows it. Returns (state, the evaluation Job if any)."""
+    job = observed.evaluation_job
+    if job is None:
+        try:
+            if not artifact_store().exists(_results_key(body)):
+                raise MissingResultsError(
+                    f"the Job completed but the trainer's results manifest "
+                    f"s3://{artifact_store().bucket}/{_results_key(body)} is missing"
+                )
+            job = _ensure_evaluation_job(body, parsed, current, namespace, observed.dataset)
+        except MissingResultsError as exc:
+            return policy.JobState("Failed", Reason.RESULTS_MISSING, str(exc)), None
+        except StoreError as exc:
+            _storage_down(patch, current, body["metadata"].get("generation"), exc)
+    return policy.evaluation_state(job, observed.evaluation_pods), job
+
+
+def _ensure_evaluation_job(
+    body: kopf.Body,
+    parsed: TrainingRunSpec,
+    current: dict[str, Any],
+    namespace: str,
+    dataset: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Creates (or finds) the evaluation Job in the operator's namespace: EdgeOps's own
+    image, whatever the run's trainer image is, with the operator's S3 credentials in a
+    Secret there (a tenant can read neither)."""
+    meta = body["metadata"]
+    run = {"metadata": {"name": meta["name"], "namespace": namespace, "uid": meta["uid"]}}
+    home = settings().namespace
+    store = artifact_store()
+    config = store.config
+    apply.apply_owned(
+        home,
+        custom.secret_manifest(
+            policy.EVALUATOR_S3_SECRET,
+            {"accessKey": config.access_key, "secretKey": config.secret_key},
+        ),
+    )
+    # The version the Job trained (recorded when it was created), the slices as then.
+    dataset_version, slices = _resolve_dataset_version(
+        dataset, namespace, parsed, current.get("datasetVersion")
+    )
+    evaluation_config = policy.evaluation_config(
+        namespace, meta["name"], meta["uid"], parsed, dataset_version, list(slices)
+    )
+    endpoint = settings().s3_job_endpoint or config.endpoint
+    manifest = policy.evaluation_job(
+        run,
+        evaluation_config,
+        f"{ImageRepositories.TRAINER}:{__version__}",
+        endpoint,
+        config.bucket,
+    )
+    job, _ = apply.apply_owned(home, manifest, update=False)
+    return job
+
+
+class EvaluationFailedError(Exception):
+    """The evaluation finished without a result the operator can trust."""
+
+
+def _evaluator_error(observed: Observed) -> str | None:
+    """The error the evaluator printed in its last pod's log, if any."""
+    failed = [
+        p for p in observed.evaluation_pods if (p.get("status") or {}).get("phase") == "Failed"
+    ]
+    if not failed:
+        return None
+    meta = failed[-1]["metadata"]
+    verdict = policy.parse_evaluation_marker(
+        objects.read_pod_log(meta["namespace"], meta["name"], "evaluator") or ""
+    )
+    error = (verdict or {}).get("error")
+    return f"evaluation failed: {str(error)[:600]}" if error else None
+
+
+def _read_evaluation(observed: Observed, uid: str) -> dict[str, Any]:
+    """The evaluation document the evaluator's log names, re-hashed. Raises
+    EvaluationFailedError (no marker, an error marker, a digest without its document) or
+    StoreError."""
+    pods = [
+        p for p in observed.evaluation_pods if (p.get("status") or {}).get("phase") == "Succeeded"
+    ]
+    if not pods:
+        raise EvaluationFailedError("the evaluation Job completed but its pod is gone")
+    pod = pods[-1]["metadata"]
+    log = objects.read_pod_log(pod["namespace"], pod["name"], "evaluator") or ""
+    verdict = policy.parse_evaluation_marker(log)
+    digest = (verdict or {}).get("sha256")
+    if not isinstance(digest, str):
+        error = (verdict or {}).get("error") or "the evaluator reported no result"
+        raise EvaluationFailedError(str(error)[:600])
+    store = artifact_store()
+    try:
+        document = json.loads(store.get_blob(digest))
+    except (IntegrityError, ValueError) as exc:
+        raise EvaluationFailedError(f"evaluation document {digest[:16]}...: {exc}") from exc
+    if not isinstance(document, dict) or (document.get("run") or {}).get("uid") != uid:
+        raise EvaluationFailedError(f"evaluation document {digest[:16]}... is not this run's")
+    document["reference"] = {
+        "uri": f"s3://{store.bucket}/{blob_key(digest)}",
+        "sha256": digest,
+        "format": document.get("reference"),
+    }
+    return dict(document)
 
 
 class MissingResultsError(Exception):
@@ -423,18 +590,6 @@ class MissingResultsError(Exception):
 def _results_key(body: kopf.Body) -> str:
     meta = body["metadata"]
     return f"{policy.results_prefix(meta['namespace'], meta['name'], meta['uid'])}/results.json"
-
-
-def _read_results(body: kopf.Body, status: dict[str, Any]) -> dict[str, Any]:
-    store = artifact_store()
-    key = _results_key(body)
-    if not store.exists(key):
-        raise MissingResultsError(
-            f"the Job completed but the trainer's results manifest s3://{store.bucket}/{key} "
-            "is missing"
-        )
-    results: dict[str, Any] = store.get_json(key)
-    return results
 
 
 def _storage_down(

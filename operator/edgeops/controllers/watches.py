@@ -6,7 +6,8 @@ without an API call. Kopf starts no daemon before every index is filled, so a re
 operator never mistakes "not listed yet" for "does not exist".
 
 Wakeups follow ownership and references, like controller-runtime's ``Owns``/``Watches``:
-a training Job or pod wakes its TrainingRun; a TrainingRun wakes its EdgeModel; a Dataset
+a training or evaluation Job or pod wakes its TrainingRun (evaluation Jobs run in the
+operator's namespace, labelled with the run's); a TrainingRun wakes its EdgeModel; a Dataset
 wakes the EdgeModels and unfinished TrainingRuns that use it; an InferenceService wakes its
 EdgeModel. Every handler here is ``async`` so it runs in the event loop, not a thread.
 """
@@ -36,6 +37,7 @@ from edgeops.controllers.reconciler import wake
 from edgeops.metrics.operator import OBJECTS
 from edgeops.policy import retention
 from edgeops.policy.serving import INFERENCE_SERVICES, ISVC_VERSION, KSERVE_GROUP
+from edgeops.settings import settings
 
 Key = tuple[str, str]
 
@@ -99,18 +101,55 @@ async def edgemodels_by_dataset(
     return {(namespace, str(dataset)): name} if dataset and namespace else None
 
 
+def _evaluation(namespace: str | None, body: Mapping[str, Any]) -> bool:
+    return _label(body, Labels.JOB_ROLE) == Labels.JOB_ROLE_EVALUATE
+
+
+def _evaluation_key(namespace: str | None, body: Mapping[str, Any]) -> Key | None:
+    """(run namespace, run) of an evaluation Job or pod, or None for one outside the
+    operator's namespace: only the operator creates Jobs there, so a Job a tenant labels
+    as an evaluation in its own namespace is never taken for one."""
+    run = _label(body, Labels.TRAINING_RUN)
+    run_namespace = _label(body, Labels.TRAINING_RUN_NAMESPACE)
+    if namespace != settings().namespace or not run or not run_namespace:
+        return None
+    return (run_namespace, run)
+
+
 @kopf.index("batch", "v1", "jobs", labels={Labels.TRAINING_RUN: kopf.PRESENT})
 async def training_jobs(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
     """(namespace, run) -> the training Job of that TrainingRun."""
     run = _label(body, Labels.TRAINING_RUN)
+    if _evaluation(namespace, body):
+        return None
     return {(namespace, run): _copy(body)} if run and namespace else None
 
 
 @kopf.index("", "v1", "pods", labels={Labels.TRAINING_RUN: kopf.PRESENT})
 async def training_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-    """(namespace, run) -> the pods of that TrainingRun's Job."""
+    """(namespace, run) -> the pods of that TrainingRun's training Job."""
     run = _label(body, Labels.TRAINING_RUN)
+    if _evaluation(namespace, body):
+        return None
     return {(namespace, run): _copy(body)} if run and namespace else None
+
+
+@kopf.index("batch", "v1", "jobs", labels={Labels.JOB_ROLE: Labels.JOB_ROLE_EVALUATE})
+async def evaluation_jobs(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(run namespace, run) -> the evaluation Jobs in the operator's namespace."""
+    key = _evaluation_key(namespace, body)
+    return {key: _copy(body)} if key else None
+
+
+@kopf.index("", "v1", "pods", labels={Labels.JOB_ROLE: Labels.JOB_ROLE_EVALUATE})
+async def evaluation_pods(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(run namespace, run) -> the pods of its evaluation Jobs (operator's namespace)."""
+    key = _evaluation_key(namespace, body)
+    return {key: _copy(body)} if key else None
 
 
 @kopf.index(GROUP, VERSION, EDGE_MODELS)
@@ -141,14 +180,23 @@ async def inference_services(
 # --- wakeups ------------------------------------------------------------------------------
 
 
+def _wake_run(namespace: str | None, body: kopf.Body) -> None:
+    if _evaluation(namespace, body):
+        key = _evaluation_key(namespace, body)
+        if key is not None:
+            wake(TRAINING_RUNS, *key)
+        return
+    wake(TRAINING_RUNS, namespace, _label(body, Labels.TRAINING_RUN))
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={Labels.TRAINING_RUN: kopf.PRESENT})
 async def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
-    wake(TRAINING_RUNS, namespace, _label(body, Labels.TRAINING_RUN))
+    _wake_run(namespace, body)
 
 
 @kopf.on.event("", "v1", "pods", labels={Labels.TRAINING_RUN: kopf.PRESENT})
 async def pod_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
-    wake(TRAINING_RUNS, namespace, _label(body, Labels.TRAINING_RUN))
+    _wake_run(namespace, body)
 
 
 @kopf.on.event(GROUP, VERSION, TRAINING_RUNS)

@@ -29,3 +29,16 @@ def read_job(namespace: str, name: str) -> dict[str, Any] | None:
 def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
     """An EdgeOps object (group edgeops.dev), or None when it does not exist."""
     return custom.read(namespace, GROUP, VERSION, plural, name)
+
+
+def read_pod_log(namespace: str, name: str, container: str, tail_lines: int = 20) -> str | None:
+    """The last ``tail_lines`` lines of a container's log, or None when the pod is gone."""
+    try:
+        log: str = client.CoreV1Api(api_client()).read_namespaced_pod_log(
+            name, namespace, container=container, tail_lines=tail_lines
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return log

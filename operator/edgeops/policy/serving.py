@@ -7,11 +7,18 @@ model's own service account (``<model>-kserve``) carries the model's own S3 Secr
 scoped, short-lived credentials that may read that prefix only
 (`edgeops.policy.credentials.serving_policy`), never the operator's keys; both objects
 are owned by the EdgeModel.
+
+What the predictor verifies against comes from the operator, as literal environment values
+of the InferenceService's model container (:func:`predictor_env`): the public keys the
+operator published in its own namespace, and the namespace, model, model UID and version
+the bundle must be signed for. Never a reference to a ConfigMap in the tenant's namespace.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -117,14 +124,35 @@ def service_account(model: str, owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def predictor_env(
+    namespace: str, model: str, uid: str, version: int, public_keys: Mapping[str, str]
+) -> list[dict[str, str]]:
+    """The predictor's ``EDGEOPS_*`` variables (:class:`edgeops.settings.PredictorSettings`):
+    the trusted public keys and the binding the served bundle must be signed for."""
+    return [
+        {
+            "name": "EDGEOPS_SIGNING_PUBLIC_KEYS",
+            "value": json.dumps(dict(sorted(public_keys.items()))),
+        },
+        {"name": "EDGEOPS_MODEL_NAMESPACE", "value": namespace},
+        {"name": "EDGEOPS_MODEL_NAME", "value": model},
+        {"name": "EDGEOPS_MODEL_UID", "value": uid},
+        {"name": "EDGEOPS_MODEL_VERSION", "value": str(version)},
+    ]
+
+
 def inference_service(
     model: dict[str, Any],
     owner: dict[str, Any],
     serving: Serving,
     storage_uri: str,
     version: int,
+    public_keys: Mapping[str, str],
 ) -> dict[str, Any]:
+    """The model's InferenceService serving ``version`` from ``storage_uri``, its model
+    container told what to verify (:func:`predictor_env`)."""
     name = model["metadata"]["name"]
+    meta = model["metadata"]
     predictor: dict[str, Any] = {
         "serviceAccountName": service_account_name(name),
         "minReplicas": serving.min_replicas,
@@ -134,6 +162,9 @@ def inference_service(
             "runtime": serving.runtime or DEFAULT_RUNTIME,
             "protocolVersion": "v2",
             "storageUri": storage_uri,
+            "env": predictor_env(
+                str(meta.get("namespace")), name, str(meta.get("uid")), version, public_keys
+            ),
         },
     }
     return {
@@ -155,7 +186,8 @@ def inference_service(
 
 
 def serving_runtime(image: str) -> dict[str, Any]:
-    """The EdgeOps predictor as a namespaced ServingRuntime for the onnx model format."""
+    """The EdgeOps predictor as a namespaced ServingRuntime for the onnx model format. It
+    carries no keys: each InferenceService passes its own (:func:`predictor_env`)."""
     return {
         "apiVersion": f"{KSERVE_GROUP}/{RUNTIME_VERSION}",
         "kind": "ServingRuntime",
@@ -174,17 +206,6 @@ def serving_runtime(image: str) -> dict[str, Any]:
                         "--model_name={{.Name}}",
                         "--model_dir=/mnt/models",
                         "--http_port=8080",
-                    ],
-                    "env": [
-                        {
-                            "name": "EDGEOPS_SIGNING_PUBLIC_KEYS",
-                            "valueFrom": {
-                                "configMapKeyRef": {
-                                    "name": SIGNING_CONFIG_MAP,
-                                    "key": PUBLIC_KEYS_KEY,
-                                }
-                            },
-                        }
                     ],
                     "resources": {
                         "requests": {"cpu": "100m", "memory": "256Mi"},

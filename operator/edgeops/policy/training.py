@@ -28,6 +28,20 @@ SECRET_KEY: Final = "secretKey"
 SESSION_TOKEN: Final = "sessionToken"
 #: Annotation on the credentials Secret: when its credentials expire (RFC 3339, UTC).
 EXPIRES_ANNOTATION: Final = "edgeops.dev/credentials-expire-at"
+#: Secret in the operator's namespace with the S3 credentials of evaluation Jobs.
+EVALUATOR_S3_SECRET = "edgeops-evaluator-s3"
+#: The evaluator's entrypoint in EdgeOps's trainer image.
+EVALUATOR_COMMAND = ("python", "-m", "edgeops.training.evaluate")
+#: Prefix of the evaluator's last log line, followed by a JSON object: ``{"sha256": ...}``
+#: of the evaluation document, or ``{"error": ...}``.
+EVALUATION_MARKER = "EDGEOPS_EVALUATION "
+#: Limits of an evaluation Job: one retry (S3 may blip), half an hour, and an hour before
+#: the finished Job is garbage-collected (the operator reads it as soon as it finishes).
+EVALUATION_BACKOFF_LIMIT = 1
+#: The evaluator's exit code for exports that cannot be evaluated (no retry helps).
+EVALUATION_EXIT_INVALID = 2
+EVALUATION_DEADLINE_SECONDS = 1800
+EVALUATION_TTL_SECONDS = 3600
 # Pod waiting reasons that will not fix themselves: the run reports them as its reason.
 _STUCK_REASONS = {
     "ImagePullBackOff",
@@ -53,6 +67,12 @@ def s3_secret_name(run_name: str) -> str:
 
 def results_prefix(namespace: str, run_name: str, run_uid: str) -> str:
     return f"runs/{namespace}/{run_name}/{run_uid}"
+
+
+def evaluation_job_name(run_uid: str) -> str:
+    """The evaluation Job's name in the operator's namespace: deterministic (a restarted
+    operator finds it) and unique across tenant namespaces (the run's UID)."""
+    return f"edgeops-eval-{run_uid}"
 
 
 def trainer_image(spec: TrainingRunSpec, default_tag: str) -> str:
@@ -115,6 +135,7 @@ def _labels(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, str]:
         Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE,
         Labels.TRAINING_RUN: run["metadata"]["name"],
         Labels.DATASET: spec.dataset_ref.name,
+        Labels.JOB_ROLE: Labels.JOB_ROLE_TRAIN,
     }
     if spec.model_ref is not None:
         labels[Labels.MODEL] = spec.model_ref.name
@@ -226,6 +247,136 @@ def job(
         "metadata": {"name": name, "labels": labels, "ownerReferences": [owner_reference(run)]},
         "spec": job_spec,
     }
+
+
+def evaluation_config(
+    namespace: str,
+    run_name: str,
+    run_uid: str,
+    spec: TrainingRunSpec,
+    dataset_version: str,
+    slice_columns: list[str],
+) -> dict[str, Any]:
+    """What the evaluator reads (``edgeops.training.evaluate``): the run, the dataset
+    version and slices the operator resolved, the exports the spec asks for, the trainer's
+    results manifest and where to write."""
+    prefix = results_prefix(namespace, run_name, run_uid)
+    return {
+        "run": {"namespace": namespace, "name": run_name, "uid": run_uid},
+        "dataset": {
+            "namespace": namespace,
+            "name": spec.dataset_ref.name,
+            "version": dataset_version,
+        },
+        "exports": sorted(spec.exports),
+        "sliceColumns": slice_columns,
+        "results": f"{prefix}/results.json",
+        "output": {"prefix": prefix},
+    }
+
+
+def evaluation_job(
+    run: dict[str, Any],
+    config: dict[str, Any],
+    image: str,
+    s3_endpoint: str,
+    s3_bucket: str,
+    s3_secret: str = EVALUATOR_S3_SECRET,
+) -> dict[str, Any]:
+    """The evaluation Job of a run, to create in the operator's namespace.
+
+    ``run``: ``{"metadata": {"name", "namespace", "uid"}}``; ``config``: from
+    :func:`evaluation_config`; ``image``: EdgeOps's own trainer image (never the run's
+    ``spec.trainer.image``). Not owned by the run (an owner reference cannot cross
+    namespaces): labelled with the run's name and namespace, and collected
+    :data:`EVALUATION_TTL_SECONDS` after it finishes."""
+    meta = run["metadata"]
+    labels = {
+        Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE,
+        Labels.TRAINING_RUN: meta["name"],
+        Labels.TRAINING_RUN_NAMESPACE: meta["namespace"],
+        Labels.JOB_ROLE: Labels.JOB_ROLE_EVALUATE,
+    }
+    container: dict[str, Any] = {
+        "name": "evaluator",
+        "image": image,
+        "command": list(EVALUATOR_COMMAND),
+        "args": ["--config-json", json.dumps(config, sort_keys=True, separators=(",", ":"))],
+        "env": [
+            {"name": "EDGEOPS_S3_ENDPOINT", "value": s3_endpoint},
+            {"name": "EDGEOPS_S3_BUCKET", "value": s3_bucket},
+            {
+                "name": "EDGEOPS_S3_ACCESS_KEY",
+                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": "accessKey"}},
+            },
+            {
+                "name": "EDGEOPS_S3_SECRET_KEY",
+                "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": "secretKey"}},
+            },
+        ],
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": evaluation_job_name(meta["uid"]), "labels": labels},
+        "spec": {
+            "backoffLimit": EVALUATION_BACKOFF_LIMIT,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "evaluator",
+                            "operator": "In",
+                            "values": [EVALUATION_EXIT_INVALID],
+                        },
+                    }
+                ]
+            },
+            "activeDeadlineSeconds": EVALUATION_DEADLINE_SECONDS,
+            "ttlSecondsAfterFinished": EVALUATION_TTL_SECONDS,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def evaluation_state(job_obj: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+    """What the evaluation Job says: Running/Evaluating until it finishes, then
+    ``Succeeded`` (read the result) or ``Failed`` with :data:`Reason.EVALUATION_FAILED`."""
+    state = job_state(job_obj, pods)
+    name = job_obj["metadata"]["name"]
+    if state.phase == "Succeeded":
+        return JobState("Succeeded", Reason.EVALUATED, f"evaluation Job {name} completed")
+    if state.phase == "Failed":
+        detail = state.message.replace("training Job", "evaluation Job")
+        return JobState("Failed", Reason.EVALUATION_FAILED, detail)
+    return JobState(
+        "Running",
+        Reason.EVALUATING,
+        f"training Job completed; EdgeOps's evaluation Job {name} is measuring the exports "
+        "on the dataset version's test split",
+    )
+
+
+def parse_evaluation_marker(log: str) -> dict[str, Any] | None:
+    """The evaluator's verdict from its log: the last :data:`EVALUATION_MARKER` line as a
+    JSON object, or None when there is none (or it is not an object)."""
+    for line in reversed(log.splitlines()):
+        if line.startswith(EVALUATION_MARKER):
+            try:
+                found = json.loads(line[len(EVALUATION_MARKER) :])
+            except ValueError:
+                return None
+            return found if isinstance(found, dict) else None
+    return None
 
 
 @dataclass(frozen=True)

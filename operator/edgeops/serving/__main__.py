@@ -11,6 +11,7 @@ import kserve
 from kserve import model_server
 
 from edgeops.settings import SettingsError, predictor_settings
+from edgeops.signing import Binding
 
 from .predictor import OnnxPredictor
 
@@ -22,10 +23,18 @@ def main() -> None:
     parser.add_argument("--model_dir", default="/mnt/models", help="Downloaded model prefix.")
     args, _ = parser.parse_known_args()
     try:
-        public_keys = predictor_settings().signing_public_keys
+        config = predictor_settings()
     except SettingsError as exc:  # nothing is served without the keys to verify it with
         sys.exit(f"error: {exc}")
-    model = OnnxPredictor(args.model_name, Path(args.model_dir), dict(public_keys))
+    expected = Binding(
+        namespace=config.model_namespace,
+        model=config.model_name,
+        version=config.model_version,
+        model_uid=config.model_uid,
+    )
+    model = OnnxPredictor(
+        args.model_name, Path(args.model_dir), dict(config.signing_public_keys), expected
+    )
     model.load()
     assert model.verified is not None
     log.info(

@@ -17,20 +17,25 @@ import onnxruntime as ort
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from edgeops.signing import Binding
+
 from .verify import VerifiedModel, load_verified
 
 
 class OnnxPredictor(kserve.Model):  # type: ignore[misc]
-    def __init__(self, name: str, model_dir: Path, public_keys: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, model_dir: Path, public_keys: dict[str, str], expected: Binding
+    ) -> None:
         super().__init__(name)
         self.model_dir = model_dir
         self.public_keys = public_keys
+        self.expected = expected
         self.verified: VerifiedModel | None = None
         self._session: Any = None
 
     def load(self) -> bool:
         # Verification errors propagate: a tampered model must stop the server, not serve.
-        self.verified = load_verified(self.model_dir, self.public_keys)
+        self.verified = load_verified(self.model_dir, self.public_keys, self.expected)
         self._session = ort.InferenceSession(self.verified.data, providers=["CPUExecutionProvider"])
         self.ready = True
         return True

@@ -127,3 +127,19 @@ def evaluate(
     result.fairness_gap = float(worst_gap)
     result.fairness_gap_detail = detail
     return result
+
+
+def per_slice_status(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """The per-slice metrics in the TrainingRun status shape (``EvaluationMetrics.perSlice``):
+    ``[{"column", "value", "samples", "metrics": {"accuracy", "macro_f1"}}, ...]``, sorted by
+    column then value."""
+    return [
+        {
+            "column": column,
+            "value": value,
+            "samples": int(group["support"]),
+            "metrics": {k: v for k, v in group.items() if k != "support"},
+        }
+        for column, groups in sorted(evaluation.per_slice.items())
+        for value, group in sorted(groups.items())
+    ]

@@ -36,7 +36,7 @@ class ExportResult:
     probs: Array | None = None
 
 
-def _latency_ms(predict_one: Any, samples: Array, repeats: int = 50) -> float:
+def latency_ms(predict_one: Any, samples: Array, repeats: int = 50) -> float:
     """Median per-sample latency on this machine (batch of one, after a warm-up)."""
     predict_one(samples[:1])
     times = []
@@ -75,7 +75,7 @@ def export_onnx(model: Any, out: Path, x: Array, keras_probs: Array) -> ExportRe
         raise ExportMismatchError(
             f"ONNX outputs differ from Keras by {diff:.2e} > {ONNX_TOLERANCE}"
         )
-    latency = _latency_ms(lambda s: session.run(None, {name: s.astype(np.float32)}), x)
+    latency = latency_ms(lambda s: session.run(None, {name: s.astype(np.float32)}), x)
     return ExportResult("onnx", {"model.onnx": path}, path.stat().st_size, latency, probs)
 
 
@@ -112,7 +112,7 @@ def run_tflite(content: bytes, x: Array) -> Array:
     return np.asarray(rows, dtype=np.float32)
 
 
-def _tflite_latency(content: bytes, x: Array) -> float:
+def tflite_latency(content: bytes, x: Array) -> float:
     interp = _interpreter(content)
     inp = interp.get_input_details()[0]
     dtype = inp["dtype"]
@@ -121,7 +121,7 @@ def _tflite_latency(content: bytes, x: Array) -> float:
         interp.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=dtype))
         interp.invoke()
 
-    return _latency_ms(one, x)
+    return latency_ms(one, x)
 
 
 def export_tflite(model: Any, out: Path, x: Array) -> ExportResult:
@@ -132,7 +132,7 @@ def export_tflite(model: Any, out: Path, x: Array) -> ExportResult:
     path.write_bytes(content)
     probs = run_tflite(content, x)
     return ExportResult(
-        "tflite", {"model.tflite": path}, len(content), _tflite_latency(content, x), probs
+        "tflite", {"model.tflite": path}, len(content), tflite_latency(content, x), probs
     )
 
 
@@ -152,7 +152,7 @@ def export_tflite_int8(model: Any, out: Path, x: Array, representative: Array) -
     path.write_bytes(content)
     probs = run_tflite(content, x)
     return ExportResult(
-        "tflite-int8", {"model_int8.tflite": path}, len(content), _tflite_latency(content, x), probs
+        "tflite-int8", {"model_int8.tflite": path}, len(content), tflite_latency(content, x), probs
     )
 
 

@@ -24,6 +24,7 @@ from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import BlobRef
 from edgeops.training.card import model_card
 from edgeops.training.data import load_version
+from edgeops.training.evaluation import per_slice_status
 from edgeops.training.pipeline import Hyperparameters, TrainerOptions, TrainingResult, train
 
 EXIT_BAD_CONFIG = 2
@@ -53,19 +54,6 @@ def _artifact(store: ArtifactStore, ref: BlobRef, fmt: str, name: str) -> dict[s
         "format": fmt,
         "name": name,
     }
-
-
-def _per_slice_status(result: TrainingResult) -> list[dict[str, Any]]:
-    return [
-        {
-            "column": column,
-            "value": value,
-            "samples": int(group["support"]),
-            "metrics": {k: v for k, v in group.items() if k != "support"},
-        }
-        for column, groups in sorted(result.evaluation.per_slice.items())
-        for value, group in sorted(groups.items())
-    ]
 
 
 def publish(
@@ -117,7 +105,7 @@ def publish(
         "samples": samples,
         "metrics": {
             "overall": {k: float(v) for k, v in metrics.items()},
-            "perSlice": _per_slice_status(result),
+            "perSlice": per_slice_status(result.evaluation),
         },
         "metricsUri": f"s3://{store.bucket}/{metrics_ref.key}",
         "artifacts": artifacts,

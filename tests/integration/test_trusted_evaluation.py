@@ -1,0 +1,171 @@
+"""Issue 17 item 3 on the devcluster: a tenant's trainer that forges its metrics (or lists
+arbitrary bytes as its model) gets nothing signed. Gated metrics are measured by EdgeOps's
+own evaluation Job, in the operator's namespace, from EdgeOps's image.
+
+Two hostile trainers, both with the trainer image's entrypoint replaced through
+``spec.trainer.command`` (the local node runs only EdgeOps images, as a tenant's custom
+image would run anything):
+
+* ``forged-metrics`` trains a real (deliberately poor) model and reports accuracy 0.999;
+* ``forged-model`` trains nothing, uploads arbitrary bytes as ``model.onnx`` and reports
+  accuracy 0.999.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from edgeops import __version__
+from tests.conftest import Cluster, condition, wait_for
+
+pytestmark = pytest.mark.integration
+
+FLOOR = 0.9
+CLAIMED = 0.999
+
+#: Runs the real trainer with its reported metrics replaced by flattering numbers.
+FORGE_METRICS = """
+import sys
+from edgeops.training import pipeline, run
+real = pipeline.TrainingResult.metrics
+def forged(self):
+    metrics = real(self)
+    for key in list(metrics):
+        if key.endswith("accuracy") or key in ("macro_f1",):
+            metrics[key] = 0.999
+    return metrics
+pipeline.TrainingResult.metrics = forged
+sys.exit(run.main(sys.argv[1:]))
+"""
+
+#: Trains nothing: arbitrary bytes as the ONNX model, and a results manifest praising them.
+FORGE_MODEL = """
+import json, sys
+from edgeops.settings import settings
+from edgeops.store import ArtifactStore, StoreConfig
+config = json.load(open(sys.argv[1].split("=", 1)[1]))
+store = ArtifactStore(StoreConfig.from_settings(settings()))
+ref = store.put_blob(b"#!/bin/sh\\necho these bytes are not a model\\n" * 8)
+artifact = {"uri": f"s3://{store.bucket}/{ref.key}", "size": ref.size,
+            "sha256": ref.sha256, "format": "onnx", "name": "model.onnx"}
+store.put_json(config["output"]["prefix"] + "/results.json", {
+    "metrics": {"overall": {"accuracy": 0.999, "onnx_accuracy": 0.999}, "perSlice": []},
+    "artifacts": [artifact]})
+print("results published")
+"""
+
+
+def _model(name: str, trainer: dict[str, Any], serving: bool) -> dict[str, Any]:
+    return {
+        "apiVersion": "edgeops.dev/v1alpha1",
+        "kind": "EdgeModel",
+        "metadata": {"name": name},
+        "spec": {
+            "training": {
+                "datasetRef": {"name": "motions"},
+                "trainer": trainer,
+                "exports": ["onnx"],
+                "backoffLimit": 0,
+            },
+            "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}],
+            "gates": {"absolute": [{"metric": "accuracy", "op": ">=", "threshold": FLOOR}]},
+            "retrain": {"onDrift": {"enabled": False}},
+            "promotion": {"mode": "Auto", "rolloutTemplate": {"steps": [{"percent": 100}]}},
+            "serving": {"enabled": serving},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def ns(cluster: Cluster) -> Iterator[str]:
+    namespace = cluster.namespace("forge")
+    cluster.motions_dataset(namespace)
+    forged_metrics = _model(
+        "forged-metrics",
+        {
+            "image": "ghcr.io/edgeops/trainer:tenant-build",
+            "command": ["python", "-c", FORGE_METRICS],
+            "hyperparameters": {"epochs": 1, "batchSize": 8, "seed": 7, "learningRate": 1e-5},
+        },
+        serving=False,
+    )
+    forged_model = _model("forged-model", {"command": ["python", "-c", FORGE_MODEL]}, serving=True)
+    for manifest in (forged_metrics, forged_model):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    yield namespace
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _version(cluster: Cluster, ns: str, model: str) -> dict[str, Any] | None:
+    status = cluster.get("edgemodel", model, "-n", ns).get("status") or {}
+    return next((v for v in status.get("versions") or [] if v["number"] == 1), None)
+
+
+def _nothing_signed(cluster: Cluster, ns: str, model: str, version: dict[str, Any]) -> None:
+    assert not version.get("signature"), version
+    body = cluster.get("edgemodel", model, "-n", ns)
+    uid = body["metadata"]["uid"]
+    prefix = f"models/{ns}/{model}/{uid}/versions/1/"
+    assert cluster.store().list(prefix) == [], "no bundle of a forged version is written"
+    status = body["status"]
+    assert not status.get("currentVersion") and not status.get("candidateVersion")
+    assert cluster.get("fleetrollouts", "-n", ns)["items"] == []
+
+
+def test_forged_metrics_are_measured_and_rejected(cluster: Cluster, ns: str) -> None:
+    version: dict[str, Any] = wait_for(
+        lambda: _version(cluster, ns, "forged-metrics"), 420, "forged-metrics v1"
+    )
+    run = cluster.get("trainingrun", version["trainingRun"], "-n", ns)
+    status = run["status"]
+    assert status["phase"] == "Succeeded", condition(status, "Succeeded")
+    measured = status["metrics"]["overall"]["accuracy"]
+    assert measured < FLOOR, status["metrics"]
+    assert status["metrics"]["overall"]["onnx_accuracy"] == pytest.approx(measured, abs=0.05)
+    assert status["evaluation"]["uri"].startswith("s3://")
+    succeeded = condition(status, "Succeeded")
+    assert succeeded["reason"] == "Evaluated", succeeded
+    assert f"trainer reported accuracy={CLAIMED:.4f} (not trusted)" in succeeded["message"]
+
+    # The evaluator ran from EdgeOps's image in the operator's namespace, not the tenant's.
+    jobs = cluster.get(
+        "jobs", "-n", "edgeops-system", "-l", f"edgeops.dev/training-run={run['metadata']['name']}"
+    )["items"]
+    evaluation = [
+        j for j in jobs if j["metadata"]["labels"].get("edgeops.dev/training-run-namespace") == ns
+    ]
+    assert len(evaluation) == 1, jobs
+    container = evaluation[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"ghcr.io/edgeops/trainer:{__version__}"
+    assert container["command"] == ["python", "-m", "edgeops.training.evaluate"]
+    tenant_jobs = cluster.get("jobs", "-n", ns)["items"]
+    assert all(j["metadata"]["labels"]["edgeops.dev/job-role"] == "train" for j in tenant_jobs)
+
+    assert version["state"] == "Rejected", version
+    floor = next(c for c in version["gates"]["checks"] if c["name"] == "absolute/accuracy")
+    assert floor["value"] == pytest.approx(measured) and not floor["passed"]
+    _nothing_signed(cluster, ns, "forged-metrics", version)
+
+
+def test_arbitrary_bytes_as_the_model_fail_evaluation(cluster: Cluster, ns: str) -> None:
+    version: dict[str, Any] = wait_for(
+        lambda: _version(cluster, ns, "forged-model"), 300, "forged-model v1"
+    )
+    run = cluster.get("trainingrun", version["trainingRun"], "-n", ns)
+    status = run["status"]
+    assert status["phase"] == "Failed", status
+    failed = condition(status, "Succeeded")
+    assert failed["reason"] == "EvaluationFailed", failed
+    assert "onnx: the runtime cannot run it" in failed["message"], failed
+    assert "metrics" not in status or not status["metrics"], status
+    assert version["state"] == "Rejected", version
+    assert "the runtime cannot run it" in version["reason"], version
+    _nothing_signed(cluster, ns, "forged-model", version)
+    model_status = cluster.get("edgemodel", "forged-model", "-n", ns)["status"]
+    assert condition(model_status, "Serving")["reason"] == "NoVersion"
+    assert not cluster.get("inferenceservice.serving.kserve.io", "forged-model", "-n", ns)
+    assert "EvaluationFailed" in {e["reason"] for e in cluster.events(ns, run["metadata"]["name"])}
