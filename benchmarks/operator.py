@@ -54,7 +54,8 @@ Phases, per operator
        hand-written Failed over a Pending Job is rightly written back (the baseline did,
        within seconds, in a trial) and the owner may never see it.
     4. stop the operator, remove the finalizers Kopf put on the objects (nobody is left to
-       remove them), delete the namespaces and wait until they are gone.
+       remove them), delete the namespaces and wait until they are gone (skipped after the
+       last operator: its objects go with the devcluster).
 
 The numbers
     requests/min   API requests the operator made during the idle window, per minute.
@@ -79,6 +80,10 @@ The numbers
                    PATCH that fails the Job to the same EdgeModel event.
     apiserver/etcd CPU   CPU s/min of those processes during the idle window: what the
                    operator's polling costs the control plane.
+    other CPU      CPU s/min of every other process on the machine during the idle window
+                   (machine-wide busy time minus the operator, the devcluster and this
+                   script). On a shared machine this is the load that competes with what is
+                   measured; the table warns when it exceeds 10 % of the machine.
     ratios         candidate / baseline for each number (lower is better for all).
 
     Percentiles interpolate linearly over the K samples (with K=40, p99 is close to the
@@ -113,6 +118,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -191,6 +197,10 @@ class Result:
     apiserver_cpu_seconds_per_min: float
     etcd_cpu_seconds_per_min: float
     kcm_cpu_seconds_per_min: float
+    #: CPU s/min of every other process on the machine (not this benchmark, its cluster or
+    #: the operator): load that competes with what is measured.
+    other_cpu_seconds_per_min: float
+    load_average: float
     top_requests: dict[str, float] = field(default_factory=dict)
 
 
@@ -348,22 +358,23 @@ def delete_namespaces(api: client.ApiClient, dev: DevCluster, subject: Subject) 
 
 def _strip_finalizers(api: client.ApiClient, namespaces: set[str]) -> int:
     custom = client.CustomObjectsApi(api)
-    stripped = 0
-    for plural in (DATASETS, EDGE_MODELS, TRAINING_RUNS):
-        for obj in custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]:
-            meta = obj["metadata"]
-            if meta["namespace"] in namespaces and meta.get("finalizers"):
-                with contextlib.suppress(ApiException):
-                    custom.patch_namespaced_custom_object(
-                        GROUP,
-                        VERSION,
-                        meta["namespace"],
-                        plural,
-                        meta["name"],
-                        {"metadata": {"finalizers": None}},
-                    )
-                    stripped += 1
-    return stripped
+    found = [
+        (plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        for plural in (DATASETS, EDGE_MODELS, TRAINING_RUNS)
+        for obj in custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+        if obj["metadata"]["namespace"] in namespaces and obj["metadata"].get("finalizers")
+    ]
+
+    def strip(item: tuple[str, str, str]) -> None:
+        plural, namespace, name = item
+        with contextlib.suppress(ApiException):
+            custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, {"metadata": {"finalizers": None}}
+            )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(strip, found))
+    return len(found)
 
 
 # --- settling -------------------------------------------------------------------------------
@@ -443,7 +454,7 @@ def wait_settled(
                 f"{count}, runs with a Job {snap.runs_with_job}/{count}, "
                 f"unchanged for {now - since:.0f}s"
             )
-        time.sleep(3)
+        time.sleep(5)
     raise RuntimeError(f"objects did not settle within {timeout:.0f}s")
 
 
@@ -718,18 +729,34 @@ def probe_reactions(
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager")
 
 
-def control_plane_cpu(dev: DevCluster) -> dict[str, float]:
-    """CPU seconds so far of the apiserver, etcd and the controller manager."""
+def component_cpu(dev: DevCluster) -> dict[str, float]:
+    """CPU seconds so far of each running devcluster component."""
     found = {}
     for component in dev.status():
-        if component.name in CONTROL_PLANE and component.pid is not None:
-            times = psutil.Process(component.pid).cpu_times()
-            found[component.name] = float(times.user + times.system)
+        if component.running and component.pid is not None:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(component.pid).cpu_times()
+                found[component.name] = float(times.user + times.system)
     return found
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, all processes)."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
+
+
+def own_cpu() -> float:
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 def measure(
-    dev: DevCluster, api: client.ApiClient, subject: Subject, args: argparse.Namespace
+    dev: DevCluster,
+    api: client.ApiClient,
+    subject: Subject,
+    args: argparse.Namespace,
+    clean_up: bool = True,
 ) -> Result:
     namespaces = [f"bench-{subject.label}-{i}" for i in range(args.namespaces)]
     log(f"{subject.label}: {subject.description}, user {subject.user}")
@@ -748,21 +775,27 @@ def measure(
 
         log(f"{subject.label}: idle window of {args.idle_seconds:.0f}s")
         offset = dev.audit_log.stat().st_size
-        plane0, cpu0, t0 = control_plane_cpu(dev), op.cpu_seconds(), time.time()
+        busy0, mine0, comps0 = machine_busy(), own_cpu(), component_cpu(dev)
+        cpu0, t0 = op.cpu_seconds(), time.time()
         end = t0 + args.idle_seconds
         while time.time() < end:
             time.sleep(min(2.0, max(0.0, end - time.time())))
-        plane1, cpu1, t1 = control_plane_cpu(dev), op.cpu_seconds(), time.time()
+        cpu1, t1 = op.cpu_seconds(), time.time()
+        busy1, mine1, comps1 = machine_busy(), own_cpu(), component_cpu(dev)
         rss, peak = op.rss_mb(), op.peak_rss_mb()
         if not op.alive():
             raise RuntimeError(f"the operator exited during the idle window:\n{op.tail()}")
         time.sleep(2)  # responses of requests received just before t1
         requests, kinds = count_requests(dev.audit_log, offset, subject.user, t0, t1)
         minutes = (t1 - t0) / 60
-        plane = {k: round((plane1[k] - plane0[k]) / minutes, 2) for k in CONTROL_PLANE}
+        comps = {k: (comps1[k] - comps0[k]) / minutes for k in comps0.keys() & comps1.keys()}
+        plane = {k: round(comps.get(k, 0.0), 2) for k in CONTROL_PLANE}
+        ours = (cpu1 - cpu0) / minutes + (mine1 - mine0) / minutes + sum(comps.values())
+        other = max(0.0, (busy1 - busy0) / minutes - ours)
         log(
             f"{subject.label}: {requests} requests, {cpu1 - cpu0:.1f} CPU s in the window "
-            f"(control plane CPU s/min: {plane})"
+            f"(control plane CPU s/min: {plane}; other processes on the machine: "
+            f"{other:.1f} CPU s/min of {60 * (psutil.cpu_count() or 1)})"
         )
 
         step = args.objects / args.probes
@@ -802,12 +835,15 @@ def measure(
             apiserver_cpu_seconds_per_min=plane["kube-apiserver"],
             etcd_cpu_seconds_per_min=plane["etcd"],
             kcm_cpu_seconds_per_min=plane["kube-controller-manager"],
+            other_cpu_seconds_per_min=round(other, 1),
+            load_average=round(os.getloadavg()[0], 2),
             top_requests={k: round(v / minutes, 1) for k, v in kinds.most_common(8)},
         )
     finally:
         op.stop()
-        log(f"{subject.label}: operator stopped; deleting its namespaces")
-        delete_namespaces(api, dev, subject)
+        log(f"{subject.label}: operator stopped")
+        if clean_up:
+            delete_namespaces(api, dev, subject)
     return result
 
 
@@ -831,6 +867,7 @@ MORE_COLUMNS: tuple[Column, ...] = (
     ("apiserver CPU", "apiserver_cpu_seconds_per_min", "{:.2f}"),
     ("etcd CPU", "etcd_cpu_seconds_per_min", "{:.2f}"),
     ("settle s", "settle_seconds", "{:.0f}"),
+    ("other CPU", "other_cpu_seconds_per_min", "{:.1f}"),
 )
 
 
@@ -880,8 +917,19 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(
         "\nchain: from the PATCH that fails the Job (activeDeadlineSeconds=1) to the same "
         "EdgeModel status (Job -> TrainingRun -> EdgeModel). apiserver/etcd CPU: CPU s/min of "
-        "those processes in the idle window. settle s: operator start -> all objects settled."
+        "those processes in the idle window. settle s: operator start -> all objects settled. "
+        "other CPU: CPU s/min of every other process on the machine in the idle window."
     )
+    capacity = 60 * (psutil.cpu_count() or 1)
+    busy = [r for r in results if r.other_cpu_seconds_per_min > 0.1 * capacity]
+    if busy:
+        print(
+            "WARNING: other processes used "
+            + ", ".join(f"{r.other_cpu_seconds_per_min:.0f}" for r in busy)
+            + f" CPU s/min (of {capacity}) during the idle window of "
+            + ", ".join(r.label for r in busy)
+            + ": the numbers are disturbed; run again on a quiet machine."
+        )
     for r in results:
         missed = (
             f"; missed: {r.runs_missed} runs, {r.models_missed} models"
@@ -908,7 +956,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--namespaces", type=int, default=6)
     parser.add_argument("--idle-seconds", type=float, default=120)
     parser.add_argument("--probes", type=int, default=40, help="reaction probes per operator")
-    parser.add_argument("--probe-interval", type=float, default=1.0, help="mean seconds apart")
+    parser.add_argument("--probe-interval", type=float, default=0.5, help="mean seconds apart")
     parser.add_argument("--probe-timeout", type=float, default=180)
     parser.add_argument("--settle-quiet", type=float, default=20)
     parser.add_argument("--settle-timeout", type=float, default=900)
@@ -923,6 +971,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    imported = Path(sys.modules[DevCluster.__module__].__file__ or "").resolve()
+    if not imported.is_relative_to(REPO / "operator"):
+        log(f"warning: edgeops imported from {imported}; run with PYTHONPATH={REPO}/operator")
     work = Path(tempfile.mkdtemp(prefix="edgeops-bench-operator-"))
     dev = DevCluster(name="bench-operator", home=work)
     results: list[Result] = []
@@ -934,8 +985,9 @@ def main() -> None:
             policy.write_text(audit_policy([s.user for s in subjects]))
             dev.up(with_operator=False, with_node=False, audit_policy=policy, report=log)
             api = config.new_client_from_config(config_file=str(dev.kubeconfig))
-            for subject in subjects:
-                results.append(measure(dev, api, subject, args))
+            for i, subject in enumerate(subjects):
+                # The last one's objects go with the devcluster.
+                results.append(measure(dev, api, subject, args, clean_up=i < len(subjects) - 1))
     finally:
         dev.down(report=log)
         if args.keep:
