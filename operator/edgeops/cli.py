@@ -35,13 +35,23 @@ def dev_up(
     name: NameOpt = "default",
     home: HomeOpt = None,
     operator: Annotated[bool, typer.Option(help="Also start the EdgeOps operator.")] = True,
+    node: Annotated[
+        bool, typer.Option(help="Also start the local node (without it pods stay Pending).")
+    ] = True,
+    audit_policy: Annotated[
+        Path | None,
+        typer.Option(help="audit.k8s.io/v1 Policy file: the apiserver writes logs/audit.log."),
+    ] = None,
 ) -> None:
     """Build (first run only) and start etcd, kube-apiserver, kube-controller-manager, the
     local node, MinIO, Prometheus and the operator. Idempotent."""
     cluster = _cluster(name, home)
     try:
         cluster.up(
-            with_operator=operator, report=lambda m: console.print(f"[cyan]edgeops dev[/] {m}")
+            with_operator=operator,
+            report=lambda m: console.print(f"[cyan]edgeops dev[/] {m}"),
+            with_node=node,
+            audit_policy=audit_policy,
         )
     except (DevClusterError, BuildError) as exc:
         console.print(f"[red]error:[/] {exc}")

@@ -2,7 +2,8 @@
 
 One CA signs the apiserver serving certificate (127.0.0.1, localhost and the in-cluster
 names) and acts as client CA; an admin client certificate in `system:masters`; an RSA key
-pair for signing and verifying service-account tokens.
+pair for signing and verifying service-account tokens. `issue_client` makes further client
+certificates, so a component can talk to the apiserver as a user of its own.
 """
 
 from __future__ import annotations
@@ -179,3 +180,23 @@ def ensure_pki(directory: Path) -> PKI:
         ),
     )
     return pki
+
+
+def issue_client(
+    pki: PKI, user: str, groups: tuple[str, ...], cert_path: Path, key_path: Path
+) -> None:
+    """A client certificate for `user` (CN) in `groups` (one O each), signed by the CA.
+
+    The apiserver authenticates it as that user, so its requests can be told apart from the
+    admin's (audit log, RBAC)."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{pki.ca_key} is not the EC key ensure_pki creates")
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(x509.Name(attrs), key, ca_cert, ca_key, ExtendedKeyUsageOID.CLIENT_AUTH)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _write(key_path, _pem_key(key), private=True)

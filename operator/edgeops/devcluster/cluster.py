@@ -22,7 +22,7 @@ import httpx
 
 from edgeops import crdgen
 from edgeops.devcluster import build, processes
-from edgeops.devcluster.certs import PKI, ensure_pki
+from edgeops.devcluster.certs import PKI, ensure_pki, issue_client
 from edgeops.devcluster.paths import state_root
 
 Reporter = Callable[[str], None]
@@ -255,23 +255,42 @@ class DevCluster:
 
     # ----- up ------------------------------------------------------------------------------
 
-    def up(self, with_operator: bool = True, report: Reporter = _report_stderr) -> None:
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log (JSON lines), written when `up` got an audit policy."""
+        return self.logs / "audit.log"
+
+    def up(
+        self,
+        with_operator: bool = True,
+        report: Reporter = _report_stderr,
+        with_node: bool = True,
+        audit_policy: Path | None = None,
+    ) -> None:
+        """Starts every component that is not running. Without the node, pods are never
+        bound and stay Pending. An `audit_policy` (audit.k8s.io/v1 Policy file) makes a
+        kube-apiserver started by this call write `audit_log`."""
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         bins = self.binaries(report)
         ports = self._ports()
         pki = self.pki
         self._write_kubeconfig(pki, ports["apiserver"])
+        policy: Path | None = None
+        if audit_policy is not None:
+            policy = self.dir / "audit-policy.yaml"
+            policy.write_bytes(audit_policy.read_bytes())
         launchers: dict[str, Callable[[], list[str]]] = {
             "etcd": lambda: self._etcd_argv(bins, ports),
-            "kube-apiserver": lambda: self._apiserver_argv(bins, ports, pki),
+            "kube-apiserver": lambda: self._apiserver_argv(bins, ports, pki, policy),
             "kube-controller-manager": lambda: self._kcm_argv(bins, ports, pki),
             "node": lambda: self._node_argv(ports),
             "s3": lambda: self._s3_argv(bins, ports),
             "prometheus": lambda: self._prometheus_argv(bins, ports),
             "operator": lambda: self._operator_argv(ports),
         }
-        wanted = [c for c in COMPONENT_ORDER if with_operator or c != "operator"]
+        skipped = {c for c, on in (("operator", with_operator), ("node", with_node)) if not on}
+        wanted = [c for c in COMPONENT_ORDER if c not in skipped]
         for name in wanted:
             for attempt in range(1, START_ATTEMPTS + 1):
                 if self._running(name):
@@ -382,7 +401,24 @@ class DevCluster:
             "--quota-backend-bytes=2147483648",
         ]
 
-    def _apiserver_argv(self, bins: dict[str, Path], ports: dict[str, int], pki: PKI) -> list[str]:
+    def _apiserver_argv(
+        self,
+        bins: dict[str, Path],
+        ports: dict[str, int],
+        pki: PKI,
+        audit_policy: Path | None = None,
+    ) -> list[str]:
+        audit = (
+            [
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",  # no rotation: a reader keeps its offset
+            ]
+            if audit_policy is not None
+            else []
+        )
         return [
             str(bins["kube-apiserver"]),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd-client']}",
@@ -406,6 +442,7 @@ class DevCluster:
             f"--kubelet-client-certificate={pki.admin_cert}",
             f"--kubelet-client-key={pki.admin_key}",
             f"--cert-dir={self.dir / 'pki' / 'generated'}",
+            *audit,
         ]
 
     def _kcm_argv(self, bins: dict[str, Path], ports: dict[str, int], pki: PKI) -> list[str]:
@@ -508,7 +545,27 @@ class DevCluster:
 
     # ----- bootstrap -----------------------------------------------------------------------
 
-    def _write_kubeconfig(self, pki: PKI, port: int) -> None:
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ("system:masters",)) -> Path:
+        """A kubeconfig that authenticates as `user` in `groups` with a client certificate of
+        its own (made on first use), so that component's requests can be told apart from
+        the admin's, e.g. in the audit log."""
+        users = self.dir / "pki" / "users"
+        cert, key = users / f"{user}.crt", users / f"{user}.key"
+        if not (cert.exists() and key.exists()):
+            issue_client(self.pki, user, groups, cert, key)
+        path = self.dir / f"kubeconfig-{user}"
+        self._write_kubeconfig(self.pki, self._ports()["apiserver"], path, (user, cert, key))
+        return path
+
+    def _write_kubeconfig(
+        self,
+        pki: PKI,
+        port: int,
+        path: Path | None = None,
+        user: tuple[str, Path, Path] | None = None,
+    ) -> None:
+        name, cert, key = user or ("admin", pki.admin_cert, pki.admin_key)
+        path = path or self.kubeconfig
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -523,23 +580,20 @@ class DevCluster:
             ],
             "users": [
                 {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate": str(pki.admin_cert),
-                        "client-key": str(pki.admin_key),
-                    },
+                    "name": name,
+                    "user": {"client-certificate": str(cert), "client-key": str(key)},
                 }
             ],
             "contexts": [
                 {
                     "name": "edgeops-dev",
-                    "context": {"cluster": "edgeops-dev", "user": "admin"},
+                    "context": {"cluster": "edgeops-dev", "user": name},
                 }
             ],
             "current-context": "edgeops-dev",
         }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
 
     def _bootstrap(self, report: Reporter) -> None:
         """Third-party and EdgeOps CRDs and the system namespace."""
