@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # dev: tests, linters, etcd, sample datasets; train: TensorFlow for the trainer Jobs the
-# local node runs in this same environment; serving: KServe for the predictor tests.
-EXTRAS ?= dev,train,serving
+# local node runs in this same environment; serving: KServe for the predictor tests;
+# gateway: FastAPI and uvicorn for the fleet gateway.
+EXTRAS ?= dev,train,serving,gateway
 
 .PHONY: setup up down status test test-unit test-integration lint crds crds-check clean
 

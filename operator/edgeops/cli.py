@@ -18,6 +18,12 @@ dev = typer.Typer(help="Local control plane on 127.0.0.1 (no Docker).", no_args_
 operator_app = typer.Typer(help="The EdgeOps operator.", no_args_is_help=True)
 app.add_typer(dev, name="dev")
 app.add_typer(operator_app, name="operator")
+gateway_app = typer.Typer(help="The fleet gateway devices talk to.", no_args_is_help=True)
+device_app = typer.Typer(help="Devices: bootstrap tokens, approval.", no_args_is_help=True)
+token_app = typer.Typer(help="Bootstrap tokens that enroll devices.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(device_app, name="device")
+device_app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 
 NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (one state dir each).")]
@@ -256,6 +262,128 @@ def retrain(
 
     _annotate_model(namespace, model, Annotations.RETRAIN, _request_nonce())
     typer.echo(f"requested: retrain {namespace}/{model}")
+
+
+# --- the fleet gateway and devices ----------------------------------------------------------
+
+
+@gateway_app.command("run")
+def gateway_run(
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port [default: EDGEOPS_GATEWAY_PORT or 8088].", min=1, max=65535),
+    ] = None,
+    bind_address: Annotated[
+        str | None,
+        typer.Option(help="Address [default: EDGEOPS_GATEWAY_BIND_ADDRESS or 127.0.0.1]."),
+    ] = None,
+) -> None:
+    """Run the fleet gateway (uvicorn) against the current kubeconfig or in-cluster config.
+    It serves signed bundle manifests from the operator's S3 store (EDGEOPS_S3_*)."""
+    import functools
+
+    import uvicorn
+
+    from edgeops.gateway.app import create_app
+    from edgeops.k8s.client import read_secret
+    from edgeops.settings import SettingsError, gateway_settings, settings
+    from edgeops.store import ArtifactStore, StoreConfig
+
+    try:
+        config, operator_config = gateway_settings(), settings()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    @functools.cache
+    def store() -> ArtifactStore:
+        ref = operator_config.s3_secret_ref
+        secret = read_secret(*ref) if ref else None
+        return ArtifactStore(StoreConfig.from_settings(operator_config, secret))
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(config, store),
+        host=bind_address or config.gateway_bind_address,
+        port=port or config.gateway_port,
+        log_level="info",
+        proxy_headers=False,
+    )
+
+
+DeviceNamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Device namespace.")]
+
+
+def _parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return int(text[:-1]) * units[text[-1]]
+
+
+@token_app.command("create")
+def token_create(
+    namespace: DeviceNamespaceOpt = "default",
+    ttl: Annotated[str, typer.Option(help="How long the token is valid: 30m, 24h, 7d.")] = "24h",
+    max_uses: Annotated[int, typer.Option(help="Devices it may enroll.", min=1)] = 1,
+    labels: Annotated[
+        list[str] | None, typer.Option("--labels", help="k=v label for enrolled devices.")
+    ] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Enrolled devices start Approved.")
+    ] = False,
+) -> None:
+    """Create a bootstrap token (its hash in a Secret) and print it, once."""
+    from datetime import UTC, datetime, timedelta
+
+    from edgeops.gateway.tokens import new_token, token_data
+    from edgeops.k8s import fleet
+
+    parsed: dict[str, str] = {}
+    for item in labels or []:
+        for pair in item.split(","):
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"{pair!r} is not k=v")
+            parsed[key.strip()] = value.strip()
+    token, secret = new_token()
+    expires = datetime.now(UTC) + timedelta(seconds=_parse_duration(ttl))
+    data = token_data(
+        token, expires_at=expires, max_uses=max_uses, labels=parsed, auto_approve=auto_approve
+    )
+    fleet.create_token_secret(namespace, secret, data)
+    console.print(f"Secret {namespace}/{secret}; expires {data['expiresAt']}; shown only once:")
+    typer.echo(token)
+
+
+def _set_approval(namespace: str, name: str, approval: str) -> None:
+    from edgeops.k8s import fleet
+
+    if fleet.read_device(namespace, name) is None:
+        console.print(f"[red]error:[/] no device {namespace}/{name}")
+        raise typer.Exit(1)
+    fleet.patch_device(namespace, name, {"spec": {"approval": approval}})
+    typer.echo(f"device {namespace}/{name}: spec.approval={approval}")
+
+
+@device_app.command("approve")
+def device_approve(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    namespace: DeviceNamespaceOpt = "default",
+) -> None:
+    """Let the gateway serve NAME (sets spec.approval: Approved)."""
+    _set_approval(namespace, name, "Approved")
+
+
+@device_app.command("reject")
+def device_reject(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    namespace: DeviceNamespaceOpt = "default",
+) -> None:
+    """Refuse NAME (sets spec.approval: Rejected)."""
+    _set_approval(namespace, name, "Rejected")
 
 
 def main() -> None:

@@ -563,6 +563,81 @@ class TrainerSettings(BaseSettings):
     )
 
 
+_GATEWAY_SOURCE: Final = "none yet (`edgeops gateway run` reads it)"
+
+
+class GatewaySettings(BaseSettings):
+    """The fleet gateway's own settings (``edgeops gateway run``); it reads the operator's
+    ``EDGEOPS_S3_*`` settings too, to serve signed bundle manifests. No chart values yet:
+    the gateway has no Deployment in the chart."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    gateway_port: int = Field(
+        8088,
+        ge=1,
+        le=65535,
+        description="Port the gateway's HTTP API listens on. Default 8088. The `--port` flag "
+        "overrides it.",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+    gateway_bind_address: str = Field(
+        "127.0.0.1",
+        description="IP address the gateway listens on. Default `127.0.0.1` (nothing exposed "
+        "on a workstation); a pod uses `0.0.0.0`. The `--bind-address` flag overrides it.",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+    gateway_max_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body the gateway reads, in bytes; a larger one is "
+        "refused with 413 before it is parsed. Default 65536: enrollment and status reports "
+        "are a few kB.",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+    gateway_signature_window_seconds: int = Field(
+        300,
+        ge=10,
+        le=3600,
+        description="Seconds a signed request's `created` may differ from the gateway's clock "
+        "(either way); the nonce cache remembers nonces this long, so a captured request "
+        "cannot be replayed. Default 300 (RFC 9421 leaves it to the verifier; 5 minutes "
+        "absorbs the clock skew of devices without NTP sync).",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+    gateway_requests_per_minute: int = Field(
+        120,
+        ge=1,
+        le=100000,
+        description="Requests one device may make per minute (token bucket, bursts of up to "
+        "this many); more are refused with 429 and `Retry-After`. Default 120: an agent polls "
+        "and reports every few seconds at most.",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+    gateway_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=300,
+        description="Seconds the gateway keeps what it read of Devices, EdgeModels and "
+        "FleetRollouts before reading them again (0: every request reads). Default 2: an "
+        "approval or a rollout step reaches devices within seconds, at one list per kind and "
+        "namespace every 2 s under load.",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+    gateway_last_seen_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="Seconds between writes of a Device's `status.lastSeen` while nothing else "
+        "changes, so a polling fleet does not write to the API server on every request. "
+        "Default 60.",
+        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+    )
+
+
 _Settings = TypeVar("_Settings", bound=BaseSettings)
 
 
@@ -624,6 +699,16 @@ def trainer_settings() -> TrainerSettings:
         SettingsError: never in practice (every field is optional).
     """
     return load(TrainerSettings)
+
+
+@functools.cache
+def gateway_settings() -> GatewaySettings:
+    """The fleet gateway's settings, read from the environment on first use.
+
+    Raises:
+        SettingsError: a variable has a bad value (the message names it).
+    """
+    return load(GatewaySettings)
 
 
 @functools.cache
@@ -690,6 +775,8 @@ def readme_block() -> str:
         f"{markdown_table(TrainerSettings)}\n"
         "KServe predictor pod:\n\n"
         f"{markdown_table(PredictorSettings)}\n"
+        "Fleet gateway (`edgeops gateway run`, besides the `EDGEOPS_S3_*` variables above):\n\n"
+        f"{markdown_table(GatewaySettings)}\n"
         f"{README_END}"
     )
 

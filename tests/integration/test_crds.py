@@ -85,9 +85,9 @@ def test_examples_are_listed_with_columns(cluster: Cluster, fleet_ns: str) -> No
     assert ["NAME", "READY", "CURRENT", "CANDIDATE", "AGE"] in headers  # EdgeModel
     assert ["NAME", "READY", "PHASE", "MODEL", "VERSION", "PERCENT", "AGE"] in headers
     wide = cluster.kubectl("get", "devices.edgeops.dev", "-n", fleet_ns, "-o", "wide").stdout
-    assert wide.split()[:10] == [
-        "NAME", "READY", "TYPE", "MODEL", "VERSION", "HEALTH", "LASTSEEN", "HARDWARE", "SITE",
-        "AGENT",
+    assert wide.split()[:11] == [
+        "NAME", "READY", "ENROLLMENT", "TYPE", "MODEL", "VERSION", "HEALTH", "LASTSEEN",
+        "HARDWARE", "SITE", "AGENT",
     ]  # fmt: skip
     # Children the operator creates meanwhile (the model's first TrainingRun) carry
     # managed-by=edgeops; the short names must list exactly the example's own objects.

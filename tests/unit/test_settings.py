@@ -19,11 +19,13 @@ from edgeops.settings import (
     CHART,
     CHART_DEFAULT,
     CHART_SECRET_KEY,
+    GatewaySettings,
     OperatorSettings,
     PredictorSettings,
     SettingsError,
     TrainerSettings,
     env_name,
+    gateway_settings,
     predictor_settings,
     readme_block,
     settings,
@@ -80,7 +82,7 @@ def test_defaults() -> None:
 
 
 def test_every_field_documents_itself() -> None:
-    for model in (OperatorSettings, TrainerSettings, PredictorSettings):
+    for model in (OperatorSettings, TrainerSettings, PredictorSettings, GatewaySettings):
         for field, info in model.model_fields.items():
             assert info.description and len(info.description) > 40, field
             assert CHART in _extra(model, field), field
@@ -360,6 +362,7 @@ def test_every_edgeops_variable_in_the_code_is_documented() -> None:
         named |= set(re.findall(r"[\"'](EDGEOPS_[A-Z0-9_]*[A-Z0-9])[\"']", path.read_text()))
     named |= {env_name(f) for f in OperatorSettings.model_fields}
     named |= {env_name(f, PredictorSettings) for f in PredictorSettings.model_fields}
+    named |= {env_name(f, GatewaySettings) for f in GatewaySettings.model_fields}
     undocumented = sorted(n for n in named - not_variables if f"`{n}`" not in readme)
     assert undocumented == [], "document these in README.md, Configuration"
 
@@ -370,3 +373,26 @@ def test_a_training_pod_reads_its_session_token(monkeypatch: pytest.MonkeyPatch)
     assert token is not None and token.get_secret_value() == "token-of-the-run"
     assert "token-of-the-run" not in repr(trainer_settings())
     trainer_settings.cache_clear()
+
+
+def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "EDGEOPS_GATEWAY_PORT": "9443",
+        "EDGEOPS_GATEWAY_BIND_ADDRESS": "0.0.0.0",
+        "EDGEOPS_GATEWAY_MAX_BODY_BYTES": "4096",
+        "EDGEOPS_GATEWAY_SIGNATURE_WINDOW_SECONDS": "60",
+        "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "10",
+        "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
+        "EDGEOPS_GATEWAY_LAST_SEEN_SECONDS": "30",
+    }
+    assert set(env) == {env_name(f, GatewaySettings) for f in GatewaySettings.model_fields}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    gateway_settings.cache_clear()
+    config = gateway_settings()
+    assert (config.gateway_port, config.gateway_bind_address) == (9443, "0.0.0.0")
+    assert config.gateway_max_body_bytes == 4096
+    assert config.gateway_signature_window_seconds == 60
+    assert config.gateway_requests_per_minute == 10
+    assert (config.gateway_cache_seconds, config.gateway_last_seen_seconds) == (0, 30)
+    gateway_settings.cache_clear()

@@ -75,6 +75,7 @@ from .dataset import (
     ValidationRules,
 )
 from .device import (
+    DeviceCapabilities,
     DeviceIdentity,
     DeviceSpec,
     DeviceStatus,
@@ -169,6 +170,7 @@ __all__ = [
     "DatasetSpec",
     "DatasetStatus",
     "DatasetVersion",
+    "DeviceCapabilities",
     "DeviceCounts",
     "DeviceIdentity",
     "DeviceSpec",

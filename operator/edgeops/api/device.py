@@ -4,7 +4,7 @@ gateway needs to talk to it, status what it runs and how healthy it is.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -19,6 +19,26 @@ from .common import (
 
 Health = Literal["Healthy", "Degraded", "Unhealthy", "Unknown"]
 UpdateResult = Literal["Committed", "RolledBack", "Failed"]
+#: What a person (or a GitOps commit) decided about an enrolled device.
+Approval = Literal["Pending", "Approved", "Rejected"]
+#: Where the device is in its life: decided by spec.approval and spec.decommissioned.
+Enrollment = Literal["Pending", "Approved", "Rejected", "Revoked"]
+#: Where an in-flight update is, as the agent reports it; the last four are terminal.
+UpdatePhase = Literal[
+    "Downloading",
+    "Verifying",
+    "Installing",
+    "HealthCheck",
+    "Committed",
+    "RolledBack",
+    "Failed",
+    "TimedOut",
+]
+TERMINAL_UPDATE_PHASES: frozenset[str] = frozenset(
+    {"Committed", "RolledBack", "Failed", "TimedOut"}
+)
+#: A machine-readable reason: CamelCase, e.g. HashMismatch, HealthCheckFailed.
+REASON_CODE = r"^[A-Z][A-Za-z0-9]*$"
 
 # PEM SubjectPublicKeyInfo, or base64 of the 32 raw Ed25519 bytes (43 chars + '=').
 _PUBLIC_KEY = (
@@ -38,6 +58,14 @@ class DeviceIdentity(ApiModel):
     fingerprint: Sha256 | None = Field(
         None, description="SHA-256 of the 32 raw public key bytes, lower-case hex."
     )
+    next_public_key: str | None = Field(
+        None,
+        max_length=4096,
+        pattern=_PUBLIC_KEY,
+        description="Key rotation: a second Ed25519 public key (same formats as publicKey) "
+        "the gateway also accepts. Once the device signs with it, move it to publicKey and "
+        "remove this field.",
+    )
 
 
 class DeviceSpec(ApiModel):
@@ -53,6 +81,17 @@ class DeviceSpec(ApiModel):
     region: str | None = Field(None, max_length=63, description="Region of the site.")
     identity: DeviceIdentity | None = Field(
         None, description="Public identity; set at enrollment when absent."
+    )
+    approval: Approval = Field(
+        "Pending",
+        description="Pending, Approved or Rejected: whether the gateway serves this device. "
+        "Set by a person (edgeops device approve|reject) or a GitOps commit; enrollment with "
+        "an auto-approving bootstrap token sets Approved.",
+    )
+    decommissioned: bool = Field(
+        False,
+        description="True revokes the device: the gateway refuses every request it signs, "
+        "whatever spec.approval says.",
     )
 
 
@@ -82,6 +121,37 @@ class LastUpdate(StatusModel):
     message: str | None = Field(None, max_length=1024, description="Agent's explanation.")
 
 
+class DeviceCapabilities(StatusModel):
+    """What the device's agent reported it can run."""
+
+    arch: str | None = Field(None, max_length=32, description="CPU architecture, e.g. aarch64.")
+    runtimes: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Runtimes the agent can run, e.g. onnxruntime, tflite, tflm.",
+    )
+    agent_version: str | None = Field(None, max_length=64, description="Agent version.")
+
+
+class DeviceUpdate(StatusModel):
+    """The update in flight (or the last one, once it reached a terminal phase)."""
+
+    target_version: int = Field(ge=1, description="Version being installed.")
+    phase: UpdatePhase = Field(
+        description="Downloading, Verifying, Installing, HealthCheck, or a terminal phase: "
+        "Committed, RolledBack, Failed, TimedOut."
+    )
+    attempt: int = Field(1, ge=1, le=1000, description="Attempt number for this version.")
+    reason_code: str | None = Field(
+        None,
+        max_length=63,
+        pattern=REASON_CODE,
+        description="Why a terminal phase other than Committed was reached, e.g. HashMismatch.",
+    )
+    message: str | None = Field(None, max_length=1024, description="Agent's explanation.")
+    time: Timestamp | None = Field(None, description="When the phase was reported.")
+
+
 class DeviceStatus(StatusBase):
     """Observed state of a Device, reported by its agent through the gateway."""
 
@@ -97,3 +167,17 @@ class DeviceStatus(StatusBase):
     )
     last_update: LastUpdate | None = Field(None, description="Last update attempt.")
     agent_version: str | None = Field(None, max_length=64, description="Agent version.")
+    enrollment: Enrollment | None = Field(
+        None,
+        description="Pending, Approved, Rejected, or Revoked (decommissioned), as the gateway "
+        "applies spec.approval and spec.decommissioned.",
+    )
+    enrolled_at: Timestamp | None = Field(None, description="When the device enrolled.")
+    capabilities: DeviceCapabilities | None = Field(None, description="What the agent can run.")
+    update: DeviceUpdate | None = Field(None, description="The update in flight or last done.")
+    sequence: int | None = Field(
+        None,
+        ge=0,
+        description="Sequence number of the last accepted report; a report must carry a "
+        "higher one.",
+    )

@@ -175,6 +175,9 @@ KINDS: tuple[KindInfo, ...] = (
         "what it runs and its health.",
         columns=(
             READY,
+            PrinterColumn(
+                "Enrollment", ".status.enrollment", "string", "Pending, Approved, Rejected, Revoked"
+            ),
             PrinterColumn("Type", ".spec.targetType", "string", "linux or mcu"),
             PrinterColumn("Model", ".status.model", "string", "EdgeModel running"),
             PrinterColumn("Version", ".status.version", "integer", "Version running"),

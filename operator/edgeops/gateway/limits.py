@@ -1,0 +1,58 @@
+"""In-memory, per-replica request bookkeeping: the nonce replay cache and the per-device
+rate limit. Both are bounded and thread-safe. With several replicas, a replay sent to
+another replica within the window is not caught by the nonce cache (the per-device report
+sequence still refuses a replayed report); a shared cache is left for scale-out."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+
+class NonceCache:
+    """Remembers (key, nonce) pairs for ``window`` seconds."""
+
+    def __init__(self, window: float, max_entries: int = 1_000_000) -> None:
+        self._window = window
+        self._max = max_entries
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, nonce: str, now: float) -> bool:
+        """Records the nonce; False when it was seen within the window (a replay)."""
+        with self._lock:
+            while self._seen:
+                oldest, at = next(iter(self._seen.items()))
+                if at > now - self._window and len(self._seen) < self._max:
+                    break
+                del self._seen[oldest]
+            if (key, nonce) in self._seen:
+                return False
+            self._seen[(key, nonce)] = now
+            return True
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests a minute, bursts of as many."""
+
+    def __init__(self, per_minute: int, max_keys: int = 1_000_000) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(per_minute)
+        self._max = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float) -> float:
+        """Takes one token; returns 0 when allowed, else the seconds until one is free."""
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - at) * self._rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self._rate
+            self._buckets[key] = (tokens, now)
+            if len(self._buckets) > self._max:
+                self._buckets.popitem(last=False)
+            return wait

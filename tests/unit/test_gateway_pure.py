@@ -1,0 +1,248 @@
+"""The gateway's pure parts: RFC 9421 signature base (against the RFC's Ed25519 example),
+Content-Digest, bootstrap-token checks, nonce cache and rate limit; and the desired-version
+policy (cohort hash, selectors, rollout override)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from edgeops.api.common import LabelSelector
+from edgeops.api.edgemodel import Target
+from edgeops.gateway import httpsig
+from edgeops.gateway.limits import NonceCache, RateLimiter
+from edgeops.gateway.tokens import TokenError, check_token, new_token, secret_name, token_data
+from edgeops.policy.desired import (
+    RolloutView,
+    choose_target,
+    cohort_bucket,
+    desired_version,
+    in_cohort,
+    selector_matches,
+)
+
+# RFC 9421 Appendix B.1.4 (test-key-ed25519) and B.2.6.
+RFC_PUBLIC = b"""-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=
+-----END PUBLIC KEY-----"""
+B26_INPUT = (
+    'sig-b26=("date" "@method" "@path" "@authority" "content-type" "content-length")'
+    ';created=1618884473;keyid="test-key-ed25519"'
+)
+B26_SIGNATURE = (
+    "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6"
+    "vuQv5lIp5WPpBKRCw==:"
+)
+B26_BASE = (
+    '"date": Tue, 20 Apr 2021 02:07:55 GMT\n'
+    '"@method": POST\n'
+    '"@path": /foo\n'
+    '"@authority": example.com\n'
+    '"content-type": application/json\n'
+    '"content-length": 18\n'
+    '"@signature-params": ("date" "@method" "@path" "@authority" "content-type" '
+    '"content-length");created=1618884473;keyid="test-key-ed25519"'
+)
+
+
+def test_signature_base_and_signature_of_rfc9421_b26() -> None:
+    parsed = httpsig.parse(B26_INPUT, B26_SIGNATURE)
+    assert parsed.label == "sig-b26" and parsed.params["created"] == 1618884473
+    values = [
+        ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
+        ("@method", "POST"),
+        ("@path", "/foo"),
+        ("@authority", "example.com"),
+        ("content-type", "application/json"),
+        ("content-length", "18"),
+    ]
+    base = httpsig.signature_base(values, parsed.params_text)
+    assert base.decode() == B26_BASE
+    key = load_pem_public_key(RFC_PUBLIC)
+    key.verify(parsed.signature, base)  # type: ignore[union-attr]
+    assert httpsig.signature_params(
+        [c for c, _ in values], [("created", 1618884473), ("keyid", "test-key-ed25519")]
+    ) == B26_INPUT.removeprefix("sig-b26=")
+
+
+def test_content_digest_rfc9530() -> None:
+    # RFC 9530 appendix: {"hello": "world"} with sha-256.
+    body = b'{"hello": "world"}'
+    assert httpsig.content_digest(body) == (
+        "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
+    )
+    assert httpsig.digest_matches(httpsig.content_digest(body), body)
+    assert not httpsig.digest_matches(httpsig.content_digest(body), body + b" ")
+    assert not httpsig.digest_matches("sha-512=:abc=:", body)
+
+
+def _signed(key: Ed25519PrivateKey, body: bytes = b"{}") -> tuple[httpsig.Parsed, dict[str, str]]:
+    headers = httpsig.sign_request(
+        key, "ns/dev", "POST", "/v1/devices/ns/dev/status", body, created=1700000000
+    )
+    lower = {k.lower(): v for k, v in headers.items()}
+    return httpsig.parse(lower["signature-input"], lower["signature"]), lower
+
+
+def test_sign_and_verify_the_device_profile() -> None:
+    key = Ed25519PrivateKey.generate()
+    parsed, headers = _signed(key)
+    verified = httpsig.check_profile(parsed)
+    assert (verified.keyid, verified.created) == ("ns/dev", 1700000000)
+    httpsig.verify(parsed, [key.public_key()], "POST", "/v1/devices/ns/dev/status", headers)
+    for method, path, changed in (
+        ("GET", "/v1/devices/ns/dev/status", headers),
+        ("POST", "/v1/devices/ns/other/status", headers),
+        ("POST", "/v1/devices/ns/dev/status", {**headers, "content-digest": "sha-256=:AAAA:"}),
+    ):
+        with pytest.raises(httpsig.SignatureError) as error:
+            httpsig.verify(parsed, [key.public_key()], method, path, changed)
+        assert error.value.reason == "BadSignature"
+    other = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(httpsig.SignatureError):
+        httpsig.verify(parsed, [other], "POST", "/v1/devices/ns/dev/status", headers)
+    # Rotation: either of the device's keys verifies.
+    httpsig.verify(parsed, [other, key.public_key()], "POST", "/v1/devices/ns/dev/status", headers)
+
+
+def test_the_profile_is_enforced() -> None:
+    parsed = httpsig.parse(B26_INPUT, B26_SIGNATURE)
+    with pytest.raises(httpsig.SignatureError, match="does not cover"):
+        httpsig.check_profile(parsed)
+    no_alg = '("@method" "@path" "content-digest");created=1;nonce="abcdefgh";keyid="a/b"'
+    with pytest.raises(httpsig.SignatureError, match="alg"):
+        httpsig.check_profile(httpsig.parse(f"sig={no_alg}", "sig=:AAAA:"))
+    with pytest.raises(httpsig.SignatureError):
+        httpsig.parse("sig=garbage", "sig=:AAAA:")
+    with pytest.raises(httpsig.SignatureError):
+        httpsig.parse(f"sig={no_alg}", "other=:AAAA:")
+
+
+def test_bootstrap_tokens() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    token, secret = new_token()
+    assert secret_name(token) == secret
+    data = token_data(
+        token, expires_at=now + timedelta(hours=1), max_uses=2, labels={"a": "b"}, auto_approve=True
+    )
+    assert (
+        token not in data.values()
+        and data["tokenSha256"] == hashlib.sha256(token.encode()).hexdigest()
+    )
+    grant = check_token(token, data, now)
+    assert (grant.labels, grant.auto_approve, grant.uses) == ({"a": "b"}, True, 0)
+    cases = [
+        ("InvalidToken", token[:-1] + ("A" if token[-1] != "A" else "B"), data, now),
+        ("TokenExpired", token, data, now + timedelta(hours=2)),
+        ("TokenUsedUp", token, {**data, "uses": "2"}, now),
+    ]
+    for reason, candidate, stored, moment in cases:
+        with pytest.raises(TokenError) as error:
+            check_token(candidate, stored, moment)
+        assert error.value.reason == reason
+    with pytest.raises(TokenError):
+        secret_name("not-a-token")
+
+
+def test_nonce_cache_and_rate_limit() -> None:
+    nonces = NonceCache(window=600)
+    assert nonces.add("a", "n1", 0) and not nonces.add("a", "n1", 10)
+    assert nonces.add("b", "n1", 10)  # per device
+    assert nonces.add("a", "n1", 700)  # forgotten after the window
+    limiter = RateLimiter(per_minute=2)
+    assert limiter.take("d", 0) == 0 and limiter.take("d", 0) == 0
+    wait = limiter.take("d", 0)
+    assert 0 < wait <= 30
+    assert limiter.take("e", 0) == 0
+    assert limiter.take("d", 31) == 0
+
+
+def test_cohort_bucket_is_the_documented_hash() -> None:
+    digest = hashlib.sha256(b"uid-1/dev-7").hexdigest()
+    assert cohort_bucket("uid-1", "dev-7") == int(digest, 16) % 10000
+    names = [f"dev-{i}" for i in range(2000)]
+    share = sum(in_cohort("uid-1", n, 10) for n in names) / len(names)
+    assert 0.07 < share < 0.13
+    # Growing percent keeps every device already in the cohort.
+    assert all(in_cohort("uid-1", n, 50) for n in names if in_cohort("uid-1", n, 10))
+    assert all(in_cohort("uid-1", n, 100) for n in names)
+
+
+def test_selector_semantics() -> None:
+    sel = LabelSelector.model_validate(
+        {
+            "matchLabels": {"fleet": "a"},
+            "matchExpressions": [
+                {"key": "stage", "operator": "NotIn", "values": ["old"]},
+                {"key": "site", "operator": "Exists"},
+                {"key": "x", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+    assert selector_matches(sel, {"fleet": "a", "site": "p"})
+    assert not selector_matches(sel, {"fleet": "a", "site": "p", "stage": "old"})
+    assert not selector_matches(sel, {"fleet": "a"})
+    assert not selector_matches(sel, {"fleet": "a", "site": "p", "x": "1"})
+    assert not selector_matches(sel, {"fleet": "b", "site": "p"})
+    assert selector_matches(None, {})
+    inn = LabelSelector.model_validate(
+        {"matchExpressions": [{"key": "k", "operator": "In", "values": ["1", "2"]}]}
+    )
+    assert selector_matches(inn, {"k": "2"}) and not selector_matches(inn, {})
+
+
+def _rollout(
+    name: str, percent: int, *, created: str = "2026-01-01T00:00:00Z", **kw: object
+) -> RolloutView:
+    base: dict[str, object] = dict(
+        name=name, uid=f"uid-{name}", created=created, model="m", version=2,
+        phase="Progressing", percent=percent, selector=None,
+    )  # fmt: skip
+    base.update(kw)
+    return RolloutView(**base)  # type: ignore[arg-type]
+
+
+def test_desired_version() -> None:
+    labels = {"edgeops.dev/model": "m"}
+    assert desired_version("d", labels, {"m": 1}, []).version == 1  # type: ignore[union-attr]
+    assert desired_version("d", {}, {"m": 1}, []) is None
+    assert desired_version("d", labels, {"m": None}, []) is None
+    full = _rollout("r", 100)
+    chosen = desired_version("d", labels, {"m": 1}, [full])
+    assert chosen is not None and (chosen.version, chosen.rollout, chosen.cohort) == (
+        2, "r", "canary",
+    )  # fmt: skip
+    for inactive in (
+        _rollout("r", 100, phase="Aborted"),
+        _rollout("r", 100, phase="Pending"),
+        _rollout("r", 100, model="other"),
+        _rollout("r", 0),
+        _rollout("r", 100, selector=LabelSelector(match_labels={"fleet": "x"})),
+    ):
+        chosen = desired_version("d", labels, {"m": 1}, [inactive])
+        assert chosen is not None and (chosen.version, chosen.cohort) == (1, "stable"), inactive
+    newer = _rollout("s", 100, created="2026-02-01T00:00:00Z", version=3)
+    assert desired_version("d", labels, {"m": 1}, [full, newer]).version == 3  # type: ignore[union-attr]
+    # Cohort: at 1 % only devices whose bucket is below 100 are moved.
+    names = [f"d{i}" for i in range(300)]
+    moved = [
+        n for n in names if desired_version(n, labels, {"m": 1}, [_rollout("r", 1)]).version == 2
+    ]  # type: ignore[union-attr]
+    assert moved == [n for n in names if cohort_bucket("uid-r", n) < 100]
+    # Without a model label, a matching rollout assigns its model.
+    assert desired_version("d", {}, {}, [full]).model == "m"  # type: ignore[union-attr]
+
+
+def test_choose_target() -> None:
+    generic = Target(name="pi", target_type="linux", format="onnx")
+    pi5 = Target(name="pi5", target_type="linux", format="tflite", hardware="rpi5")
+    mcu = Target(name="esp", target_type="mcu", format="tflm")
+    targets = [generic, pi5, mcu]
+    assert choose_target(targets, "linux", "rpi5") == pi5
+    assert choose_target(targets, "linux", None) == generic
+    assert choose_target(targets, "mcu", "x") == mcu
+    assert choose_target([pi5], "linux", "rpi4") is None
