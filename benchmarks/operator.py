@@ -317,7 +317,15 @@ def create_objects(
         ],
     }
     dev.kubectl("create", "-f", "-", input=json.dumps(ns_list))
-    store = ArtifactStore(StoreConfig.from_env(dev.env()))
+    env = dev.env()
+    store = ArtifactStore(
+        StoreConfig(
+            endpoint=env["EDGEOPS_S3_ENDPOINT"],
+            access_key=env["EDGEOPS_S3_ACCESS_KEY"],
+            secret_key=env["EDGEOPS_S3_SECRET_KEY"],
+            bucket=env["EDGEOPS_S3_BUCKET"],
+        )
+    )
     for i in range(count):
         store.put_bytes(
             inbox_prefix(namespaces[i % len(namespaces)], _names(i)[0]) + "samples.csv",
