@@ -539,6 +539,16 @@ class PredictorSettings(BaseSettings):
         description="Version number the served bundle must be signed for.",
         json_schema_extra={CHART: None, CHART_SOURCE: "set by the operator"},
     )
+    predictor_max_request_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Bytes: the largest inference request body (V1 or V2, JSON) the "
+        "predictor accepts; a larger one is answered 413 before it is read further, so one "
+        "client cannot push the predictor to its memory limit (a request's JSON can take ten "
+        "times its size in memory). Default 4194304 (4 MiB): about 100000 float features.",
+        json_schema_extra={CHART: None, CHART_SOURCE: "the predictor's environment"},
+    )
 
 
 class TrainerSettings(BaseSettings):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -257,3 +258,79 @@ def test_an_expired_bundle_stops_the_server(tmp_path: Path) -> None:
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
     assert "VerificationError" in output and "expired at" in output, output[-2000:]
+
+
+# --- issue 17 item 10: bounded requests, 400 that say what the model expects, opaque 500s ---
+
+
+def test_a_body_over_the_limit_is_answered_413(server: str) -> None:
+    limit = 4 * 1024 * 1024  # EDGEOPS_PREDICTOR_MAX_REQUEST_BYTES' default
+    big = b'{"instances": [' + b"[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]," * (limit // 30) + b"[1]]}"
+    assert len(big) > limit
+    response = httpx.post(
+        f"{server}/v1/models/motion:predict",
+        content=big,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text[:200]
+    assert "EDGEOPS_PREDICTOR_MAX_REQUEST_BYTES" in response.json()["error"]
+
+    # Without a Content-Length (chunked), it is cut off at the limit just the same.
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    response = httpx.post(
+        f"{server}/v2/models/motion/infer",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text[:200]
+    # The predictor is still there for a request of normal size.
+    ok = httpx.post(
+        f"{server}/v1/models/motion:predict", json={"instances": [[0.0] * FEATURES]}, timeout=10
+    )
+    assert ok.status_code == 200, ok.text
+
+
+def _expects(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 400, response.text
+    document = dict(response.json())
+    assert document["input"] == "x"
+    assert document["expectedShape"] == [None, FEATURES]
+    assert document["expectedDatatype"] == "FP32"
+    return document
+
+
+def test_v1_wrong_feature_count_names_what_the_model_expects(server: str) -> None:
+    url = f"{server}/v1/models/motion:predict"
+    document = _expects(httpx.post(url, json={"instances": [[0.1] * 5]}, timeout=10))
+    assert "expected 6 features, got 5" in document["error"]
+    document = _expects(httpx.post(url, json={"instances": [[0.1] * 6, [0.1] * 5]}, timeout=10))
+    assert "same number of features" in document["error"]
+    document = _expects(httpx.post(url, json={"instances": [["a"] * 6]}, timeout=10))
+    assert "expected numbers" in document["error"]
+    _expects(httpx.post(url, json={"rows": [[0.1] * 6]}, timeout=10))
+
+
+def _v2(shape: list[int], datatype: str, data: list[Any]) -> dict[str, Any]:
+    return {"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}
+
+
+def test_v2_wrong_shape_or_datatype_names_what_the_model_expects(server: str) -> None:
+    url = f"{server}/v2/models/motion/infer"
+    document = _expects(httpx.post(url, json=_v2([1, 5], "FP32", [0.1] * 5), timeout=10))
+    assert "expected 6 features, got 5" in document["error"]
+    assert document["received"]["shape"] == [1, 5]
+    document = _expects(httpx.post(url, json=_v2([6], "FP32", [0.1] * 6), timeout=10))
+    assert "expected 2 dimensions" in document["error"]
+    document = _expects(httpx.post(url, json=_v2([1, 6], "BYTES", ["a"] * 6), timeout=10))
+    assert "BYTES is not numeric" in document["error"]
+    # Data that does not fill its declared shape is refused, whichever layer notices.
+    response = httpx.post(url, json=_v2([2, 6], "FP32", [0.1] * 6), timeout=10)
+    assert response.status_code == 400, response.text
+    # An integer tensor of the right shape is converted, not refused.
+    ok = httpx.post(url, json=_v2([1, 6], "INT32", [1] * 6), timeout=10)
+    assert ok.status_code == 200, ok.text

@@ -82,12 +82,31 @@ def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-@pytest.mark.parametrize("owner", [NEW, None])
-def test_objects_adopts_its_own_or_an_unowned_job(live: dict[str, Any], owner: str | None) -> None:
-    live["existing"] = _obj("run-train", *([_ref(owner)] if owner else []))
+def test_objects_adopts_its_own_job(live: dict[str, Any]) -> None:
+    live["existing"] = _obj("run-train", _ref(NEW))
     obj, action = apply.apply_owned("ns", _obj("run-train", _ref(NEW)), update=False)
     assert action == "unchanged" and obj["metadata"]["name"] == "run-train"
     assert live["applied"] == []  # an existing Job is adopted as it is
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_objects_never_adopts_an_unowned_object(live: dict[str, Any], update: bool) -> None:
+    # Issue 17 item 7: a user's own Job of the child's name has no controller reference.
+    live["existing"] = _obj("run-train")
+    with pytest.raises(custom.NameTakenError, match="Job named run-train exists and is not owned"):
+        apply.apply_owned("ns", _obj("run-train", _ref(NEW)), update=update)
+    assert live["applied"] == []
+
+
+def test_shared_objects_are_recognised_by_the_managed_by_label(live: dict[str, Any]) -> None:
+    runtime = _obj("edgeops-predictor", kind="ServingRuntime")
+    live["existing"] = _obj("edgeops-predictor", kind="ServingRuntime")
+    with pytest.raises(custom.NameTakenError, match=r"not labelled app\.kubernetes\.io/managed-by"):
+        apply.apply_owned("ns", runtime)
+    assert live["applied"] == []
+    live["existing"]["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "edgeops"}
+    apply.apply_owned("ns", runtime)
+    assert live["applied"] == [runtime]
 
 
 def test_objects_refuses_the_job_of_a_deleted_run(live: dict[str, Any]) -> None:

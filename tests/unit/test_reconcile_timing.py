@@ -103,3 +103,30 @@ def test_triggers_wait_out_the_batching_window_of_the_first_signal() -> None:
     assert retrain.batch_wait(T0, T0 + timedelta(seconds=3), 5.0) == 2.0
     assert retrain.batch_wait(T0, T0 + timedelta(seconds=9), 5.0) == 0.0
     assert retrain.batch_wait(T0, T0, 0.0) == 0.0
+
+
+def test_a_failed_collection_backs_off_whatever_else_is_due() -> None:
+    # Issue 17 item 8: onNewObjects and a storage outage would poll; a pending retry wins.
+    retry = T0 + timedelta(seconds=8)
+    clock = collection.Clock(now=T0, last_attempt=T0, retry_at=retry, last_retention=T0)
+    down = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "StorageAvailable", "status": "False"}],
+    }
+    polled = _spec({"onNewObjects": True})
+    assert not collection.collection_due(polled, down, 1, clock)
+    assert collection.seconds_until_next_pass(polled, down, clock, 7.0) == 7.0
+    later = collection.Clock(now=retry, last_attempt=T0, retry_at=retry, last_retention=T0)
+    assert collection.collection_due(polled, down, 1, later)
+    # A spec change is collected at once.
+    assert collection.collection_due(polled, down, 2, clock)
+
+
+def test_handled_failures_share_the_backoff() -> None:
+    memo: dict[str, object] = {}
+    assert reconciler.retry_later(memo) == 1.0  # type: ignore[arg-type]
+    memo[reconciler.FAILURES_KEY] = 3
+    assert reconciler.retry_later(memo) == 8.0  # type: ignore[arg-type]
+    memo[reconciler.FAILURES_KEY] = 40
+    assert reconciler.retry_later(memo) == 300.0  # type: ignore[arg-type]
+    assert memo[reconciler.FAILED_PASS_KEY] is True

@@ -279,6 +279,19 @@ def test_the_predictor_reads_its_public_keys(monkeypatch: pytest.MonkeyPatch) ->
     assert config.signing_public_keys == {"k1": "AAAA"}
     assert (config.model_namespace, config.model_name, config.model_version) == ("ns", "motion", 3)
     assert config.model_uid is None
+    assert config.predictor_max_request_bytes == 4 * 1024 * 1024
+
+
+def test_the_predictors_request_bound_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEOPS_SIGNING_PUBLIC_KEYS", '{"k1": "AAAA"}')
+    for name, value in (("NAMESPACE", "ns"), ("NAME", "motion"), ("VERSION", "3")):
+        monkeypatch.setenv(f"EDGEOPS_MODEL_{name}", value)
+    monkeypatch.setenv("EDGEOPS_PREDICTOR_MAX_REQUEST_BYTES", "65536")
+    assert predictor_settings().predictor_max_request_bytes == 65536
+    predictor_settings.cache_clear()
+    monkeypatch.setenv("EDGEOPS_PREDICTOR_MAX_REQUEST_BYTES", "10")
+    with pytest.raises(SettingsError, match="EDGEOPS_PREDICTOR_MAX_REQUEST_BYTES: "):
+        predictor_settings()
 
 
 @pytest.mark.parametrize(

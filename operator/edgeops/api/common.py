@@ -184,6 +184,15 @@ _RESERVED_PREFIX = (
     + ", ".join(RESERVED_BUCKET_ROOTS)
 )
 _DOTS_PREFIX = "s3.prefix: without a bucket must not contain '..'"
+#: The operator's bucket is a setting the API server cannot see; its default name is
+#: refused at admission, any other name at run time (edgeops.datasets.layout.check_s3_source).
+DEFAULT_OPERATOR_BUCKET = "edgeops"
+_DEFAULT_BUCKET_PREFIX = (
+    f"s3.prefix: in bucket '{DEFAULT_OPERATOR_BUCKET}' (the operator's default bucket) must "
+    "not overlap the operator's reserved roots "
+    + ", ".join(RESERVED_BUCKET_ROOTS)
+    + " or contain '..'"
+)
 
 
 class S3Location(ApiModel):
@@ -203,6 +212,13 @@ class S3Location(ApiModel):
                 _DOTS_PREFIX,
                 field_path=".prefix",
             ),
+            cel(
+                f"has(self.bucket) && self.bucket == '{DEFAULT_OPERATOR_BUCKET}' ? "
+                f"!self.prefix.contains('..') && {_RESERVED_LIST}"
+                ".all(r, !self.prefix.startsWith(r) && !r.startsWith(self.prefix)) : true",
+                _DEFAULT_BUCKET_PREFIX,
+                field_path=".prefix",
+            ),
         )
     )
 
@@ -211,7 +227,10 @@ class S3Location(ApiModel):
         min_length=3,
         max_length=63,
         pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
-        description="Bucket name. Absent means the operator's configured data bucket.",
+        description="Bucket name. Absent means the operator's configured data bucket. In the "
+        "operator's own bucket (named or not) the prefix must not overlap its reserved roots: "
+        "refused here for the default name 'edgeops', and by the operator (SourceRefused, "
+        "nothing read) whatever the bucket is called.",
     )
     prefix: str = Field(
         min_length=1,
@@ -226,6 +245,14 @@ class S3Location(ApiModel):
 
     @model_validator(mode="after")
     def _not_reserved(self) -> S3Location:
+        if self.bucket == DEFAULT_OPERATOR_BUCKET and (
+            ".." in self.prefix
+            or any(
+                self.prefix.startswith(root) or root.startswith(self.prefix)
+                for root in RESERVED_BUCKET_ROOTS
+            )
+        ):
+            raise ValueError(_DEFAULT_BUCKET_PREFIX)
         if self.bucket is None:
             if any(
                 self.prefix.startswith(root) or root.startswith(self.prefix)

@@ -47,7 +47,9 @@ EDGE_MODEL_NAME_MAX: Final = 40  # leaves room for "-<version>-<suffix>" childre
 #: Top-level key prefixes the operator and the gateway own in the data bucket: blobs/
 #: (content-addressed files), datasets/ (versions and manifests), inbox/ (device uploads,
 #: inbox/<namespace>/<dataset>/), models/ (registry and bundles) and runs/ (training
-#: results). A Dataset's s3 source without a bucket must not read under any of them.
+#: results). A Dataset's s3 source must not read under any of them in the operator's
+#: bucket: refused at admission without a bucket or with the default name ``edgeops``,
+#: and at run time whatever the bucket is called (``edgeops.datasets.layout``).
 RESERVED_BUCKET_ROOTS: Final[tuple[str, ...]] = (
     "blobs/",
     "datasets/",
@@ -151,7 +153,9 @@ class Reason:
     SOURCE_UNAVAILABLE: Final = "SourceUnavailable"
     #: an HTTP(S) source's host (or a redirect's) is not one sources may use: private,
     #: loopback, link-local or metadata address, or not in the allowed hosts. Refused before
-    #: any connection; the message says nothing about what listens there.
+    #: any connection; the message says nothing about what listens there. Also an s3
+    #: source whose resolved bucket is the operator's own and whose prefix overlaps a
+    #: reserved root (blobs/, datasets/, inbox/, models/, runs/): nothing is read.
     SOURCE_REFUSED: Final = "SourceRefused"
     #: an HTTP(S) download exceeded a configured bound (its size or the fetch deadline); the
     #: message names the setting.
@@ -217,7 +221,9 @@ class Reason:
     NO_ONNX_ARTIFACT: Final = "NoOnnxArtifact"
     INFERENCE_SERVICE_APPLIED: Final = "InferenceServiceApplied"
     INFERENCE_SERVICE_READY: Final = "InferenceServiceReady"
-    #: a child's name is taken by an object EdgeOps does not own; it is left alone.
+    #: a child's name is taken by an object EdgeOps does not own (not controlled by this
+    #: owner, or a shared object without app.kubernetes.io/managed-by=edgeops): it is never
+    #: adopted, changed or deleted; the owner says so and looks again with backoff.
     NAME_TAKEN: Final = "NameTaken"
     # FleetRollout
     MODEL_NOT_FOUND: Final = "ModelNotFound"

@@ -39,6 +39,7 @@ from edgeops.datasets.retention import collect_garbage, enforce_retention
 from edgeops.datasets.sources import SourceUnavailableError
 from edgeops.policy import collection
 from edgeops.policy.collection import RETENTION_EVERY_SECONDS
+from edgeops.policy.retry import backoff
 from edgeops.settings import settings
 from edgeops.store import (
     ArtifactStore,
@@ -168,22 +169,25 @@ def _collect_and_report(
         )
     except (StorageMisconfiguredError, StorageRejectedError) as error:
         reason, detail = describe_store_error(error)
+        _retry_later(memo, now)
         _storage_down(body, patch, status, generation, now, conditions, detail, reason)
         return
     except (ObjectMissingError, IntegrityError) as error:
         # Not an outage: a source object vanished or changed while it was read (e.g. an
         # inbox upload deleted between listing and reading). S3 works; collect again soon.
-        memo["retry_at"] = now + timedelta(seconds=RACE_RETRY_SECONDS)
+        wait = _retry_later(memo, now, at_least=RACE_RETRY_SECONDS)
         detail = (
             f"collection failed: {error} (a source object was removed or changed while it "
-            f"was read); retrying in {RACE_RETRY_SECONDS:.0f}s"
+            f"was read); retrying in {wait:.0f}s"
         )
         _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
         return
     except StoreError as error:  # StorageUnavailableError: S3 is down or keeps failing
+        _retry_later(memo, now)
         _storage_down(body, patch, status, generation, now, conditions, str(error))
         return
     except SourceUnavailableError as error:  # SourceRefused and SourceLimitExceeded too
+        _retry_later(memo, now)
         _source_down(body, patch, status, generation, now, conditions, str(error), error.reason)
         return
     except ValueError as error:
@@ -191,7 +195,23 @@ def _collect_and_report(
         detail = f"collection failed: {error}"
         _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
         return
+    memo.pop("collection_failures", None)
     _report(body, patch, status, spec, generation, now, conditions, result)
+
+
+def _retry_later(memo: kopf.Memo, now: datetime, at_least: float = 0.0) -> float:
+    """A failed collection: the next is tried after the reconciler's backoff for this
+    Dataset's consecutive failed collections (1 s doubling to 5 min, reset by a collection
+    that succeeds; at least ``at_least`` seconds), and not earlier, whatever the schedule,
+    onNewObjects or a storage outage say. Returns the seconds."""
+    # The Dataset's own count: passes in between that collect nothing (a poll, retention)
+    # must not reset it, only a collection that succeeds.
+    failures = int(memo.get("collection_failures") or 0) + 1
+    memo["collection_failures"] = failures
+    reconciler.retry_later(memo)  # counted as a failed pass (outcome "requeued")
+    wait = max(backoff(failures), at_least)
+    memo["retry_at"] = now + timedelta(seconds=wait)
+    return wait
 
 
 def _ingest_delay(meta: kopf.Meta) -> float:

@@ -210,6 +210,7 @@ def _reconcile(
     # Past this point registration has side effects (labels, bundles): whatever fails
     # below is reported in a condition, and the status is always written.
     failure: str | None = None
+    failure_reason: str = Reason.TRIGGER_FAILED
     try:
         _resign_expiring(tick)
     except StoreError as error:
@@ -229,6 +230,13 @@ def _reconcile(
         # name is still being garbage-collected. The triggers stay pending (retried).
         failure = f"cannot start a TrainingRun yet: {error}"
         tick.retry_in(STALE_OWNER_RETRY_SECONDS)
+    except custom.NameTakenError as error:
+        # A user's own TrainingRun holds the next run's name: it is never adopted or
+        # changed. The triggers stay pending; looked at again with backoff.
+        failure = f"cannot start a TrainingRun: {error}"
+        failure_reason = Reason.NAME_TAKEN
+        events.warning(tick.body, Reason.NAME_TAKEN, failure)
+        tick.retry_in(reconciler.retry_later(memo))
     except Exception as error:
         log.exception("edgemodel %s/%s: retraining triggers failed", namespace, name)
         failure = f"retraining triggers failed: {type(error).__name__}: {error}"
@@ -255,7 +263,7 @@ def _reconcile(
         tick.retry_in(FAILURE_RETRY_SECONDS)
     _ready(tick, [*active, *started])
     if failure is not None:
-        tick.conditions[ConditionType.READY] = ("False", Reason.TRIGGER_FAILED, failure)
+        tick.conditions[ConditionType.READY] = ("False", failure_reason, failure)
     _write(patch, old, tick.status, meta.get("generation"), now, tick.conditions)
     return tick.requeue
 
@@ -458,7 +466,14 @@ def _make_current(tick: Tick, number: int, why: str) -> None:
             dict(tick.body), template, number, triggers.promotion_counter, why
         )
         # Created once: afterwards its spec is the user's (pause, resume, abort).
-        rollout, _ = apply.apply_owned(tick.namespace, manifest, update=False)
+        try:
+            rollout, _ = apply.apply_owned(tick.namespace, manifest, update=False)
+        except custom.NameTakenError as error:
+            # A user's own FleetRollout of that name is never adopted or changed.
+            message = f"v{number} is current{was}: {why}; but no FleetRollout: {error}"
+            tick.conditions[ConditionType.PROMOTED] = ("False", Reason.NAME_TAKEN, message)
+            events.warning(tick.body, Reason.NAME_TAKEN, message)
+            return
         message = (
             f"v{number} is current{was}: {why}; FleetRollout "
             f"{rollout['metadata']['name']} moves the fleet to it"

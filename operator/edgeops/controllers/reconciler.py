@@ -11,8 +11,15 @@ Every EdgeOps kind is reconciled the same way (the controller-runtime model, bui
   Kopf starts no daemon before every index is populated.
 - With nothing happening it wakes only for the resync (``settings().resync_interval_seconds``)
   or for a time the reconcile function asked for (a schedule, a cooldown, a retry).
-- Failures back off exponentially (1 s doubling up to 5 min) instead of retrying at a fixed
-  rate; ``kopf.TemporaryError(delay=...)`` asks for a specific delay.
+- Failures back off exponentially (1 s doubling up to 5 min, :mod:`edgeops.policy.retry`)
+  instead of retrying at a fixed rate, and one consecutive-failure count per object covers
+  every kind of failure: an exception, a ``kopf.TemporaryError(delay=...)`` (waits at least
+  its delay, longer once the backoff exceeds it) and a *handled* failure, which the
+  reconcile function reports in its conditions and marks with :func:`retry_later` (its
+  return value is the backoff to ask for). A pass without any failure resets the count.
+- The loop's own status writes do not wake it (their watch events carry the
+  resourceVersion it wrote), so a failing object that writes a condition is not retried
+  early by its own write.
 
 A reconcile function is synchronous (it runs in a worker thread, since it calls S3 and the
 kubernetes client) and has the shape of a Kopf handler: it receives ``body``, ``spec``,
@@ -35,6 +42,8 @@ import kopf
 from edgeops.api.constants import GROUP, VERSION
 from edgeops.k8s import custom
 from edgeops.metrics import operator as metrics
+from edgeops.policy.retry import BACKOFF_FIRST, BACKOFF_MAX
+from edgeops.policy.retry import backoff as backoff
 from edgeops.settings import settings
 
 log = logging.getLogger(__name__)
@@ -45,25 +54,41 @@ Reconcile = Callable[..., float | None]
 #: indexes change under a reader there). Gets the daemon's kwargs (indexes included).
 Gather = Callable[..., Any]
 
-BACKOFF_FIRST: Final = 1.0
-BACKOFF_MAX: Final = 300.0
+__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "backoff", "controller", "retry_later", "wake"]
+
+#: memo keys: consecutive failed passes of this object, and "this pass failed (handled)".
+FAILURES_KEY: Final = "reconcile_failures"
+FAILED_PASS_KEY: Final = "reconcile_failed_pass"
 
 _wakeups: dict[tuple[str, str, str], asyncio.Event] = {}
+#: resourceVersion of each loop's last own status write: its watch event wakes nobody.
+_own_writes: dict[tuple[str, str, str], str] = {}
 
 
-def wake(plural: str, namespace: str | None, name: str | None) -> None:
+def wake(
+    plural: str, namespace: str | None, name: str | None, resource_version: str | None = None
+) -> None:
     """Wakes the reconcile loop of one object, if it runs. Call it from the event loop
-    (an ``async`` Kopf handler); waking an object with no loop does nothing."""
+    (an ``async`` Kopf handler); waking an object with no loop does nothing, and neither
+    does the event of the loop's own last status write (``resource_version``)."""
     if namespace is None or name is None:
         return
-    event = _wakeups.get((plural, namespace, name))
+    key = (plural, namespace, name)
+    if resource_version is not None and _own_writes.get(key) == resource_version:
+        return
+    event = _wakeups.get(key)
     if event is not None:
         event.set()
 
 
-def backoff(failures: int) -> float:
-    """Seconds to wait after the ``failures``-th consecutive failure: 1, 2, 4 … 300."""
-    return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(failures - 1, 0)))
+def retry_later(memo: kopf.Memo) -> float:
+    """For a failure the reconcile function handled itself (reported in a condition, e.g.
+    a source that answers 500, a name taken by a user's object): marks this pass as failed
+    and returns the seconds to wait before the next attempt, 1 s · 2^n capped at 300 s for
+    the object's n-th consecutive failed pass. The count is reset by a pass that does not
+    call this (and raises nothing)."""
+    memo[FAILED_PASS_KEY] = True
+    return backoff(int(memo.get(FAILURES_KEY) or 0) + 1)
 
 
 def controller(
@@ -102,8 +127,10 @@ def controller(
             await _drive(plural, kind, fn, gather, body, memo, stopped, namespace, name, kwargs)
 
         @kopf.on.event(GROUP, VERSION, plural, id=f"wake-{plural}")
-        async def changed(namespace: str | None, name: str | None, **_: Any) -> None:
-            wake(plural, namespace, name)
+        async def changed(
+            namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+        ) -> None:
+            wake(plural, namespace, name, _rv(body))
 
         return fn
 
@@ -145,14 +172,21 @@ async def _drive(
             started = time.monotonic()
             patch = kopf.Patch()
             outcome = "success"
+            memo[FAILURES_KEY] = failures
+            memo[FAILED_PASS_KEY] = False
             try:
                 requeue = await asyncio.to_thread(
                     _call, fn, snapshot, patch, memo, namespace, name, observed
                 )
-                failures = 0
+                if memo.get(FAILED_PASS_KEY):
+                    failures += 1
+                    outcome = "requeued"
+                else:
+                    failures = 0
             except kopf.TemporaryError as error:
+                failures += 1
                 outcome = "requeued"
-                requeue = float(error.delay or BACKOFF_FIRST)
+                requeue = max(float(error.delay or BACKOFF_FIRST), backoff(failures))
             except Exception as error:
                 failures += 1
                 outcome = "error"
@@ -173,6 +207,9 @@ async def _drive(
                     written = await asyncio.to_thread(
                         custom.patch_status, namespace, plural, name, status
                     )
+                    written_rv = _rv(written)
+                    if written_rv is not None:
+                        _own_writes[key] = written_rv
             except Exception as error:
                 if custom.is_not_found(error):
                     return  # deleted while we reconciled
@@ -190,6 +227,7 @@ async def _drive(
     finally:
         if _wakeups.get(key) is event:
             del _wakeups[key]
+            _own_writes.pop(key, None)
 
 
 def _call(

@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from edgeops.controllers import events
 from edgeops.metrics import operator as operator_metrics
 from edgeops.redaction import install_log_redaction
 from edgeops.settings import settings as edgeops_settings
@@ -58,6 +59,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kopf.edgeops.dev", key="last-handled-configuration"
     )
+    # Events through the API, repeats counted on one Event (controllers.events).
+    events.enable()
     operator_metrics.OPERATOR_UP.set(1)
 
 

@@ -8,8 +8,10 @@ served version's prefix only, never the operator's keys. KServe's storage initia
 them when a predictor pod starts (a new replica, a restart), so they must stay valid while
 the model is served: they are re-issued after half their lifetime
 (``EDGEOPS_S3_POD_CREDENTIALS_SECONDS``) and whenever the served version changes, and the
-model's reconcile asks to be woken for it. A Secret or service account of the model's name
-that the model does not own is left alone and reported (``NameTaken``).
+model's reconcile asks to be woken for it. A Secret, service account or InferenceService
+of the model's names that the model does not own, or a ServingRuntime ``edgeops-predictor``
+without the ``app.kubernetes.io/managed-by=edgeops`` label, is left alone and reported
+(``Serving=False``, reason ``NameTaken``, and a Warning Event), retried with backoff.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from edgeops import __version__
 from edgeops.api.common import format_time
 from edgeops.api.constants import ConditionType, ImageRepositories, Reason
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
-from edgeops.controllers import events
+from edgeops.controllers import events, reconciler
 from edgeops.controllers.signing_key import trusted_public_keys
 from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import apply, custom
@@ -52,7 +54,8 @@ def reconcile_serving(
     """Sets ``conditions[Serving]``; applies or deletes the model's InferenceService.
     ``live`` is the InferenceService of the model's name as the watch cache has it. Only an
     InferenceService this model owns is ever deleted or changed. Returns the seconds until
-    the predictor's credentials are due for renewal (None when nothing is served)."""
+    the predictor's credentials are due for renewal, or until a name taken by an object
+    EdgeOps does not own is looked at again (backoff); None when nothing is due."""
     name = body["metadata"]["name"]
     if spec.serving is None or not spec.serving.enabled:
         if live is not None and _owned(live, body):
@@ -93,33 +96,34 @@ def reconcile_serving(
         trusted_public_keys(),
     )
     if live is not None and not _owned(live, body):
-        conditions[ConditionType.SERVING] = (
-            "False",
-            Reason.NAME_TAKEN,
+        return _name_taken(
+            body,
+            conditions,
+            memo,
             f"an InferenceService named {name} exists and is not owned by this EdgeModel; "
             "EdgeOps leaves it alone: delete or rename it to serve this model",
         )
-        return None
     try:
         renew_in = _credentials(body, namespace, store, prefix, memo)
     except custom.NameTakenError as error:
-        conditions[ConditionType.SERVING] = (
-            "False",
-            Reason.NAME_TAKEN,
-            f"cannot give the predictor its S3 credentials: {error}",
+        return _name_taken(
+            body, conditions, memo, f"cannot give the predictor its S3 credentials: {error}"
         )
-        return None
     if memo.get("isvc_manifest") == manifest and live is not None and _ready(live):
         conditions[ConditionType.SERVING] = _serving_condition(live, version.number, uri)
         return renew_in  # applied by this process and serving: nothing to write
     # Applied when the wanted InferenceService changes, when it is missing, and while it
     # is not Ready (a deleted ServingRuntime is then put back).
-    if spec.serving.runtime is None:
-        # The runtime verifies bundles with keys the InferenceService's env carries.
-        apply.server_side_apply(
-            namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
-        )
-    isvc, action = apply.apply_owned(namespace, manifest)
+    try:
+        if spec.serving.runtime is None:
+            # The runtime verifies bundles with keys the InferenceService's env carries.
+            # Shared by the namespace's models: recognised by its managed-by label.
+            apply.apply_owned(
+                namespace, policy.serving_runtime(f"{ImageRepositories.PREDICTOR}:{__version__}")
+            )
+        isvc, action = apply.apply_owned(namespace, manifest)
+    except custom.NameTakenError as error:
+        return _name_taken(body, conditions, memo, f"cannot serve this model: {error}")
     memo["isvc_manifest"] = manifest
     if action != "unchanged":
         events.normal(
@@ -129,6 +133,14 @@ def reconcile_serving(
         )
     conditions[ConditionType.SERVING] = _serving_condition(isvc, version.number, uri)
     return renew_in
+
+
+def _name_taken(body: kopf.Body, conditions: Conditions, memo: kopf.Memo, message: str) -> float:
+    """Reports a name held by an object EdgeOps does not own (``Serving=False``,
+    ``NameTaken``, a Warning Event) and returns the backoff before looking again."""
+    conditions[ConditionType.SERVING] = ("False", Reason.NAME_TAKEN, message)
+    events.warning(body, Reason.NAME_TAKEN, message)
+    return reconciler.retry_later(memo)
 
 
 def _credentials(

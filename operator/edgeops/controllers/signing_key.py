@@ -101,7 +101,7 @@ def publish_public_key() -> SigningKey:
     if not fresh:
         published = custom.read_config_map_data(target, SIGNING_CONFIG_MAP)
         document = public_keys_document(key, published)
-        apply.server_side_apply(target, custom.config_map_manifest(SIGNING_CONFIG_MAP, document))
+        apply.apply_owned(target, custom.config_map_manifest(SIGNING_CONFIG_MAP, document))
         with _lock:
             _trusted.clear()
             _trusted.update(json.loads(document[PUBLIC_KEYS_KEY]))

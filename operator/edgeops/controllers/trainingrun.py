@@ -50,7 +50,8 @@ from edgeops.store.artifacts import BLOB_PREFIX, blob_key
 
 STALE_OWNER: Final = Reason.WAITING_FOR_PREVIOUS_RUN
 STALE_OWNER_RETRY: Final = 5.0
-#: Seconds between looks at a credentials Secret name a user's object holds.
+#: Least seconds before looking again at a child name (Secret, ConfigMap, Job) a user's
+#: object holds; the reconciler's backoff grows the wait from there up to 5 minutes.
 NAME_TAKEN_RETRY: Final = 30.0
 
 
@@ -311,9 +312,13 @@ def start(
     except StoreError as exc:
         _storage_down(patch, current, generation, exc)
     except custom.NameTakenError as exc:
-        # Never overwritten: the user's Secret stays as it is. Retried slowly, so the run
-        # starts once the name is free.
-        message = f"cannot give the training pod its S3 credentials: {exc}"
+        # Never adopted or overwritten: the user's Secret, ConfigMap or Job of the run's
+        # child name stays as it is. Retried with backoff, so the run starts once the name
+        # is free.
+        if exc.kind == "Secret":
+            message = f"cannot give the training pod its S3 credentials: {exc}"
+        else:
+            message = f"cannot create the run's {exc.kind}: {exc}"
         patch.status["phase"] = current.get("phase") or "Pending"
         patch.status["conditions"] = _conditions(
             current,

@@ -14,6 +14,10 @@ blobs/sha256/<xx>/<sha256>                         content (edgeops.store)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from edgeops.api.constants import RESERVED_BUCKET_ROOTS
+
 DATASETS_ROOT = "datasets/"
 INBOX_ROOT = "inbox/"
 
@@ -76,6 +80,32 @@ def source_inbox_prefix(namespace: str, name: str, prefix: str | None) -> str:
             f"sources[].inbox.prefix: {prefix!r} is outside this namespace's inbox {own}"
         )
     return prefix
+
+
+def check_s3_source(bucket: str, prefix: str, operator_buckets: Iterable[str]) -> None:
+    """Refuses an ``s3`` source that would read the operator's own data.
+
+    ``bucket`` is the *resolved* bucket (the source's own, or the operator's when it names
+    none) and ``operator_buckets`` the operator's bucket name(s) (``EDGEOPS_S3_BUCKET``).
+    In the operator's bucket a prefix must not overlap a reserved root in either direction
+    (``datasets/x/`` is under ``datasets/``; ``data`` would list all of ``datasets/``) and
+    must not contain ``..``. The CRD refuses this only where it can know the bucket (no
+    bucket, or the default name ``edgeops``); naming a differently configured operator
+    bucket explicitly is caught here, before anything is listed or read.
+
+    Raises ValueError with a message naming the field and the roots (no data)."""
+    if bucket not in set(operator_buckets):
+        return
+    overlaps = [
+        root for root in RESERVED_BUCKET_ROOTS if prefix.startswith(root) or root.startswith(prefix)
+    ]
+    if overlaps or ".." in prefix:
+        raise ValueError(
+            f"sources[].s3: prefix {prefix!r} in bucket {bucket!r}, the operator's own bucket, "
+            "must not overlap its reserved roots ("
+            + ", ".join(RESERVED_BUCKET_ROOTS)
+            + ") or contain '..': they hold every namespace's data"
+        )
 
 
 def s3_uri(bucket: str, key: str) -> str:

@@ -396,7 +396,20 @@ def list_batches(
 ) -> list[SourceBatch]:
     """Every source's batches. ``known`` holds the validators of earlier downloads by
     :func:`http_key`: an HTTP(S) file the server reports unchanged is not downloaded
-    (its batch is ``not_modified``)."""
+    (its batch is ``not_modified``).
+
+    Raises SourceRefusedError before anything is listed or read when an ``s3`` source
+    resolves to a reserved root of the operator's own bucket (:func:`layout.check_s3_source`,
+    whether the bucket is named or defaulted), SourceUnavailableError, StoreError."""
+    operator_buckets = {store.bucket, settings().s3_bucket}
+    for source in spec.sources:
+        if source.s3 is not None:
+            try:
+                layout.check_s3_source(
+                    source.s3.bucket or store.bucket, source.s3.prefix, operator_buckets
+                )
+            except ValueError as error:
+                raise SourceRefusedError(str(error)) from None
     batches: list[SourceBatch] = []
     for source in spec.sources:
         batches.extend(_batches(source, spec, store, namespace, dataset, fetch_url, known or {}))

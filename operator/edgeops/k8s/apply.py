@@ -6,9 +6,13 @@ the API server merges the manifest into the live object and records which fields
 ``edgeops`` owns, so fields a defaulting webhook or a person added are kept, and a field the
 operator stops setting is removed (https://kubernetes.io/docs/reference/using-api/server-side-apply/).
 
-One guard SSA does not give: an object of the wanted name whose controller is another
-owner (a deleted owner of the same name whose dependents await garbage collection) is
-never adopted: :class:`edgeops.k8s.custom.StaleOwnerError`.
+One guard SSA does not give, applied by :func:`apply_owned` to every write: an existing
+object of the wanted name is only adopted or changed when it is EdgeOps's
+(:func:`edgeops.k8s.custom.check_controlled`): a child must be controlled by the same
+owner (uid), a shared object must carry ``app.kubernetes.io/managed-by=edgeops``. Another
+controller (a deleted owner of the same name whose dependents await garbage collection) is
+:class:`edgeops.k8s.custom.StaleOwnerError`; a user's own object of that name is
+:class:`edgeops.k8s.custom.NameTakenError` and is never touched.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from edgeops.k8s.client import api_client
-from edgeops.k8s.custom import check_adoptable
+from edgeops.k8s.custom import check_controlled
 
 FIELD_MANAGER: Final = "edgeops"
 APPLY_PATCH: Final = "application/apply-patch+yaml"
@@ -89,13 +93,15 @@ def server_side_apply(namespace: str, manifest: dict[str, Any]) -> dict[str, Any
 def apply_owned(
     namespace: str, manifest: dict[str, Any], *, update: bool = True
 ) -> tuple[dict[str, Any], str]:
-    """Applies a child object after the stale-owner guard. Returns (object, action) with
-    action ``created``, ``updated`` or ``unchanged`` (the object already matched, or
-    ``update`` is False and it existed: an immutable Job, a TrainingRun or FleetRollout
-    whose spec now belongs to the user). Raises StaleOwnerError, ApiException."""
+    """Applies an object EdgeOps owns after the ownership guard
+    (:func:`edgeops.k8s.custom.check_controlled`). Returns (object, action) with action
+    ``created``, ``updated`` or ``unchanged`` (the object already matched, or ``update`` is
+    False and it existed: an immutable Job, a TrainingRun or FleetRollout whose spec now
+    belongs to the user). Raises StaleOwnerError (another owner's object), NameTakenError
+    (an object that is not EdgeOps's: left untouched), ApiException."""
     existing = read(namespace, manifest)
     if existing is not None:
-        check_adoptable(existing, manifest)
+        check_controlled(existing, manifest)
         if not update:
             return existing, "unchanged"
     applied = server_side_apply(namespace, manifest)

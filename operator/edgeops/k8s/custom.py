@@ -54,15 +54,16 @@ class StaleOwnerError(Exception):
 
 
 class NameTakenError(Exception):
-    """An object of the wanted name exists and no EdgeOps owner controls it (a user's own
-    Secret, say): it is never adopted or overwritten. Not retryable by waiting alone:
+    """An object of the wanted name exists and EdgeOps may not take it over: a child name
+    held by an object with no controller (a user's own Job, ConfigMap, Secret,
+    TrainingRun…), or a shared object without the ``app.kubernetes.io/managed-by=edgeops``
+    label. It is never adopted, changed or deleted. Not retryable by waiting alone:
     someone has to delete or rename it."""
 
-    def __init__(self, kind: str, name: str):
+    def __init__(self, kind: str, name: str, detail: str = "is not owned by EdgeOps"):
         self.kind, self.name = kind, name
         super().__init__(
-            f"a {kind} named {name} exists and is not owned by EdgeOps; it is left alone: "
-            "delete or rename it"
+            f"a {kind} named {name} exists and {detail}; it is left alone: delete or rename it"
         )
 
 
@@ -74,7 +75,8 @@ def _controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
 def check_adoptable(existing: dict[str, Any], manifest: dict[str, Any]) -> None:
     """Raises StaleOwnerError when ``existing`` (found by the manifest's name) has a
     controller whose uid is not the manifest's controller's: adopting it would mix up two
-    owners' state. Objects without a controller, or with the same one, are adoptable."""
+    owners' state. Objects without a controller, or with the same one, pass this check
+    (:func:`check_controlled` is the full rule every write uses)."""
     wanted = _controller_ref(manifest)
     current = _controller_ref(existing)
     if wanted is None or current is None or current.get("uid") == wanted.get("uid"):
@@ -83,20 +85,44 @@ def check_adoptable(existing: dict[str, Any], manifest: dict[str, Any]) -> None:
     raise StaleOwnerError(kind, manifest["metadata"]["name"], current, wanted)
 
 
-def check_owned(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
-    """For children that must never take over a user's object (credentials Secrets):
-    ``existing`` (found by the manifest's name, or None) must be absent or controlled by the
-    manifest's controller. Raises StaleOwnerError when another controller still holds it
-    (a deleted owner of the same name, awaiting garbage collection), NameTakenError when
-    it has no controller at all."""
+def check_controlled(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """Whether the operator may write (adopt, update) ``existing``, the live object of the
+    manifest's name (None: absent, so it may be created).
+
+    - A manifest with a controller reference (a child: ``<run>-train`` Job and ConfigMap,
+      ``<model>-r<N>`` TrainingRun, ``<model>-v<N>-<k>`` FleetRollout, credentials Secrets,
+      the InferenceService) may only write an object controlled by that same owner (uid),
+      which is what the operator created before, e.g. before a restart.
+    - A manifest without one (a shared object: the per-namespace ServingRuntime
+      ``edgeops-predictor``, the signing ConfigMap, the evaluator's objects in the
+      operator's namespace) may only write an object labelled
+      ``app.kubernetes.io/managed-by=edgeops``.
+
+    Raises StaleOwnerError when another controller holds the name (a deleted owner of the
+    same name, awaiting garbage collection: retryable by waiting), NameTakenError when the
+    object is not EdgeOps's (no controller, or no managed-by label): never touched."""
     if existing is None:
         return
     check_adoptable(existing, manifest)
-    wanted = _controller_ref(manifest)
-    current = _controller_ref(existing)
-    if current is None or wanted is None:
-        kind = str(existing.get("kind") or manifest.get("kind") or "object")
-        raise NameTakenError(kind, manifest["metadata"]["name"])
+    kind = str(existing.get("kind") or manifest.get("kind") or "object")
+    name = manifest["metadata"]["name"]
+    if _controller_ref(manifest) is not None:
+        if _controller_ref(existing) is None:
+            raise NameTakenError(kind, name, "is not owned by EdgeOps (it has no owner reference)")
+        return
+    labels = (existing.get("metadata") or {}).get("labels") or {}
+    if labels.get(Labels.MANAGED_BY) != Labels.MANAGED_BY_VALUE:
+        raise NameTakenError(
+            kind,
+            name,
+            f"is not owned by EdgeOps (not labelled {Labels.MANAGED_BY}={Labels.MANAGED_BY_VALUE})",
+        )
+
+
+def check_owned(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """For children checked before anything is written (credentials Secrets, before STS
+    is asked): the same rule as :func:`check_controlled`."""
+    check_controlled(existing, manifest)
 
 
 def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:

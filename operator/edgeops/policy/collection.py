@@ -18,7 +18,8 @@ from edgeops.policy.cron import latest_tick, parse_duration
 
 #: Retention (and the bucket's garbage collection) runs this often, whatever the schedule.
 RETENTION_EVERY_SECONDS: Final = 3600.0
-#: While S3 is down or refuses, a collection is tried again this often.
+#: While S3 is down or refuses and no backoff is pending (e.g. after a restart), a
+#: collection is tried again this often; failed collections back off from 1 s to 5 min.
 STORAGE_RETRY_SECONDS: Final = 10.0
 
 
@@ -73,13 +74,15 @@ def _storage_down(status: Mapping[str, Any]) -> bool:
 def collection_due(
     spec: DatasetSpec, status: Mapping[str, Any], generation: int | None, clock: Clock
 ) -> bool:
-    """Whether to collect now: the first time since start or after a spec change, a retry
-    that is due, while storage is unavailable (probing until it is back), always with
-    ``onNewObjects`` (an unchanged listing costs one S3 listing), or on schedule."""
+    """Whether to collect now: the first time since start or after a spec change; after a
+    failed collection only once its retry (backoff) is due; while storage is unavailable
+    (probing until it is back), always with ``onNewObjects`` (an unchanged listing costs
+    one S3 listing), or on schedule."""
     if clock.last_attempt is None or status.get("observedGeneration") != generation:
         return True
-    if clock.retry_at is not None and clock.now >= clock.retry_at:
-        return True
+    if clock.retry_at is not None:
+        # A failed collection backs off: retried at retry_at, never earlier.
+        return clock.now >= clock.retry_at
     if _storage_down(status):
         return True
     collection = spec.collection
@@ -100,7 +103,7 @@ def seconds_until_next_pass(
         waits.append(RETENTION_EVERY_SECONDS - elapsed)
     if clock.retry_at is not None:
         waits.append((clock.retry_at - clock.now).total_seconds())
-    if _storage_down(status):
+    if _storage_down(status) and clock.retry_at is None:
         waits.append(STORAGE_RETRY_SECONDS)
     collection = spec.collection
     if collection is not None and collection.on_new_objects:

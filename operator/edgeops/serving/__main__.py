@@ -13,7 +13,8 @@ from kserve import model_server
 from edgeops.settings import SettingsError, predictor_settings
 from edgeops.signing import Binding
 
-from .predictor import OnnxPredictor
+from .limits import RequestLimits
+from .predictor import BadInputError, OnnxPredictor, bad_input_handler
 
 log = logging.getLogger("edgeops.serving")
 
@@ -40,6 +41,11 @@ def main() -> None:
     log.info(
         "serving %s v%s (signature verified)", args.model_name, model.verified.manifest["version"]
     )
+    # KServe's ASGI app: request bodies bounded (413), inputs that do not fit the model
+    # answered 400 with what it expects, 500s without internal error text.
+    app = model_server.app
+    app.add_middleware(RequestLimits, max_request_bytes=config.predictor_max_request_bytes)
+    app.add_exception_handler(BadInputError, bad_input_handler)
     kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
 
 
