@@ -117,6 +117,17 @@ class Cluster:
         return name
 
 
+#: Settings of the session devcluster's operator. Reconciliation is event-driven: with the
+#: periodic resync an hour away, a test that waits on a change the operator should react
+#: to fails if no watch event wakes it. Tests serve HTTP(S) sources from 127.0.0.1, which
+#: sources refuse by default: that one loopback address is admitted (test_datasets_ssrf.py
+#: shows the rest stays refused).
+SESSION_OPERATOR_ENV: dict[str, str] = {
+    "EDGEOPS_RESYNC_INTERVAL_SECONDS": "3600",
+    "EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS": "127.0.0.1",
+}
+
+
 def _cluster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # EDGEOPS_TEST_HOME keeps the session cluster's state (and logs) somewhere inspectable.
     override = os.environ.get("EDGEOPS_TEST_HOME")
@@ -125,12 +136,10 @@ def _cluster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    # Reconciliation is event-driven: with the periodic resync an hour away, a test that
-    # waits on a change the operator should react to fails if no watch event wakes it.
-    os.environ.setdefault("EDGEOPS_RESYNC_INTERVAL_SECONDS", "3600")
-    # Tests serve HTTP(S) sources from 127.0.0.1, which sources refuse by default: admit
-    # that one loopback address only (test_datasets_ssrf.py shows the rest stays refused).
-    os.environ.setdefault("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", "127.0.0.1")
+    # The session operator's settings (it inherits this process's environment, also when
+    # a test restarts it). Unit tests never see them: tests/unit/conftest.py removes them.
+    for name, value in SESSION_OPERATOR_ENV.items():
+        os.environ.setdefault(name, value)
     dev = DevCluster(name="pytest", home=_cluster_home(tmp_path_factory))
     try:
         dev.up(with_operator=True)

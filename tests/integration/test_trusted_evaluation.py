@@ -45,10 +45,11 @@ sys.exit(run.main(sys.argv[1:]))
 #: Trains nothing: arbitrary bytes as the ONNX model, and a results manifest praising them.
 FORGE_MODEL = """
 import json, sys
-from edgeops.settings import settings
+from edgeops.settings import settings, trainer_settings
 from edgeops.store import ArtifactStore, StoreConfig
 config = json.load(open(sys.argv[1].split("=", 1)[1]))
-store = ArtifactStore(StoreConfig.from_settings(settings()))
+token = trainer_settings().s3_session_token  # the run's scoped credentials, as run.py
+store = ArtifactStore(StoreConfig.from_settings(settings(), session_token=token))
 ref = store.put_blob(b"#!/bin/sh\\necho these bytes are not a model\\n" * 8)
 artifact = {"uri": f"s3://{store.bucket}/{ref.key}", "size": ref.size,
             "sha256": ref.sha256, "format": "onnx", "name": "model.onnx"}

@@ -167,14 +167,20 @@ def referenced_blobs(store: Store) -> set[str]:
     referenced: set[str] = set()
     for prefix in REFERENCING_PREFIXES:
         for info in store.list(prefix):
+            if not info.key.endswith(".json"):
+                continue
+            data = store.get_bytes(info.key)
             if info.key.endswith("/manifest.json") and info.key.startswith(layout.DATASETS_ROOT):
-                referenced.update(e.sha256 for e in parse_manifest(store.get_bytes(info.key)))
-            elif info.key.endswith(".json"):
-                # Results, registries and bundle manifests name blobs by hash or by
-                # s3://.../blobs/sha256/<hash>; any 64-hex string counts (over-keeping is safe).
-                referenced.update(
-                    _SHA256.findall(store.get_bytes(info.key).decode(errors="replace"))
-                )
+                try:
+                    referenced.update(e.sha256 for e in parse_manifest(data))
+                    continue
+                except (KeyError, TypeError, ValueError):
+                    # Not a manifest this code wrote (damaged, or put there by hand): fall
+                    # back to the hash scan below rather than fail every pass.
+                    pass
+            # Results, registries and bundle manifests name blobs by hash or by
+            # s3://.../blobs/sha256/<hash>; any 64-hex string counts (over-keeping is safe).
+            referenced.update(_SHA256.findall(data.decode(errors="replace")))
     return referenced
 
 
