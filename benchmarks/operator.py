@@ -969,7 +969,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle-quiet", type=float, default=20)
     parser.add_argument("--settle-timeout", type=float, default=900)
     parser.add_argument("--baseline-ref", default="532453a")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON on stdout (the table goes to stderr)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the devcluster's state dir")
     args = parser.parse_args()
     args.probes = max(1, min(args.probes, args.objects))
@@ -1014,6 +1016,8 @@ def main() -> None:
             "results": [asdict(r) for r in results],
             "ratios": ratios(*results),
         }
+        with contextlib.redirect_stdout(sys.stderr):
+            print_table(results, args)  # for the person watching; stdout stays JSON
         print(json.dumps(document, indent=2))
     else:
         print_table(results, args)
