@@ -49,3 +49,39 @@ def test_an_invalid_spec_is_reported_and_waits_for_a_change(
     # Reconciled again with that status (woken by its own write): no second Event.
     _reconcile(kopf.Body({**raw, "status": status}))
     assert len(warnings) == 1
+
+
+def test_a_completed_training_job_removed_during_evaluation_is_not_trained_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The training Job finished and was deleted (by hand, a TTL) while the evaluation
+    runs: the run goes on with its evaluation and never creates a second training Job."""
+
+    def no_start(*_: Any, **__: Any) -> None:
+        raise AssertionError("training started again")
+
+    evaluated: list[dict[str, Any]] = []
+
+    def evaluation(_body: Any, _spec: Any, current: dict[str, Any], *_: Any) -> Any:
+        evaluated.append(current)
+        return trainingrun.policy.JobState("Running", "Evaluating", "evaluating"), None
+
+    monkeypatch.setattr(trainingrun, "start", no_start)
+    monkeypatch.setattr(trainingrun, "_evaluation", evaluation)
+    monkeypatch.setattr(trainingrun.objects, "read_job", lambda *_: None)
+    status = {
+        "phase": "Running",
+        "jobName": "run-train",
+        "datasetVersion": "v1",
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Evaluating", "message": "e"},
+            {"type": "Succeeded", "status": "Unknown", "reason": "Evaluating", "message": "e"},
+        ],
+    }
+    raw: dict[str, Any] = {
+        "metadata": {"name": "run", "uid": "u1", "generation": 1},
+        "spec": {"datasetRef": {"name": "d"}, "trainer": {}, "exports": ["onnx"]},
+        "status": status,
+    }
+    _reconcile(kopf.Body(raw))
+    assert len(evaluated) == 1 and evaluated[0]["jobName"] == "run-train"

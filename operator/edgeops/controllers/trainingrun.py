@@ -83,6 +83,25 @@ def _controlled_by(child: dict[str, Any], run: kopf.Body) -> bool:
     return any(r.get("controller") and r.get("uid") == run["metadata"]["uid"] for r in refs)
 
 
+def _trained(current: dict[str, Any], observed: Observed) -> bool:
+    """Whether the run's training Job already completed: its evaluation started (the Job
+    exists, or Ready says Evaluating)."""
+    ready = get_condition(current.get("conditions"), ConditionType.READY) or {}
+    return observed.evaluation_job is not None or ready.get("reason") == Reason.EVALUATING
+
+
+def _completed_job(current: dict[str, Any]) -> dict[str, Any]:
+    """What is known of a training Job that completed and is gone: its name, start and
+    Complete condition (all a run tracks of it once its evaluation started)."""
+    return {
+        "metadata": {"name": current.get("jobName")},
+        "status": {
+            "startTime": current.get("startTime"),
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    }
+
+
 def _finished(status: dict[str, Any] | None, **_: Any) -> bool:
     return (status or {}).get("phase") in FINISHED_PHASES
 
@@ -271,7 +290,11 @@ def reconcile_trainingrun(
     if job is None and current.get("jobName"):
         # Not in the watch cache: just created (its event is on the way), or deleted.
         job = objects.read_job(namespace, current["jobName"])
-    if job is None or not _controlled_by(job, body):
+    if job is None and _trained(current, observed):
+        # The training Job finished and was removed since (by hand, a TTL or a cleanup
+        # policy): training is never repeated; the run goes on with its evaluation.
+        track(body, parsed, current, namespace, patch, _completed_job(current), observed)
+    elif job is None or not _controlled_by(job, body):
         # No Job yet, or one of a deleted run of the same name: start() creates ours, or
         # reports that the name is still taken.
         start(body, parsed, current, namespace, patch, observed.dataset)
