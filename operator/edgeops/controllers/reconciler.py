@@ -112,6 +112,10 @@ def controller(
             plural,
             id=f"reconcile-{plural}",
             when=when,
+            # Stopped (object deleted, filter no longer matching, operator exiting): the
+            # loop is signalled and finishes its pass (status written) for up to 10 s
+            # before Kopf cancels it.
+            cancellation_backoff=10.0,
             cancellation_timeout=10.0,
         )
         async def run(
