@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from edgeops.api.constants import DEVICES, GROUP, VERSION
+from edgeops.k8s import custom
 from edgeops.k8s.client import api_client
 
 BOOTSTRAP_LABEL: Final = f"{GROUP}/bootstrap-token"
@@ -80,15 +81,8 @@ def create_token_secret(namespace: str, name: str, data: dict[str, str]) -> None
 
 
 def read_device(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, DEVICES, name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
+    """The Device, or None when it does not exist."""
+    return custom.read(namespace, GROUP, VERSION, DEVICES, name)
 
 
 def create_device(namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
