@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edgeops.api.common import ArtifactRef, format_time
 from edgeops.api.edgemodel import Target
 from edgeops.controllers import bundles
-from edgeops.gateway.httpsig import sign_request
+from edgeops.httpsig import sign_request
 from edgeops.signing import Binding, generate_key, verify_manifest
 from tests.conftest import Cluster, wait_for
 

@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from edgeops import httpsig
 from edgeops.api.common import LabelSelector
 from edgeops.api.edgemodel import Target
-from edgeops.gateway import httpsig
 from edgeops.gateway.limits import NonceCache, RateLimiter
 from edgeops.gateway.tokens import TokenError, check_token, new_token, secret_name, token_data
 from edgeops.policy.desired import (

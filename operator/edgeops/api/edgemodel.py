@@ -18,6 +18,7 @@ from .common import (
     EvaluationMetrics,
     ExportFormat,
     Identifier,
+    LocalObjectReference,
     Sha256,
     StatusBase,
     StatusModel,
@@ -221,6 +222,31 @@ class Serving(ApiModel):
         return self
 
 
+class SamplingPolicy(ApiModel):
+    """Which inputs devices upload for collection (continuous data collection): rows the
+    model was unsure about, rows whose label proved it wrong, and a small random share."""
+
+    dataset_ref: LocalObjectReference = Field(
+        description="Dataset in the same namespace with an inbox source: uploaded rows are "
+        "written under its inbox prefix and become its next version."
+    )
+    confidence_below: float | None = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Upload inputs whose top-class confidence is below this; null: none.",
+    )
+    misclassified: bool = Field(
+        True, description="Upload labelled inputs whose prediction was wrong."
+    )
+    random_share: float = Field(
+        0.0, ge=0, le=1, description="Share of all other inputs uploaded at random (0..1)."
+    )
+    max_rows_per_hour: int = Field(
+        120, ge=0, le=36000, description="Per-device cap on uploaded rows per hour."
+    )
+
+
 class EdgeModelSpec(ApiModel):
     """Desired state of an EdgeModel."""
 
@@ -241,6 +267,9 @@ class EdgeModelSpec(ApiModel):
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy, description="When to retrain.")
     promotion: Promotion = Field(default_factory=Promotion, description="How to promote.")
     serving: Serving | None = Field(None, description="Cloud-side serving with KServe.")
+    sampling: SamplingPolicy | None = Field(
+        None, description="What devices upload for collection; none when absent."
+    )
     history_limit: int = Field(
         50, ge=1, le=200, description="Versions kept in status (Rejected/Retired pruned first)."
     )

@@ -1,0 +1,1 @@
+"""The reference device agent and the fleet simulator (``device`` extra)."""

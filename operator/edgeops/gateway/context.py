@@ -1,0 +1,259 @@
+"""What every gateway endpoint shares: settings, the S3 store, the read cache of the fleet,
+request bodies with a size bound, RFC 9421 authentication and the per-device report
+sequence. One :class:`Gateway` per app; endpoint modules receive it."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from edgeops import httpsig
+from edgeops.api.constants import EDGE_MODELS, FLEET_ROLLOUTS
+from edgeops.gateway.limits import NonceCache, RateLimiter
+from edgeops.k8s import fleet
+from edgeops.settings import GatewaySettings
+from edgeops.store import ArtifactStore
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{reason, message}`` with ``status`` (and ``headers``)."""
+
+    def __init__(
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ):
+        super().__init__(message)
+        self.status, self.reason, self.message, self.headers = status, reason, message, headers
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first five errors of a refused body, each as ``field.path: message``."""
+    parts = []
+    for error in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{loc}: {error['msg']}" if loc else str(error["msg"]))
+    return "; ".join(parts)
+
+
+def enrollment_state(spec: dict[str, Any]) -> str:
+    """Revoked when decommissioned, else what spec.approval says."""
+    if spec.get("decommissioned"):
+        return "Revoked"
+    return str(spec.get("approval") or "Pending")
+
+
+def public_key_of(text: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from base64 of its 32 raw bytes, or PEM. Raises ``ValueError``
+    (``binascii.Error`` is one) for anything else."""
+    if text.strip().startswith("-----BEGIN"):
+        key = load_pem_public_key(text.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 key")
+        return key
+    raw = base64.b64decode(text.strip(), validate=True)
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of ``key``."""
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def device_keys(device: dict[str, Any]) -> list[Ed25519PublicKey]:
+    """The keys a Device's requests may be signed with: publicKey and nextPublicKey."""
+    identity = (device.get("spec") or {}).get("identity") or {}
+    keys = []
+    for text in (identity.get("publicKey"), identity.get("nextPublicKey")):
+        if text:
+            try:
+                keys.append(public_key_of(text))
+            except ValueError:
+                continue
+    return keys
+
+
+@dataclass
+class _Cached:
+    at: float
+    value: Any
+
+
+@dataclass
+class Fleet:
+    """Reads of the API server with a TTL cache (seconds); writes refresh what they change."""
+
+    ttl: float
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[tuple[str, str, str], _Cached] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _get(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit.at < self.ttl:
+                return hit.value
+        value = load()
+        with self._lock:
+            self._cache[key] = _Cached(now, value)
+        return value
+
+    def device(self, namespace: str, name: str, fresh: bool = False) -> dict[str, Any] | None:
+        """The Device, or None; ``fresh`` reads past the cache."""
+        key = ("device", namespace, name)
+        if fresh:
+            self.forget(namespace, name)
+        return self._get(key, lambda: fleet.read_device(namespace, name))  # type: ignore[no-any-return]
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._cache.pop(("device", namespace, name), None)
+
+    def remember(self, namespace: str, name: str, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self._cache[("device", namespace, name)] = _Cached(self.clock(), obj)
+
+    def models(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's EdgeModels."""
+        return self._get(  # type: ignore[no-any-return]
+            ("list", namespace, EDGE_MODELS), lambda: fleet.list_objects(namespace, EDGE_MODELS)
+        )
+
+    def rollouts(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's FleetRollouts."""
+        return self._get(  # type: ignore[no-any-return]
+            ("list", namespace, FLEET_ROLLOUTS),
+            lambda: fleet.list_objects(namespace, FLEET_ROLLOUTS),
+        )
+
+    def cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
+        """Any other read (a Dataset, a reference profile) under the same TTL."""
+        return self._get(key, load)
+
+
+class Gateway:
+    """State shared by the endpoints of one app (one replica)."""
+
+    def __init__(
+        self,
+        config: GatewaySettings,
+        store: Callable[[], ArtifactStore],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.wall_clock = wall_clock
+        self.fleet = Fleet(config.gateway_cache_seconds)
+        self.window = config.gateway_signature_window_seconds
+        self.nonces = NonceCache(2 * self.window)
+        self.limiter = RateLimiter(config.gateway_requests_per_minute)
+        self._sequences: dict[tuple[str, str], int] = {}
+        self._seq_lock = threading.Lock()
+
+    async def read_body(self, request: Request) -> bytes:
+        """The request body; 413 ``BodyTooLarge`` past ``gateway_max_body_bytes``."""
+        limit = self.config.gateway_max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise ApiError(413, "BodyTooLarge", f"request bodies are limited to {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "BodyTooLarge", f"request bodies are limited to {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def parse_signature(self, request: Request) -> httpsig.Parsed:
+        """The request's Signature-Input and Signature; 401 when absent or malformed."""
+        sig_input = request.headers.get("signature-input")
+        sig = request.headers.get("signature")
+        if not sig_input or not sig:
+            raise ApiError(401, "Unsigned", "requests must carry Signature-Input and Signature")
+        try:
+            return httpsig.parse(sig_input, sig)
+        except httpsig.SignatureError as exc:
+            raise ApiError(401, exc.reason, str(exc)) from None
+
+    def authenticate(
+        self,
+        request: Request,
+        body: bytes,
+        keys: list[Ed25519PublicKey],
+        parsed: httpsig.Parsed,
+    ) -> httpsig.Verified:
+        """Signature, time window, body digest, then the nonce (only once all else holds),
+        then the per-device rate limit (429 with Retry-After)."""
+        try:
+            verified = httpsig.check_profile(parsed)
+            httpsig.verify(parsed, keys, request.method, request.url.path, request.headers)
+        except httpsig.SignatureError as exc:
+            raise ApiError(401, exc.reason, str(exc)) from None
+        now = self.wall_clock()
+        if abs(now - verified.created) > self.window:
+            raise ApiError(
+                401,
+                "SignatureExpired",
+                f"created is more than {self.window} s from the gateway's clock",
+            )
+        if not httpsig.digest_matches(request.headers.get("content-digest", ""), body):
+            raise ApiError(401, "DigestMismatch", "Content-Digest does not match the body")
+        if not self.nonces.add(verified.keyid, verified.nonce, now):
+            raise ApiError(401, "Replayed", "this nonce was used already")
+        wait = self.limiter.take(verified.keyid, time.monotonic())
+        if wait > 0:
+            raise ApiError(
+                429, "RateLimited", "too many requests", {"Retry-After": str(int(wait) + 1)}
+            )
+        return verified
+
+    async def signed_device(
+        self, request: Request, namespace: str, name: str, body: bytes
+    ) -> dict[str, Any]:
+        """The Device the request is signed by, which must be the one in the path (403
+        ``WrongDevice`` otherwise) and neither rejected nor decommissioned."""
+        parsed = self.parse_signature(request)
+        keyid = parsed.params.get("keyid")
+        if not isinstance(keyid, str) or keyid.count("/") != 1:
+            raise ApiError(401, "BadSignatureInput", 'keyid must be "<namespace>/<device>"')
+        key_ns, key_name = keyid.split("/")
+        signer = await run_in_threadpool(self.fleet.device, key_ns, key_name)
+        if signer is None:
+            raise ApiError(401, "UnknownDevice", f"no device {keyid}")
+        self.authenticate(request, body, device_keys(signer), parsed)
+        if (key_ns, key_name) != (namespace, name):
+            raise ApiError(403, "WrongDevice", f"{keyid} may only act for itself")
+        state = enrollment_state(signer.get("spec") or {})
+        if state == "Revoked":
+            raise ApiError(403, "DeviceRevoked", "the device is decommissioned")
+        if state == "Rejected":
+            raise ApiError(403, "DeviceRejected", "the device's enrollment was rejected")
+        return signer
+
+    def approved_device(self, device: dict[str, Any]) -> None:
+        """403 ``DevicePending`` unless the device is approved."""
+        if enrollment_state(device.get("spec") or {}) != "Approved":
+            raise ApiError(403, "DevicePending", "the device is not approved yet")
+
+    def take_sequence(self, namespace: str, name: str, sequence: int, stored: int = -1) -> None:
+        """Accepts ``sequence`` if it exceeds every one seen for the device (in this replica
+        and ``stored`` in its status); 409 ``StaleSequence`` otherwise."""
+        key = (namespace, name)
+        with self._seq_lock:
+            last = max(self._sequences.get(key, -1), stored)
+            if sequence <= last:
+                raise ApiError(409, "StaleSequence", f"sequence must exceed {last}")
+            self._sequences[key] = sequence

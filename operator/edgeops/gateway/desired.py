@@ -1,0 +1,125 @@
+"""``GET /v1/devices/{namespace}/{name}/desired``: what the device should run.
+
+The version is :func:`edgeops.policy.desired.desired_version` of the device's labels, the
+EdgeModels' current versions and the namespace's FleetRollouts (the same function the
+FleetRollout controller counts with). The bundle manifest is returned as the stored bytes,
+so the agent verifies exactly what the operator signed. An ETag makes an unchanged poll a
+304 with no body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from edgeops.api.common import LabelSelector
+from edgeops.api.edgemodel import Target
+from edgeops.api.wire import DesiredState, DesiredTarget
+from edgeops.canonical_json import jcs
+from edgeops.gateway.context import ApiError, Gateway
+from edgeops.policy.desired import Desired, RolloutView, choose_target, desired_version
+from edgeops.policy.serving import model_prefix
+from edgeops.store import StoreError
+
+#: For Devices created before spec.reportIntervalSeconds existed.
+DEFAULT_REPORT_INTERVAL_SECONDS = 60
+
+
+def rollout_view(obj: dict[str, Any]) -> RolloutView | None:
+    """What :mod:`edgeops.policy.desired` needs of a FleetRollout; None if it is unreadable."""
+    spec, status, meta = obj.get("spec", {}), obj.get("status") or {}, obj.get("metadata", {})
+    try:
+        selector = LabelSelector.model_validate(spec["selector"]) if spec.get("selector") else None
+        percent = status.get("currentPercent")
+        if percent is None and status.get("currentStep") is not None:
+            percent = spec["steps"][int(status["currentStep"])]["percent"]
+        return RolloutView(
+            name=meta["name"],
+            uid=meta["uid"],
+            created=meta.get("creationTimestamp", ""),
+            model=spec["modelRef"]["name"],
+            version=int(spec["version"]),
+            phase=status.get("phase"),
+            percent=int(percent or 0),
+            selector=selector,
+        )
+    except (KeyError, ValueError, IndexError, TypeError, ValidationError):
+        return None
+
+
+def assignment(
+    gw: Gateway, namespace: str, name: str, device: dict[str, Any]
+) -> tuple[Desired, dict[str, Any], Target]:
+    """The device's model version, its EdgeModel and its target; 404 with the reason
+    (``NothingAssigned``, ``NoTarget``) when there is none."""
+    labels = (device.get("metadata") or {}).get("labels") or {}
+    models = {m["metadata"]["name"]: m for m in gw.fleet.models(namespace)}
+    current = {n: (m.get("status") or {}).get("currentVersion") for n, m in models.items()}
+    views = [v for v in map(rollout_view, gw.fleet.rollouts(namespace)) if v is not None]
+    choice = desired_version(name, labels, current, views)
+    if choice is None or choice.model not in models:
+        raise ApiError(404, "NothingAssigned", "no model version is assigned to this device")
+    model = models[choice.model]
+    spec = device.get("spec") or {}
+    try:
+        targets = [Target.model_validate(t) for t in model["spec"]["targets"]]
+    except (KeyError, ValidationError):
+        targets = []
+    target = choose_target(targets, spec.get("targetType", ""), spec.get("hardware"))
+    if target is None:
+        raise ApiError(404, "NoTarget", f"{choice.model} has no target for this device")
+    return choice, model, target
+
+
+def bundle_key(namespace: str, model: dict[str, Any], version: int, target: Target) -> str:
+    """S3 key of the signed bundle manifest of one version and target."""
+    prefix = model_prefix(namespace, model["metadata"]["name"], model["metadata"]["uid"])
+    return f"{prefix}/versions/{version}/bundles/{target.name}.json"
+
+
+def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]) -> DesiredState:
+    """The device's :class:`DesiredState`; 404 ``NoBundle`` before the version is signed."""
+    choice, model, target = assignment(gw, namespace, name, device)
+    try:
+        manifest = gw.store().get_bytes(bundle_key(namespace, model, choice.version, target))
+    except StoreError:
+        raise ApiError(
+            404, "NoBundle", f"no signed bundle for {choice.model} v{choice.version}"
+        ) from None
+    return DesiredState(
+        model=choice.model,
+        model_uid=model["metadata"]["uid"],
+        version=choice.version,
+        rollout=choice.rollout,
+        cohort=choice.cohort,
+        target=DesiredTarget(name=target.name, type=target.target_type, format=target.format),
+        # The stored bytes, exactly: verify_manifest checks them byte for byte.
+        bundle_manifest=manifest.decode(),
+        report_interval_seconds=int(
+            (device.get("spec") or {}).get("reportIntervalSeconds")
+            or DEFAULT_REPORT_INTERVAL_SECONDS
+        ),
+    )
+
+
+def router(gw: Gateway) -> APIRouter:
+    """The desired-state endpoint."""
+    api = APIRouter()
+
+    @api.get("/v1/devices/{namespace}/{name}/desired", response_model=None)
+    async def desired(request: Request, namespace: str, name: str) -> Response:
+        body = await gw.read_body(request)
+        device = await gw.signed_device(request, namespace, name, body)
+        gw.approved_device(device)
+        document = await run_in_threadpool(desired_state, gw, namespace, name, device)
+        data = jcs(document.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(data, media_type="application/json", headers={"ETag": etag})
+
+    return api

@@ -1,0 +1,158 @@
+"""``POST /v1/enroll``: gated enrollment with a bootstrap token, signed with the key it
+enrolls (proof of possession). A pre-created Device with ``spec.identity`` accepts only
+that key; a new Device starts Pending unless the token auto-approves."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from edgeops.api.common import format_time
+from edgeops.api.constants import GROUP, VERSION
+from edgeops.api.device import DeviceSpec
+from edgeops.api.wire import EnrollRequest
+from edgeops.gateway.context import (
+    ApiError,
+    Gateway,
+    device_keys,
+    enrollment_state,
+    public_key_of,
+    raw_public_key,
+    validation_message,
+)
+from edgeops.gateway.tokens import TokenError, TokenGrant, check_token, secret_name
+from edgeops.k8s import fleet
+
+_RESERVED_LABEL_PREFIX = f"{GROUP}/"
+
+
+def router(gw: Gateway) -> APIRouter:
+    """The enrollment endpoint."""
+    api = APIRouter()
+
+    @api.post(
+        "/v1/enroll",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": EnrollRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def enroll(request: Request) -> Response:
+        body = await gw.read_body(request)
+        try:
+            req = EnrollRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        if any(k.startswith(_RESERVED_LABEL_PREFIX) for k in req.labels):
+            raise ApiError(
+                422, "InvalidRequest", f"labels under {_RESERVED_LABEL_PREFIX} come from the token"
+            )
+        try:
+            key = public_key_of(req.public_key)
+        except (ValueError, binascii.Error):
+            raise ApiError(422, "InvalidRequest", "publicKey is not an Ed25519 key") from None
+        parsed = gw.parse_signature(request)
+        if parsed.params.get("keyid") != f"{req.namespace}/{req.name}":
+            raise ApiError(401, "BadSignatureInput", "keyid must name the enrolling device")
+        gw.authenticate(request, body, [key], parsed)
+        return await run_in_threadpool(_enroll, gw, req, key)
+
+    return api
+
+
+def _enroll(gw: Gateway, req: EnrollRequest, key: Ed25519PublicKey) -> Response:
+    try:
+        secret = secret_name(req.token)
+    except TokenError as exc:
+        raise ApiError(401, exc.reason, str(exc)) from None
+    now = datetime.fromtimestamp(gw.wall_clock(), UTC)
+    existing = fleet.read_device(req.namespace, req.name)
+    if existing is not None:
+        spec = existing.get("spec") or {}
+        identity = spec.get("identity")
+        raw = raw_public_key(key)
+        if identity and not any(raw_public_key(k) == raw for k in device_keys(existing)):
+            raise ApiError(403, "KeyMismatch", "the device exists with another public key")
+        state = enrollment_state(spec)
+        if state == "Revoked":
+            raise ApiError(403, "DeviceRevoked", "the device is decommissioned")
+        if state == "Rejected":
+            raise ApiError(403, "DeviceRejected", "the device's enrollment was rejected")
+    grant = _use_token(req, secret, now)
+    raw = raw_public_key(key)
+    identity = {
+        "publicKey": base64.b64encode(raw).decode(),
+        "fingerprint": hashlib.sha256(raw).hexdigest(),
+    }
+    labels = {**req.labels, **grant.labels}
+    if existing is None:
+        spec_doc = DeviceSpec(
+            target_type=req.target_type,
+            hardware=req.hardware,
+            approval="Approved" if grant.auto_approve else "Pending",
+        ).model_dump(by_alias=True, exclude_none=True)
+        spec_doc["identity"] = identity
+        created = fleet.create_device(
+            req.namespace,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Device",
+                "metadata": {
+                    "name": req.name,
+                    "labels": labels,
+                    "annotations": {f"{GROUP}/bootstrap-token": secret},
+                },
+                "spec": spec_doc,
+            },
+        )
+        if created is None:
+            raise ApiError(409, "Conflict", "the device was created meanwhile; enroll again")
+        device = created
+    else:
+        patch: dict[str, Any] = {"metadata": {"labels": labels}}
+        spec = existing.get("spec") or {}
+        if not spec.get("identity"):
+            patch["spec"] = {"identity": identity}
+        if grant.auto_approve and spec.get("approval", "Pending") == "Pending":
+            patch.setdefault("spec", {})["approval"] = "Approved"
+        device = fleet.patch_device(req.namespace, req.name, patch)
+    state = enrollment_state(device.get("spec") or {})
+    status = {
+        "enrollment": state,
+        "enrolledAt": format_time(now),
+        "capabilities": req.capabilities.model_dump(by_alias=True, exclude_none=True),
+        "agentVersion": req.capabilities.agent_version,
+    }
+    device = fleet.patch_device_status(req.namespace, req.name, status)
+    gw.fleet.remember(req.namespace, req.name, device)
+    return JSONResponse(
+        {"namespace": req.namespace, "name": req.name, "enrollment": state}, status_code=201
+    )
+
+
+def _use_token(req: EnrollRequest, secret: str, now: datetime) -> TokenGrant:
+    """Counts one use of the token: compare-and-swap on the Secret's resourceVersion."""
+    for _ in range(10):
+        found = fleet.read_token_secret(req.namespace, secret)
+        if found is None:
+            raise ApiError(401, "InvalidToken", "the bootstrap token is not valid")
+        try:
+            grant = check_token(req.token, found.data, now)
+        except TokenError as exc:
+            raise ApiError(401, exc.reason, str(exc)) from None
+        data = {**found.data, "uses": str(grant.uses + 1)}
+        if fleet.update_token_secret(req.namespace, secret, data, found.resource_version):
+            return grant
+    raise ApiError(409, "Conflict", "the bootstrap token is busy; try again")

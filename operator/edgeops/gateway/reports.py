@@ -1,0 +1,82 @@
+"""``POST /v1/devices/{namespace}/{name}/status``: what the device runs and how its update
+goes. Device status is written only when something changed, plus ``lastSeen`` at most once
+per ``gateway_last_seen_seconds``, so a fleet polling every minute costs few writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from edgeops.api.common import format_time
+from edgeops.api.wire import StatusReport
+from edgeops.gateway.context import ApiError, Gateway, enrollment_state, validation_message
+from edgeops.k8s import fleet
+
+
+def router(gw: Gateway) -> APIRouter:
+    """The status-report endpoint."""
+    api = APIRouter()
+    last_seen_written: dict[tuple[str, str], float] = {}
+
+    @api.post(
+        "/v1/devices/{namespace}/{name}/status",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": StatusReport.model_json_schema()}},
+            }
+        },
+    )
+    async def report(request: Request, namespace: str, name: str) -> Response:
+        body = await gw.read_body(request)
+        await gw.signed_device(request, namespace, name, body)
+        try:
+            req = StatusReport.model_validate_json(body)
+        except ValidationError as exc:
+            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        return await run_in_threadpool(_report, namespace, name, req)
+
+    def _report(namespace: str, name: str, req: StatusReport) -> Response:
+        device = gw.fleet.device(namespace, name, fresh=True)
+        if device is None:
+            raise ApiError(404, "UnknownDevice", "the device was deleted")
+        status = device.get("status") or {}
+        gw.take_sequence(namespace, name, req.sequence, int(status.get("sequence", -1)))
+        now = gw.wall_clock()
+        wanted: dict[str, Any] = {}
+        if req.agent_version is not None:
+            wanted["agentVersion"] = req.agent_version
+        if req.model is not None:
+            wanted["model"] = req.model
+        if req.version is not None:
+            wanted["version"] = req.version
+        if req.health is not None:
+            wanted["health"] = req.health
+        if req.slots is not None:
+            wanted["slots"] = req.slots.model_dump(by_alias=True, exclude_none=True)
+        if req.update is not None:
+            update = req.update.model_dump(by_alias=True, exclude_none=True)
+            old = status.get("update") or {}
+            if {k: v for k, v in old.items() if k != "time"} != update:
+                update["time"] = format_time(datetime.fromtimestamp(now, UTC))
+                wanted["update"] = update
+        state = enrollment_state(device.get("spec") or {})
+        if status.get("enrollment") != state:
+            wanted["enrollment"] = state
+        changed = {k: v for k, v in wanted.items() if status.get(k) != v}
+        key = (namespace, name)
+        seen_due = now - last_seen_written.get(key, 0.0) >= gw.config.gateway_last_seen_seconds
+        if changed or seen_due:
+            changed["lastSeen"] = format_time(datetime.fromtimestamp(now, UTC))
+            changed["sequence"] = req.sequence
+            updated = fleet.patch_device_status(namespace, name, changed)
+            gw.fleet.remember(namespace, name, updated)
+            last_seen_written[key] = now
+        return JSONResponse({"sequence": req.sequence, "written": sorted(changed)})
+
+    return api
