@@ -280,37 +280,15 @@ def gateway_run(
 ) -> None:
     """Run the fleet gateway (uvicorn) against the current kubeconfig or in-cluster config.
     It serves signed bundle manifests from the operator's S3 store (EDGEOPS_S3_*)."""
-    import functools
-
-    import uvicorn
-
-    from edgeops.gateway.app import create_app
-    from edgeops.k8s.client import read_secret
+    from edgeops.gateway.server import serve
     from edgeops.settings import SettingsError, gateway_settings, settings
-    from edgeops.store import ArtifactStore, StoreConfig
 
     try:
         config, operator_config = gateway_settings(), settings()
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-
-    @functools.cache
-    def store() -> ArtifactStore:
-        ref = operator_config.s3_secret_ref
-        secret = read_secret(*ref) if ref else None
-        return ArtifactStore(StoreConfig.from_settings(operator_config, secret))
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        create_app(config, store),
-        host=bind_address or config.gateway_bind_address,
-        port=port or config.gateway_port,
-        log_level="info",
-        proxy_headers=False,
-    )
+    serve(config, operator_config, port=port, bind_address=bind_address)
 
 
 DeviceNamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Device namespace.")]

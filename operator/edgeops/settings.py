@@ -573,13 +573,10 @@ class TrainerSettings(BaseSettings):
     )
 
 
-_GATEWAY_SOURCE: Final = "none yet (`edgeops gateway run` reads it)"
-
-
 class GatewaySettings(BaseSettings):
     """The fleet gateway's own settings (``edgeops gateway run``); it reads the operator's
-    ``EDGEOPS_S3_*`` settings too, to serve signed bundle manifests. No chart values yet:
-    the gateway has no Deployment in the chart."""
+    ``EDGEOPS_S3_*`` settings too, to serve signed bundle manifests. Chart values under
+    ``gateway.`` (the gateway's Deployment, ``templates/gateway.yaml``)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
@@ -591,13 +588,13 @@ class GatewaySettings(BaseSettings):
         le=65535,
         description="Port the gateway's HTTP API listens on. Default 8088. The `--port` flag "
         "overrides it.",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.port"},
     )
     gateway_bind_address: str = Field(
         "127.0.0.1",
         description="IP address the gateway listens on. Default `127.0.0.1` (nothing exposed "
         "on a workstation); a pod uses `0.0.0.0`. The `--bind-address` flag overrides it.",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.bindAddress", CHART_DEFAULT: "0.0.0.0"},
     )
     gateway_max_body_bytes: int = Field(
         65536,
@@ -606,7 +603,7 @@ class GatewaySettings(BaseSettings):
         description="Largest request body the gateway reads, in bytes; a larger one is "
         "refused with 413 before it is parsed. Default 65536: enrollment and status reports "
         "are a few kB.",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.maxBodyBytes"},
     )
     gateway_signature_window_seconds: int = Field(
         300,
@@ -616,7 +613,7 @@ class GatewaySettings(BaseSettings):
         "(either way); the nonce cache remembers nonces this long, so a captured request "
         "cannot be replayed. Default 300 (RFC 9421 leaves it to the verifier; 5 minutes "
         "absorbs the clock skew of devices without NTP sync).",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.signatureWindowSeconds"},
     )
     gateway_requests_per_minute: int = Field(
         120,
@@ -625,7 +622,7 @@ class GatewaySettings(BaseSettings):
         description="Requests one device may make per minute (token bucket, bursts of up to "
         "this many); more are refused with 429 and `Retry-After`. Default 120: an agent polls "
         "and reports every few seconds at most.",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.requestsPerMinute"},
     )
     gateway_cache_seconds: float = Field(
         2.0,
@@ -635,7 +632,7 @@ class GatewaySettings(BaseSettings):
         "FleetRollouts before reading them again (0: every request reads). Default 2: an "
         "approval or a rollout step reaches devices within seconds, at one list per kind and "
         "namespace every 2 s under load.",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.cacheSeconds"},
     )
     gateway_last_seen_seconds: float = Field(
         60.0,
@@ -644,7 +641,7 @@ class GatewaySettings(BaseSettings):
         description="Seconds between writes of a Device's `status.lastSeen` while nothing else "
         "changes, so a polling fleet does not write to the API server on every request. "
         "Default 60.",
-        json_schema_extra={CHART: None, CHART_SOURCE: _GATEWAY_SOURCE},
+        json_schema_extra={CHART: "gateway.lastSeenSeconds"},
     )
 
 

@@ -37,7 +37,9 @@ def test_rendered_chart_validates_against_the_real_schemas(cluster: Cluster) -> 
     rendered = _helm(
         cluster,
         "template",
-        "edgeops",
+        # Not "edgeops": the devcluster runs that release's gateway in edgeops-system, and a
+        # dry run would be merged into its live objects.
+        "check",
         str(CHART),
         "--namespace",
         "edgeops-system",
@@ -45,24 +47,23 @@ def test_rendered_chart_validates_against_the_real_schemas(cluster: Cluster) -> 
         "metrics.serviceMonitor.enabled=true",
     )
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
-    assert kinds == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "Service",
-        "ServiceAccount",
-        "ServiceMonitor",
-    ]
+    # The operator's objects and the fleet gateway's.
+    assert kinds == sorted(
+        2 * ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+        + 2 * ["ServiceMonitor"]
+    )
     # The ServiceMonitor is checked against the Prometheus Operator's own CRD.
     out = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
-    assert "servicemonitor.monitoring.coreos.com/edgeops-operator created (server dry run)" in (
-        out.stdout
-    )
+    for monitor in ("check-operator", "check-gateway"):
+        assert f"servicemonitor.monitoring.coreos.com/{monitor} created (server dry run)" in (
+            out.stdout
+        )
 
 
 def test_installed_service_account_has_least_privilege(cluster: Cluster) -> None:
     ns = cluster.namespace("helm")
-    # replicas=0: the devcluster's own operator already reconciles; only RBAC is under test.
+    # replicas=0: the devcluster's own operator and gateway already run; only RBAC is under
+    # test (the gateway's in test_devcluster).
     _helm(
         cluster,
         "install",
@@ -73,6 +74,8 @@ def test_installed_service_account_has_least_privilege(cluster: Cluster) -> None
         "--skip-crds",
         "--set",
         "replicas=0",
+        "--set",
+        "gateway.replicas=0",
         "--wait=false",
     )
     try:

@@ -301,6 +301,32 @@ def test_prometheus_scrapes_the_operator(cluster: Cluster) -> None:
     assert health.status_code == 200
 
 
+def test_the_gateway_runs_as_a_pod_from_the_chart(cluster: Cluster) -> None:
+    pods = cluster.get(
+        "pods", "-n", "edgeops-system", "-l", "app.kubernetes.io/component=gateway"
+    )["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Running"]
+    assert pods[0]["spec"]["serviceAccountName"] == "edgeops-gateway"
+    url = cluster.endpoints["gateway"]
+    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    paths = httpx.get(url + "/openapi.json", timeout=5).json()["paths"]
+    assert "/v1/enroll" in paths and "/v1/devices/{namespace}/{name}/desired" in paths
+    # Least privilege: Device status and token Secrets, nothing else written or listed.
+    gateway = "--as=system:serviceaccount:edgeops-system:edgeops-gateway"
+
+    def can(*args: str) -> bool:
+        out = cluster.kubectl("auth", "can-i", gateway, *args, check=False)
+        return out.stdout.strip() == "yes"
+
+    assert can("patch", "devices.edgeops.dev", "--subresource=status", "-n", "plant")
+    assert can("create", "devices.edgeops.dev", "-n", "plant")
+    assert can("update", "secrets", "-n", "plant")
+    assert not can("list", "secrets", "-n", "plant")
+    assert not can("delete", "devices.edgeops.dev", "-n", "plant")
+    assert not can("patch", "edgemodels.edgeops.dev", "-n", "plant")
+    assert not can("create", "jobs.batch", "-n", "plant")
+
+
 def test_status_reports_a_crash_and_up_restarts_it(cluster: Cluster) -> None:
     dev = cluster.dev
     comp = json.loads(dev.state_file.read_text())["components"]["prometheus"]

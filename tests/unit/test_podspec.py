@@ -147,3 +147,19 @@ def test_volume_plans() -> None:
     assert podspec.plan_volume(POD, {"name": "e", "emptyDir": {}}, LOOKUP).empty_dir
     with pytest.raises(podspec.ContainerConfigError):
         podspec.plan_volume(POD, {"name": "c", "configMap": {"name": "absent"}}, LOOKUP)
+
+
+def test_a_volume_over_tmp_becomes_tmpdir_when_it_would_hide_the_host() -> None:
+    venv, pod = Path("/tmp/ci/.venv"), Path("/tmp/home/node/pods/p")
+    token, scratch = pod / "volumes" / "token", pod / "volumes" / "tmp"
+    mounts = [
+        (scratch, "/tmp", False),
+        (token, "/run/secrets/kubernetes.io/serviceaccount", True),
+        (pod / "volumes" / "data", "/data", False),
+    ]
+    kept, tmpdir = podspec.host_safe_mounts(mounts, [venv, pod, token])
+    assert tmpdir == scratch
+    assert [m[1] for m in kept] == ["/run/secrets/kubernetes.io/serviceaccount", "/data"]
+    # Nothing the node needs under /tmp: the mount is kept as asked.
+    kept, tmpdir = podspec.host_safe_mounts(mounts, [Path("/work/.venv"), Path("/srv/pod")])
+    assert tmpdir is None and kept == mounts

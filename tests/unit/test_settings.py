@@ -341,14 +341,11 @@ def _env_entries(template: str) -> dict[str, str]:
     }
 
 
-def test_the_chart_sets_every_setting_from_its_value() -> None:
+def _check_chart_entries(model: type[Any], entries: dict[str, str]) -> None:
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    entries = _env_entries((CHART_DIR / "templates" / "deployment.yaml").read_text())
-    fields = OperatorSettings.model_fields
-    assert set(entries) == {env_name(f) for f in fields}, "the chart sets exactly the settings"
-    for field, info in fields.items():
-        extra = _extra(OperatorSettings, field)
-        source = entries[env_name(field)]
+    for field, info in model.model_fields.items():
+        extra = _extra(model, field)
+        source = entries[env_name(field, model)]
         path = extra[CHART]
         if path is None:
             assert "valueFrom" in source, field
@@ -361,9 +358,25 @@ def test_the_chart_sets_every_setting_from_its_value() -> None:
         assert source.strip() == f"value: {{{{ .Values.{path} | quote }}}}", field
         default = extra.get(CHART_DEFAULT, info.default)
         assert chart_value == ("" if default is None else default), (
-            f"values.yaml {path} = {chart_value!r}, but the default of {env_name(field)} "
-            f"is {default!r}"
+            f"values.yaml {path} = {chart_value!r}, but the default of "
+            f"{env_name(field, model)} is {default!r}"
         )
+
+
+def test_the_chart_sets_every_setting_from_its_value() -> None:
+    entries = _env_entries((CHART_DIR / "templates" / "deployment.yaml").read_text())
+    fields = OperatorSettings.model_fields
+    assert set(entries) == {env_name(f) for f in fields}, "the chart sets exactly the settings"
+    _check_chart_entries(OperatorSettings, entries)
+
+
+def test_the_chart_sets_every_gateway_setting_from_its_value() -> None:
+    entries = _env_entries((CHART_DIR / "templates" / "gateway.yaml").read_text())
+    own = {e: line for e, line in entries.items() if e.startswith("EDGEOPS_GATEWAY_")}
+    assert set(own) == {env_name(f, GatewaySettings) for f in GatewaySettings.model_fields}
+    _check_chart_entries(GatewaySettings, own)
+    # The rest are the operator's settings the gateway reads (S3), never a setting of its own.
+    assert set(entries) - set(own) <= {env_name(f) for f in OperatorSettings.model_fields}
 
 
 def test_every_edgeops_variable_in_the_code_is_documented() -> None:

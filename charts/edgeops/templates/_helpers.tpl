@@ -15,3 +15,13 @@ app.kubernetes.io/name: edgeops
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
+
+{{- define "edgeops.gatewayName" -}}
+{{- printf "%s-gateway" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "edgeops.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: edgeops
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}

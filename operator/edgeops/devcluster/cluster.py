@@ -148,6 +148,7 @@ class DevCluster:
             "operator-metrics",
             "node-metrics",
             "kubelet",
+            "gateway",
         )
         missing = [n for n in names if n not in ports]
         if missing:
@@ -210,6 +211,7 @@ class DevCluster:
             "s3": f"http://127.0.0.1:{p['s3']}",
             "prometheus": f"http://127.0.0.1:{p['prometheus']}",
             "operator": f"http://127.0.0.1:{p['operator-health']}",
+            "gateway": f"http://127.0.0.1:{p['gateway']}",
         }
 
     def binaries(self, report: Reporter = _report_stderr) -> dict[str, Path]:
@@ -233,6 +235,7 @@ class DevCluster:
             "EDGEOPS_S3_SECRET_KEY": secret,
             "EDGEOPS_S3_BUCKET": S3_BUCKET,
             "EDGEOPS_PROMETHEUS_URL": ep["prometheus"],
+            "EDGEOPS_GATEWAY_URL": ep["gateway"],
         }
 
     def kubectl_path(self) -> Path:
@@ -313,6 +316,8 @@ class DevCluster:
             if name == "s3":
                 self._ensure_bucket()
                 self._ensure_s3_secret()
+        if with_node:
+            self._ensure_gateway(bins["helm"], report)
         report(f"devcluster '{self.name}' is up in {time.monotonic() - started:.0f}s")
         for line in self.describe():
             report("  " + line)
@@ -627,6 +632,67 @@ class DevCluster:
         )
         self.kubectl("apply", "-f", "-", input=sec.stdout)
 
+    def gateway_manifests(self, helm: Path) -> str | None:
+        """The chart's gateway objects (``templates/gateway.yaml``) for this cluster: bound
+        to 127.0.0.1 on the cluster's gateway port (pods share the host's network here), S3
+        at the devcluster's endpoint. None when the chart is not there (a wheel install)."""
+        chart = repo_root() / "charts" / "edgeops"
+        if not (chart / "templates" / "gateway.yaml").is_file():
+            return None
+        ports = self._ports()
+        result = subprocess.run(
+            [
+                str(helm),
+                "template",
+                "edgeops",
+                str(chart),
+                "--namespace",
+                SYSTEM_NAMESPACE,
+                "--show-only",
+                "templates/gateway.yaml",
+                "--set",
+                f"gateway.port={ports['gateway']}",
+                "--set",
+                "gateway.bindAddress=127.0.0.1",
+                "--set",
+                f"s3.endpoint={self.endpoints()['s3']}",
+                "--set",
+                f"s3.existingSecret={S3_SECRET}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DevClusterError(f"helm template (gateway) failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _ensure_gateway(self, helm: Path, report: Reporter, timeout: float = 120) -> None:
+        """The fleet gateway as a pod on the local node, from the Helm chart, scraped by
+        Prometheus."""
+        manifests = self.gateway_manifests(helm)
+        if manifests is None:
+            report("gateway: the Helm chart is not in this install; not started")
+            return
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=manifests)
+        url = self.endpoints()["gateway"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise DevClusterError(
+                f"gateway not serving at {url} after {timeout:.0f}s; see "
+                f"`kubectl -n {SYSTEM_NAMESPACE} logs deploy/edgeops-gateway`"
+            )
+        self.register_scrape_target("edgeops-gateway", url.removeprefix("http://"))
+        report(f"gateway: pod serving at {url}")
+
     def _wait_crds_established(self, timeout: float = 60) -> None:
         # `kubectl wait` fails on CRDs that have no conditions yet, so poll instead.
         deadline = time.monotonic() + timeout
@@ -691,6 +757,15 @@ class DevCluster:
             else:
                 state = "ready" if s.ready else "starting"
             lines.append(f"{s.name:<24} {state:<10} {s.endpoint}")
+        if self.state_file.exists():
+            gateway = self.endpoints()["gateway"]
+            try:
+                serving = httpx.get(gateway + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                serving = False
+            lines.append(
+                f"{'gateway (pod)':<24} {'ready' if serving else 'not ready':<10} {gateway}"
+            )
         lines.append(f"export KUBECONFIG={self.kubeconfig}")
         return lines
 

@@ -188,6 +188,11 @@ class PodRunner(threading.Thread):
         ]
         if missing:
             raise podspec.ContainerConfigError(f"volumeMounts refer to unknown volumes {missing}")
+        mounts, tmpdir = podspec.host_safe_mounts(
+            mounts, [Path(sys.prefix), Path(sys.executable), self.dir, *volumes.values()]
+        )
+        if tmpdir is not None:
+            full_env["TMPDIR"] = str(tmpdir)
         # The wrapper execs into argv, so /proc shows argv[0] once the container runs.
         program = argv[0]
         if mounts or container.get("workingDir"):

@@ -320,3 +320,28 @@ def _downward_files(pod: Obj, items: list[Obj]) -> list[VolumeFile]:
             VolumeFile(item["path"], field_ref(pod, item["fieldRef"]["fieldPath"]).encode())
         )
     return files
+
+
+def host_safe_mounts(
+    mounts: list[tuple[Path, str, bool]], needed: list[Path]
+) -> tuple[list[tuple[Path, str, bool]], Path | None]:
+    """The (source, mountPath, readOnly) bind mounts that hide none of the ``needed`` host
+    paths, and the volume to use as ``TMPDIR`` instead of one mounted at ``/tmp``.
+
+    Pods here share the host's filesystem: a volume mounted over ``/tmp`` (as a chart's
+    read-only-root pods do) would hide the project's Python environment, the pod's own
+    directory and the other volumes' sources whenever those live under ``/tmp`` (a CI
+    checkout, a test's state directory). Such a mount is left out; for ``/tmp`` the
+    program gets ``TMPDIR`` pointing at the volume, which is where Python's tempfile and
+    most tools write.
+    """
+    kept: list[tuple[Path, str, bool]] = []
+    tmpdir: Path | None = None
+    for source, target, read_only in mounts:
+        over = Path(target)
+        if any(path == over or over in path.parents for path in needed):
+            if over == Path("/tmp"):
+                tmpdir = source
+            continue
+        kept.append((source, target, read_only))
+    return kept, tmpdir

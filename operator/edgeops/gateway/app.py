@@ -64,6 +64,11 @@ def create_app(
     async def _internal(_: Request, exc: Exception) -> Response:
         return _json(500, {"reason": "InternalError", "message": type(exc).__name__})
 
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        """Liveness: the process serves HTTP."""
+        return _json(200, {"status": "ok"})
+
     for module in (enrollment, desired, reports):
         app.include_router(module.router(gw))
     return app
