@@ -125,6 +125,8 @@ class Cluster:
 SESSION_OPERATOR_ENV: dict[str, str] = {
     "EDGEOPS_RESYNC_INTERVAL_SECONDS": "3600",
     "EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS": "127.0.0.1",
+    # Devices that stop reporting are marked NotSeen within seconds, not half a minute.
+    "EDGEOPS_DEVICE_SWEEP_SECONDS": "2",
 }
 
 

@@ -191,6 +191,18 @@ class OperatorSettings(BaseSettings):
         "a training run. 0 starts at once.",
         json_schema_extra={CHART: "triggerBatchSeconds"},
     )
+    device_sweep_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds between sweeps of the operator's in-memory index of Devices for "
+        "devices not seen for 3 report intervals (`spec.reportIntervalSeconds`, at least 3 "
+        "lastSeen write intervals `EDGEOPS_GATEWAY_LAST_SEEN_SECONDS`, read from the "
+        "operator's environment too), which it marks `Ready=Unknown` and health Unknown "
+        "(reason NotSeen). A sweep makes no API call unless a device went stale. Default "
+        "30: a stale device shows within 30 s of its threshold (3 min by default).",
+        json_schema_extra={CHART: "devices.sweepSeconds"},
+    )
 
     # --- Dataset sources ------------------------------------------------------------------
     http_source_allowed_hosts: str | None = Field(

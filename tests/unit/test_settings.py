@@ -96,6 +96,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_RESYNC_INTERVAL_SECONDS": "2.5",
         "EDGEOPS_SOURCE_POLL_INTERVAL_SECONDS": "4",
         "EDGEOPS_TRIGGER_BATCH_SECONDS": "0",
+        "EDGEOPS_DEVICE_SWEEP_SECONDS": "2.5",
         "EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS": "data.example.com, *.corp.example, 10.20.0.0/16",
         "EDGEOPS_HTTP_SOURCE_ALLOW_PRIVATE_NETWORKS": "true",
         "EDGEOPS_HTTP_SOURCE_DEADLINE_SECONDS": "15",
@@ -132,8 +133,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.namespace == "ops" and config.resync_interval_seconds == 2.5
     assert config.source_poll_interval_seconds == 4
     assert config.trigger_batch_seconds == 0
-    assert config.source_poll_interval_seconds == 4
-    assert config.trigger_batch_seconds == 0
+    assert config.device_sweep_seconds == 2.5
     allowlist = config.http_source_allowlist
     assert allowlist is not None and allowlist.names == {"data.example.com"}
     assert allowlist.admits_name("a.corp.example") and not allowlist.admits_name("corp.example")

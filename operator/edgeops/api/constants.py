@@ -125,6 +125,11 @@ class ConditionType:
     VALIDATED: Final = "Validated"
     #: The object store answered on the last attempt to use it.
     STORAGE_AVAILABLE: Final = "StorageAvailable"
+    #: Device: spec.approval is Approved and the device is not decommissioned.
+    ENROLLED: Final = "Enrolled"
+    #: Device: the last update the agent reported reached Committed (False: it ended
+    #: RolledBack, Failed or TimedOut; Unknown: none yet, or one still in flight).
+    UPDATED: Final = "Updated"
 
 
 class Reason:
@@ -239,9 +244,32 @@ class Reason:
     ROLLED_BACK: Final = "RolledBack"
     COMPLETED: Final = "Completed"
     # Device
+    #: Ready: approved, seen within the staleness threshold, health Healthy.
     HEALTHY: Final = "Healthy"
+    #: Ready (True): approved and seen, the agent reports Degraded.
+    DEGRADED: Final = "Degraded"
+    #: Ready (False): approved and seen, the agent reports Unhealthy.
     UNHEALTHY: Final = "Unhealthy"
+    #: Ready (Unknown): approved and seen, but no health reported (or Unknown).
+    HEALTH_NOT_REPORTED: Final = "HealthNotReported"
+    #: Ready (Unknown): last seen longer ago than 3 report intervals; health is Unknown.
     NOT_SEEN: Final = "NotSeen"
+    #: Ready (Unknown): approved, but the device never reported (no status.lastSeen).
+    NEVER_SEEN: Final = "NeverSeen"
+    #: Enrolled True, and its Event: spec.approval is Approved.
+    APPROVED: Final = "Approved"
+    #: Ready/Enrolled False: spec.approval is Pending.
+    ENROLLMENT_PENDING: Final = "EnrollmentPending"
+    #: Ready/Enrolled False, and its Event: spec.approval is Rejected.
+    ENROLLMENT_REJECTED: Final = "EnrollmentRejected"
+    #: Ready/Enrolled False, and its Event: spec.decommissioned revoked the device.
+    DECOMMISSIONED: Final = "Decommissioned"
+    #: Updated Unknown: the agent has reported no update yet.
+    NO_UPDATE: Final = "NoUpdate"
+    #: Updated Unknown: an update is downloading, verifying, installing or health-checking.
+    UPDATE_IN_PROGRESS: Final = "UpdateInProgress"
+    #: Updated, and an Event for each terminal update phase the agent reports.
     UPDATE_COMMITTED: Final = "UpdateCommitted"
     UPDATE_ROLLED_BACK: Final = "UpdateRolledBack"
     UPDATE_FAILED: Final = "UpdateFailed"
+    UPDATE_TIMED_OUT: Final = "UpdateTimedOut"

@@ -93,6 +93,15 @@ class DeviceSpec(ApiModel):
         description="True revokes the device: the gateway refuses every request it signs, "
         "whatever spec.approval says.",
     )
+    report_interval_seconds: int = Field(
+        60,
+        ge=5,
+        le=86400,
+        description="Seconds between the agent's status reports. The operator marks the "
+        "device Ready=Unknown and health Unknown (reason NotSeen) once it has not been seen "
+        "for 3 intervals (at least 3 gateway lastSeen write intervals, since lastSeen is "
+        "written coarsely). Default 60.",
+    )
 
 
 class Slot(StatusModel):

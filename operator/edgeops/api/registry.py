@@ -186,6 +186,7 @@ KINDS: tuple[KindInfo, ...] = (
             PrinterColumn("Hardware", ".spec.hardware", "string", "Hardware", priority=1),
             PrinterColumn("Site", ".spec.site", "string", "Site", priority=1),
             PrinterColumn("Agent", ".status.agentVersion", "string", "Agent", priority=1),
+            REASON,
             AGE,
         ),
     ),

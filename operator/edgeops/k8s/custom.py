@@ -125,13 +125,30 @@ def check_owned(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> No
     check_controlled(existing, manifest)
 
 
-def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+def patch_status(
+    namespace: str,
+    plural: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+) -> dict[str, Any]:
     """Merge-patches the status subresource of an EdgeOps object (``None`` values delete
-    keys, RFC 7386) and returns the object the API server now has. Raises ApiException."""
+    keys, RFC 7386) and returns the object the API server now has. With
+    ``resource_version`` the patch applies only to that version of the object (optimistic
+    concurrency: 409 Conflict, see :func:`is_conflict`, if another writer came first).
+    Raises ApiException."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
     result: dict[str, Any] = _custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, plural, name, {"status": status}
+        GROUP, VERSION, namespace, plural, name, body
     )
     return result
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether the API server answered 409 (the object changed since it was read)."""
+    return isinstance(error, ApiException) and error.status == 409
 
 
 def is_not_found(error: BaseException) -> bool:
