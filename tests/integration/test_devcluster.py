@@ -302,9 +302,9 @@ def test_prometheus_scrapes_the_operator(cluster: Cluster) -> None:
 
 
 def test_the_gateway_runs_as_a_pod_from_the_chart(cluster: Cluster) -> None:
-    pods = cluster.get(
-        "pods", "-n", "edgeops-system", "-l", "app.kubernetes.io/component=gateway"
-    )["items"]
+    pods = cluster.get("pods", "-n", "edgeops-system", "-l", "app.kubernetes.io/component=gateway")[
+        "items"
+    ]
     assert [p["status"]["phase"] for p in pods] == ["Running"]
     assert pods[0]["spec"]["serviceAccountName"] == "edgeops-gateway"
     url = cluster.endpoints["gateway"]
