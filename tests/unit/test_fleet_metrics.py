@@ -213,3 +213,33 @@ def test_gateway_apps_have_their_own_registry_and_label_routes_by_template() -> 
                        ("unmatched", "404"): 1}  # fmt: skip
     # The other app counted nothing of the first one's requests.
     assert f"{fleet.GATEWAY_REQUESTS_TOTAL}{{" not in second.get("/metrics").text
+
+
+def test_immutable_reads_are_kept_past_the_ttl_in_a_bounded_lru() -> None:
+    from edgeops.gateway.context import Fleet
+
+    cache = Fleet(ttl=0, immutable_size=2)
+    loads: list[str] = []
+
+    def load(key: str) -> Any:
+        def run() -> str:
+            loads.append(key)
+            return key.upper()
+
+        return run
+
+    assert cache.immutable(("p", "a"), load("a")) == "A"
+    assert cache.immutable(("p", "a"), load("a")) == "A"  # TTL 0, still no second read
+    cache.immutable(("p", "b"), load("b"))
+    cache.immutable(("p", "a"), load("a"))  # a is now the most recent
+    cache.immutable(("p", "c"), load("c"))  # evicts b, the least recent
+    cache.immutable(("p", "a"), load("a"))
+    cache.immutable(("p", "b"), load("b"))
+    assert loads == ["a", "b", "c", "b"]
+
+    def failing() -> Any:
+        raise OSError("S3 down")
+
+    with pytest.raises(OSError):
+        cache.immutable(("p", "d"), failing)
+    assert cache.immutable(("p", "d"), load("d")) == "D"  # the failure was not cached
