@@ -5,7 +5,10 @@ authenticated by an RFC 9421 signature (:mod:`edgeops.httpsig`) with the device'
 key; enrollment is signed too, with the key it enrolls (proof of possession). Bodies are
 :mod:`edgeops.api.wire` models. Reads of Devices, EdgeModels and FleetRollouts go through a
 short TTL cache (``EDGEOPS_GATEWAY_CACHE_SECONDS``); writes go straight to the API server.
-Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.reports`).
+Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.reports`,
+:mod:`.telemetry`). ``GET /metrics`` (unauthenticated, like any Prometheus target) serves
+the fleet telemetry series (:mod:`edgeops.metrics.fleet`) and the gateway's own request
+count and duration per route template, from the app's own registry.
 """
 
 from __future__ import annotations
@@ -17,12 +20,60 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeops import __version__
-from edgeops.gateway import desired, enrollment, reports
+from edgeops.gateway import desired, enrollment, reports, telemetry
 from edgeops.gateway.context import ApiError, Gateway
+from edgeops.metrics.fleet import GATEWAY_REQUEST_DURATION_SECONDS, GATEWAY_REQUESTS_TOTAL
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by route template and status and timing them.
+
+    ``endpoint`` is the matched route's path template (``/v1/devices/{namespace}/{name}/
+    desired``), never the concrete path, so device names do not become label values;
+    requests no route matched are ``endpoint="unmatched"``. An exception that escapes the
+    app counts as 500 (the outer error handler answers it so)."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter(
+            GATEWAY_REQUESTS_TOTAL,
+            "Requests the gateway answered, by route template and HTTP status code.",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            GATEWAY_REQUEST_DURATION_SECONDS,
+            "Wall time from request to response, seconds, by route template.",
+            ["endpoint"],
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, code = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            endpoint = str(getattr(route, "path", "unmatched"))
+            self.requests.labels(endpoint, str(code)).inc()
+            self.duration.labels(endpoint).observe(time.perf_counter() - start)
 
 
 def _json(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
@@ -69,8 +120,15 @@ def create_app(
         """Liveness: the process serves HTTP."""
         return _json(200, {"status": "ok"})
 
-    for module in (enrollment, desired, reports):
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        # Text format 0.0.4, or OpenMetrics when the scraper asks for it.
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(gw.registry), media_type=content_type)
+
+    for module in (enrollment, desired, reports, telemetry):
         app.include_router(module.router(gw))
+    app.add_middleware(RequestMetrics, registry=gw.registry)
     return app
 
 

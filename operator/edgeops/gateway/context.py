@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 from fastapi import Request
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +27,7 @@ from edgeops import httpsig
 from edgeops.api.constants import EDGE_MODELS, FLEET_ROLLOUTS
 from edgeops.gateway.limits import NonceCache, RateLimiter
 from edgeops.k8s import fleet
+from edgeops.metrics.fleet import FleetTelemetry
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
 
@@ -97,8 +100,10 @@ class Fleet:
 
     ttl: float
     clock: Callable[[], float] = time.monotonic
+    immutable_size: int = 64
     _cache: dict[tuple[str, str, str], _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _immutable: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
 
     def _get(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
         now = self.clock()
@@ -140,8 +145,23 @@ class Fleet:
         )
 
     def cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
-        """Any other read (a Dataset, a reference profile) under the same TTL."""
+        """Any other read (a Dataset) under the same TTL."""
         return self._get(key, load)
+
+    def immutable(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
+        """A read of something that never changes once written, such as a content-addressed
+        reference profile (key ``(kind, sha256)``): kept past the TTL in a small LRU of
+        ``immutable_size`` entries. A failed load raises and caches nothing."""
+        with self._lock:
+            if key in self._immutable:
+                self._immutable.move_to_end(key)
+                return self._immutable[key]
+        value = load()
+        with self._lock:
+            self._immutable[key] = value
+            while len(self._immutable) > self.immutable_size:
+                self._immutable.popitem(last=False)
+        return value
 
 
 class Gateway:
@@ -162,6 +182,11 @@ class Gateway:
         self.limiter = RateLimiter(config.gateway_requests_per_minute)
         self._sequences: dict[tuple[str, str], int] = {}
         self._seq_lock = threading.Lock()
+        # Per app, not prometheus_client's global registry: several apps (tests, replicas
+        # in one process) must not collide or share counts.
+        self.registry = CollectorRegistry()
+        self.telemetry = FleetTelemetry()
+        self.registry.register(self.telemetry)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body; 413 ``BodyTooLarge`` past ``gateway_max_body_bytes``."""

@@ -18,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import LabelSelector
 from edgeops.api.edgemodel import Target
-from edgeops.api.wire import DesiredState, DesiredTarget
+from edgeops.api.wire import DesiredState, DesiredTarget, ProfileFeature
 from edgeops.canonical_json import jcs
 from edgeops.gateway.context import ApiError, Gateway
+from edgeops.gateway.profiles import reference_bins, version_entry, wire_profile
 from edgeops.policy.desired import Desired, RolloutView, choose_target, desired_version
 from edgeops.policy.serving import model_prefix
 from edgeops.store import StoreError
@@ -81,6 +82,21 @@ def bundle_key(namespace: str, model: dict[str, Any], version: int, target: Targ
     return f"{prefix}/versions/{version}/bundles/{target.name}.json"
 
 
+def desired_profile(
+    gw: Gateway, model: dict[str, Any], version: int
+) -> dict[str, ProfileFeature] | None:
+    """The version's reference-profile bins for :attr:`DesiredState.profile`, or None. A
+    profile S3 cannot give now is left out rather than failing the poll: installing the
+    version matters more, and the ETag changes once the profile is there."""
+    entry = version_entry(model, version)
+    if entry is None:
+        return None
+    try:
+        return wire_profile(reference_bins(gw, entry))
+    except ApiError:
+        return None
+
+
 def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]) -> DesiredState:
     """The device's :class:`DesiredState`; 404 ``NoBundle`` before the version is signed."""
     choice, model, target = assignment(gw, namespace, name, device)
@@ -103,6 +119,7 @@ def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]
             (device.get("spec") or {}).get("reportIntervalSeconds")
             or DEFAULT_REPORT_INTERVAL_SECONDS
         ),
+        profile=desired_profile(gw, model, choice.version),
     )
 
 

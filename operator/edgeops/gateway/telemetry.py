@@ -1,0 +1,92 @@
+"""``POST /v1/devices/{namespace}/{name}/telemetry``: a device's aggregates since its last
+report, added to the fleet series the gateway exports at ``/metrics``
+(:mod:`edgeops.metrics.fleet`).
+
+A report is checked against what the device should run before anything is counted:
+
+* the model must be the device's assigned one (409 ``ModelNotAssigned``): a device whose
+  assignment moved on must not keep feeding the old model's series;
+* the version must be registered in the EdgeModel's ``status.versions`` (422
+  ``UnknownVersion``);
+* features and bin counts must fit the version's reference profile, latency and confidence
+  counts the wire bucket bounds (422 ``UnknownFeature`` / ``BinMismatch``, naming the
+  field);
+* the sequence must exceed every one the device sent before (409 ``StaleSequence``), taken
+  last, so a report refused for another reason can be fixed and sent with the same number.
+
+The cohort label is the assignment's cohort only when the report is about the assigned
+version: a device in a canary cohort that still runs the old version (download pending,
+rolled back) produces stable traffic, and counting it as canary would blur exactly the
+comparison a rollout's analysis makes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from edgeops.api.wire import TelemetryReport
+from edgeops.gateway.context import ApiError, Gateway, validation_message
+from edgeops.gateway.desired import assignment
+from edgeops.gateway.profiles import reference_bins, version_entry
+from edgeops.metrics.fleet import ReportMismatchError, SeriesKey
+
+
+def accept(
+    gw: Gateway, namespace: str, name: str, device: dict[str, Any], report: TelemetryReport
+) -> SeriesKey:
+    """Checks ``report`` (see the module) and adds it to ``gw.telemetry``; returns the
+    series it was counted under. Raises :class:`ApiError` with the refusal."""
+    choice, model, _ = assignment(gw, namespace, name, device)
+    if report.model != choice.model:
+        raise ApiError(
+            409,
+            "ModelNotAssigned",
+            f"the device is assigned model {choice.model}, not {report.model}",
+        )
+    version = version_entry(model, report.version)
+    if version is None:
+        raise ApiError(422, "UnknownVersion", f"{report.model} has no version {report.version}")
+    reference = reference_bins(gw, version)
+    try:
+        reference.check(report)
+    except ReportMismatchError as exc:
+        raise ApiError(422, exc.reason, str(exc)) from None
+    stored = int((device.get("status") or {}).get("sequence", -1))
+    gw.take_sequence(namespace, name, report.sequence, stored)
+    cohort = choice.cohort if report.version == choice.version else "stable"
+    key = SeriesKey(namespace, report.model, str(report.version), cohort)
+    gw.telemetry.add(key, report, reference)
+    return key
+
+
+def router(gw: Gateway) -> APIRouter:
+    """The telemetry endpoint."""
+    api = APIRouter()
+
+    @api.post(
+        "/v1/devices/{namespace}/{name}/telemetry",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": TelemetryReport.model_json_schema()}},
+            }
+        },
+    )
+    async def telemetry(request: Request, namespace: str, name: str) -> Response:
+        body = await gw.read_body(request)
+        device = await gw.signed_device(request, namespace, name, body)
+        gw.approved_device(device)
+        try:
+            report = TelemetryReport.model_validate_json(body)
+        except ValidationError as exc:
+            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        key = await run_in_threadpool(accept, gw, namespace, name, device, report)
+        return JSONResponse({"sequence": report.sequence, "version": report.version,
+                             "cohort": key.cohort})  # fmt: skip
+
+    return api

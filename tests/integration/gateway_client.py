@@ -1,0 +1,173 @@
+"""Shared by the gateway's integration tests: the gateway as a local process against the
+session devcluster, a minimal signing device client, and a signed model version."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from edgeops.api.common import ArtifactRef, format_time
+from edgeops.api.edgemodel import Target
+from edgeops.controllers import bundles
+from edgeops.httpsig import sign_request
+from edgeops.signing import SigningKey
+from tests.conftest import Cluster, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reason(response: httpx.Response) -> str:
+    """The ``reason`` of a JSON error answer."""
+    return str(response.json()["reason"])
+
+
+class Device:
+    """A minimal device client: an Ed25519 key and RFC 9421 signed requests."""
+
+    def __init__(self, http: httpx.Client, namespace: str, name: str) -> None:
+        self.http, self.namespace, self.name = http, namespace, name
+        self.key = Ed25519PrivateKey.generate()
+
+    @property
+    def public_b64(self) -> str:
+        raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
+
+    def headers(
+        self, method: str, path: str, body: bytes, *, created: float | None = None
+    ) -> dict[str, str]:
+        return sign_request(
+            self.key,
+            f"{self.namespace}/{self.name}",
+            method,
+            path,
+            body,
+            created=int(created if created is not None else time.time()),
+        )
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        document: Any = None,
+        *,
+        created: float | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        body = b"" if document is None else json.dumps(document).encode()
+        headers = {**self.headers(method, path, body, created=created), **(extra or {})}
+        if body:
+            headers["Content-Type"] = "application/json"
+        return self.http.request(method, path, content=body, headers=headers)
+
+    def enroll(self, token: str, **fields: Any) -> httpx.Response:
+        document = {
+            "token": token,
+            "namespace": self.namespace,
+            "name": self.name,
+            "publicKey": self.public_b64,
+            "targetType": "linux",
+            "capabilities": {
+                "arch": "aarch64",
+                "runtimes": ["onnxruntime"],
+                "agentVersion": "0.1.0",
+            },
+            **fields,
+        }
+        return self.send("POST", "/v1/enroll", document)
+
+    def desired(self, **kw: Any) -> httpx.Response:
+        return self.send("GET", f"/v1/devices/{self.namespace}/{self.name}/desired", **kw)
+
+    def telemetry(self, document: Any, *, of: str | None = None) -> httpx.Response:
+        """POST a telemetry report, to the device's own path or ``of``'s."""
+        return self.send(
+            "POST", f"/v1/devices/{self.namespace}/{of or self.name}/telemetry", document
+        )
+
+
+@contextmanager
+def gateway_process(cluster: Cluster) -> Iterator[tuple[httpx.Client, int]]:
+    """``edgeops gateway run`` on a free port (no read cache, a generous rate limit);
+    yields a client on it and the port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **cluster.env,
+        "KUBECONFIG": cluster.kubeconfig,
+        "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
+        "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "600",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeops", "gateway", "run", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def up() -> bool:
+        try:
+            return http.get("/openapi.json").status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            return False
+
+    try:
+        wait_for(up, 60, "the gateway")
+        yield http, port
+    finally:
+        http.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def publish_version(
+    cluster: Cluster,
+    namespace: str,
+    model: str,
+    uid: str,
+    number: int,
+    key: SigningKey,
+    targets: Sequence[Target],
+    extra_artifacts: Sequence[ArtifactRef] = (),
+) -> dict[str, Any]:
+    """Signs bundles of version ``number`` (a stand-in ONNX blob plus ``extra_artifacts``)
+    and returns its ``status.versions[]`` entry; the caller patches it into the status."""
+    store = cluster.store()
+    blob = store.put_blob(f"not really onnx, but signed and hashed like it ({number})".encode())
+    artifact = ArtifactRef(
+        uri=f"s3://{store.bucket}/{blob.key}", size=blob.size, sha256=blob.sha256, format="onnx"
+    )
+    now = datetime.now(UTC)
+    signature = bundles.publish(
+        store, key, namespace=namespace, model=model, uid=uid, number=number,
+        targets=list(targets), artifacts=[artifact], now=now, validity=timedelta(days=30),
+    )  # fmt: skip
+    return {
+        "number": number,
+        "trainingRun": f"{model}-{number}",
+        "created": format_time(now),
+        "state": "Approved",
+        "artifacts": [
+            a.model_dump(by_alias=True, exclude_none=True) for a in (artifact, *extra_artifacts)
+        ],
+        "signature": signature.model_dump(by_alias=True, exclude_none=True),
+    }
