@@ -5,7 +5,8 @@ authenticated by an RFC 9421 signature (:mod:`edgeops.httpsig`) with the device'
 key; enrollment is signed too, with the key it enrolls (proof of possession). Bodies are
 :mod:`edgeops.api.wire` models. Reads of Devices, EdgeModels and FleetRollouts go through a
 short TTL cache (``EDGEOPS_GATEWAY_CACHE_SECONDS``); writes go straight to the API server.
-Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.reports`).
+Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.artifacts`,
+:mod:`.reports`, :mod:`.samples`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from edgeops import __version__
-from edgeops.gateway import desired, enrollment, reports
+from edgeops.gateway import artifacts, desired, enrollment, reports, samples
 from edgeops.gateway.context import ApiError, Gateway
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
@@ -64,7 +65,7 @@ def create_app(
     async def _internal(_: Request, exc: Exception) -> Response:
         return _json(500, {"reason": "InternalError", "message": type(exc).__name__})
 
-    for module in (enrollment, desired, reports):
+    for module in (enrollment, desired, artifacts, reports, samples):
         app.include_router(module.router(gw))
     return app
 
