@@ -5,159 +5,34 @@ status reports with a monotonic sequence."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edgeops.api.common import ArtifactRef, format_time
-from edgeops.api.edgemodel import Target
-from edgeops.controllers import bundles
-from edgeops.httpsig import sign_request
-from edgeops.signing import Binding, generate_key, verify_manifest
-from tests.conftest import Cluster, wait_for
+from edgeops.signing import Binding, verify_manifest
+from tests.conftest import Cluster
+from tests.integration.gateway_client import (
+    Device,
+    edge_model,
+    publish_model,
+    running_gateway,
+)
+from tests.integration.gateway_client import cli as _cli
+from tests.integration.gateway_client import reason as _reason
+from tests.integration.gateway_client import token as _token
 
 pytestmark = pytest.mark.integration
-
-MODEL = {
-    "apiVersion": "edgeops.dev/v1alpha1",
-    "kind": "EdgeModel",
-    "metadata": {"name": "gw-model"},
-    "spec": {
-        "training": {"datasetRef": {"name": "absent"}, "exports": ["onnx"]},
-        "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}],
-        "retrain": {"onNewDatasetVersion": False},
-    },
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Device:
-    """A minimal device client: an Ed25519 key and RFC 9421 signed requests."""
-
-    def __init__(self, http: httpx.Client, namespace: str, name: str) -> None:
-        self.http, self.namespace, self.name = http, namespace, name
-        self.key = Ed25519PrivateKey.generate()
-
-    @property
-    def public_b64(self) -> str:
-        raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return base64.b64encode(raw).decode()
-
-    def headers(
-        self, method: str, path: str, body: bytes, *, created: float | None = None
-    ) -> dict[str, str]:
-        return sign_request(
-            self.key,
-            f"{self.namespace}/{self.name}",
-            method,
-            path,
-            body,
-            created=int(created if created is not None else time.time()),
-        )
-
-    def send(
-        self,
-        method: str,
-        path: str,
-        document: Any = None,
-        *,
-        created: float | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        body = b"" if document is None else json.dumps(document).encode()
-        headers = {**self.headers(method, path, body, created=created), **(extra or {})}
-        if body:
-            headers["Content-Type"] = "application/json"
-        return self.http.request(method, path, content=body, headers=headers)
-
-    def enroll(self, token: str, **fields: Any) -> httpx.Response:
-        document = {
-            "token": token,
-            "namespace": self.namespace,
-            "name": self.name,
-            "publicKey": self.public_b64,
-            "targetType": "linux",
-            "capabilities": {
-                "arch": "aarch64",
-                "runtimes": ["onnxruntime"],
-                "agentVersion": "0.1.0",
-            },
-            **fields,
-        }
-        return self.send("POST", "/v1/enroll", document)
-
-    def desired(self, **kw: Any) -> httpx.Response:
-        return self.send("GET", f"/v1/devices/{self.namespace}/{self.name}/desired", **kw)
-
-
-def _reason(response: httpx.Response) -> str:
-    return str(response.json()["reason"])
 
 
 @pytest.fixture(scope="module")
 def gateway(cluster: Cluster) -> Iterator[httpx.Client]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        **cluster.env,
-        "KUBECONFIG": cluster.kubeconfig,
-        "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
-        "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "600",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeops", "gateway", "run", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-
-    def up() -> bool:
-        try:
-            return http.get("/openapi.json").status_code == 200
-        except httpx.HTTPError:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            return False
-
-    wait_for(up, 60, "the gateway")
-    yield http
-    http.close()
-    proc.terminate()
-    proc.wait(10)
-
-
-def _cli(cluster: Cluster, *args: str) -> str:
-    env = {**os.environ, **cluster.env, "KUBECONFIG": cluster.kubeconfig}
-    done = subprocess.run(
-        [sys.executable, "-m", "edgeops", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-def _token(cluster: Cluster, ns: str, *args: str) -> str:
-    return _cli(cluster, "device", "token", "create", "-n", ns, *args)
+    with running_gateway(cluster) as http:
+        yield http
 
 
 @pytest.fixture(scope="module")
@@ -165,39 +40,8 @@ def model_ns(cluster: Cluster) -> Iterator[tuple[str, str, str]]:
     """A namespace with EdgeModel gw-model whose version 1 is signed and current; returns
     (namespace, model uid, public keys JSON)."""
     ns = cluster.namespace("gw")
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(MODEL))
-    uid = cluster.get("edgemodel", "gw-model", "-n", ns)["metadata"]["uid"]
-    store = cluster.store()
-    blob = store.put_blob(b"not really onnx, but signed and hashed like it")
-    artifact = ArtifactRef(
-        uri=f"s3://{store.bucket}/{blob.key}", size=blob.size, sha256=blob.sha256, format="onnx"
-    )
-    key = generate_key()
-    now = datetime.now(UTC)
-    signature = bundles.publish(
-        store, key, namespace=ns, model="gw-model", uid=uid, number=1,
-        targets=[Target(name="pi", target_type="linux", format="onnx")], artifacts=[artifact],
-        now=now, validity=timedelta(days=30),
-    )  # fmt: skip
-    status = {
-        "currentVersion": 1,
-        "latestVersion": 1,
-        "versions": [
-            {
-                "number": 1,
-                "trainingRun": "gw-model-1",
-                "created": format_time(now),
-                "state": "Approved",
-                "artifacts": [artifact.model_dump(by_alias=True, exclude_none=True)],
-                "signature": signature.model_dump(by_alias=True, exclude_none=True),
-            }
-        ],
-    }
-    cluster.kubectl(
-        "patch", "edgemodel", "gw-model", "-n", ns, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": status}),
-    )  # fmt: skip
-    yield ns, uid, json.dumps({key.key_id: key.public_b64})
+    published = publish_model(cluster, ns, edge_model("gw-model"))
+    yield ns, published.uid, published.public_keys
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
