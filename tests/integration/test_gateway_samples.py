@@ -116,6 +116,9 @@ def _upload(
 def test_an_artifact_of_the_desired_manifest_downloads_through_a_presigned_redirect(
     cluster: Cluster, gateway: httpx.Client, fleet: Fleet
 ) -> None:
+    paths = set(gateway.get("/openapi.json").json()["paths"])
+    assert {"/v1/devices/{namespace}/{name}/artifacts/{sha256}",
+            "/v1/devices/{namespace}/{name}/samples"} <= paths  # fmt: skip
     device = fleet.devices["a"]
     desired = device.desired()
     assert desired.status_code == 200, desired.text

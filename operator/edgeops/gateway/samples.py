@@ -112,6 +112,8 @@ def store_upload(
                 {"Retry-After": str(math.ceil(wait))},
             )
         try:
+            # One PUT (far below the multipart size): S3 shows the object whole or not at
+            # all, so a collection listing the inbox meanwhile never reads half an upload.
             store.put_bytes(obj.key, obj.data, "application/x-ndjson")
         except StoreError:
             gw.rows.give_back(key, len(records))
