@@ -646,6 +646,17 @@ class GatewaySettings(BaseSettings):
         "namespace every 2 s under load.",
         json_schema_extra={CHART: "gateway.cacheSeconds"},
     )
+    gateway_presign_seconds: int = Field(
+        300,
+        ge=10,
+        le=3600,
+        description="Lifetime in seconds of the presigned S3 URL an artifact download "
+        "redirects to (`GET .../artifacts/{sha256}`); the device never holds S3 credentials, "
+        "only this URL for one object. Default 300: long enough to start a download over a "
+        "slow link (S3 checks the expiry when the request starts), short enough that a "
+        "leaked URL is soon useless. At most 3600 (the store caps URLs at one hour).",
+        json_schema_extra={CHART: "gateway.presignSeconds"},
+    )
     gateway_last_seen_seconds: float = Field(
         60.0,
         ge=1,

@@ -1,9 +1,11 @@
 """Shared by the gateway's integration tests: the gateway as a local process against the
-session devcluster, a minimal signing device client, and a signed model version."""
+session devcluster, a signing test device, the ``edgeops`` CLI, an EdgeModel whose
+version 1 is signed and current, and signed versions to patch into a status."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -11,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +25,7 @@ from edgeops.api.common import ArtifactRef, format_time
 from edgeops.api.edgemodel import Target
 from edgeops.controllers import bundles
 from edgeops.httpsig import sign_request
-from edgeops.signing import SigningKey
+from edgeops.signing import SigningKey, generate_key
 from tests.conftest import Cluster, wait_for
 
 
@@ -31,11 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def reason(response: httpx.Response) -> str:
-    """The ``reason`` of a JSON error answer."""
-    return str(response.json()["reason"])
 
 
 class Device:
@@ -49,6 +46,11 @@ class Device:
     def public_b64(self) -> str:
         raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return base64.b64encode(raw).decode()
+
+    @property
+    def path(self) -> str:
+        """``/v1/devices/<namespace>/<name>``."""
+        return f"/v1/devices/{self.namespace}/{self.name}"
 
     def headers(
         self, method: str, path: str, body: bytes, *, created: float | None = None
@@ -94,7 +96,7 @@ class Device:
         return self.send("POST", "/v1/enroll", document)
 
     def desired(self, **kw: Any) -> httpx.Response:
-        return self.send("GET", f"/v1/devices/{self.namespace}/{self.name}/desired", **kw)
+        return self.send("GET", f"{self.path}/desired", **kw)
 
     def telemetry(self, document: Any, *, of: str | None = None) -> httpx.Response:
         """POST a telemetry report, to the device's own path or ``of``'s."""
@@ -103,21 +105,27 @@ class Device:
         )
 
 
-@contextmanager
-def gateway_process(cluster: Cluster) -> Iterator[tuple[httpx.Client, int]]:
-    """``edgeops gateway run`` on a free port (no read cache, a generous rate limit);
-    yields a client on it and the port."""
+def reason(response: httpx.Response) -> str:
+    """The ``reason`` of a JSON error answer."""
+    return str(response.json()["reason"])
+
+
+@contextlib.contextmanager
+def gateway_process(cluster: Cluster, **env: str) -> Iterator[tuple[httpx.Client, int]]:
+    """``edgeops gateway run`` on a free port of 127.0.0.1 with the cluster's settings, no
+    read cache and a generous request rate (plus ``env``); a client of it."""
     port = free_port()
-    env = {
+    environment = {
         **os.environ,
         **cluster.env,
         "KUBECONFIG": cluster.kubeconfig,
         "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
         "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "600",
+        **env,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeops", "gateway", "run", "--port", str(port)],
-        env=env,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -137,6 +145,96 @@ def gateway_process(cluster: Cluster) -> Iterator[tuple[httpx.Client, int]]:
         http.close()
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def running_gateway(cluster: Cluster, **env: str) -> Iterator[httpx.Client]:
+    """:func:`gateway_process`, yielding only the client."""
+    with gateway_process(cluster, **env) as (http, _):
+        yield http
+
+
+def cli(cluster: Cluster, *args: str) -> str:
+    """The last line ``edgeops <args>`` prints."""
+    env = {**os.environ, **cluster.env, "KUBECONFIG": cluster.kubeconfig}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeops", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def token(cluster: Cluster, ns: str, *args: str) -> str:
+    """A new bootstrap token of namespace ``ns``."""
+    return cli(cluster, "device", "token", "create", "-n", ns, *args)
+
+
+def edge_model(name: str, **spec: Any) -> dict[str, Any]:
+    """An EdgeModel with one linux target ``pi`` (onnx) that never trains on its own."""
+    return {
+        "apiVersion": "edgeops.dev/v1alpha1",
+        "kind": "EdgeModel",
+        "metadata": {"name": name},
+        "spec": {
+            "training": {"datasetRef": {"name": "absent"}, "exports": ["onnx"]},
+            "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}],
+            "retrain": {"onNewDatasetVersion": False},
+            **spec,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """An EdgeModel whose version 1 is signed and current."""
+
+    uid: str
+    public_keys: str  # JSON {keyId: base64 public key} of the key that signed it
+    artifact: ArtifactRef
+    content: bytes  # the artifact's bytes
+
+
+def publish_model(cluster: Cluster, ns: str, model: dict[str, Any]) -> PublishedModel:
+    """Applies ``model`` (see :func:`edge_model`), stores an artifact, signs version 1's
+    bundle with a fresh key and makes it current in status."""
+    name = model["metadata"]["name"]
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(model))
+    uid = cluster.get("edgemodel", name, "-n", ns)["metadata"]["uid"]
+    store = cluster.store()
+    content = f"not really onnx, but signed and hashed like it ({ns}/{name})".encode()
+    blob = store.put_blob(content)
+    artifact = ArtifactRef(
+        uri=f"s3://{store.bucket}/{blob.key}", size=blob.size, sha256=blob.sha256, format="onnx"
+    )
+    key = generate_key()
+    now = datetime.now(UTC)
+    signature = bundles.publish(
+        store, key, namespace=ns, model=name, uid=uid, number=1,
+        targets=[Target(name="pi", target_type="linux", format="onnx")], artifacts=[artifact],
+        now=now, validity=timedelta(days=30),
+    )  # fmt: skip
+    status = {
+        "currentVersion": 1,
+        "latestVersion": 1,
+        "versions": [
+            {
+                "number": 1,
+                "trainingRun": f"{name}-1",
+                "created": format_time(now),
+                "state": "Approved",
+                "artifacts": [artifact.model_dump(by_alias=True, exclude_none=True)],
+                "signature": signature.model_dump(by_alias=True, exclude_none=True),
+            }
+        ],
+    }
+    cluster.kubectl(
+        "patch", "edgemodel", name, "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    return PublishedModel(uid, json.dumps({key.key_id: key.public_b64}), artifact, content)
 
 
 def publish_version(

@@ -6,10 +6,7 @@ status reports with a monotonic sequence."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,46 +14,25 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from edgeops.api.edgemodel import Target
-from edgeops.signing import Binding, generate_key, verify_manifest
+from edgeops.signing import Binding, verify_manifest
 from tests.conftest import Cluster
-from tests.integration.gateway_client import Device, gateway_process, publish_version, reason
+from tests.integration.gateway_client import (
+    Device,
+    edge_model,
+    publish_model,
+    running_gateway,
+)
+from tests.integration.gateway_client import cli as _cli
+from tests.integration.gateway_client import reason as _reason
+from tests.integration.gateway_client import token as _token
 
 pytestmark = pytest.mark.integration
-
-MODEL = {
-    "apiVersion": "edgeops.dev/v1alpha1",
-    "kind": "EdgeModel",
-    "metadata": {"name": "gw-model"},
-    "spec": {
-        "training": {"datasetRef": {"name": "absent"}, "exports": ["onnx"]},
-        "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}],
-        "retrain": {"onNewDatasetVersion": False},
-    },
-}
-TARGET = Target(name="pi", target_type="linux", format="onnx")
 
 
 @pytest.fixture(scope="module")
 def gateway(cluster: Cluster) -> Iterator[httpx.Client]:
-    with gateway_process(cluster) as (http, _):
+    with running_gateway(cluster) as http:
         yield http
-
-
-def _cli(cluster: Cluster, *args: str) -> str:
-    env = {**os.environ, **cluster.env, "KUBECONFIG": cluster.kubeconfig}
-    done = subprocess.run(
-        [sys.executable, "-m", "edgeops", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-def _token(cluster: Cluster, ns: str, *args: str) -> str:
-    return _cli(cluster, "device", "token", "create", "-n", ns, *args)
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +40,8 @@ def model_ns(cluster: Cluster) -> Iterator[tuple[str, str, str]]:
     """A namespace with EdgeModel gw-model whose version 1 is signed and current; returns
     (namespace, model uid, public keys JSON)."""
     ns = cluster.namespace("gw")
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(MODEL))
-    uid = cluster.get("edgemodel", "gw-model", "-n", ns)["metadata"]["uid"]
-    key = generate_key()
-    version = publish_version(cluster, ns, "gw-model", uid, 1, key, [TARGET])
-    status = {"currentVersion": 1, "latestVersion": 1, "versions": [version]}
-    cluster.kubectl(
-        "patch", "edgemodel", "gw-model", "-n", ns, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": status}),
-    )  # fmt: skip
-    yield ns, uid, json.dumps({key.key_id: key.public_b64})
+    published = publish_model(cluster, ns, edge_model("gw-model"))
+    yield ns, published.uid, published.public_keys
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
@@ -81,11 +49,11 @@ def test_openapi_and_json_errors(gateway: httpx.Client) -> None:
     doc = gateway.get("/openapi.json").json()
     assert {"/v1/enroll", "/v1/devices/{namespace}/{name}/desired"} <= set(doc["paths"])
     missing = gateway.get("/nope")
-    assert missing.status_code == 404 and reason(missing) == "NotFound"
+    assert missing.status_code == 404 and _reason(missing) == "NotFound"
     unsigned = gateway.get("/v1/devices/a/b/desired")
-    assert unsigned.status_code == 401 and reason(unsigned) == "Unsigned"
+    assert unsigned.status_code == 401 and _reason(unsigned) == "Unsigned"
     big = gateway.post("/v1/enroll", content=b"x" * 70000)
-    assert big.status_code == 413 and reason(big) == "BodyTooLarge"
+    assert big.status_code == 413 and _reason(big) == "BodyTooLarge"
 
 
 def test_enroll_approve_and_desired_state(
@@ -97,7 +65,7 @@ def test_enroll_approve_and_desired_state(
     assert token not in json.dumps(secret_items)  # only its hash is stored
     dev = Device(gateway, ns, "dev-a")
     unknown = dev.enroll(token, extra_field=1)
-    assert unknown.status_code == 422 and reason(unknown) == "InvalidRequest"
+    assert unknown.status_code == 422 and _reason(unknown) == "InvalidRequest"
     enrolled = dev.enroll(token)
     assert enrolled.status_code == 201, enrolled.text
     assert enrolled.json()["enrollment"] == "Pending"
@@ -106,11 +74,11 @@ def test_enroll_approve_and_desired_state(
     assert obj["metadata"]["labels"] == {"edgeops.dev/model": "gw-model", "site": "a"}
     assert obj["status"]["capabilities"]["runtimes"] == ["onnxruntime"]
     pending = dev.desired()
-    assert pending.status_code == 403 and reason(pending) == "DevicePending"
+    assert pending.status_code == 403 and _reason(pending) == "DevicePending"
 
     # The token is used up.
     used_up = Device(gateway, ns, "dev-b").enroll(token)
-    assert used_up.status_code == 401 and reason(used_up) == "TokenUsedUp"
+    assert used_up.status_code == 401 and _reason(used_up) == "TokenUsedUp"
 
     _cli(cluster, "device", "approve", "dev-a", "-n", ns)
     got = dev.desired()
@@ -144,7 +112,7 @@ def test_enroll_approve_and_desired_state(
     again = dev.send("POST", path, {**report, "sequence": 2})
     assert again.status_code == 200 and again.json()["written"] == []
     stale = dev.send("POST", path, {**report, "sequence": 2})
-    assert stale.status_code == 409 and reason(stale) == "StaleSequence"
+    assert stale.status_code == 409 and _reason(stale) == "StaleSequence"
     status = cluster.get("device", "dev-a", "-n", ns)["status"]
     assert (status["health"], status["version"], status["enrollment"]) == ("Healthy", 1, "Approved")
 
@@ -153,19 +121,19 @@ def test_enroll_approve_and_desired_state(
     headers = {**dev.headers("POST", path, body), "Content-Type": "application/json"}
     assert gateway.post(path, content=body, headers=headers).status_code == 200
     replay = gateway.post(path, content=body, headers=headers)
-    assert replay.status_code == 401 and reason(replay) == "Replayed"
+    assert replay.status_code == 401 and _reason(replay) == "Replayed"
     old = dev.send("POST", path, {**report, "sequence": 11}, created=time.time() - 600)
-    assert old.status_code == 401 and reason(old) == "SignatureExpired"
+    assert old.status_code == 401 and _reason(old) == "SignatureExpired"
     other = dev.send("GET", f"/v1/devices/{ns}/dev-r/desired")
-    assert other.status_code == 403 and reason(other) == "WrongDevice"
+    assert other.status_code == 403 and _reason(other) == "WrongDevice"
     signed = dev.headers("POST", path, json.dumps({**report, "sequence": 12}).encode())
     tampered = gateway.post(
         path, content=json.dumps({**report, "sequence": 13, "health": "Unhealthy"}).encode(),
         headers={**signed, "Content-Type": "application/json"},
     )  # fmt: skip
-    assert tampered.status_code == 401 and reason(tampered) == "DigestMismatch"
+    assert tampered.status_code == 401 and _reason(tampered) == "DigestMismatch"
     forged = Device(gateway, ns, "dev-a")  # the right name, another key
-    assert reason(forged.desired()) == "BadSignature"
+    assert _reason(forged.desired()) == "BadSignature"
 
     # Decommissioning revokes.
     cluster.kubectl(
@@ -173,7 +141,7 @@ def test_enroll_approve_and_desired_state(
         "-p", json.dumps({"spec": {"decommissioned": True}}),
     )  # fmt: skip
     revoked = dev.desired()
-    assert revoked.status_code == 403 and reason(revoked) == "DeviceRevoked"
+    assert revoked.status_code == 403 and _reason(revoked) == "DeviceRevoked"
 
 
 def test_refused_enrollments(
@@ -183,9 +151,9 @@ def test_refused_enrollments(
     expiring = _token(cluster, ns, "--ttl", "1s")
     time.sleep(1.5)
     expired = Device(gateway, ns, "dev-late").enroll(expiring)
-    assert expired.status_code == 401 and reason(expired) == "TokenExpired"
+    assert expired.status_code == 401 and _reason(expired) == "TokenExpired"
     wrong = Device(gateway, ns, "dev-x").enroll("ebt.000000000000." + secrets.token_urlsafe(32))
-    assert wrong.status_code == 401 and reason(wrong) == "InvalidToken"
+    assert wrong.status_code == 401 and _reason(wrong) == "InvalidToken"
 
     token = _token(cluster, ns, "--max-uses", "5")
     pinned_key = Device(gateway, ns, "pinned")
@@ -197,16 +165,16 @@ def test_refused_enrollments(
     }
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pinned))
     impostor = Device(gateway, ns, "pinned").enroll(token)
-    assert impostor.status_code == 403 and reason(impostor) == "KeyMismatch"
+    assert impostor.status_code == 403 and _reason(impostor) == "KeyMismatch"
     assert pinned_key.enroll(token).status_code == 201
 
     rejected = Device(gateway, ns, "dev-r")
     assert rejected.enroll(token).status_code == 201
     _cli(cluster, "device", "reject", "dev-r", "-n", ns)
     refused = rejected.desired()
-    assert refused.status_code == 403 and reason(refused) == "DeviceRejected"
+    assert refused.status_code == 403 and _reason(refused) == "DeviceRejected"
     again = rejected.enroll(token)
-    assert again.status_code == 403 and reason(again) == "DeviceRejected"
+    assert again.status_code == 403 and _reason(again) == "DeviceRejected"
 
     auto = _token(cluster, ns, "--auto-approve")
     approved = Device(gateway, ns, "dev-auto").enroll(auto)

@@ -1,11 +1,14 @@
 """The gateway's pure parts: RFC 9421 signature base (against the RFC's Ed25519 example),
-Content-Digest, bootstrap-token checks, nonce cache and rate limit; and the desired-version
-policy (cohort hash, selectors, rollout override)."""
+Content-Digest, bootstrap-token checks, nonce cache and rate limit; the desired-version
+policy (cohort hash, selectors, rollout override); artifact manifests and the sampling
+policy in the desired state."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,6 +17,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from edgeops import httpsig
 from edgeops.api.common import LabelSelector
 from edgeops.api.edgemodel import Target
+from edgeops.gateway.artifacts import artifact_key, manifest_artifacts
+from edgeops.gateway.desired import desired_sampling
 from edgeops.gateway.limits import NonceCache, RateLimiter
 from edgeops.gateway.tokens import TokenError, check_token, new_token, secret_name, token_data
 from edgeops.policy.desired import (
@@ -246,3 +251,37 @@ def test_choose_target() -> None:
     assert choose_target(targets, "linux", None) == generic
     assert choose_target(targets, "mcu", "x") == mcu
     assert choose_target([pi5], "linux", "rpi4") is None
+
+
+def test_artifacts_of_a_stored_manifest_and_their_keys() -> None:
+    envelope = json.dumps(
+        {
+            "keyId": "ed25519:0123456789abcdef",
+            "signature": "c2ln",
+            "manifest": {"artifacts": [{"name": "model.onnx", "uri": "s3://edgeops/blobs/x"}]},
+        }
+    ).encode()
+    assert manifest_artifacts(envelope) == [{"name": "model.onnx", "uri": "s3://edgeops/blobs/x"}]
+    for broken in (b"[]", b'{"manifest": {}}', b'{"manifest": {"artifacts": [1]}}', b"{"):
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            manifest_artifacts(broken)
+    assert artifact_key("s3://edgeops/blobs/sha256/ab/abc", "edgeops") == "blobs/sha256/ab/abc"
+    for uri in ("s3://other/blobs/x", "https://edgeops/blobs/x", "s3://edgeops/", "blobs/x"):
+        with pytest.raises(ValueError):
+            artifact_key(uri, "edgeops")
+
+
+def test_the_sampling_policy_in_the_desired_state() -> None:
+    model: dict[str, Any] = {"spec": {}}
+    assert desired_sampling(model) is None
+    model["spec"]["sampling"] = {"datasetRef": {"name": "inbox"}, "maxRowsPerHour": 30}
+    sampling = desired_sampling(model)
+    assert sampling is not None
+    assert sampling.model_dump(by_alias=True) == {
+        "confidenceBelow": 0.6,
+        "misclassified": True,
+        "randomShare": 0.0,
+        "maxRowsPerHour": 30,
+    }
+    model["spec"]["sampling"] = {"maxRowsPerHour": 30}  # no datasetRef: unreadable
+    assert desired_sampling(model) is None

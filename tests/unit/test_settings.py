@@ -410,6 +410,7 @@ def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> N
         "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "10",
         "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
         "EDGEOPS_GATEWAY_LAST_SEEN_SECONDS": "30",
+        "EDGEOPS_GATEWAY_PRESIGN_SECONDS": "120",
     }
     assert set(env) == {env_name(f, GatewaySettings) for f in GatewaySettings.model_fields}
     for name, value in env.items():
@@ -421,4 +422,5 @@ def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.gateway_signature_window_seconds == 60
     assert config.gateway_requests_per_minute == 10
     assert (config.gateway_cache_seconds, config.gateway_last_seen_seconds) == (0, 30)
+    assert config.gateway_presign_seconds == 120
     gateway_settings.cache_clear()

@@ -14,7 +14,11 @@ Every request but enrollment is signed with the device's Ed25519 key following R
   listed in the device's current desired manifest (404 ``ArtifactNotAssigned`` otherwise);
 * ``POST .../status`` → :class:`StatusReport`;
 * ``POST .../telemetry`` → :class:`TelemetryReport`;
-* ``POST .../samples`` → :class:`SampleUpload`.
+* ``POST .../samples`` → :class:`SampleUpload`; answered ``{"sequence", "rows", "sha256",
+  "written"}`` (``written`` false for an upload of rows already stored: a retry). Rows
+  must fit the target Dataset's schema (422 ``InvalidSample`` names ``rows[i].<field>``);
+  a labelled Dataset takes labelled rows only; at most ``maxRowsPerHour`` rows an hour
+  (429 ``RateLimited`` with ``Retry-After``).
 
 ``sequence`` is one per-device counter across status, telemetry and sample reports: each
 report carries a higher number than any the device sent before (409 ``StaleSequence``

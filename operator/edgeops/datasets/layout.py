@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from edgeops.api.constants import RESERVED_BUCKET_ROOTS
+from edgeops.policy import samples
 
 DATASETS_ROOT = "datasets/"
-INBOX_ROOT = "inbox/"
+INBOX_ROOT = samples.INBOX_ROOT
 
 
 def dataset_prefix(namespace: str, name: str) -> str:
@@ -64,22 +65,15 @@ def failed_rejects_key(namespace: str, name: str, fingerprint: str) -> str:
 
 
 def inbox_prefix(namespace: str, name: str) -> str:
-    return f"{INBOX_ROOT}{namespace}/{name}/"
+    return samples.inbox_prefix(namespace, name)
 
 
 def source_inbox_prefix(namespace: str, name: str, prefix: str | None) -> str:
     """The prefix an inbox source reads (and retention deletes under): the Dataset's own
-    inbox, or a custom prefix inside its namespace's inbox. The CRD checks the shape of a
-    custom prefix (and DatasetSpec its pydantic twin) but cannot see the namespace, so this
-    checks the namespace."""
-    if not prefix:
-        return inbox_prefix(namespace, name)
-    own = f"{INBOX_ROOT}{namespace}/"
-    if not prefix.startswith(own):
-        raise ValueError(
-            f"sources[].inbox.prefix: {prefix!r} is outside this namespace's inbox {own}"
-        )
-    return prefix
+    inbox, or a custom prefix inside its namespace's inbox. One function with the gateway,
+    which writes there (:func:`edgeops.policy.samples.source_inbox_prefix`); raises
+    ValueError for a prefix outside the namespace's inbox."""
+    return samples.source_inbox_prefix(namespace, name, prefix)
 
 
 def check_s3_source(bucket: str, prefix: str, operator_buckets: Iterable[str]) -> None:

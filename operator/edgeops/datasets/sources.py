@@ -24,7 +24,8 @@ from typing import Any, Final
 
 import httpx
 
-from edgeops.api import DatasetSource, DatasetSpec, Reason
+from edgeops.api import DataFormat, DatasetSource, DatasetSpec, Reason
+from edgeops.policy.samples import INBOX_OBJECT_SUFFIX
 from edgeops.redaction import redact_url as redact_url  # re-exported: the datasets API
 from edgeops.settings import settings
 
@@ -446,7 +447,8 @@ def _batches(
     shown_bucket = bucket or store.bucket
     limits = ReadLimits.from_settings()
     for info in store.list(prefix, bucket=bucket):
-        if not matches_format(info.key, spec.format):
+        fmt = _object_format(info.key, spec.format, inbox=source.inbox is not None)
+        if fmt is None:
             continue
         name = layout.s3_uri(shown_bucket, info.key)
         fingerprint = f"{info.key}:{info.etag}:{info.size}"
@@ -458,7 +460,18 @@ def _batches(
         def fetch(key: str = info.key) -> bytes:
             return store.get_bytes(key, bucket=bucket)
 
-        yield SourceBatch(name, fingerprint, _reader(fetch, spec, name, features, label))
+        yield SourceBatch(name, fingerprint, _reader(fetch, fmt, name, features, label))
+
+
+def _object_format(key: str, fmt: DataFormat, *, inbox: bool) -> DataFormat | None:
+    """The format an object of a source is read in, or None to skip it: ``spec.format``
+    by its extension; in an inbox also the gateway's device uploads (``*.jsonl``, see
+    :mod:`edgeops.policy.samples`), which are JSON Lines whatever ``spec.format`` says."""
+    if matches_format(key, fmt):
+        return fmt
+    if inbox and key.endswith(INBOX_OBJECT_SUFFIX):
+        return "jsonl"
+    return None
 
 
 def _too_large_object(
@@ -499,7 +512,7 @@ def _http_batch(
     if response.etag or response.last_modified:
         validators = HttpValidators(key, digest, response.etag, response.last_modified)
     return SourceBatch(
-        shown, digest, _reader(lambda: body, spec, shown, features, label), validators
+        shown, digest, _reader(lambda: body, spec.format, shown, features, label), validators
     )
 
 
@@ -512,9 +525,9 @@ def _not_downloaded(shown: str) -> Callable[[], Iterator[Row | Rejected]]:
 
 def _reader(
     fetch: Callable[[], bytes],
-    spec: DatasetSpec,
+    fmt: DataFormat,
     name: str,
     features: list[str],
     label: str | None,
 ) -> Callable[[], Iterator[Row | Rejected]]:
-    return lambda: read_rows(fetch(), spec.format, name, features, label)
+    return lambda: read_rows(fetch(), fmt, name, features, label)

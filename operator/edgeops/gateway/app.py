@@ -5,10 +5,11 @@ authenticated by an RFC 9421 signature (:mod:`edgeops.httpsig`) with the device'
 key; enrollment is signed too, with the key it enrolls (proof of possession). Bodies are
 :mod:`edgeops.api.wire` models. Reads of Devices, EdgeModels and FleetRollouts go through a
 short TTL cache (``EDGEOPS_GATEWAY_CACHE_SECONDS``); writes go straight to the API server.
-Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.reports`,
-:mod:`.telemetry`). ``GET /metrics`` (unauthenticated, like any Prometheus target) serves
-the fleet telemetry series (:mod:`edgeops.metrics.fleet`) and the gateway's own request
-count and duration per route template, from the app's own registry.
+Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.artifacts`,
+:mod:`.reports`, :mod:`.telemetry`, :mod:`.samples`). ``GET /metrics`` (unauthenticated,
+like any Prometheus target) serves the fleet telemetry series (:mod:`edgeops.metrics.fleet`)
+and the gateway's own request count and duration per route template, from the app's own
+registry.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeops import __version__
-from edgeops.gateway import desired, enrollment, reports, telemetry
+from edgeops.gateway import artifacts, desired, enrollment, reports, samples, telemetry
 from edgeops.gateway.context import ApiError, Gateway
 from edgeops.metrics.fleet import GATEWAY_REQUEST_DURATION_SECONDS, GATEWAY_REQUESTS_TOTAL
 from edgeops.settings import GatewaySettings
@@ -126,7 +127,7 @@ def create_app(
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(gw.registry), media_type=content_type)
 
-    for module in (enrollment, desired, reports, telemetry):
+    for module in (enrollment, desired, artifacts, reports, telemetry, samples):
         app.include_router(module.router(gw))
     app.add_middleware(RequestMetrics, registry=gw.registry)
     return app

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops import httpsig
-from edgeops.api.constants import EDGE_MODELS, FLEET_ROLLOUTS
-from edgeops.gateway.limits import NonceCache, RateLimiter
+from edgeops.api.constants import DATASETS, EDGE_MODELS, FLEET_ROLLOUTS
+from edgeops.gateway.limits import NonceCache, RateLimiter, RowBudget
 from edgeops.k8s import fleet
 from edgeops.metrics.fleet import FleetTelemetry
 from edgeops.settings import GatewaySettings
@@ -144,6 +144,13 @@ class Fleet:
             lambda: fleet.list_objects(namespace, FLEET_ROLLOUTS),
         )
 
+    def dataset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Dataset, or None."""
+        return self._get(  # type: ignore[no-any-return]
+            ("object", namespace, f"{DATASETS}/{name}"),
+            lambda: fleet.read_object(namespace, DATASETS, name),
+        )
+
     def cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
         """Any other read (a Dataset) under the same TTL."""
         return self._get(key, load)
@@ -180,6 +187,8 @@ class Gateway:
         self.window = config.gateway_signature_window_seconds
         self.nonces = NonceCache(2 * self.window)
         self.limiter = RateLimiter(config.gateway_requests_per_minute)
+        #: Uploaded sample rows per device (the sampling policy's maxRowsPerHour).
+        self.rows = RowBudget()
         self._sequences: dict[tuple[str, str], int] = {}
         self._seq_lock = threading.Lock()
         # Per app, not prometheus_client's global registry: several apps (tests, replicas

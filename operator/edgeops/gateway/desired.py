@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import LabelSelector
-from edgeops.api.edgemodel import Target
-from edgeops.api.wire import DesiredState, DesiredTarget, ProfileFeature
+from edgeops.api.edgemodel import SamplingPolicy, Target
+from edgeops.api.wire import DesiredSampling, DesiredState, DesiredTarget, ProfileFeature
 from edgeops.canonical_json import jcs
 from edgeops.gateway.context import ApiError, Gateway
 from edgeops.gateway.profiles import reference_bins, version_entry, wire_profile
@@ -120,6 +120,33 @@ def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]
             or DEFAULT_REPORT_INTERVAL_SECONDS
         ),
         profile=desired_profile(gw, model, choice.version),
+        sampling=desired_sampling(model),
+    )
+
+
+def sampling_policy(model: dict[str, Any]) -> SamplingPolicy | None:
+    """The EdgeModel's ``spec.sampling``, or None when it has none (or an unreadable one,
+    which the API server's schema would have refused)."""
+    raw = (model.get("spec") or {}).get("sampling")
+    if not raw:
+        return None
+    try:
+        return SamplingPolicy.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def desired_sampling(model: dict[str, Any]) -> DesiredSampling | None:
+    """What the agent applies of the model's sampling policy (the Dataset stays the
+    gateway's business: a device never names where its samples go)."""
+    policy = sampling_policy(model)
+    if policy is None:
+        return None
+    return DesiredSampling(
+        confidence_below=policy.confidence_below,
+        misclassified=policy.misclassified,
+        random_share=policy.random_share,
+        max_rows_per_hour=policy.max_rows_per_hour,
     )
 
 

@@ -56,3 +56,42 @@ class RateLimiter:
             if len(self._buckets) > self._max:
                 self._buckets.popitem(last=False)
             return wait
+
+
+class RowBudget:
+    """A token bucket of rows per key (a device): ``per_hour`` rows an hour, bursts of as
+    many. The rate comes with each call, so a changed sampling policy applies at once (a
+    lowered cap also lowers what a bucket holds)."""
+
+    def __init__(self, max_keys: int = 1_000_000) -> None:
+        self._max = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, rows: int, per_hour: int, now: float) -> float:
+        """Takes ``rows`` tokens; returns 0 when allowed, else the seconds (``now`` is
+        monotonic seconds) until that many are free, taking none. ``rows`` must not exceed
+        ``per_hour`` (it would never be free: ``ValueError``)."""
+        if rows > per_hour or per_hour <= 0:
+            raise ValueError(f"{rows} rows never fit a budget of {per_hour} an hour")
+        rate = per_hour / 3600.0
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (float(per_hour), now))
+            tokens = min(float(per_hour), tokens + (now - at) * rate)
+            wait = 0.0
+            if tokens >= rows:
+                tokens -= rows
+            else:
+                wait = (rows - tokens) / rate
+            self._buckets[key] = (tokens, now)
+            if len(self._buckets) > self._max:
+                self._buckets.popitem(last=False)
+            return wait
+
+    def give_back(self, key: str, rows: int) -> None:
+        """Returns ``rows`` taken for work that then failed (an S3 write), so a device is
+        not charged for rows that were never stored."""
+        with self._lock:
+            if key in self._buckets:
+                tokens, at = self._buckets[key]
+                self._buckets[key] = (tokens + rows, at)

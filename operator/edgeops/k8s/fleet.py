@@ -1,6 +1,7 @@
 """What the fleet gateway and the ``edgeops device`` commands read and write in the API
 server: bootstrap-token Secrets (compare-and-swap on resourceVersion), Devices (create,
-spec and status merge patches), EdgeModels and FleetRollouts (lists)."""
+spec and status merge patches), EdgeModels and FleetRollouts (lists), Datasets (reads: the
+inbox a device's samples go to)."""
 
 from __future__ import annotations
 
@@ -111,6 +112,12 @@ def patch_device_status(namespace: str, name: str, status: dict[str, Any]) -> di
         GROUP, VERSION, namespace, DEVICES, name, {"status": status}
     )
     return obj
+
+
+def read_object(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    """An EdgeOps object of kind ``plural`` (e.g. ``datasets``), or None when it does not
+    exist."""
+    return custom.read(namespace, GROUP, VERSION, plural, name)
 
 
 def list_objects(namespace: str, plural: str) -> list[dict[str, Any]]:
