@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from fastapi import Request
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops import httpsig
@@ -40,6 +40,28 @@ class ApiError(Exception):
     ):
         super().__init__(message)
         self.status, self.reason, self.message, self.headers = status, reason, message, headers
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required JSON request body of ``model``'s schema (the
+    endpoints read the raw body themselves: its bytes are what the signature covers)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def parse_body(model: type[Body], body: bytes) -> Body:
+    """``body`` as ``model``; 422 ``InvalidRequest`` naming the fields at fault."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -13,7 +13,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import format_time
@@ -25,9 +24,10 @@ from edgeops.gateway.context import (
     Gateway,
     device_keys,
     enrollment_state,
+    json_body,
+    parse_body,
     public_key_of,
     raw_public_key,
-    validation_message,
 )
 from edgeops.gateway.tokens import TokenError, TokenGrant, check_token, secret_name
 from edgeops.k8s import fleet
@@ -42,19 +42,11 @@ def router(gw: Gateway) -> APIRouter:
     @api.post(
         "/v1/enroll",
         status_code=201,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": EnrollRequest.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_body(EnrollRequest),
     )
     async def enroll(request: Request) -> Response:
         body = await gw.read_body(request)
-        try:
-            req = EnrollRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        req = parse_body(EnrollRequest, body)
         if any(k.startswith(_RESERVED_LABEL_PREFIX) for k in req.labels):
             raise ApiError(
                 422, "InvalidRequest", f"labels under {_RESERVED_LABEL_PREFIX} come from the token"

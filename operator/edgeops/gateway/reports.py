@@ -9,12 +9,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import format_time
 from edgeops.api.wire import StatusReport
-from edgeops.gateway.context import ApiError, Gateway, enrollment_state, validation_message
+from edgeops.gateway.context import (
+    ApiError,
+    Gateway,
+    enrollment_state,
+    json_body,
+    parse_body,
+)
 from edgeops.k8s import fleet
 
 
@@ -25,20 +30,12 @@ def router(gw: Gateway) -> APIRouter:
 
     @api.post(
         "/v1/devices/{namespace}/{name}/status",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": StatusReport.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_body(StatusReport),
     )
     async def report(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         await gw.signed_device(request, namespace, name, body)
-        try:
-            req = StatusReport.model_validate_json(body)
-        except ValidationError as exc:
-            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        req = parse_body(StatusReport, body)
         return await run_in_threadpool(_report, namespace, name, req)
 
     def _report(namespace: str, name: str, req: StatusReport) -> Response:

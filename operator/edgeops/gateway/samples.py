@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.dataset import DatasetSpec
 from edgeops.api.wire import SampleUpload
-from edgeops.gateway.context import ApiError, Gateway, validation_message
+from edgeops.gateway.context import ApiError, Gateway, json_body, parse_body
 from edgeops.gateway.desired import assignment, sampling_policy
 from edgeops.policy.samples import (
     InvalidSampleError,
@@ -131,21 +131,13 @@ def router(gw: Gateway) -> APIRouter:
 
     @api.post(
         "/v1/devices/{namespace}/{name}/samples",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": SampleUpload.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_body(SampleUpload),
     )
     async def samples(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
         gw.approved_device(device)
-        try:
-            upload = SampleUpload.model_validate_json(body)
-        except ValidationError as exc:
-            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        upload = parse_body(SampleUpload, body)
         stored = int((device.get("status") or {}).get("sequence", -1))
         gw.take_sequence(namespace, name, upload.sequence, stored)
         answer = await run_in_threadpool(store_upload, gw, namespace, name, device, upload)

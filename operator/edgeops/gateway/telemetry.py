@@ -26,11 +26,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.wire import TelemetryReport
-from edgeops.gateway.context import ApiError, Gateway, validation_message
+from edgeops.gateway.context import ApiError, Gateway, json_body, parse_body
 from edgeops.gateway.desired import assignment
 from edgeops.gateway.profiles import reference_bins, version_entry
 from edgeops.metrics.fleet import ReportMismatchError, SeriesKey
@@ -70,21 +69,13 @@ def router(gw: Gateway) -> APIRouter:
 
     @api.post(
         "/v1/devices/{namespace}/{name}/telemetry",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": TelemetryReport.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_body(TelemetryReport),
     )
     async def telemetry(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
         gw.approved_device(device)
-        try:
-            report = TelemetryReport.model_validate_json(body)
-        except ValidationError as exc:
-            raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
+        report = parse_body(TelemetryReport, body)
         key = await run_in_threadpool(accept, gw, namespace, name, device, report)
         return JSONResponse({"sequence": report.sequence, "version": report.version,
                              "cohort": key.cohort})  # fmt: skip
