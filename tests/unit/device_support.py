@@ -238,3 +238,30 @@ class FakeGateway:
 
 def _sign_args(kw: dict[str, Any]) -> dict[str, Any]:
     return {k: kw[k] for k in ("fmt", "target_type", "version", "model") if k in kw}
+
+
+def tflite_classifiers(seed: int = 0) -> tuple[bytes, bytes]:
+    """A float and a full-integer (int8 in and out) TFLite classifier ``[1, FEATURES] →
+    [1, CLASSES]``, converted from a small Keras model as the trainer converts (slow: loads
+    TensorFlow)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((FEATURES,)),
+            tf.keras.layers.Dense(8, activation="relu"),
+            tf.keras.layers.Dense(CLASSES, activation="softmax"),
+        ]
+    )
+    plain = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    representative = np.random.default_rng(seed).standard_normal((64, FEATURES))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [representative[i : i + 1].astype(np.float32)] for i in range(len(representative))
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(plain), bytes(converter.convert())

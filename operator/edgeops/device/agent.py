@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+import httpx
+
 from edgeops import __version__
 from edgeops.api.device import Health
 from edgeops.api.wire import (
@@ -79,14 +81,16 @@ class AgentConfig:
 
 class Agent:
     """One device (see the module docstring). ``rows`` is the input stream; the agent reads
-    at most ``rows_per_cycle`` rows of it per cycle."""
+    at most ``rows_per_cycle`` rows of it per cycle. ``transport`` carries its HTTP (the
+    simulator shares one; tests pass an in-process one); ``health_check`` replaces the
+    runtime check (fault injection)."""
 
     def __init__(
         self,
         config: AgentConfig,
         rows: Iterator[InputRow] | None = None,
         *,
-        client: GatewayClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         health_check: HealthCheck | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -96,8 +100,13 @@ class Agent:
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.identity = load_or_create(config.state_dir)
         self.sequence = Sequence(config.state_dir)
-        self.client = client or GatewayClient(
-            config.gateway, config.namespace, config.name, self.identity.key, self.sequence
+        self.client = GatewayClient(
+            config.gateway,
+            config.namespace,
+            config.name,
+            self.identity.key,
+            self.sequence,
+            transport=transport,
         )
         self.store = SlotStore(config.state_dir)
         # The boot rule: run the committed slot, queue the outcome of an interrupted update.
