@@ -165,6 +165,7 @@ class FakeGateway:
     samples: list[dict[str, Any]] = field(default_factory=list)
     sequences: list[int] = field(default_factory=list)
     on_request: Callable[[httpx.Request], None] | None = None
+    refuse: tuple[int, str] | None = None  # (status, reason) for every signed request
 
     @property
     def keys(self) -> dict[str, str]:
@@ -209,6 +210,8 @@ class FakeGateway:
         except (KeyError, AssertionError, httpsig.SignatureError) as exc:
             return self._json(401, {"reason": "BadSignature", "message": repr(exc)})
         prefix = f"/v1/devices/{NAMESPACE}/{DEVICE}"
+        if self.refuse is not None:
+            return self._json(self.refuse[0], {"reason": self.refuse[1], "message": "no"})
         if path == "/v1/enroll":
             return self._json(201, {"enrollment": "Approved"})
         if path == f"{prefix}/desired":

@@ -14,7 +14,7 @@ import pytest
 
 from edgeops.api.wire import DesiredSampling, ProfileFeature, StatusReport, TelemetryReport
 from edgeops.device.agent import Agent, AgentConfig, parse_trusted_keys
-from edgeops.device.client import RetryableError
+from edgeops.device.client import GatewayError, RetryableError
 from edgeops.device.health import check_artifact
 from edgeops.device.runtime import InputRow
 from edgeops.device.slots import SlotStore
@@ -142,3 +142,43 @@ def test_trusted_keys_from_the_command_line() -> None:
     }
     with pytest.raises(ValueError):
         parse_trusted_keys(["not-a-key"])
+
+
+def test_features_are_binned_only_for_the_version_the_profile_is_for(tmp_path: Path) -> None:
+    gateway = FakeGateway()
+    gateway.publish(onnx_classifier(1), profile={"f0": ProfileFeature(edges=EDGES)})
+    agent = make_agent(tmp_path, gateway, stream())
+    asyncio.run(agent.run_once())
+    assert "f0" in gateway.telemetry[-1]["features"]
+    # v2 fails its health check: the device keeps running v1, and v2's bins (which may
+    # differ from v1's) are not applied to v1's inputs.
+    gateway.publish(
+        onnx_classifier(2, poison=True),
+        version=2,
+        profile={"f0": ProfileFeature(edges=[0.0])},
+    )
+    asyncio.run(agent.run_once())
+    last = gateway.telemetry[-1]
+    assert last["version"] == 1 and last["inferences"] > 0 and not last.get("features")
+
+
+@pytest.mark.parametrize(("reason", "fatal"), [("DeviceRevoked", True), ("NoBundle", False)])
+def test_the_loop_stops_only_on_refusals_no_retry_can_change(
+    tmp_path: Path, reason: str, fatal: bool
+) -> None:
+    gateway = FakeGateway(refuse=(403, reason))
+    (tmp_path / "enrollment.json").write_text("{}")  # enrolled before
+    agent = make_agent(tmp_path, gateway, stream())
+    gateway.device_key = agent.identity.public_b64
+    agent.backoff.next_delay = lambda retry_after=None: 0.001  # type: ignore[method-assign]
+    stop = asyncio.Event()
+
+    async def go() -> None:
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        await agent.run(stop)
+
+    if fatal:
+        with pytest.raises(GatewayError, match=reason):
+            asyncio.run(go())
+    else:
+        asyncio.run(go())  # kept trying until stopped

@@ -59,6 +59,18 @@ log = logging.getLogger(__name__)
 ENROLLMENT_FILE: Final = "enrollment.json"
 DEFAULT_INTERVAL_SECONDS: Final = 60.0
 JITTER: Final = 0.1
+#: Refusals no retry can change: the agent stops (the device needs a person).
+FATAL_REASONS: Final = frozenset(
+    {
+        "NoToken",
+        "InvalidToken",
+        "TokenExpired",
+        "TokenUsedUp",
+        "KeyMismatch",
+        "DeviceRejected",
+        "DeviceRevoked",
+    }
+)
 
 
 @dataclass
@@ -215,7 +227,10 @@ class Agent:
         content = journal.committed_content()
         if content == self._loaded:
             return
+        # Another model: its observations start a new interval (never mixed with the old).
         self._loaded, self.runner, self._model_error = content, None, None
+        self.telemetry = TelemetryAggregator()
+        self._interval_start = time.monotonic()
         if content is None or journal.committed is None:
             return
         path = self.store.slot_dir(journal.committed) / content.file
@@ -228,10 +243,20 @@ class Agent:
         self.runner = InferenceRunner(model, self.telemetry, self.sampler, self.config.classes)
 
     def _configure(self, desired: DesiredState | None) -> None:
-        """Applies the reporting parts of a desired state: profile bins and sampling."""
-        profile = desired.profile if desired else None
-        if profile != (self.telemetry.profile or None):
-            self.telemetry.profile = dict(profile or {})
+        """Applies the reporting parts of a desired state: profile bins and sampling. The
+        profile is the desired version's: it bins features only while the device runs that
+        version (the gateway checks bins against the reported version's profile)."""
+        loaded = self._loaded
+        runs_desired = (
+            desired is not None
+            and loaded is not None
+            and (loaded.model, loaded.version) == (desired.model, desired.version)
+        )
+        profile = desired.profile if desired is not None and runs_desired else None
+        if dict(profile or {}) != self.telemetry.profile:
+            # Bins cannot change mid-interval: counted values would land in other bins.
+            self.telemetry = TelemetryAggregator(profile)
+            self._interval_start = time.monotonic()
         policy = desired.sampling if desired else None
         if policy is None:
             self.sampler = None
@@ -239,6 +264,7 @@ class Agent:
             self.sampler = Sampler(policy, self.rng)
         if self.runner is not None:
             self.runner.sampler = self.sampler
+            self.runner.telemetry = self.telemetry
 
     def infer_rows(self) -> int:
         """Runs the committed model over the next rows of the stream; how many."""
@@ -265,17 +291,24 @@ class Agent:
             )
             self._interval_start = now
             # A lost report is lost once (counters are deltas), never retried into a double.
-            await self.client.post_telemetry(report)
+            try:
+                await self.client.post_telemetry(report)
+            except RetryableError:
+                raise
+            except GatewayError as exc:  # e.g. 409 ModelNotAssigned while moving versions
+                log.warning("telemetry refused: %s", exc)
         if self.sampler is not None and self.sampler.buffer:
             rows = self.sampler.take()
+            upload = SampleUpload(
+                sequence=0, model=content.model, version=content.version, rows=rows
+            )
             try:
-                await self.client.post_samples(
-                    SampleUpload(sequence=0, model=content.model, version=content.version,
-                                 rows=rows)
-                )  # fmt: skip
+                await self.client.post_samples(upload)
             except RetryableError:
                 self.sampler.give_back(rows)
                 raise
+            except GatewayError as exc:
+                log.warning("samples refused: %s", exc)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -303,8 +336,8 @@ class Agent:
         if self.desired is not None:
             await self.installer.install(self.desired)
             await self.flush_pending()
-        self._configure(self.desired)
         self._load_committed()
+        self._configure(self.desired)
         self.infer_rows()
         await self.send_observations()
         last = self.store.load().last_outcome
@@ -331,6 +364,12 @@ class Agent:
                 except RetryableError as exc:
                     delay = self.backoff.next_delay(exc.retry_after)
                     log.warning("gateway unavailable (%s); retrying in %.1f s", exc, delay)
+                except GatewayError as exc:
+                    if exc.reason in FATAL_REASONS:
+                        raise
+                    # Anything else may be fixed on the cluster's side: keep trying, slowly.
+                    delay = self.backoff.next_delay()
+                    log.error("gateway refused (%s); retrying in %.1f s", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
         finally:
