@@ -182,3 +182,18 @@ def test_the_loop_stops_only_on_refusals_no_retry_can_change(
             asyncio.run(go())
     else:
         asyncio.run(go())  # kept trying until stopped
+
+
+def test_the_command_line_refuses_a_bad_trust_key_and_target(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgeops.cli import app
+
+    runner = CliRunner()
+    base = ["device", "run", "--gateway", "http://127.0.0.1:1", "--name", "d"]
+    base += ["--state-dir", str(tmp_path)]
+    bad_key = runner.invoke(app, [*base, "--trust-key", "nope"])
+    assert bad_key.exit_code == 2 and "--trust-key" in bad_key.output
+    key = generate_key().public_b64
+    bad_target = runner.invoke(app, [*base, "--trust-key", key, "--target-type", "gpu"])
+    assert bad_target.exit_code == 2 and "linux or mcu" in bad_target.output

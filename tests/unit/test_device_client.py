@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from edgeops.api.wire import StatusReport
-from edgeops.device.client import Backoff, GatewayClient, GatewayError, RetryableError
+from edgeops.device.client import (
+    Backoff,
+    DownloadError,
+    GatewayClient,
+    GatewayError,
+    RetryableError,
+)
 from edgeops.device.identity import KEY_FILE, IdentityError, load_or_create
 from edgeops.device.sequence import SEQUENCE_FILE, Sequence
 from tests.unit.device_support import NAMESPACE, FakeGateway, onnx_classifier
@@ -120,3 +126,25 @@ def test_backoff_is_jittered_exponential_and_honours_retry_after() -> None:
     assert backoff.next_delay(retry_after=30) == 30
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+@pytest.mark.parametrize("limit_slack", [0, -1])
+def test_an_artifact_served_directly_is_streamed_within_the_bound(
+    tmp_path: Path, limit_slack: int
+) -> None:
+    data = b"x" * 300_000
+    identity = load_or_create(tmp_path)
+    client = GatewayClient(
+        "http://gateway.local", NAMESPACE, "dev-1", identity.key, Sequence(tmp_path),
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=data)),
+    )  # fmt: skip
+    dest = tmp_path / "artifact"
+    download = client.download_artifact("a" * 64, dest, len(data) + limit_slack)
+    if limit_slack == 0:
+        asyncio.run(download)
+        assert dest.read_bytes() == data
+    else:
+        with pytest.raises(DownloadError) as caught:
+            asyncio.run(download)
+        assert caught.value.reason == "SizeMismatch"
+        assert dest.stat().st_size < len(data)  # stopped at the bound

@@ -133,7 +133,9 @@ class Agent:
             trusted_keys=config.trusted_keys,
             health_check=health_check
             or functools.partial(
-                check_artifact, latency_budget_seconds=config.latency_budget_seconds
+                check_artifact,
+                latency_budget_seconds=config.latency_budget_seconds,
+                expected_classes=len(config.classes) if config.classes else None,
             ),
             on_phase=self._report_phase,
         )

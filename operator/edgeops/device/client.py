@@ -10,7 +10,6 @@ later (429, 5xx, the gateway unreachable) are :class:`RetryableError` with the
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -207,21 +206,28 @@ class GatewayClient:
         streamed with at most ``max_bytes`` accepted (the manifest's size: a longer body is
         refused before it fills the disk). Raises :class:`GatewayError` when the gateway
         refuses and :class:`DownloadError` when the transfer fails or is too long."""
-        response = await self._send("GET", f"{self.device_path}/artifacts/{sha256}")
+        # Streamed: a gateway answering with the bytes themselves is read within the bound.
+        response = await self._send("GET", f"{self.device_path}/artifacts/{sha256}", stream=True)
+        try:
+            await self._follow(response, dest, max_bytes)
+        except httpx.TransportError as exc:
+            raise DownloadError("DownloadFailed", f"{type(exc).__name__}: {exc}") from None
+        finally:
+            await response.aclose()
+
+    async def _follow(self, response: httpx.Response, dest: Path, max_bytes: int) -> None:
         if response.status_code in (301, 302, 303, 307, 308):
             location = response.headers.get("location")
             if not location:
                 raise DownloadError("DownloadFailed", "redirect without a Location")
             url = self._http.base_url.join(location)
-            try:
-                async with self._downloads.stream("GET", url) as body:
-                    await self._save(body, dest, max_bytes)
-            except httpx.TransportError as exc:
-                raise DownloadError("DownloadFailed", f"{type(exc).__name__}: {exc}") from None
+            async with self._downloads.stream("GET", url) as body:
+                await self._save(body, dest, max_bytes)
             return
         if response.status_code >= 300:
+            await response.aread()  # the error body is small: {reason, message}
             raise _error(response)
-        await self._save(response, dest, max_bytes)  # a gateway may serve the bytes itself
+        await self._save(response, dest, max_bytes)
 
     @staticmethod
     async def _save(response: httpx.Response, dest: Path, max_bytes: int) -> None:
@@ -259,8 +265,3 @@ class GatewayClient:
     async def post_samples(self, upload: SampleUpload) -> SampleUpload:
         """``POST .../samples``, numbered as :meth:`post_status`."""
         return await self._report("samples", upload)
-
-
-def dumps(document: BaseModel) -> str:
-    """A wire document as the JSON the gateway reads (for logs and tests)."""
-    return json.dumps(document.model_dump(by_alias=True, exclude_none=True, mode="json"))
