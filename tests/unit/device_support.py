@@ -108,13 +108,14 @@ def sign_bundle(
     model: str = MODEL,
     namespace: str = NAMESPACE,
     expires: datetime | None = None,
+    model_uid: str = MODEL_UID,
 ) -> bytes:
     """The stored bytes of a signed v3 bundle manifest listing ``artifact``."""
     sha = hashlib.sha256(artifact).hexdigest()
     manifest = build_manifest(
         namespace=namespace,
         model=model,
-        model_uid=MODEL_UID,
+        model_uid=model_uid,
         version=version,
         target={"name": "pi", "type": target_type, "format": fmt, "hardware": None},
         artifacts=[BundleArtifact(FILE_NAMES[fmt], fmt, f"s3://b/blobs/{sha}", len(artifact), sha)],
@@ -135,10 +136,11 @@ def desired_state(
     profile: dict[str, ProfileFeature] | None = None,
     sampling: DesiredSampling | None = None,
     interval: int = 60,
+    model_uid: str = MODEL_UID,
 ) -> DesiredState:
     return DesiredState(
         model=model,
-        model_uid=MODEL_UID,
+        model_uid=model_uid,
         version=version,
         cohort="stable",
         target=DesiredTarget(name="pi", type=target_type, format=fmt),  # type: ignore[arg-type]
@@ -240,7 +242,7 @@ class FakeGateway:
 
 
 def _sign_args(kw: dict[str, Any]) -> dict[str, Any]:
-    return {k: kw[k] for k in ("fmt", "target_type", "version", "model") if k in kw}
+    return {k: kw[k] for k in ("fmt", "target_type", "version", "model", "model_uid") if k in kw}
 
 
 def tflite_classifiers(seed: int = 0) -> tuple[bytes, bytes]:

@@ -238,3 +238,25 @@ def test_a_failed_download_is_retried_then_given_up(device: Device) -> None:
     )
     report = device.install(desired_state(resigned, version=2))
     assert report is not None and report.phase == "Committed"
+
+
+def test_a_health_check_that_crashes_counts_as_failed(device: Device) -> None:
+    committed_v1(device)
+
+    def crashing(data: bytes, fmt: str) -> object:
+        raise RuntimeError("segfault in a vendor delegate")
+
+    device.installer.health_check = crashing
+    report = device.install(device.gateway.publish(onnx_classifier(2), version=2))
+    assert report is not None
+    assert (report.phase, report.reason_code) == ("RolledBack", "HealthCheckFailed")
+    assert "RuntimeError: segfault" in (report.message or "")
+    assert device.running() == ("A", 1)
+
+
+def test_the_same_version_of_a_model_created_again_is_installed(device: Device) -> None:
+    committed_v1(device)
+    again = device.gateway.publish(onnx_classifier(5), version=1, model_uid="uid-motion-2")
+    report = device.install(again)
+    assert report is not None and report.phase == "Committed"
+    assert device.running() == ("B", 1)

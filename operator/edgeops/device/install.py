@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ MAX_ATTEMPTS: Final = 3
 TRANSIENT_REASONS: Final = frozenset({"Interrupted", "DownloadFailed"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DOWNLOAD: Final = ".download"
+_FILE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class InstallRefusedError(Exception):
@@ -129,9 +131,10 @@ def verify_desired_manifest(
 def select_artifact(
     manifest: Mapping[str, Any], desired: DesiredState, target_type: str
 ) -> dict[str, Any]:
-    """The manifest's artifact for this device, or :class:`InstallRefusedError`
-    (``TargetMismatch``) when manifest, desired state and device disagree on target type or
-    format, or the device does not run that format."""
+    """The manifest's artifact for this device, or :class:`InstallRefusedError`:
+    ``TargetMismatch`` when manifest, desired state and device disagree on target type or
+    format, or the device does not run that format; ``BundleInvalid`` when the artifact's
+    name is not a plain file name or its size no count of bytes."""
     target = manifest.get("target") or {}
     fmt = target.get("format")
     problems = []
@@ -149,7 +152,13 @@ def select_artifact(
         problems.append(f"the bundle lists {len(entries)} {fmt} artifacts, expected one")
     if problems:
         raise InstallRefusedError("TargetMismatch", "; ".join(problems))
-    return dict(entries[0])
+    entry = dict(entries[0])
+    # The name becomes a file in the slot: a plain file name, never a path.
+    if not isinstance(entry["name"], str) or not _FILE_NAME.fullmatch(entry["name"]):
+        raise InstallRefusedError("BundleInvalid", f"artifact name {entry['name']!r}")
+    if not isinstance(entry["size"], int) or isinstance(entry["size"], bool) or entry["size"] < 0:
+        raise InstallRefusedError("BundleInvalid", f"artifact size {entry['size']!r}")
+    return entry
 
 
 Decision = Literal["UpToDate", "Install", "GaveUp"]
@@ -160,7 +169,11 @@ def decide(journal: Journal, desired: DesiredState) -> tuple[Decision, int]:
     slot holds its model version; given up after a non-transient failure or
     :data:`MAX_ATTEMPTS` of the same (version, manifest)."""
     committed = journal.committed_content()
-    if committed and (committed.model, committed.version) == (desired.model, desired.version):
+    if committed and (committed.model, committed.model_uid, committed.version) == (
+        desired.model,
+        desired.model_uid,
+        desired.version,
+    ):
         return "UpToDate", 0
     last = journal.last_outcome
     if last and (last.target_version, last.manifest_sha256) == (
@@ -234,7 +247,8 @@ class Installer:
         staging.replace(final)
         fsync_dir(final.parent)
         content = SlotContent(
-            model=desired.model, version=desired.version, sha256=entry["sha256"],
+            model=desired.model, model_uid=desired.model_uid, version=desired.version,
+            sha256=entry["sha256"],
             format=entry["format"], file=final.name, installed_at=now_rfc3339(),
         )  # fmt: skip
         # The switch: slot content and active slot change in one atomic journal write.
@@ -244,9 +258,12 @@ class Installer:
         journal = await self._phase(switched)
         try:
             await asyncio.to_thread(self.health_check, data, entry["format"])
-        except HealthCheckError as exc:
+        except Exception as exc:  # the check is the gate: any failure of it is unhealthy
+            message = (
+                str(exc) if isinstance(exc, HealthCheckError) else f"{type(exc).__name__}: {exc}"
+            )
             return self._finish(
-                journal, desired, digest, attempt, "RolledBack", "HealthCheckFailed", str(exc)
+                journal, desired, digest, attempt, "RolledBack", "HealthCheckFailed", message
             )
         committed = journal.model_copy(update={"committed": slot})
         return self._finish(

@@ -57,6 +57,7 @@ class SlotContent(_Model):
     """What one slot holds: the artifact file ``file`` (name inside the slot directory)."""
 
     model: str
+    model_uid: str | None = Field(None, description="A model re-created under its name differs.")
     version: int = Field(ge=1)
     sha256: str
     format: str
