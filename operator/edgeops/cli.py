@@ -19,7 +19,9 @@ operator_app = typer.Typer(help="The EdgeOps operator.", no_args_is_help=True)
 app.add_typer(dev, name="dev")
 app.add_typer(operator_app, name="operator")
 gateway_app = typer.Typer(help="The fleet gateway devices talk to.", no_args_is_help=True)
-device_app = typer.Typer(help="Devices: bootstrap tokens, approval.", no_args_is_help=True)
+device_app = typer.Typer(
+    help="Devices: bootstrap tokens, approval, the device agent.", no_args_is_help=True
+)
 token_app = typer.Typer(help="Bootstrap tokens that enroll devices.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
@@ -362,6 +364,17 @@ def device_reject(
 ) -> None:
     """Refuse NAME (sets spec.approval: Rejected)."""
     _set_approval(namespace, name, "Rejected")
+
+
+def _device_run() -> None:
+    # The agent's command lives with the agent (its image entrypoint needs no operator
+    # code); edgeops.device imports ONNX Runtime / LiteRT only when it loads a model.
+    from edgeops.device.command import run
+
+    device_app.command("run")(run)
+
+
+_device_run()
 
 
 def main() -> None:
