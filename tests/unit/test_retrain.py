@@ -222,3 +222,18 @@ def test_durations() -> None:
     assert parse_duration("1.5s") == timedelta(seconds=1.5)
     with pytest.raises(ValueError):
         parse_duration("5 minutes")
+
+
+def test_a_long_request_is_recorded_by_its_digest_and_handled_once() -> None:
+    # An annotation of any length: status.triggers.retrainRequest allows 253 characters.
+    long = "please retrain " + "x" * 400
+    decision = retrain.decide(_policy(), _state(), _seen(retrain_request=long))
+    assert decision.start and decision.reason == "Manual"
+    recorded = decision.state.retrain_request
+    assert recorded is not None and recorded.startswith("sha256:") and len(recorded) == 71
+    again = retrain.decide(_policy(), decision.state, _seen(retrain_request=long))
+    assert not again.start
+    changed = retrain.decide(_policy(), decision.state, _seen(retrain_request=long + "!"))
+    assert changed.start
+    assert retrain.request_token("  short  ") == "short"
+    assert retrain.request_token(None) == ""

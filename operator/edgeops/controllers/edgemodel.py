@@ -484,9 +484,10 @@ def _make_current(tick: Tick, number: int, why: str) -> None:
 
 def _handle_promote_request(tick: Tick, meta: kopf.Meta) -> None:
     raw = ((meta.get("annotations") or {}).get(Annotations.PROMOTE) or "").strip()
-    if not raw or raw == tick.triggers.promote_request:
+    token = retrain.request_token(raw)
+    if not raw or token == tick.triggers.promote_request:
         return
-    tick.triggers.promote_request = raw  # handled once, whatever the outcome
+    tick.triggers.promote_request = token  # handled once, whatever the outcome
     problem: str | None
     try:
         request = promotion.parse_request(raw)
@@ -495,7 +496,7 @@ def _handle_promote_request(tick: Tick, meta: kopf.Meta) -> None:
     else:
         problem = registry.promotable(tick.status, request.version) if request else None
     if problem is not None or request is None:
-        message = f"promote request {raw!r} refused: {problem}"
+        message = f"promote request {raw[:64]!r} refused: {problem}"
         tick.conditions[ConditionType.PROMOTED] = ("False", Reason.NOT_PROMOTABLE, message)
         events.warning(tick.body, Reason.NOT_PROMOTABLE, message)
         return

@@ -35,11 +35,14 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
 
+from edgeops.api.conditions import set_condition
 from edgeops.api.constants import GROUP, VERSION
+from edgeops.controllers import events
 from edgeops.k8s import custom
 from edgeops.metrics import operator as metrics
 from edgeops.policy.retry import BACKOFF_FIRST, BACKOFF_MAX
@@ -56,6 +59,8 @@ Gather = Callable[..., Any]
 
 __all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "backoff", "controller", "retry_later", "wake"]
 
+#: Condition reason when the API server refused a status write for its content.
+STATUS_WRITE_REFUSED: Final = "StatusWriteRefused"
 #: memo keys: consecutive failed passes of this object, and "this pass failed (handled)".
 FAILURES_KEY: Final = "reconcile_failures"
 FAILED_PASS_KEY: Final = "reconcile_failed_pass"
@@ -222,6 +227,10 @@ async def _drive(
                 requeue = backoff(failures)
                 metrics.RECONCILE_ERRORS.labels(kind=kind, error="StatusWriteFailed").inc()
                 log.warning("%s %s/%s: status write failed: %s", kind, namespace, name, error)
+                if custom.is_refused(error):
+                    await asyncio.to_thread(
+                        _report_refused, plural, namespace, name, snapshot, error, requeue
+                    )
             metrics.RECONCILE_DURATION.labels(kind=kind).observe(time.monotonic() - started)
             metrics.RECONCILIATIONS.labels(kind=kind, outcome=outcome).inc()
             wait = settings().resync_interval_seconds
@@ -232,6 +241,54 @@ async def _drive(
         if _wakeups.get(key) is event:
             del _wakeups[key]
             _own_writes.pop(key, None)
+
+
+def refused_write_conditions(
+    status: Mapping[str, Any], generation: int | None, error: str, retry_in: float, now: datetime
+) -> list[dict[str, Any]]:
+    """The conditions written instead of a status the API server refused for its content:
+    ``Ready=False``, reason ``StatusWriteRefused``, with the server's answer (at most 300
+    characters) and when it is tried again. Only conditions: small by construction, so
+    this write passes where the full status did not."""
+    message = (
+        f"the API server refused the status update: {error[:300]}; the full status is "
+        f"written again in {retry_in:.0f}s"
+    )
+    return set_condition(
+        status.get("conditions"),
+        "Ready",
+        "False",
+        STATUS_WRITE_REFUSED,
+        message,
+        generation,
+        now,
+    )
+
+
+def _report_refused(
+    plural: str,
+    namespace: str,
+    name: str,
+    snapshot: dict[str, Any],
+    error: BaseException,
+    retry_in: float,
+) -> None:
+    """A status write refused for its content is not silent: a smaller status (conditions
+    only) and a Warning Event say so; the loop retries the full status with backoff."""
+    summary = " ".join(str(getattr(error, "body", None) or error).split())
+    conditions = refused_write_conditions(
+        snapshot.get("status") or {},
+        (snapshot.get("metadata") or {}).get("generation"),
+        summary,
+        retry_in,
+        datetime.now(UTC),
+    )
+    try:
+        custom.patch_status(namespace, plural, name, {"conditions": conditions})
+    except Exception as again:  # nothing smaller to write: the log and the Event remain
+        log.warning("%s/%s: the conditions-only status was refused too: %s", namespace, name, again)
+    ready = next(c for c in conditions if c["type"] == "Ready")
+    events.warning(snapshot, STATUS_WRITE_REFUSED, str(ready["message"]))
 
 
 def _call(

@@ -151,6 +151,16 @@ def is_conflict(error: BaseException) -> bool:
     return isinstance(error, ApiException) and error.status == 409
 
 
+def is_refused(error: BaseException) -> bool:
+    """Whether the API server refused a write for its content (422 Invalid against the
+    schema, 413 or etcd's "request is too large"): sending it again cannot succeed."""
+    if not isinstance(error, ApiException):
+        return False
+    if error.status in (413, 422):
+        return True
+    return error.status == 500 and "too large" in str(error.body or "")
+
+
 def is_not_found(error: BaseException) -> bool:
     """Whether the API server answered 404 (the object is gone)."""
     return isinstance(error, ApiException) and error.status == 404

@@ -90,10 +90,25 @@ def code_hash(training: TrainingTemplate) -> str:
     return hashlib.sha256(sorted_json(document, ensure_ascii=True)).hexdigest()
 
 
+#: Longest request annotation kept verbatim in status.triggers; a longer one is kept as its
+#: digest, so a user's annotation can never make the status too large for its schema.
+MAX_REQUEST_TOKEN: Final = 128
+
+
+def request_token(raw: str | None) -> str:
+    """What status.triggers records of a request annotation (edgeops.dev/retrain or
+    /promote): the stripped value when at most MAX_REQUEST_TOKEN characters, else
+    ``sha256:<64 hex>`` of it (71 characters). "" for no request."""
+    value = (raw or "").strip()
+    if len(value) <= MAX_REQUEST_TOKEN:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
 def signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> list[Signal]:
     """Every trigger that fired since the bookkeeping was last updated, by priority."""
     found: list[Signal] = []
-    request = (seen.retrain_request or "").strip()
+    request = request_token(seen.retrain_request)
     if request and request != state.retrain_request:
         found.append(Signal("Manual", f"retrain requested ({request[:64]})"))
     found += _drift_signals(policy, state, seen)
@@ -181,7 +196,7 @@ def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decisi
         update={
             "dataset_version": seen.dataset_version,
             "code_hash": seen.code_hash,
-            "retrain_request": (seen.retrain_request or "").strip() or base.retrain_request,
+            "retrain_request": request_token(seen.retrain_request) or base.retrain_request,
             "drift_measured_at": (seen.drift.measured_at if seen.drift else None)
             or base.drift_measured_at,
             "drift_dataset_version": seen.dataset_version
