@@ -230,7 +230,15 @@ def test_profile_has_quantile_histograms_labels_slices_and_splits() -> None:
     vid = _collect(store).latest["id"]
     profile = store.get_json(layout.profile_key(NS, NAME, vid))
     ax = profile["features"]["ax"]
-    assert ax["kind"] == "numeric" and len(ax["edges"]) == 9 and sum(ax["counts"]) == 60
+    assert ax["kind"] == "numeric" and sum(ax["counts"]) == 60
+    # Format 2: 10 equal-mass bins inside the reference range, empty graded bins beyond it,
+    # bin centers and a threshold calibration per feature.
+    assert profile["format"] == 2
+    inside = [e for e in ax["edges"] if ax["min"] < e <= ax["max"]]
+    assert len(inside) == 9
+    assert len(ax["centers"]) == len(ax["counts"])
+    assert ax["counts"][0] == 0 and ax["counts"][-1] == 0
+    assert ax["calibration"]["method"] == "chunked-reference-design-effect"
     assert profile["label"]["distribution"] == {"run": 20, "walk": 40}
     assert profile["slices"]["site"] == {"a": 30, "b": 30}
     assert sum(profile["splits"].values()) == 60 and profile["splits"]["train"] > 30

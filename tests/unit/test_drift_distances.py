@@ -12,6 +12,7 @@ from edgeops.drift import (
     numeric_histogram,
     psi,
     quantile_edges,
+    reference_edges,
     wasserstein,
 )
 from edgeops.drift.histograms import NumericHistogram, bin_counts
@@ -24,8 +25,13 @@ def test_quantile_edges_make_equal_mass_bins() -> None:
     assert bin_counts(values, edges) == [250, 250, 250, 250]
 
 
-def test_constant_column_collapses_duplicate_edges() -> None:
-    assert quantile_edges([5.0] * 100, bins=10) == [5.0]
+def test_constant_column_is_one_bin_inside_the_reference_range() -> None:
+    assert quantile_edges([5.0] * 100, bins=10) == []
+    edges = reference_edges([5.0] * 100, bins=10)
+    counts = bin_counts([5.0] * 100, edges)
+    assert counts.count(100) == 1 and sum(counts) == 100
+    # Below and above the constant are bins of their own.
+    assert bin_counts([4.0, 6.0], edges)[0] == 1 and bin_counts([4.0, 6.0], edges)[-1] == 1
 
 
 def test_live_values_outside_reference_range_land_in_open_outer_bins() -> None:
@@ -82,3 +88,21 @@ def test_mismatched_or_empty_histograms_are_refused() -> None:
         psi([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="empty"):
         jensen_shannon([0, 0], [1, 1])
+
+
+def test_binned_statistics_agree_with_scipy() -> None:
+    scipy_distance = pytest.importorskip("scipy.spatial.distance")
+    scipy_stats = pytest.importorskip("scipy.stats")
+    reference, live = [5, 10, 40, 30, 15], [1, 4, 20, 45, 30]
+    positions = [-1.0, 0.5, 2.0, 3.0, 7.5]
+    assert jensen_shannon(reference, live) == pytest.approx(
+        scipy_distance.jensenshannon(reference, live, base=2)
+    )
+    assert wasserstein(reference, live, positions=positions) == pytest.approx(
+        scipy_stats.wasserstein_distance(positions, positions, reference, live)
+    )
+
+
+def test_nan_counts_are_refused_not_compared() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        psi([1, 2, 3], [1, float("nan"), 3])

@@ -1,5 +1,14 @@
 """The statistical profile of a version: the reference that drift detection compares
-fleet data against (per-feature histograms over fixed quantile edges)."""
+fleet data against.
+
+Format 2 (``PROFILE_FORMAT``): per numeric feature, histograms over
+:func:`edgeops.drift.histograms.reference_edges` (point masses in bins of their own, graded
+bins beyond the reference range) with ``centers`` and ``binning``; per feature a
+``calibration`` of the drift thresholds (design effects of the rows in collection order,
+:func:`edgeops.drift.calibration.calibrate`). Format-1 profiles (quantile edges, no
+calibration) stay readable: :class:`edgeops.drift.assess.ReferenceFeature` falls back to the
+iid null and edge-based Wasserstein positions for them.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgeops.api import DatasetSchema
-from edgeops.drift import categorical_histogram, numeric_histogram
+from edgeops.drift.profile import categorical_entry, numeric_entry
 
 from .rows import Row
 
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2
 
 
 def build_profile(
@@ -25,9 +34,9 @@ def build_profile(
     for feature in schema.features:
         values = [row.get(feature.name) for row in rows]
         if feature.type in ("float", "int"):
-            features[feature.name] = numeric_histogram(values, bins).to_dict()
+            features[feature.name] = numeric_entry(values, bins)
         else:
-            features[feature.name] = categorical_histogram(values).to_dict()
+            features[feature.name] = categorical_entry(values)
     return {
         "format": PROFILE_FORMAT,
         "rows": len(rows),
