@@ -18,7 +18,7 @@ Rules, all measured in this run on the same windows:
 * ``evidently``: Evidently's ``DataDriftPreset()`` with its documented defaults (per column
   KS / chi-square at p < 0.05 when the reference has <= 1000 rows, else normed
   Wasserstein / Jensen-Shannon > 0.1; dataset drift when >= 50 % of columns drift), run
-  only if the ``evidently`` package is importable (``pip install evidently``).
+  only if the ``evidently`` package is importable (``pip install -e '.[bench]'``).
 * ``evidently/any``: the same per-column verdicts, alarm when any column drifts.
 * ``scipy``: per feature two-sample KS (numeric) or chi-square (categorical) on raw values,
   Bonferroni alpha 0.05 / m: the textbook rule without calibration.
