@@ -341,3 +341,40 @@ def test_the_sampling_policy_in_the_desired_state() -> None:
     }
     model["spec"]["sampling"] = {"maxRowsPerHour": 30}  # no datasetRef: unreadable
     assert desired_sampling(model) is None
+
+
+def test_cache_first_runs_inline_on_hits_and_in_the_threadpool_on_a_miss() -> None:
+    import asyncio
+    import threading
+
+    from edgeops.gateway.context import Gateway
+    from edgeops.settings import GatewaySettings
+
+    def no_store() -> Any:
+        raise AssertionError("S3 is not needed here")
+
+    gw = Gateway(GatewaySettings(gateway_cache_seconds=60), no_store)
+    loads: list[str] = []
+    ran_on: list[str] = []
+    effects: list[int] = []
+
+    def load() -> str:
+        loads.append(threading.current_thread().name)
+        return "value"
+
+    def read_then_write() -> str:
+        # A read, then a side effect: a miss must rerun it from the start, never after
+        # the side effect.
+        value = str(gw.fleet.cached(("object", "ns", "x"), load))
+        ran_on.append(threading.current_thread().name)
+        effects.append(1)
+        return value
+
+    async def twice() -> list[str]:
+        return [await gw.cache_first(read_then_write), await gw.cache_first(read_then_write)]
+
+    main = threading.current_thread().name
+    assert asyncio.run(twice()) == ["value", "value"]
+    assert len(loads) == 1 and loads[0] != main  # the miss loaded in a worker thread
+    assert ran_on[0] != main and ran_on[1] == main  # the hit ran on the event loop
+    assert effects == [1, 1]  # the aborted inline attempt wrote nothing

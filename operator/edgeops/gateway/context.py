@@ -5,14 +5,16 @@ sequence. One :class:`Gateway` per app; endpoint modules receive it."""
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
+import functools
 import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -33,6 +35,14 @@ from edgeops.metrics.fleet import FleetTelemetry
 from edgeops.policy.device import enrollment_state as policy_enrollment_state
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
+
+_T = TypeVar("_T")
+#: True while a :class:`Fleet` read must not do I/O (see :meth:`Gateway.cache_first`).
+_CACHE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("cache_only", default=False)
+
+
+class CacheMissError(Exception):
+    """A :class:`Fleet` read missed its cache while I/O was not allowed."""
 
 
 class ApiError(Exception):
@@ -64,9 +74,12 @@ def enrollment_state(spec: dict[str, Any]) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def public_key_of(text: str) -> Ed25519PublicKey:
     """An Ed25519 public key from base64 of its 32 raw bytes, or PEM. Raises ``ValueError``
-    (``binascii.Error`` is one) for anything else."""
+    (``binascii.Error`` is one) for anything else. Cached (keys are immutable): every signed
+    request looks its device's key up, and parsing it again each time was a measurable share
+    of a telemetry report's cost (``benchmarks/gateway.py``)."""
     if text.strip().startswith("-----BEGIN"):
         key = load_pem_public_key(text.encode())
         if not isinstance(key, Ed25519PublicKey):
@@ -138,6 +151,8 @@ class Fleet:
             hit = self._cache.get(key)
             if hit is not None and now - hit.at < self.ttl:
                 return hit.value
+        if _CACHE_ONLY.get():
+            raise CacheMissError(key)
         value = load()
         with self._lock:
             self._cache[key] = _Cached(now, value)
@@ -190,6 +205,8 @@ class Fleet:
             if key in self._immutable:
                 self._immutable.move_to_end(key)
                 return self._immutable[key]
+        if _CACHE_ONLY.get():
+            raise CacheMissError(key)
         value = load()
         with self._lock:
             self._immutable[key] = value
@@ -226,6 +243,23 @@ class Gateway:
         self.registry = CollectorRegistry()
         self.telemetry = FleetTelemetry()
         self.registry.register(self.telemetry)
+
+    async def cache_first(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the event loop when every :class:`Fleet` read it makes hits the
+        cache, else (on the first miss) again from the start in the threadpool, where its
+        reads may block on the API server or S3. ``fn`` must make all its reads before any
+        side effect, since a miss reruns it.
+
+        Why: at steady state a device's reads are cache hits, and a hop to the threadpool
+        and back cost more than the work itself (``benchmarks/gateway.py``)."""
+        token = _CACHE_ONLY.set(True)
+        try:
+            return fn(*args)
+        except CacheMissError:
+            pass
+        finally:
+            _CACHE_ONLY.reset(token)
+        return await run_in_threadpool(fn, *args)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body; 413 ``BodyTooLarge`` past ``gateway_max_body_bytes``."""
@@ -296,7 +330,7 @@ class Gateway:
         if not isinstance(keyid, str) or keyid.count("/") != 1:
             raise ApiError(401, "BadSignatureInput", 'keyid must be "<namespace>/<device>"')
         key_ns, key_name = keyid.split("/")
-        signer = await run_in_threadpool(self.fleet.device, key_ns, key_name)
+        signer = await self.cache_first(self.fleet.device, key_ns, key_name)
         if signer is None:
             raise ApiError(401, "UnknownDevice", f"no device {keyid}")
         current, upcoming = identity_keys(signer)

@@ -27,7 +27,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.wire import TelemetryReport
 from edgeops.gateway.context import ApiError, Gateway, validation_message
@@ -40,7 +39,9 @@ def accept(
     gw: Gateway, namespace: str, name: str, device: dict[str, Any], report: TelemetryReport
 ) -> SeriesKey:
     """Checks ``report`` (see the module) and adds it to ``gw.telemetry``; returns the
-    series it was counted under. Raises :class:`ApiError` with the refusal."""
+    series it was counted under. Raises :class:`ApiError` with the refusal. Every read
+    comes before the first side effect (the sequence), as :meth:`Gateway.cache_first`
+    needs."""
     choice, model, _ = assignment(gw, namespace, name, device)
     if report.model != choice.model:
         raise ApiError(
@@ -85,7 +86,7 @@ def router(gw: Gateway) -> APIRouter:
             report = TelemetryReport.model_validate_json(body)
         except ValidationError as exc:
             raise ApiError(422, "InvalidRequest", validation_message(exc)) from None
-        key = await run_in_threadpool(accept, gw, namespace, name, device, report)
+        key = await gw.cache_first(accept, gw, namespace, name, device, report)
         return JSONResponse({"sequence": report.sequence, "version": report.version,
                              "cohort": key.cohort})  # fmt: skip
 
