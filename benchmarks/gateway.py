@@ -14,8 +14,8 @@ What runs
     then measured one after the other, each a subprocess on a free port of 127.0.0.1:
 
     * gateway: ``python -m edgeops gateway run`` with the devcluster's settings and the
-      defaults of every gateway setting (a 2 s read cache) except the per-device rate
-      limit, raised so the load generator is never refused;
+      defaults of every gateway setting (a 2 s read cache; ``--cache-seconds`` changes it)
+      except the per-device rate limit, raised so the load generator is never refused;
     * baseline: a bare ASGI callable that reads the request body and answers 200 ``{}``,
       served by uvicorn with the gateway's own options
       (:data:`edgeops.gateway.server.UVICORN_OPTIONS`: log level, proxy headers).
@@ -436,6 +436,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20, help="counted load per server")
     parser.add_argument("--warmup", type=float, default=5, help="uncounted load first")
     parser.add_argument("--rounds", type=int, default=1, help="baseline/gateway alternations")
+    parser.add_argument(
+        "--cache-seconds",
+        type=float,
+        help="the gateway's EDGEOPS_GATEWAY_CACHE_SECONDS (default: its default, 2); a long "
+        "one shows what the periodic Device/EdgeModel/FleetRollout reads cost",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--keep", action="store_true", help="keep the devcluster's state dir")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -454,7 +460,9 @@ def ratios(baseline: Result, gateway: Result) -> dict[str, float]:
 
 
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
+    cache = "default" if args.cache_seconds is None else f"{args.cache_seconds:g} s"
     print(f"signed telemetry reports: {args.devices} devices, {args.concurrency} in flight, "
+          f"gateway read cache {cache}, "
           f"{args.warmup:g} s warm-up + {args.seconds:g} s counted per server, "
           f"{os.cpu_count()} CPUs")  # fmt: skip
     header = ("server", "round", "req/s", "p50 ms", "p99 ms", "server CPU", "CPU ms/req",
@@ -491,6 +499,8 @@ def main() -> None:
         env = {**os.environ, **dev.env(), "PYTHONPATH": str(REPO / "operator"),
                "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "100000"}  # fmt: skip
         env.pop("KUBERNETES_SERVICE_HOST", None)
+        if args.cache_seconds is not None:
+            env["EDGEOPS_GATEWAY_CACHE_SECONDS"] = str(args.cache_seconds)
         subjects = {
             "baseline": [sys.executable, str(Path(__file__).resolve()), "--serve-baseline"],
             "gateway": [sys.executable, "-m", "edgeops", "gateway", "run", "--port"],
