@@ -132,6 +132,8 @@ class Verified:
     keyid: str
     created: int
     nonce: str
+    #: Index, in the keys given to :func:`verify`, of the key the signature verified with.
+    key: int = 0
 
 
 def check_profile(parsed: Parsed) -> Verified:
@@ -177,13 +179,15 @@ def verify(
     method: str,
     path: str,
     headers: Mapping[str, str],
-) -> None:
-    """The signature is an Ed25519 signature by one of ``keys`` over the request's base."""
+) -> int:
+    """The signature is an Ed25519 signature by one of ``keys`` over the request's base;
+    returns the index of that key (a gateway tells a rotated key from the current one by
+    it). Raises :class:`SignatureError` ``BadSignature`` when none verifies."""
     base = signature_base(component_values(parsed, method, path, headers), parsed.params_text)
-    for key in keys:
+    for index, key in enumerate(keys):
         try:
             key.verify(parsed.signature, base)
-            return
+            return index
         except InvalidSignature:
             continue
     raise SignatureError("BadSignature", "the signature does not verify with the device's key")

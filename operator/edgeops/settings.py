@@ -636,6 +636,19 @@ class GatewaySettings(BaseSettings):
         "and reports every few seconds at most.",
         json_schema_extra={CHART: "gateway.requestsPerMinute"},
     )
+    gateway_enrollments_per_minute: int = Field(
+        30,
+        ge=1,
+        le=100000,
+        description="Failed enrollments (`POST /v1/enroll` refused for any reason) one client "
+        "address may make per minute (token bucket, bursts of up to this many); once used up, "
+        "every enrollment from that address is refused with 429 and `Retry-After` until the "
+        "bucket refills. Enrollment is the one endpoint callable without a device key, so "
+        "this bounds token guessing and floods. The address is the TCP peer (proxy headers "
+        "are ignored): behind a NAT or a load balancer that does not preserve client "
+        "addresses, devices share one budget. Default 30.",
+        json_schema_extra={CHART: "gateway.enrollmentsPerMinute"},
+    )
     gateway_cache_seconds: float = Field(
         2.0,
         ge=0,

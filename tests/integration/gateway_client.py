@@ -113,7 +113,8 @@ def reason(response: httpx.Response) -> str:
 @contextlib.contextmanager
 def gateway_process(cluster: Cluster, **env: str) -> Iterator[tuple[httpx.Client, int]]:
     """``edgeops gateway run`` on a free port of 127.0.0.1 with the cluster's settings, no
-    read cache and a generous request rate (plus ``env``); a client of it."""
+    read cache and generous request and failed-enrollment rates (every test client shares
+    127.0.0.1) (plus ``env``); a client of it."""
     port = free_port()
     environment = {
         **os.environ,
@@ -121,6 +122,7 @@ def gateway_process(cluster: Cluster, **env: str) -> Iterator[tuple[httpx.Client
         "KUBECONFIG": cluster.kubeconfig,
         "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
         "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "600",
+        "EDGEOPS_GATEWAY_ENROLLMENTS_PER_MINUTE": "600",
         **env,
     }
     proc = subprocess.Popen(

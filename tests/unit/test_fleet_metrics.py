@@ -243,3 +243,54 @@ def test_immutable_reads_are_kept_past_the_ttl_in_a_bounded_lru() -> None:
     with pytest.raises(OSError):
         cache.immutable(("p", "d"), failing)
     assert cache.immutable(("p", "d"), load("d")) == "D"  # the failure was not cached
+
+
+def test_update_outcomes_are_counted_by_target_version_and_outcome(
+    registry: tuple[CollectorRegistry, FleetTelemetry],
+) -> None:
+    reg, telemetry = registry
+    telemetry.add_update_outcome("ns", "m", "3", "Committed")
+    telemetry.add_update_outcome("ns", "m", "3", "Committed")
+    telemetry.add_update_outcome("ns", "m", "3", "RolledBack")
+    labels = {"namespace": "ns", "model": "m", "version": "3"}
+    get = reg.get_sample_value
+    assert get(fleet.UPDATE_OUTCOMES_TOTAL, {**labels, "outcome": "Committed"}) == 2
+    assert get(fleet.UPDATE_OUTCOMES_TOTAL, {**labels, "outcome": "RolledBack"}) == 1
+    assert get(fleet.UPDATE_OUTCOMES_TOTAL, {**labels, "outcome": "Failed"}) is None
+
+
+def test_only_a_new_terminal_update_is_an_outcome() -> None:
+    from edgeops.gateway.reports import _terminal_transition
+
+    installing = {"targetVersion": 3, "phase": "Installing", "attempt": 1}
+    committed = {**installing, "phase": "Committed"}
+    assert not _terminal_transition({}, installing)
+    assert _terminal_transition(installing, committed)
+    assert _terminal_transition({}, committed)
+    # The same outcome again, with another message or time, is not a second one...
+    assert not _terminal_transition({**committed, "time": "t"}, {**committed, "message": "x"})
+    # ...but a retry (next attempt) or another target version is.
+    assert _terminal_transition(committed, {**committed, "attempt": 2})
+    assert _terminal_transition(committed, {**committed, "targetVersion": 4})
+
+
+def test_failed_enrollments_per_address_are_bounded() -> None:
+    from fastapi.testclient import TestClient
+
+    from edgeops.gateway.app import create_app
+    from edgeops.settings import GatewaySettings
+
+    def no_store() -> Any:
+        raise AssertionError("S3 is not needed here")
+
+    app = TestClient(create_app(GatewaySettings(gateway_enrollments_per_minute=2), no_store))
+    for _ in range(2):  # refused before any read of the cluster: a body that is no request
+        refused = app.post("/v1/enroll", content=b"{}")
+        assert refused.status_code == 422 and refused.json()["reason"] == "InvalidRequest"
+    limited = app.post("/v1/enroll", content=b"{}")
+    assert limited.status_code == 429
+    assert limited.json() == {
+        "reason": "RateLimited",
+        "message": "too many failed enrollments from this address",
+    }
+    assert 1 <= int(limited.headers["Retry-After"]) <= 31

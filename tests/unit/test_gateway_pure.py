@@ -110,8 +110,10 @@ def test_sign_and_verify_the_device_profile() -> None:
     other = Ed25519PrivateKey.generate().public_key()
     with pytest.raises(httpsig.SignatureError):
         httpsig.verify(parsed, [other], "POST", "/v1/devices/ns/dev/status", headers)
-    # Rotation: either of the device's keys verifies.
-    httpsig.verify(parsed, [other, key.public_key()], "POST", "/v1/devices/ns/dev/status", headers)
+    # Rotation: either of the device's keys verifies, and the answer says which.
+    path = "/v1/devices/ns/dev/status"
+    assert httpsig.verify(parsed, [other, key.public_key()], "POST", path, headers) == 1
+    assert httpsig.verify(parsed, [key.public_key(), other], "POST", path, headers) == 0
 
 
 def test_the_profile_is_enforced() -> None:
@@ -164,6 +166,60 @@ def test_nonce_cache_and_rate_limit() -> None:
     assert 0 < wait <= 30
     assert limiter.take("e", 0) == 0
     assert limiter.take("d", 31) == 0
+
+
+def test_failed_enrollment_budget_is_checked_without_taking() -> None:
+    # The enrollment endpoint checks an address's budget with wait() and charges it with
+    # take() only once the enrollment failed: successes and checks cost nothing.
+    budget = RateLimiter(per_minute=3)
+    for _ in range(10):
+        assert budget.wait("10.0.0.1", 0) == 0
+    for _ in range(3):
+        budget.take("10.0.0.1", 0)
+    wait = budget.wait("10.0.0.1", 0)
+    assert wait == pytest.approx(20)  # one failure a 20 s at 3 a minute
+    assert budget.wait("10.0.0.1", 1) == pytest.approx(19)  # waiting does not charge
+    assert budget.wait("10.0.0.2", 0) == 0  # per address
+    assert budget.wait("10.0.0.1", 20) == 0  # refilled
+
+
+def test_enrollment_state_is_the_device_controllers_rule() -> None:
+    from edgeops.gateway.context import enrollment_state
+    from edgeops.policy.device import enrollment_state as controller_rule
+
+    for approval in ("Pending", "Approved", "Rejected"):
+        for decommissioned in (False, True):
+            spec = {"approval": approval, "decommissioned": decommissioned}
+            assert enrollment_state(spec) == controller_rule(approval, decommissioned)
+    assert enrollment_state({}) == "Pending"
+    assert enrollment_state({"approval": "Approved", "decommissioned": True}) == "Revoked"
+
+
+def test_a_rotation_promotes_the_next_key() -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from edgeops.gateway.context import identity_keys, promoted_identity
+
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    raw_old, raw_new = (
+        k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) for k in (old, new)
+    )
+    identity = {
+        "publicKey": base64.b64encode(raw_old).decode(),
+        "nextPublicKey": base64.b64encode(raw_new).decode(),
+    }
+    device = {"spec": {"identity": identity}}
+    current, upcoming = identity_keys(device)
+    assert current is not None and upcoming is not None
+    patch = promoted_identity(upcoming)
+    assert patch == {
+        "publicKey": base64.b64encode(raw_new).decode(),
+        "fingerprint": hashlib.sha256(raw_new).hexdigest(),
+        "nextPublicKey": None,  # merge patch: removes the field
+    }
+    assert identity_keys({"spec": {"identity": {"publicKey": "not a key"}}}) == (None, None)
 
 
 def test_cohort_bucket_is_the_documented_hash() -> None:
@@ -285,3 +341,40 @@ def test_the_sampling_policy_in_the_desired_state() -> None:
     }
     model["spec"]["sampling"] = {"maxRowsPerHour": 30}  # no datasetRef: unreadable
     assert desired_sampling(model) is None
+
+
+def test_cache_first_runs_inline_on_hits_and_in_the_threadpool_on_a_miss() -> None:
+    import asyncio
+    import threading
+
+    from edgeops.gateway.context import Gateway
+    from edgeops.settings import GatewaySettings
+
+    def no_store() -> Any:
+        raise AssertionError("S3 is not needed here")
+
+    gw = Gateway(GatewaySettings(gateway_cache_seconds=60), no_store)
+    loads: list[str] = []
+    ran_on: list[str] = []
+    effects: list[int] = []
+
+    def load() -> str:
+        loads.append(threading.current_thread().name)
+        return "value"
+
+    def read_then_write() -> str:
+        # A read, then a side effect: a miss must rerun it from the start, never after
+        # the side effect.
+        value = str(gw.fleet.cached(("object", "ns", "x"), load))
+        ran_on.append(threading.current_thread().name)
+        effects.append(1)
+        return value
+
+    async def twice() -> list[str]:
+        return [await gw.cache_first(read_then_write), await gw.cache_first(read_then_write)]
+
+    main = threading.current_thread().name
+    assert asyncio.run(twice()) == ["value", "value"]
+    assert len(loads) == 1 and loads[0] != main  # the miss loaded in a worker thread
+    assert ran_on[0] != main and ran_on[1] == main  # the hit ran on the event loop
+    assert effects == [1, 1]  # the aborted inline attempt wrote nothing

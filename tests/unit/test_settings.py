@@ -408,6 +408,7 @@ def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> N
         "EDGEOPS_GATEWAY_MAX_BODY_BYTES": "4096",
         "EDGEOPS_GATEWAY_SIGNATURE_WINDOW_SECONDS": "60",
         "EDGEOPS_GATEWAY_REQUESTS_PER_MINUTE": "10",
+        "EDGEOPS_GATEWAY_ENROLLMENTS_PER_MINUTE": "5",
         "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
         "EDGEOPS_GATEWAY_LAST_SEEN_SECONDS": "30",
         "EDGEOPS_GATEWAY_PRESIGN_SECONDS": "120",
@@ -421,6 +422,7 @@ def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.gateway_max_body_bytes == 4096
     assert config.gateway_signature_window_seconds == 60
     assert config.gateway_requests_per_minute == 10
+    assert config.gateway_enrollments_per_minute == 5
     assert (config.gateway_cache_seconds, config.gateway_last_seen_seconds) == (0, 30)
     assert config.gateway_presign_seconds == 120
     gateway_settings.cache_clear()

@@ -63,8 +63,9 @@ class DeviceIdentity(ApiModel):
         max_length=4096,
         pattern=_PUBLIC_KEY,
         description="Key rotation: a second Ed25519 public key (same formats as publicKey) "
-        "the gateway also accepts. Once the device signs with it, move it to publicKey and "
-        "remove this field.",
+        "the gateway also accepts. The first request the device signs with it completes the "
+        "rotation: the gateway moves it to publicKey (with its fingerprint) and removes this "
+        "field, so the old key is refused from then on.",
     )
 
 

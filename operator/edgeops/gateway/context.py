@@ -5,6 +5,10 @@ sequence. One :class:`Gateway` per app; endpoint modules receive it."""
 from __future__ import annotations
 
 import base64
+import contextvars
+import dataclasses
+import functools
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -28,8 +32,17 @@ from edgeops.api.constants import DATASETS, EDGE_MODELS, FLEET_ROLLOUTS
 from edgeops.gateway.limits import NonceCache, RateLimiter, RowBudget
 from edgeops.k8s import fleet
 from edgeops.metrics.fleet import FleetTelemetry
+from edgeops.policy.device import enrollment_state as policy_enrollment_state
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
+
+_T = TypeVar("_T")
+#: True while a :class:`Fleet` read must not do I/O (see :meth:`Gateway.cache_first`).
+_CACHE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("cache_only", default=False)
+
+
+class CacheMissError(Exception):
+    """A :class:`Fleet` read missed its cache while I/O was not allowed."""
 
 
 class ApiError(Exception):
@@ -74,15 +87,21 @@ def validation_message(exc: ValidationError) -> str:
 
 
 def enrollment_state(spec: dict[str, Any]) -> str:
-    """Revoked when decommissioned, else what spec.approval says."""
-    if spec.get("decommissioned"):
-        return "Revoked"
-    return str(spec.get("approval") or "Pending")
+    """A Device spec's enrollment state (Pending, Approved, Rejected, Revoked): the Device
+    controller's rule (:func:`edgeops.policy.device.enrollment_state`) applied to a raw
+    spec, so the gateway and the controller, both writers of status.enrollment, never
+    disagree."""
+    return policy_enrollment_state(
+        str(spec.get("approval") or "Pending"), bool(spec.get("decommissioned"))
+    )
 
 
+@functools.lru_cache(maxsize=4096)
 def public_key_of(text: str) -> Ed25519PublicKey:
     """An Ed25519 public key from base64 of its 32 raw bytes, or PEM. Raises ``ValueError``
-    (``binascii.Error`` is one) for anything else."""
+    (``binascii.Error`` is one) for anything else. Cached (keys are immutable): every signed
+    request looks its device's key up, and parsing it again each time was a measurable share
+    of a telemetry report's cost (``benchmarks/gateway.py``)."""
     if text.strip().startswith("-----BEGIN"):
         key = load_pem_public_key(text.encode())
         if not isinstance(key, Ed25519PublicKey):
@@ -97,17 +116,38 @@ def raw_public_key(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def _key_or_none(text: Any) -> Ed25519PublicKey | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return public_key_of(text)
+    except ValueError:
+        return None
+
+
+def identity_keys(
+    device: dict[str, Any],
+) -> tuple[Ed25519PublicKey | None, Ed25519PublicKey | None]:
+    """A Device's (publicKey, nextPublicKey), each None when absent or unreadable."""
+    identity = (device.get("spec") or {}).get("identity") or {}
+    return _key_or_none(identity.get("publicKey")), _key_or_none(identity.get("nextPublicKey"))
+
+
 def device_keys(device: dict[str, Any]) -> list[Ed25519PublicKey]:
     """The keys a Device's requests may be signed with: publicKey and nextPublicKey."""
-    identity = (device.get("spec") or {}).get("identity") or {}
-    keys = []
-    for text in (identity.get("publicKey"), identity.get("nextPublicKey")):
-        if text:
-            try:
-                keys.append(public_key_of(text))
-            except ValueError:
-                continue
-    return keys
+    return [k for k in identity_keys(device) if k is not None]
+
+
+def promoted_identity(next_key: Ed25519PublicKey) -> dict[str, Any]:
+    """The merge patch of spec.identity that completes a key rotation: ``next_key`` becomes
+    publicKey (base64 of its raw bytes) with its fingerprint, nextPublicKey is removed
+    (null deletes a field in a JSON merge patch)."""
+    raw = raw_public_key(next_key)
+    return {
+        "publicKey": base64.b64encode(raw).decode(),
+        "fingerprint": hashlib.sha256(raw).hexdigest(),
+        "nextPublicKey": None,
+    }
 
 
 @dataclass
@@ -133,6 +173,8 @@ class Fleet:
             hit = self._cache.get(key)
             if hit is not None and now - hit.at < self.ttl:
                 return hit.value
+        if _CACHE_ONLY.get():
+            raise CacheMissError(key)
         value = load()
         with self._lock:
             self._cache[key] = _Cached(now, value)
@@ -185,6 +227,8 @@ class Fleet:
             if key in self._immutable:
                 self._immutable.move_to_end(key)
                 return self._immutable[key]
+        if _CACHE_ONLY.get():
+            raise CacheMissError(key)
         value = load()
         with self._lock:
             self._immutable[key] = value
@@ -209,6 +253,9 @@ class Gateway:
         self.window = config.gateway_signature_window_seconds
         self.nonces = NonceCache(2 * self.window)
         self.limiter = RateLimiter(config.gateway_requests_per_minute)
+        #: Failed enrollments per client address: enrollment is the one endpoint anybody
+        #: may call, so guessing tokens or flooding it with bad requests is bounded here.
+        self.enroll_failures = RateLimiter(config.gateway_enrollments_per_minute)
         #: Uploaded sample rows per device (the sampling policy's maxRowsPerHour).
         self.rows = RowBudget()
         self._sequences: dict[tuple[str, str], int] = {}
@@ -218,6 +265,23 @@ class Gateway:
         self.registry = CollectorRegistry()
         self.telemetry = FleetTelemetry()
         self.registry.register(self.telemetry)
+
+    async def cache_first(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the event loop when every :class:`Fleet` read it makes hits the
+        cache, else (on the first miss) again from the start in the threadpool, where its
+        reads may block on the API server or S3. ``fn`` must make all its reads before any
+        side effect, since a miss reruns it.
+
+        Why: at steady state a device's reads are cache hits, and a hop to the threadpool
+        and back cost more than the work itself (``benchmarks/gateway.py``)."""
+        token = _CACHE_ONLY.set(True)
+        try:
+            return fn(*args)
+        except CacheMissError:
+            pass
+        finally:
+            _CACHE_ONLY.reset(token)
+        return await run_in_threadpool(fn, *args)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body; 413 ``BodyTooLarge`` past ``gateway_max_body_bytes``."""
@@ -252,10 +316,12 @@ class Gateway:
         parsed: httpsig.Parsed,
     ) -> httpsig.Verified:
         """Signature, time window, body digest, then the nonce (only once all else holds),
-        then the per-device rate limit (429 with Retry-After)."""
+        then the per-device rate limit (429 with Retry-After). The answer's ``key`` is the
+        index in ``keys`` of the key the signature verified with."""
         try:
             verified = httpsig.check_profile(parsed)
-            httpsig.verify(parsed, keys, request.method, request.url.path, request.headers)
+            index = httpsig.verify(parsed, keys, request.method, request.url.path, request.headers)
+            verified = dataclasses.replace(verified, key=index)
         except httpsig.SignatureError as exc:
             raise ApiError(401, exc.reason, str(exc)) from None
         now = self.wall_clock()
@@ -286,10 +352,12 @@ class Gateway:
         if not isinstance(keyid, str) or keyid.count("/") != 1:
             raise ApiError(401, "BadSignatureInput", 'keyid must be "<namespace>/<device>"')
         key_ns, key_name = keyid.split("/")
-        signer = await run_in_threadpool(self.fleet.device, key_ns, key_name)
+        signer = await self.cache_first(self.fleet.device, key_ns, key_name)
         if signer is None:
             raise ApiError(401, "UnknownDevice", f"no device {keyid}")
-        self.authenticate(request, body, device_keys(signer), parsed)
+        current, upcoming = identity_keys(signer)
+        keys = [k for k in (current, upcoming) if k is not None]
+        verified = self.authenticate(request, body, keys, parsed)
         if (key_ns, key_name) != (namespace, name):
             raise ApiError(403, "WrongDevice", f"{keyid} may only act for itself")
         state = enrollment_state(signer.get("spec") or {})
@@ -297,7 +365,49 @@ class Gateway:
             raise ApiError(403, "DeviceRevoked", "the device is decommissioned")
         if state == "Rejected":
             raise ApiError(403, "DeviceRejected", "the device's enrollment was rejected")
+        if upcoming is not None and keys[verified.key] is upcoming:
+            signer = await run_in_threadpool(self.promote_key, key_ns, key_name, upcoming)
         return signer
+
+    def promote_key(self, namespace: str, name: str, next_key: Ed25519PublicKey) -> dict[str, Any]:
+        """Completes a key rotation once the device proved it holds ``next_key`` (a request
+        signed with spec.identity.nextPublicKey): patches spec.identity to
+        :func:`promoted_identity`, so the old key is refused from then on. Reads the Device
+        past the cache first and patches only if nextPublicKey is still that key (another
+        replica may have promoted it, or a person replaced it meanwhile). Returns the
+        Device as it now is; raises the API server's errors."""
+        device = self.fleet.device(namespace, name, fresh=True)
+        if device is None:
+            raise ApiError(404, "UnknownDevice", "the device was deleted")
+        _, upcoming = identity_keys(device)
+        if upcoming is None or raw_public_key(upcoming) != raw_public_key(next_key):
+            return device
+        patched = fleet.patch_device(
+            namespace, name, {"spec": {"identity": promoted_identity(next_key)}}
+        )
+        self.fleet.remember(namespace, name, patched)
+        return patched
+
+    def client_address(self, request: Request) -> str:
+        """The peer address of the connection (never a forwarded-for header: the gateway
+        runs without proxy headers, so a client cannot pick its own bucket)."""
+        return request.client.host if request.client is not None else "unknown"
+
+    def check_enroll_budget(self, address: str) -> None:
+        """429 ``RateLimited`` with Retry-After while ``address`` has used up its failed
+        enrollments (``gateway_enrollments_per_minute``)."""
+        wait = self.enroll_failures.wait(address, time.monotonic())
+        if wait > 0:
+            raise ApiError(
+                429,
+                "RateLimited",
+                "too many failed enrollments from this address",
+                {"Retry-After": str(int(wait) + 1)},
+            )
+
+    def count_enroll_failure(self, address: str) -> None:
+        """Charges one failed enrollment to ``address``."""
+        self.enroll_failures.take(address, time.monotonic())
 
     def approved_device(self, device: dict[str, Any]) -> None:
         """403 ``DevicePending`` unless the device is approved."""

@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import LabelSelector
 from edgeops.api.edgemodel import SamplingPolicy, Target
@@ -98,10 +97,17 @@ def desired_profile(
 
 
 def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]) -> DesiredState:
-    """The device's :class:`DesiredState`; 404 ``NoBundle`` before the version is signed."""
+    """The device's :class:`DesiredState`; 404 ``NoBundle`` before the version is signed.
+    Reads only through ``gw.fleet`` and has no side effects (:meth:`Gateway.cache_first`)."""
     choice, model, target = assignment(gw, namespace, name, device)
+    key = bundle_key(namespace, model, choice.version, target)
     try:
-        manifest = gw.store().get_bytes(bundle_key(namespace, model, choice.version, target))
+        # Under the read cache's TTL like the objects it comes from: a fleet polling every
+        # few seconds would otherwise cost an S3 GET per poll, and a bundle signed again
+        # (another key) still reaches devices within the TTL.
+        manifest: bytes = gw.fleet.cached(
+            ("bundle", namespace, key), lambda: gw.store().get_bytes(key)
+        )
     except StoreError:
         raise ApiError(
             404, "NoBundle", f"no signed bundle for {choice.model} v{choice.version}"
@@ -159,7 +165,7 @@ def router(gw: Gateway) -> APIRouter:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
         gw.approved_device(device)
-        document = await run_in_threadpool(desired_state, gw, namespace, name, device)
+        document = await gw.cache_first(desired_state, gw, namespace, name, device)
         data = jcs(document.model_dump(by_alias=True, exclude_none=True, mode="json"))
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:

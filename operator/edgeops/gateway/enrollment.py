@@ -1,6 +1,8 @@
 """``POST /v1/enroll``: gated enrollment with a bootstrap token, signed with the key it
 enrolls (proof of possession). A pre-created Device with ``spec.identity`` accepts only
-that key; a new Device starts Pending unless the token auto-approves."""
+that key; a new Device starts Pending unless the token auto-approves. Refused enrollments
+(any 4xx) are charged to the client's address; past ``gateway_enrollments_per_minute`` of
+them the address gets 429 ``RateLimited`` with ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -45,6 +47,18 @@ def router(gw: Gateway) -> APIRouter:
         openapi_extra=json_body(EnrollRequest),
     )
     async def enroll(request: Request) -> Response:
+        # Unauthenticated until the token checks out: every refusal is charged to the
+        # client's address, and an address out of budget is refused before any work.
+        address = gw.client_address(request)
+        gw.check_enroll_budget(address)
+        try:
+            return await _checked(request)
+        except ApiError as exc:
+            if 400 <= exc.status < 500:
+                gw.count_enroll_failure(address)
+            raise
+
+    async def _checked(request: Request) -> Response:
         body = await gw.read_body(request)
         req = parse_body(EnrollRequest, body)
         if any(k.startswith(_RESERVED_LABEL_PREFIX) for k in req.labels):

@@ -1,7 +1,8 @@
-"""In-memory, per-replica request bookkeeping: the nonce replay cache and the per-device
-rate limit. Both are bounded and thread-safe. With several replicas, a replay sent to
-another replica within the window is not caught by the nonce cache (the per-device report
-sequence still refuses a replayed report); a shared cache is left for scale-out."""
+"""In-memory, per-replica request bookkeeping: the nonce replay cache, the per-device
+rate limit and the per-address budget of failed enrollments. All are bounded and
+thread-safe. With several replicas, a replay sent to another replica within the window is
+not caught by the nonce cache (the per-device report sequence still refuses a replayed
+report), and each replica keeps its own budgets; a shared cache is left for scale-out."""
 
 from __future__ import annotations
 
@@ -41,6 +42,15 @@ class RateLimiter:
         self._max = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds (``now`` is monotonic seconds) until ``key`` has a token, 0 when it has
+        one now; takes nothing. For budgets charged after the fact, such as failed
+        enrollments: check with :meth:`wait` first, :meth:`take` once the request failed."""
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - at) * self._rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self._rate
 
     def take(self, key: str, now: float) -> float:
         """Takes one token; returns 0 when allowed, else the seconds until one is free."""

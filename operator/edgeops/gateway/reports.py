@@ -1,6 +1,12 @@
 """``POST /v1/devices/{namespace}/{name}/status``: what the device runs and how its update
 goes. Device status is written only when something changed, plus ``lastSeen`` at most once
-per ``gateway_last_seen_seconds``, so a fleet polling every minute costs few writes."""
+per ``gateway_last_seen_seconds``, so a fleet polling every minute costs few writes.
+
+When ``status.update`` moves into a terminal phase (Committed, RolledBack, Failed,
+TimedOut) for a new (target version, attempt), the write is counted once in
+``edgeops_device_update_outcomes_total`` (:mod:`edgeops.metrics.fleet`). Its ``model`` and
+``version`` labels come from what the device says, so they are bounded: a model that is no
+EdgeModel of the namespace, or a version its registry does not list, is ``other``."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import format_time
+from edgeops.api.device import TERMINAL_UPDATE_PHASES
 from edgeops.api.wire import StatusReport
 from edgeops.gateway.context import (
     ApiError,
@@ -20,6 +27,7 @@ from edgeops.gateway.context import (
     json_body,
     parse_body,
 )
+from edgeops.gateway.profiles import version_entry
 from edgeops.k8s import fleet
 
 
@@ -56,12 +64,15 @@ def router(gw: Gateway) -> APIRouter:
             wanted["health"] = req.health
         if req.slots is not None:
             wanted["slots"] = req.slots.model_dump(by_alias=True, exclude_none=True)
+        outcome: str | None = None
         if req.update is not None:
             update = req.update.model_dump(by_alias=True, exclude_none=True)
             old = status.get("update") or {}
             if {k: v for k, v in old.items() if k != "time"} != update:
                 update["time"] = format_time(datetime.fromtimestamp(now, UTC))
                 wanted["update"] = update
+                if _terminal_transition(old, update):
+                    outcome = str(update["phase"])
         state = enrollment_state(device.get("spec") or {})
         if status.get("enrollment") != state:
             wanted["enrollment"] = state
@@ -74,6 +85,36 @@ def router(gw: Gateway) -> APIRouter:
             updated = fleet.patch_device_status(namespace, name, changed)
             gw.fleet.remember(namespace, name, updated)
             last_seen_written[key] = now
+            if outcome is not None and req.update is not None:
+                # Counted after the write, so a failed write (the device retries) is not
+                # counted twice.
+                model, version = _outcome_labels(namespace, req, status, device)
+                gw.telemetry.add_update_outcome(namespace, model, version, outcome)
         return JSONResponse({"sequence": req.sequence, "written": sorted(changed)})
 
+    def _outcome_labels(
+        namespace: str, req: StatusReport, status: dict[str, Any], device: dict[str, Any]
+    ) -> tuple[str, str]:
+        """(model, version) labels of an update outcome, ``other`` for what the namespace's
+        EdgeModels do not know (the values are the device's word: never unbounded)."""
+        assert req.update is not None
+        labels = (device.get("metadata") or {}).get("labels") or {}
+        claimed = req.model or status.get("model") or labels.get("edgeops.dev/model")
+        models = {m["metadata"]["name"]: m for m in gw.fleet.models(namespace)}
+        if claimed not in models:
+            return "other", "other"
+        target = req.update.target_version
+        known = version_entry(models[claimed], target) is not None
+        return str(claimed), str(target) if known else "other"
+
     return api
+
+
+def _terminal_transition(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``new`` (a status.update) is a terminal phase that ``old`` was not already in
+    for the same target version and attempt: a re-sent terminal report with another message
+    is not a second outcome."""
+    if new.get("phase") not in TERMINAL_UPDATE_PHASES:
+        return False
+    fields = ("phase", "targetVersion", "attempt")
+    return tuple(old.get(f) for f in fields) != tuple(new.get(f) for f in fields)

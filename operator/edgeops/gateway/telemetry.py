@@ -26,7 +26,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.wire import TelemetryReport
 from edgeops.gateway.context import ApiError, Gateway, json_body, parse_body
@@ -39,7 +38,9 @@ def accept(
     gw: Gateway, namespace: str, name: str, device: dict[str, Any], report: TelemetryReport
 ) -> SeriesKey:
     """Checks ``report`` (see the module) and adds it to ``gw.telemetry``; returns the
-    series it was counted under. Raises :class:`ApiError` with the refusal."""
+    series it was counted under. Raises :class:`ApiError` with the refusal. Every read
+    comes before the first side effect (the sequence), as :meth:`Gateway.cache_first`
+    needs."""
     choice, model, _ = assignment(gw, namespace, name, device)
     if report.model != choice.model:
         raise ApiError(
@@ -76,7 +77,7 @@ def router(gw: Gateway) -> APIRouter:
         device = await gw.signed_device(request, namespace, name, body)
         gw.approved_device(device)
         report = parse_body(TelemetryReport, body)
-        key = await run_in_threadpool(accept, gw, namespace, name, device, report)
+        key = await gw.cache_first(accept, gw, namespace, name, device, report)
         return JSONResponse({"sequence": report.sequence, "version": report.version,
                              "cohort": key.cohort})  # fmt: skip
 

@@ -59,6 +59,12 @@ FEATURE_OBSERVATIONS_TOTAL: Final = "edgeops_device_feature_observations_total"
 FEEDBACK_TOTAL: Final = "edgeops_device_feedback_total"
 #: Telemetry reports the gateway accepted (counter).
 TELEMETRY_REPORTS_TOTAL: Final = "edgeops_device_telemetry_reports_total"
+#: Terminal update outcomes devices reported (counter, labels namespace, model, version,
+#: outcome = Committed | RolledBack | Failed | TimedOut): one per transition of a Device's
+#: status.update into a terminal phase, ``version`` the update's target version.
+UPDATE_OUTCOMES_TOTAL: Final = "edgeops_device_update_outcomes_total"
+#: Labels of UPDATE_OUTCOMES_TOTAL (no cohort: the outcome is about the target version).
+UPDATE_OUTCOME_LABELS: Final = ("namespace", "model", "version", "outcome")
 #: Gateway requests by route template and HTTP status (counter, labels endpoint, code).
 GATEWAY_REQUESTS_TOTAL: Final = "edgeops_gateway_requests_total"
 #: Gateway request wall time in seconds by route template (histogram, label endpoint).
@@ -214,6 +220,7 @@ class FleetTelemetry(Collector):
                 FEATURE_OBSERVATIONS_TOTAL,
                 FEEDBACK_TOTAL,
                 TELEMETRY_REPORTS_TOTAL,
+                UPDATE_OUTCOMES_TOTAL,
             )
         }
         self._latency: dict[SeriesKey, _Histogram] = {}
@@ -242,6 +249,13 @@ class FleetTelemetry(Collector):
                 )
             if report.confidence is not None:
                 self._histogram(self._confidence, key, CONFIDENCE_BUCKETS).add(report.confidence)
+
+    def add_update_outcome(self, namespace: str, model: str, version: str, outcome: str) -> None:
+        """Counts one update of ``model`` to ``version`` reaching the terminal ``outcome``
+        (an :data:`edgeops.api.device.TERMINAL_UPDATE_PHASES` value). The caller counts a
+        transition once (the status endpoint does, when it writes it)."""
+        with self._lock:
+            self._count(UPDATE_OUTCOMES_TOTAL, (namespace, model, version, outcome), 1)
 
     def _count(self, name: str, labels: tuple[str, ...], delta: int) -> None:
         series = self._counters[name]
@@ -312,6 +326,12 @@ class FleetTelemetry(Collector):
                 FEEDBACK_TOTAL,
                 "Labelled feedback on predictions, by outcome (correct, incorrect).",
                 labels=(*LABELS, "outcome"),
+            ),
+            CounterMetricFamily(
+                UPDATE_OUTCOMES_TOTAL,
+                "Device updates that reached a terminal phase, by target version and outcome "
+                "(Committed, RolledBack, Failed, TimedOut).",
+                labels=UPDATE_OUTCOME_LABELS,
             ),
         ]
 
