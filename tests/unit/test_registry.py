@@ -104,5 +104,9 @@ def test_fleet_rollout_from_template_is_owned_and_named_per_promotion() -> None:
     rollout = promotion.fleet_rollout(model, template, 2, 5, "auto")
     assert rollout["metadata"]["name"] == "motion-v2-5"
     assert rollout["spec"]["modelRef"] == {"name": "motion"} and rollout["spec"]["version"] == 2
-    assert rollout["spec"]["steps"][0] == {"percent": 10, "analysis": False}
+    assert rollout["spec"]["steps"][0] == {
+        "percent": 10,
+        "analysis": False,
+        "successThreshold": 95.0,
+    }
     assert rollout["metadata"]["ownerReferences"][0]["uid"] == "u-1"

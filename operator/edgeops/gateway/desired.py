@@ -47,6 +47,9 @@ def rollout_view(obj: dict[str, Any]) -> RolloutView | None:
             phase=status.get("phase"),
             percent=int(percent or 0),
             selector=selector,
+            stable_version=(
+                int(status["stableVersion"]) if status.get("stableVersion") is not None else None
+            ),
         )
     except (KeyError, ValueError, IndexError, TypeError, ValidationError):
         return None
