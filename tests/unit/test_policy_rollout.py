@@ -28,7 +28,7 @@ from edgeops.policy.rollout import (
     due_metrics,
     evaluate_value,
     fleet_device,
-    rollout_view,
+    own_view,
 )
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -100,7 +100,7 @@ class Sim:
         self.last: Decision | None = None
 
     def view(self) -> RolloutView:
-        return rollout_view("r", UID, "2026-01-01T00:00:00Z", self.spec, self.status)
+        return own_view("r", UID, "2026-01-01T00:00:00Z", self.spec, self.status)
 
     def tick(self, measurements: Iterable[Measurement] = (), advance: float = 0) -> Decision:
         self.now += timedelta(seconds=advance)

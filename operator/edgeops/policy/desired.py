@@ -38,7 +38,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from pydantic import ValidationError
 
 from edgeops.api.common import LabelSelector
 from edgeops.api.constants import Labels
@@ -96,6 +98,32 @@ class RolloutView:
     percent: int  # the current step's percent, 0 before the first step
     selector: LabelSelector | None
     stable_version: int | None = None  # status.stableVersion: where moved devices return
+
+
+def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
+    """What this module needs of a FleetRollout object (a dict or a Kopf body), or None if
+    it is unreadable. The gateway and the FleetRollout controller's index both read
+    rollouts through this, so they see the same phase, percent and stable version."""
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
+    try:
+        selector = LabelSelector.model_validate(spec["selector"]) if spec.get("selector") else None
+        percent = status.get("currentPercent")
+        if percent is None and status.get("currentStep") is not None:
+            percent = spec["steps"][int(status["currentStep"])]["percent"]
+        stable = status.get("stableVersion")
+        return RolloutView(
+            name=meta["name"],
+            uid=meta["uid"],
+            created=meta.get("creationTimestamp", ""),
+            model=spec["modelRef"]["name"],
+            version=int(spec["version"]),
+            phase=status.get("phase"),
+            percent=int(percent or 0),
+            selector=selector,
+            stable_version=None if stable is None else int(stable),
+        )
+    except (KeyError, ValueError, IndexError, TypeError, ValidationError):
+        return None
 
 
 @dataclass(frozen=True)

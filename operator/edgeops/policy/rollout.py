@@ -248,11 +248,11 @@ def seconds(duration: str | None) -> float:
 # --- counting -----------------------------------------------------------------------------
 
 
-def rollout_view(
+def own_view(
     name: str, uid: str, created: str, spec: FleetRolloutSpec, status: FleetRolloutStatus
 ) -> RolloutView:
     """This rollout as :mod:`edgeops.policy.desired` sees it (the same fields the gateway's
-    :func:`edgeops.gateway.desired.rollout_view` reads from the object)."""
+    :func:`edgeops.policy.desired.rollout_view` reads from the object)."""
     percent = status.current_percent
     if percent is None and status.current_step is not None:
         percent = spec.steps[status.current_step].percent
@@ -822,7 +822,7 @@ def decide(
     last_seen_write_seconds: float,
 ) -> Decision:
     """The next status of a rollout (see the module docstring for the rules). ``status`` is
-    not mutated; ``view`` is this rollout as :func:`rollout_view` builds it from ``status``;
+    not mutated; ``view`` is this rollout as :func:`own_view` builds it from ``status``;
     ``rollouts`` the namespace's rollouts; ``devices`` the namespace's devices;
     ``measurements`` the results for :func:`due_metrics`; ``now`` timezone-aware;
     ``last_seen_write_seconds`` the gateway's lastSeen write interval (offline counting).
@@ -1095,6 +1095,6 @@ __all__ = [
     "failure_check",
     "fleet_device",
     "next_due",
-    "rollout_view",
+    "own_view",
     "tally",
 ]
