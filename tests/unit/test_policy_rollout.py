@@ -750,3 +750,28 @@ def test_fleet_device_from_an_object() -> None:
     assert d.report_interval_seconds == 5 and d.labels == {"site": "a"}
     bare = fleet_device({"metadata": {"name": "x"}, "spec": {"decommissioned": True}})
     assert not bare.eligible and bare.version is None and bare.update_phase is None
+
+
+def test_a_status_written_elsewhere_is_adopted() -> None:
+    """A rollout whose status someone set to Progressing at step 0 (no start time, no
+    records, no stable version) is carried on from there, not crashed on or restarted."""
+    sim = Sim(make_spec(steps=[{"percent": 100}]), 4)
+    sim.status = FleetRolloutStatus(phase="Progressing", current_step=0, current_percent=100)
+    d = sim.tick()
+    assert sim.status.step_started_at == format_time(T0) and sim.status.stable_version == 1
+    assert [r.step for r in sim.status.steps] == [0] and d.requeue == pytest.approx(3600)
+    sim.report(sim.told())
+    sim.tick()
+    assert sim.status.phase == "Succeeded"
+
+
+def test_requeue_never_busy_loops() -> None:
+    spec = make_spec(
+        steps=[{"percent": 100, "analysis": True}],
+        analysis={"metrics": [metric()], "interval": "100ms"},
+    )  # fmt: skip
+    sim = started(spec, 2)
+    assert sim.last is not None and sim.last.requeue == 0.5
+    _complete_step(sim)
+    d = sim.tick([measure("acc", "Inconclusive", sim.now, None)])
+    assert d.requeue is not None and d.requeue >= 0.5

@@ -838,8 +838,12 @@ def decide(
             if st.message != problem[1]:
                 work.say("Warning", problem[0], problem[1])
             return _done(work, model, None, pending_reason=problem[0])
+    if st.phase in ("Progressing", "Paused"):
+        _adopt(work)
     timeout = timedelta(seconds=seconds(spec.device_timeout))
     found = tally(view, rollouts, devices, st, timeout, model, now, last_seen_write_seconds)
+    if st.phase in ("Progressing", "Paused") and st.stable_version is None:
+        st.stable_version, _ = choose_stable(spec.version, model.current_version, found.versions)
     if st.phase in (None, "Pending"):
         st.stable_version, why = choose_stable(spec.version, model.current_version, found.versions)
         st.target_version = spec.version
@@ -850,7 +854,7 @@ def decide(
             f"stable version (rollback target): {why}",
         )  # fmt: skip
         _start_step(work, 0)
-        return _done(work, model, 0.0)
+        return _done(work, model, MIN_REQUEUE_SECONDS)
     st.counts = found.counts
     _record_step_counts(work)
     if spec.abort:
@@ -886,6 +890,24 @@ def decide(
         for metric in spec.analysis.metrics:
             work.wake_at(next_due(spec, st, metric))
     return _done(work, model, _requeue(work), found=found)
+
+
+def _adopt(work: _Pass) -> None:
+    """Fills what a status written elsewhere (by hand, by a test, by an older operator)
+    lacks, so the rules have their reference times: the current step, its start (now) and
+    its record."""
+    spec, st = work.spec, work.status
+    if st.current_step is None or st.current_step >= len(spec.steps):
+        st.current_step = 0
+    st.current_percent = spec.steps[st.current_step].percent
+    st.target_version = spec.version
+    if st.step_started_at is None:
+        st.step_started_at = work.stamp
+    if not any(r.step == st.current_step for r in st.steps):
+        record = StepRecord(
+            step=st.current_step, percent=st.current_percent, started_at=st.step_started_at
+        )
+        st.steps = sorted([*st.steps, record], key=lambda r: r.step)
 
 
 def _not_startable(spec: FleetRolloutSpec, model: ModelInfo) -> tuple[str, str] | None:
@@ -1020,10 +1042,15 @@ def _progress(work: _Pass, found: Tally) -> None:
     work.wake_at(now)  # count the new cohort right away
 
 
+#: Shortest requeue: a due time in the past (e.g. an analysis interval below a second, or
+#: timestamps at second precision) never makes a busy loop.
+MIN_REQUEUE_SECONDS: Final = 0.5
+
+
 def _requeue(work: _Pass) -> float | None:
     if not work.wake:
         return None
-    return max(0.0, (min(work.wake) - work.now).total_seconds())
+    return max(MIN_REQUEUE_SECONDS, (min(work.wake) - work.now).total_seconds())
 
 
 def _done(
