@@ -22,19 +22,28 @@ What runs (pure functions, no cluster)
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import os
+import sys
 
-from edgeops.api.common import format_time
-from edgeops.api.edgemodel import Target
-from edgeops.api.fleetrollout import FleetRolloutSpec, FleetRolloutStatus, StepRecord
-from edgeops.policy.desired import BUCKETS, RolloutView, desired_version
-from edgeops.policy.rollout import FleetDevice, ModelInfo, decide, own_view, tally
+# Run as a script, Python puts benchmarks/ first on sys.path, where benchmarks/operator.py
+# shadows the standard library's operator module (argparse -> re -> enum imports it).
+# os.path, not pathlib: pathlib imports re, which would import the shadowing module.
+_HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]  # noqa: PTH100
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+from edgeops.api.common import format_time  # noqa: E402
+from edgeops.api.edgemodel import Target  # noqa: E402
+from edgeops.api.fleetrollout import FleetRolloutSpec, FleetRolloutStatus, StepRecord  # noqa: E402
+from edgeops.policy.desired import BUCKETS, RolloutView, desired_version  # noqa: E402
+from edgeops.policy.rollout import FleetDevice, ModelInfo, decide, own_view, tally  # noqa: E402
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 UID = "7f0c7d4e-rollout-under-test"
