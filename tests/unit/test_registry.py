@@ -110,3 +110,22 @@ def test_fleet_rollout_from_template_is_owned_and_named_per_promotion() -> None:
         "successThreshold": 95.0,
     }
     assert rollout["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_fleet_rollout_of_is_the_newest_succeeded_rollout_of_the_model() -> None:
+    from edgeops.policy.desired import RolloutView
+
+    def view(
+        name: str, created: str, phase: str, model: str = "m", version: int = 2
+    ) -> RolloutView:
+        return RolloutView(name, f"u-{name}", created, model, version, phase, 100, None)
+
+    rollouts = [
+        view("a", "2026-01-01T00:00:00Z", "Succeeded", version=1),
+        view("b", "2026-02-01T00:00:00Z", "Succeeded", version=2),
+        view("c", "2026-03-01T00:00:00Z", "RolledBack", version=3),
+        view("d", "2026-04-01T00:00:00Z", "Succeeded", model="other", version=9),
+    ]
+    chosen = promotion.fleet_rollout_of("m", rollouts)
+    assert chosen is not None and (chosen.name, chosen.version) == ("b", 2)
+    assert promotion.fleet_rollout_of("m", rollouts[2:3]) is None

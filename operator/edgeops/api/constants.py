@@ -266,6 +266,8 @@ class Reason:
     NO_OVERLAP: Final = "NoOverlap"
     #: Overlapping True: some selected devices are governed by a newer rollout.
     OVERLAPPING: Final = "Overlapping"
+    #: EdgeModel Event: a FleetRollout of the model succeeded; status.fleetVersion moved.
+    FLEET_UPDATED: Final = "FleetUpdated"
     # Device
     #: Ready: approved, seen within the staleness threshold, health Healthy.
     HEALTHY: Final = "Healthy"

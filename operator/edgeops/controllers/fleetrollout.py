@@ -21,8 +21,9 @@ Wakeups: a Device change that matters to counting (labels, approval, version, up
 phase; not a lastSeen refresh, which the resync picks up for the offline count) wakes the
 rollouts of its namespace and model; an EdgeModel change wakes its rollouts.
 
-The fleet's version is exposed in the rollout's status (phase Succeeded, targetVersion);
-the EdgeModel's status has one writer, and recording it there is left to that controller.
+The fleet's version is the rollout's status (phase Succeeded, targetVersion); the
+EdgeModel controller, the one writer of the model's status, reads it from
+:func:`fleetrollout_views` and records ``status.fleetVersion`` (a phase change wakes it).
 """
 
 from __future__ import annotations
@@ -163,6 +164,28 @@ async def edgemodel_changed(namespace: str | None, name: str | None, **kwargs: A
     """A new version or a new current version may start or change a rollout."""
     if namespace and name:
         _wake_rollouts(namespace, name, kwargs["fleetrollout_views"])
+
+
+#: uid -> the phase last seen of each FleetRollout (see rollout_phase_changed).
+_phases: dict[str, str | None] = {}
+
+
+@kopf.on.event(GROUP, VERSION, FLEET_ROLLOUTS, id="wake-edgemodel-of-fleetrollout")
+async def rollout_phase_changed(
+    type: str | None, namespace: str | None, body: kopf.Body, **_: Any
+) -> None:
+    """A rollout that changes phase (e.g. Succeeded) wakes its EdgeModel, which records the
+    version the fleet runs."""
+    uid = str((body.get("metadata") or {}).get("uid"))
+    if type == "DELETED":
+        _phases.pop(uid, None)
+        return
+    phase = (body.get("status") or {}).get("phase")
+    if _phases.get(uid, "") == phase:
+        return
+    _phases[uid] = phase
+    model = ((body.get("spec") or {}).get("modelRef") or {}).get("name")
+    reconciler.wake(EDGE_MODELS, namespace, model)
 
 
 # --- reconcile ------------------------------------------------------------------------------
