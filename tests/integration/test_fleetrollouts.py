@@ -159,7 +159,11 @@ def test_steps_progress_to_succeeded(cluster: Cluster, gateway: httpx.Client) ->
     fleet = make_fleet(cluster, gateway, "fr-ok", 20)
     # successThreshold 100: every step waits for all of its devices, so the counts are exact
     # (95 % of 20 would complete the last step at 19).
-    fleet.rollout("fr-ok", steps=[{**s, "successThreshold": 100} for s in STEPS])
+    # maxUpdatesPerMinute 120 of 20 devices: each step's cohort is admitted over seconds
+    # (status.admittedBuckets, which the gateway reads) rather than at once.
+    fleet.rollout(
+        "fr-ok", steps=[{**s, "successThreshold": 100} for s in STEPS], maxUpdatesPerMinute=120
+    )
     seen_steps: set[int] = set()
 
     def advance() -> bool:
@@ -205,6 +209,13 @@ def test_steps_progress_to_succeeded(cluster: Cluster, gateway: httpx.Client) ->
     )
     assert "RolloutStarted" in reasons and "Completed" in reasons
     assert reasons.count("StepStarted") >= 3
+    started = [
+        e["message"]
+        for e in cluster.events(fleet.namespace, "fr-ok")
+        if e.get("reason") == "StepStarted"
+    ]
+    assert all("admitted gradually at maxUpdatesPerMinute 120" in m for m in started), started
+    assert status["admittedBuckets"] == 10000
 
 
 def test_failures_above_the_threshold_roll_back(cluster: Cluster, gateway: httpx.Client) -> None:

@@ -320,3 +320,25 @@ def test_desired_version_governing_rollout_phases() -> None:
     assert got == {1, 4}
     chosen = desired_version("d1", labels, {"m": 1}, [_rollout("r", 10, phase="Succeeded")])
     assert chosen is not None and (chosen.cohort, chosen.rollout) == ("stable", "r")
+
+
+def test_admitted_buckets_limit_the_cohort_while_a_step_ramps() -> None:
+    from edgeops.policy.desired import rollout_view
+
+    labels = {"edgeops.dev/model": "m"}
+    names = [f"d{i}" for i in range(300)]
+    ramping = _rollout("r", 50, admitted=500, stable_version=1)
+    got = {n for n in names if desired_version(n, labels, {"m": 1}, [ramping]).version == 2}  # type: ignore[union-attr]
+    assert got == {n for n in names if cohort_bucket("uid-r", n) < 500}
+    # The admitted buckets never exceed the step's percent.
+    full = _rollout("r", 10, admitted=9000, stable_version=1)
+    got = {n for n in names if desired_version(n, labels, {"m": 1}, [full]).version == 2}  # type: ignore[union-attr]
+    assert got == {n for n in names if cohort_bucket("uid-r", n) < 1000}
+    obj = {
+        "metadata": {"name": "r", "uid": "uid-r"},
+        "spec": {"modelRef": {"name": "m"}, "version": 2, "steps": [{"percent": 50}]},
+        "status": {"phase": "Progressing", "currentStep": 0, "admittedBuckets": 500,
+                   "stableVersion": 1},
+    }  # fmt: skip
+    view = rollout_view(obj)
+    assert view is not None and (view.admitted, view.percent, view.stable_version) == (500, 50, 1)

@@ -775,3 +775,60 @@ def test_requeue_never_busy_loops() -> None:
     _complete_step(sim)
     d = sim.tick([measure("acc", "Inconclusive", sim.now, None)])
     assert d.requeue is not None and d.requeue >= 0.5
+
+
+def test_max_updates_per_minute_admits_the_cohort_gradually() -> None:
+    """1000 devices at 100 per minute: a 50 % step is admitted over about 5 minutes, the
+    gateway tells exactly the admitted devices, and the step completes only once all of
+    its cohort is admitted."""
+    spec = make_spec(steps=[{"percent": 50}, {"percent": 100}], maxUpdatesPerMinute=100)
+    sim = started(spec, 1000)
+    assert sim.status.admitted_buckets == 0 and sim.status.admission_rate == pytest.approx(1000)
+    assert "about 5.0 min" in sim.events[-1][2]
+    assert sim.told() == []
+    told: list[int] = []
+    for _ in range(5):
+        sim.report(sim.told())  # every admitted device commits at once
+        d = sim.tick(advance=60)
+        told.append(len(sim.told()))
+        counts = sim.status.counts
+        assert counts is not None
+        # Counted with the admission in force before this pass's raise, like the gateway.
+        assert d.requeue is not None and d.requeue <= 60
+    # Each minute about 100 more devices (10 % of the buckets) are told; never all at once.
+    assert all(60 <= n <= 140 for n in told), told
+    assert sim.status.admitted_buckets == 5000 and sim.status.current_step == 0
+    sim.report(sim.told())
+    sim.tick(advance=1)
+    # Once its whole cohort is admitted and updated the step completes; the next one ramps
+    # from where this one ended.
+    assert sim.status.current_step == 1, sim.status.message
+    assert sim.status.admitted_buckets == 5000 and "about 5.0 min" in sim.events[-1][2]
+
+
+def test_a_pause_freezes_the_ramp() -> None:
+    spec = make_spec(steps=[{"percent": 100}], maxUpdatesPerMinute=100)
+    sim = started(spec, 1000)
+    sim.tick(advance=60)
+    admitted = sim.status.admitted_buckets
+    assert admitted == 1000
+    sim.spec = spec.model_copy(update={"paused": True})
+    for _ in range(10):
+        sim.tick(advance=60)
+    assert sim.status.phase == "Paused" and sim.status.admitted_buckets == admitted
+    sim.spec = spec.model_copy(update={"paused": False})
+    sim.tick(advance=1)
+    sim.tick(advance=60)
+    # One more minute of admission (plus the second of the resume), not ten.
+    assert sim.status.admitted_buckets is not None
+    assert admitted + 1000 <= sim.status.admitted_buckets <= admitted + 1100
+
+
+def test_ramped_devices_time_out_from_when_they_were_admitted() -> None:
+    spec = make_spec(steps=[{"percent": 100}], maxUpdatesPerMinute=100, deviceTimeout="10m")
+    sim = started(spec, 1000)
+    for _ in range(11):
+        sim.tick(advance=60)
+    # After 11 minutes only the first minute's devices have been silent for 10.
+    counts = sim.status.counts
+    assert counts is not None and 50 <= counts.timed_out <= 150, counts

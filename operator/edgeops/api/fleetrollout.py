@@ -270,8 +270,9 @@ class FleetRolloutTemplate(ApiModel):
         None,
         ge=1,
         le=100000,
-        description="Rate limit of devices told to update (not enforced yet: steps admit "
-        "their whole cohort at once).",
+        description="Rate limit of devices told to update: a step admits its cohort "
+        "buckets gradually (status.admittedBuckets), at this many selected devices per "
+        "minute, instead of all at once; the ramp stops while the rollout is paused.",
     )
     progress_deadline_seconds: int = Field(
         3600,
@@ -472,4 +473,17 @@ class FleetRolloutStatus(StatusBase):
     )
     finished_at: Timestamp | None = Field(
         None, description="When the rollout reached a terminal phase."
+    )
+    admitted_buckets: int | None = Field(
+        None,
+        ge=0,
+        le=10000,
+        description="With spec.maxUpdatesPerMinute: cohort buckets (of 10000) the gateway "
+        "admits now, ramping up to 100 x currentPercent. Absent: all of the step's.",
+    )
+    admission_rate: float | None = Field(
+        None, ge=0, description="Buckets admitted per minute during the current step's ramp."
+    )
+    admitted_at: Timestamp | None = Field(
+        None, description="When admittedBuckets was last raised (or the ramp frozen by a pause)."
     )

@@ -14,7 +14,9 @@ controller (which devices a step targets), so both always agree.
 
   - Progressing, Paused: its version when the cohort admits the device (the device's bucket
     ``int(sha256(rollout_uid + "/" + device_name)) % 10000`` is below ``100 * percent`` of
-    the current step: cohort ``canary``), else the rollout's ``status.stableVersion``.
+    the current step, or below ``status.admittedBuckets`` while a step ramps up at
+    ``spec.maxUpdatesPerMinute``: cohort ``canary``), else the rollout's
+    ``status.stableVersion``.
   - Aborted: the same with the percent frozen where it was aborted: devices already moved
     keep the version, no further device is moved.
   - RolledBack: ``status.stableVersion`` for every device it selects (moved devices return).
@@ -98,6 +100,9 @@ class RolloutView:
     percent: int  # the current step's percent, 0 before the first step
     selector: LabelSelector | None
     stable_version: int | None = None  # status.stableVersion: where moved devices return
+    #: status.admittedBuckets: the cohort buckets admitted now while a step ramps up at
+    #: spec.maxUpdatesPerMinute; None: all of the step's, 100 * percent
+    admitted: int | None = None
 
 
 def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
@@ -111,6 +116,7 @@ def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
         if percent is None and status.get("currentStep") is not None:
             percent = spec["steps"][int(status["currentStep"])]["percent"]
         stable = status.get("stableVersion")
+        admitted = status.get("admittedBuckets")
         return RolloutView(
             name=meta["name"],
             uid=meta["uid"],
@@ -121,6 +127,7 @@ def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
             percent=int(percent or 0),
             selector=selector,
             stable_version=None if stable is None else int(stable),
+            admitted=None if admitted is None else int(admitted),
         )
     except (KeyError, ValueError, IndexError, TypeError, ValidationError):
         return None
@@ -161,7 +168,10 @@ def moved(rollout: RolloutView, device_name: str) -> bool:
         return True
     if rollout.phase not in ACTIVE_PHASES | {"Aborted"} or rollout.percent <= 0:
         return False
-    return in_cohort(rollout.uid, device_name, rollout.percent)
+    if rollout.admitted is None:
+        return in_cohort(rollout.uid, device_name, rollout.percent)
+    limit = min(rollout.admitted, 100 * rollout.percent)
+    return cohort_bucket(rollout.uid, device_name) < limit
 
 
 def active_rollout(

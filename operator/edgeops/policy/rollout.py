@@ -76,6 +76,7 @@ from edgeops.api.fleetrollout import (
 from edgeops.api.fleetrollout import Verdict as MeasurementVerdict
 from edgeops.policy.cron import parse_duration
 from edgeops.policy.desired import (
+    BUCKETS,
     RolloutView,
     choose_target,
     cohort_bucket,
@@ -225,6 +226,8 @@ class Tally:
     next_timeout: datetime | None = None
     overlap: set[str] = field(default_factory=set)
     versions: Counter[int] = field(default_factory=Counter)
+    #: eligible devices this rollout governs (its selector, no newer rollout), any cohort
+    selected: int = 0
 
 
 # --- time helpers -------------------------------------------------------------------------
@@ -266,6 +269,7 @@ def own_view(
         percent=int(percent or 0),
         selector=spec.selector,
         stable_version=status.stable_version,
+        admitted=status.admitted_buckets,
     )
 
 
@@ -305,12 +309,23 @@ def is_offline(device: FleetDevice, now: datetime, last_seen_write_seconds: floa
 
 
 def _told_at(
-    bucket: int, starts: Sequence[tuple[int, datetime | None]], fallback: datetime | None
+    bucket: int,
+    starts: Sequence[tuple[int, datetime | None]],
+    fallback: datetime | None,
+    ramp: tuple[int, float, datetime] | None = None,
 ) -> datetime | None:
-    """Start of the first step whose percent admits ``bucket`` (when the gateway first
-    gave the device the version)."""
-    for percent, started in starts:
+    """When the gateway first gave the device the version: the start of the first step
+    whose percent admits ``bucket``; for a bucket of the current step's ramp
+    (``ramp`` = (admitted buckets, buckets per minute, when last raised)) the moment the
+    ramp reached it, counted back from the last raise (a pause before that only makes the
+    estimate later, so a device never times out early)."""
+    for index, (percent, started) in enumerate(starts):
         if bucket < 100 * percent:
+            if ramp is not None and index == len(starts) - 1 and started is not None:
+                admitted, rate, at = ramp
+                if rate > 0:
+                    back = timedelta(minutes=max(0, admitted - bucket) / rate)
+                    return max(started, at - back)
             return started or fallback
     return fallback
 
@@ -332,6 +347,12 @@ def tally(
     others = [r for r in rollouts if r.uid != view.uid] + [view]
     starts = [(r.percent, parse_time(r.started_at)) for r in status.steps]
     fallback = parse_time(status.step_started_at)
+    ramped_at = parse_time(status.admitted_at)
+    ramp = (
+        (status.admitted_buckets, status.admission_rate, ramped_at)
+        if status.admitted_buckets is not None and status.admission_rate and ramped_at
+        else None
+    )
     result = Tally()
     counts: dict[str, int] = dict.fromkeys(STATES, 0)
     offline = overlapping = targeted = 0
@@ -350,10 +371,11 @@ def tally(
             overlapping += 1
             result.overlap.add(governing.name)
             continue
+        result.selected += 1
         if not moved(view, device.name):
             continue
         targeted += 1
-        told_at = _told_at(cohort_bucket(view.uid, device.name), starts, fallback)
+        told_at = _told_at(cohort_bucket(view.uid, device.name), starts, fallback, ramp)
         state, when = classify(device, view.version, told_at, now, timeout, model.targets)
         counts[state] += 1
         if state in _OUTCOME_OF_STATE:
@@ -679,9 +701,29 @@ def _on_failure(work: _Pass, reason: str, message: str, stable: str) -> None:
         _pause(work, "FailureThreshold", f"{reason}: {message}")
 
 
-def _start_step(work: _Pass, index: int) -> None:
-    status = work.status
-    percent = work.spec.steps[index].percent
+def _start_step(work: _Pass, index: int, selected: int) -> None:
+    """Starts step ``index``; with spec.maxUpdatesPerMinute its cohort is admitted
+    gradually: the ramp's rate in buckets per minute is the limit's share of the
+    ``selected`` devices (so the limit holds whatever the fleet's size)."""
+    status, spec = work.status, work.spec
+    percent = spec.steps[index].percent
+    base = (
+        status.admitted_buckets
+        if status.admitted_buckets is not None
+        else (100 * spec.steps[index - 1].percent if index > 0 else 0)
+    )
+    ramp = ""
+    if spec.max_updates_per_minute and selected > 0 and base < 100 * percent:
+        rate = spec.max_updates_per_minute * BUCKETS / selected
+        status.admitted_buckets, status.admission_rate = base, rate
+        status.admitted_at = work.stamp
+        minutes = (100 * percent - base) / rate
+        ramp = (
+            f", admitted gradually at maxUpdatesPerMinute {spec.max_updates_per_minute} "
+            f"(of {selected} selected devices: about {minutes:.1f} min)"
+        )
+    else:
+        status.admitted_buckets = status.admission_rate = status.admitted_at = None
     status.current_step = index
     status.current_percent = percent
     status.step_started_at = work.stamp
@@ -694,7 +736,7 @@ def _start_step(work: _Pass, index: int) -> None:
     work.say(
         "Normal", Reason.STEP_STARTED,
         f"step {index + 1}/{len(work.spec.steps)} started: {percent} % of the selected "
-        f"devices are told to run v{work.spec.version}",
+        f"devices are told to run v{work.spec.version}{ramp}",
     )  # fmt: skip
 
 
@@ -853,7 +895,7 @@ def decide(
             f"rolling {spec.model_ref.name} out to v{spec.version} in {len(spec.steps)} step(s); "
             f"stable version (rollback target): {why}",
         )  # fmt: skip
-        _start_step(work, 0)
+        _start_step(work, 0, found.selected)
         return _done(work, model, MIN_REQUEUE_SECONDS)
     st.counts = found.counts
     _record_step_counts(work)
@@ -885,11 +927,53 @@ def decide(
         _progress(work, found)
     if st.phase in TERMINAL_PHASES:
         return _done(work, model, None, found=found)
+    _ramp(work)
     work.wake_at(found.next_timeout)
     if spec.analysis is not None:
         for metric in spec.analysis.metrics:
             work.wake_at(next_due(spec, st, metric))
     return _done(work, model, _requeue(work), found=found)
+
+
+#: Seconds between raises of a ramp at least (each raise is a status write).
+RAMP_TICK_SECONDS: Final = 5.0
+
+
+def _ramping(st: FleetRolloutStatus, percent: int) -> bool:
+    return (
+        st.admitted_buckets is not None
+        and bool(st.admission_rate)
+        and st.admitted_buckets < 100 * percent
+    )
+
+
+def _next_raise(st: FleetRolloutStatus) -> datetime | None:
+    at = parse_time(st.admitted_at)
+    if at is None or not st.admission_rate:
+        return None
+    return at + timedelta(seconds=max(RAMP_TICK_SECONDS, 60.0 / st.admission_rate))
+
+
+def _ramp(work: _Pass) -> None:
+    """Raises status.admittedBuckets by the rate times the time since the last raise
+    (whole buckets; the remainder carries over), up to the step's share. While Paused the
+    ramp is frozen: the reference time moves, nothing is admitted."""
+    st, now = work.status, work.now
+    step = st.current_step or 0
+    percent = work.spec.steps[step].percent
+    if not _ramping(st, percent) or st.admission_rate is None:
+        return
+    last = parse_time(st.admitted_at) or now
+    if st.phase != "Progressing":
+        st.admitted_at = work.stamp
+        return
+    gained = int(st.admission_rate * (now - last).total_seconds() / 60.0)
+    if gained > 0:
+        admitted = min(100 * percent, (st.admitted_buckets or 0) + gained)
+        spent = timedelta(minutes=(admitted - (st.admitted_buckets or 0)) / st.admission_rate)
+        st.admitted_buckets = admitted
+        st.admitted_at = format_time(last + spent if admitted < 100 * percent else now)
+    work.wake_at(_next_raise(st))
 
 
 def _adopt(work: _Pass) -> None:
@@ -971,6 +1055,14 @@ def _progress(work: _Pass, found: Tally) -> None:
     counts = found.counts
     if st.step_completed_at is None:
         share = 100.0 * counts.updated / counts.targeted if counts.targeted else 100.0
+        if _ramping(st, step.percent):
+            work.wake_at(_next_raise(st))
+            st.message = (
+                f"{work.at()}: admitting devices at maxUpdatesPerMinute "
+                f"{spec.max_updates_per_minute}: {st.admitted_buckets}/{100 * step.percent} "
+                f"cohort buckets; {_counts_text(counts)}"
+            )
+            return
         if share >= step.success_threshold:
             st.step_completed_at = work.stamp
             st.steps = [
@@ -986,9 +1078,15 @@ def _progress(work: _Pass, found: Tally) -> None:
             if spec.analysis is not None and (step.analysis or (last and spec.bake_time)):
                 _start_analysis(work)
         else:
+            # The deadline runs from the step's start, a resume, or the end of its ramp.
             started = max(
                 t
-                for t in (parse_time(st.step_started_at), parse_time(st.resumed_at))
+                for t in (
+                    parse_time(st.step_started_at),
+                    parse_time(st.resumed_at),
+                    parse_time(st.admitted_at),
+                    work.now if st.step_started_at is None else None,
+                )
                 if t is not None
             )
             deadline = started + timedelta(seconds=spec.progress_deadline_seconds)
@@ -1038,7 +1136,7 @@ def _progress(work: _Pass, found: Tally) -> None:
             f"{counts.updated} of {counts.targeted} targeted devices; {_counts_text(counts)}",
         )  # fmt: skip
         return
-    _start_step(work, index + 1)
+    _start_step(work, index + 1, found.selected)
     work.wake_at(now)  # count the new cohort right away
 
 
