@@ -369,6 +369,33 @@ def device_reject(
     _set_approval(namespace, name, "Rejected")
 
 
+@app.command("lineage")
+def lineage(
+    model: Annotated[str, typer.Argument(help="EdgeModel name.")],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Which version, TrainingRun and dataset version each Device of MODEL runs."""
+    from edgeops.api.constants import DEVICES, EDGE_MODELS
+    from edgeops.k8s import fleet, objects
+    from edgeops.policy import registry
+
+    body = objects.read_custom(namespace, EDGE_MODELS, model)
+    if body is None:
+        console.print(f"[red]error:[/] EdgeModel {namespace}/{model} not found")
+        raise typer.Exit(1)
+    table = Table(
+        title=f"{namespace}/{model}: fleet v{(body.get('status') or {}).get('fleetVersion', '-')}"
+    )
+    columns = ("device", "version", "rollout", "update", "trainingRun", "datasetVersion")
+    for column in columns:
+        table.add_column(column)
+    for row in registry.lineage(body, fleet.list_objects(namespace, DEVICES)):
+        dataset = row["datasetVersion"]
+        row["datasetVersion"] = dataset[:12] if dataset else None
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
 # --- FleetRollouts (every command is a spec change: kubectl or Git can do the same) --------
 
 RolloutArg = Annotated[str, typer.Argument(help="FleetRollout name.")]

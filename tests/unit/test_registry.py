@@ -129,3 +129,34 @@ def test_fleet_rollout_of_is_the_newest_succeeded_rollout_of_the_model() -> None
     chosen = promotion.fleet_rollout_of("m", rollouts)
     assert chosen is not None and (chosen.name, chosen.version) == ("b", 2)
     assert promotion.fleet_rollout_of("m", rollouts[2:3]) is None
+
+
+def test_lineage_names_version_run_and_dataset_per_device() -> None:
+    model = {
+        "metadata": {"name": "m"},
+        "status": {
+            "versions": [
+                {"number": 1, "trainingRun": "m-r1", "datasetVersion": "a" * 64,
+                 "signature": {"keyId": "k1"}},
+                {"number": 2, "trainingRun": "m-r2", "datasetVersion": "b" * 64},
+            ]
+        },
+    }  # fmt: skip
+    devices = [
+        {"metadata": {"name": "z", "labels": {"edgeops.dev/model": "m"}},
+         "status": {"version": 2, "rollout": "m-v2-1", "update": {"phase": "Committed"}}},
+        {"metadata": {"name": "a"}, "status": {"model": "m", "version": 1}},
+        {"metadata": {"name": "new", "labels": {"edgeops.dev/model": "m"}}},
+        {"metadata": {"name": "other", "labels": {"edgeops.dev/model": "x"}},
+         "status": {"version": 1}},
+    ]  # fmt: skip
+    rows = registry.lineage(model, devices)
+    assert [r["device"] for r in rows] == ["a", "new", "z"]
+    assert rows[0] == {
+        "device": "a", "version": 1, "rollout": None, "update": None, "trainingRun": "m-r1",
+        "datasetVersion": "a" * 64, "signedBy": "k1",
+    }  # fmt: skip
+    assert rows[1]["version"] is None and rows[1]["trainingRun"] is None
+    assert (rows[2]["trainingRun"], rows[2]["rollout"], rows[2]["update"]) == (
+        "m-r2", "m-v2-1", "Committed",
+    )  # fmt: skip

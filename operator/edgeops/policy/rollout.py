@@ -1160,6 +1160,8 @@ def _done(
     pending_reason: str | None = None,
 ) -> Decision:
     st = work.status
+    if st.message is not None:
+        st.message = st.message[:2048]  # the CRD's bound: a longer one fails the write
     phase = st.phase or "Pending"
     message = st.message or phase
     overlap = found.overlap if found is not None else set()
