@@ -47,6 +47,11 @@ Transitions (:func:`decide`):
 
 Analysis runs from the completion of a step with ``analysis: true`` (and through the bake
 after the last step when ``spec.analysis`` exists) and keeps running while Paused.
+
+With ``spec.maxUpdatesPerMinute`` a step admits its cohort buckets gradually
+(``status.admittedBuckets``, which :func:`edgeops.policy.desired.moved` honours for the
+gateway too) at that many of the selected devices per minute; the ramp is frozen while
+Paused, and a step completes only once fully admitted.
 """
 
 from __future__ import annotations
