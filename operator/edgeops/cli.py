@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,11 @@ device_app = typer.Typer(
     help="Devices: bootstrap tokens, approval, the device agent.", no_args_is_help=True
 )
 token_app = typer.Typer(help="Bootstrap tokens that enroll devices.", no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="FleetRollouts: status, and pause/resume/approve/abort as spec changes.",
+    no_args_is_help=True,
+)
+app.add_typer(rollout_app, name="rollout")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
 device_app.add_typer(token_app, name="token")
@@ -375,6 +380,179 @@ def _device_run() -> None:
 
 
 _device_run()
+
+
+@app.command("lineage")
+def lineage(
+    model: Annotated[str, typer.Argument(help="EdgeModel name.")],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Which version, TrainingRun and dataset version each Device of MODEL runs."""
+    from edgeops.api.constants import DEVICES, EDGE_MODELS
+    from edgeops.k8s import fleet, objects
+    from edgeops.policy import registry
+
+    body = objects.read_custom(namespace, EDGE_MODELS, model)
+    if body is None:
+        console.print(f"[red]error:[/] EdgeModel {namespace}/{model} not found")
+        raise typer.Exit(1)
+    table = Table(
+        title=f"{namespace}/{model}: fleet v{(body.get('status') or {}).get('fleetVersion', '-')}"
+    )
+    columns = ("device", "version", "rollout", "update", "trainingRun", "datasetVersion")
+    for column in columns:
+        table.add_column(column)
+    for row in registry.lineage(body, fleet.list_objects(namespace, DEVICES)):
+        dataset = row["datasetVersion"]
+        row["datasetVersion"] = dataset[:12] if dataset else None
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
+# --- FleetRollouts (every command is a spec change: kubectl or Git can do the same) --------
+
+RolloutArg = Annotated[str, typer.Argument(help="FleetRollout name.")]
+RolloutNamespaceOpt = Annotated[
+    str, typer.Option("--namespace", "-n", help="Namespace of the FleetRollout.")
+]
+
+
+def _read_rollout(namespace: str, name: str) -> dict[str, Any]:
+    from edgeops.api.constants import FLEET_ROLLOUTS
+    from edgeops.k8s import objects
+
+    body = objects.read_custom(namespace, FLEET_ROLLOUTS, name)
+    if body is None:
+        console.print(f"[red]error:[/] FleetRollout {namespace}/{name} not found")
+        raise typer.Exit(1)
+    return body
+
+
+def _patch_rollout(namespace: str, name: str, spec: dict[str, Any], what: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    from edgeops.api.constants import FLEET_ROLLOUTS
+    from edgeops.k8s import custom
+
+    try:
+        custom.patch_user_spec(namespace, FLEET_ROLLOUTS, name, spec)
+    except ApiException as exc:
+        console.print(f"[red]error:[/] FleetRollout {namespace}/{name}: {exc.reason} {exc.body}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"fleetrollout {namespace}/{name}: {what}")
+
+
+def rollout_view(body: dict[str, Any]) -> Any:
+    """A rich renderable of a FleetRollout: phase, step, counts, measurements, message."""
+    from rich.console import Group
+    from rich.text import Text
+
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    meta = body.get("metadata") or {}
+    steps = spec.get("steps") or []
+    step = status.get("currentStep")
+    phase = status.get("phase") or "Pending"
+    if status.get("pausedReason"):
+        phase += f" ({status['pausedReason']})"
+    head = Text.assemble(
+        (f"{meta.get('namespace')}/{meta.get('name')}", "bold"),
+        f"  {spec.get('modelRef', {}).get('name')} v{status.get('stableVersion', '?')} -> "
+        f"v{spec.get('version')}  phase ",
+        (phase, "bold"),
+        "  step " + (f"{step + 1}/{len(steps)} ({status.get('currentPercent')} %)"
+                     if step is not None else "-"),
+    )  # fmt: skip
+    counts = Table(title="devices", show_edge=False)
+    fields = ("targeted", "updated", "inProgress", "pending", "failed", "rolledBack",
+              "timedOut", "incompatible", "offline", "overlapping")  # fmt: skip
+    for field in fields:
+        counts.add_column(field, justify="right")
+    values = status.get("counts") or {}
+    counts.add_row(*(str(values.get(f, 0)) for f in fields))
+    measurements = Table(title="analysis", show_edge=False)
+    for column in ("metric", "verdict", "value", "threshold", "samples", "passes", "measured"):
+        measurements.add_column(column)
+    for m in status.get("metrics") or []:
+        value = m.get("value")
+        measurements.add_row(
+            m["name"] + (" (dry run)" if m.get("dryRun") else ""),
+            str(m.get("verdict") or "-"),
+            "-" if value is None else f"{value:g}",
+            f"{m.get('op')} {m.get('threshold')}",
+            str(m.get("samples", 0)),
+            str(m.get("passes", 0)),
+            str(m.get("measuredAt") or "-"),
+        )
+    parts: list[Any] = [head, counts]
+    if status.get("metrics"):
+        parts.append(measurements)
+    if status.get("message"):
+        parts.append(Text(status["message"]))
+    if status.get("pauseId"):
+        parts.append(Text(f"pauseId {status['pauseId']}: edgeops rollout resume to continue"))
+    return Group(*parts)
+
+
+@rollout_app.command("status")
+def rollout_status(
+    name: RolloutArg,
+    namespace: RolloutNamespaceOpt = "default",
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until it ends.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between redraws.", min=0.5)] = 2.0,
+) -> None:
+    """Phase, step, device counts and the last measurement per analysis metric."""
+    import time
+
+    from rich.live import Live
+
+    from edgeops.api.fleetrollout import TERMINAL_PHASES
+
+    body = _read_rollout(namespace, name)
+    if not watch:
+        console.print(rollout_view(body))
+        return
+    with Live(rollout_view(body), console=console, refresh_per_second=4) as live:
+        while (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+            time.sleep(interval)
+            body = _read_rollout(namespace, name)
+            live.update(rollout_view(body))
+
+
+@rollout_app.command("pause")
+def rollout_pause(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
+    """Pause (spec.paused: true): no further step starts; devices already told go on."""
+    _read_rollout(namespace, name)
+    _patch_rollout(namespace, name, {"paused": True}, "spec.paused=true")
+
+
+@rollout_app.command("resume")
+def rollout_resume(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
+    """Leave a pause: spec.paused: false, and for an automatic pause (Inconclusive,
+    StepDeadline, FailureThreshold) spec.acknowledgedPause: status.pauseId. Idempotent."""
+    status = _read_rollout(namespace, name).get("status") or {}
+    spec: dict[str, Any] = {"paused": False}
+    what = "spec.paused=false"
+    if status.get("pauseId"):
+        spec["acknowledgedPause"] = status["pauseId"]
+        what += f", spec.acknowledgedPause={status['pauseId']}"
+    _patch_rollout(namespace, name, spec, what)
+
+
+@rollout_app.command("approve")
+def rollout_approve(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
+    """Approve the current step's manual pause (spec.approvedStep: status.currentStep)."""
+    step = (_read_rollout(namespace, name).get("status") or {}).get("currentStep")
+    if step is None:
+        console.print(f"[red]error:[/] FleetRollout {namespace}/{name} has not started a step")
+        raise typer.Exit(1)
+    _patch_rollout(namespace, name, {"approvedStep": int(step)}, f"spec.approvedStep={step}")
+
+
+@rollout_app.command("abort")
+def rollout_abort(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
+    """Abort (spec.abort: true, terminal): no further device is told to update."""
+    _read_rollout(namespace, name)
+    _patch_rollout(namespace, name, {"abort": True}, "spec.abort=true")
 
 
 def main() -> None:

@@ -366,10 +366,19 @@ class OperatorSettings(BaseSettings):
     # --- Prometheus -----------------------------------------------------------------------
     prometheus_url: str | None = Field(
         None,
-        description="Base URL of the Prometheus HTTP API (`http(s)://host[:port]`) that the "
-        "drift monitor and rollout analysis query. Not read yet: reserved for the drift "
-        "monitor, which is not implemented. The devcluster sets it.",
+        description="Base URL of the Prometheus HTTP API (`http(s)://host[:port]`) that "
+        "FleetRollout analysis queries (and the drift monitor will). Unset: every analysis "
+        "measurement is Error (never a pass or a failure), so analysis steps pause after "
+        "their errorLimit. The devcluster sets it.",
         json_schema_extra={CHART: "prometheus.url"},
+    )
+    prometheus_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds one Prometheus query may take (connect and read) before the "
+        "measurement is Error. Default 10.",
+        json_schema_extra={CHART: "prometheus.timeoutSeconds"},
     )
 
     # --- the operator process -------------------------------------------------------------

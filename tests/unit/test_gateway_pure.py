@@ -278,8 +278,9 @@ def test_desired_version() -> None:
         2, "r", "canary",
     )  # fmt: skip
     for inactive in (
-        _rollout("r", 100, phase="Aborted"),
+        _rollout("r", 100, phase="RolledBack"),
         _rollout("r", 100, phase="Pending"),
+        _rollout("r", 100, phase=None),
         _rollout("r", 100, model="other"),
         _rollout("r", 0),
         _rollout("r", 100, selector=LabelSelector(match_labels={"fleet": "x"})),
@@ -378,3 +379,59 @@ def test_cache_first_runs_inline_on_hits_and_in_the_threadpool_on_a_miss() -> No
     assert len(loads) == 1 and loads[0] != main  # the miss loaded in a worker thread
     assert ran_on[0] != main and ran_on[1] == main  # the hit ran on the event loop
     assert effects == [1, 1]  # the aborted inline attempt wrote nothing
+
+
+def test_desired_version_governing_rollout_phases() -> None:
+    """The newest rollout selecting the device decides, by phase; devices outside the cohort
+    (and every device after a rollback) get the rollout's stableVersion, not the model's
+    currentVersion, which promotion already moved to the new version."""
+    labels = {"edgeops.dev/model": "m"}
+    names = [f"d{i}" for i in range(200)]
+    in_10 = {n for n in names if cohort_bucket("uid-r", n) < 1000}
+    assert 5 < len(in_10) < 40
+
+    def versions(view: RolloutView) -> dict[str, int]:
+        out = {}
+        for n in names:
+            chosen = desired_version(n, labels, {"m": 2}, [view])
+            assert chosen is not None
+            out[n] = chosen.version
+        return out
+
+    for phase in ("Progressing", "Paused", "Aborted"):
+        got = versions(_rollout("r", 10, phase=phase, stable_version=1))
+        assert {n for n, v in got.items() if v == 2} == in_10, phase
+        assert {n for n, v in got.items() if v == 1} == set(names) - in_10, phase
+    assert set(versions(_rollout("r", 10, phase="RolledBack", stable_version=1)).values()) == {1}
+    assert set(versions(_rollout("r", 10, phase="Succeeded", stable_version=1)).values()) == {2}
+    # Without a recorded stableVersion the model's current version is the fallback.
+    assert set(versions(_rollout("r", 10, phase="RolledBack")).values()) == {2}
+    # The newest selecting rollout governs even where its cohort does not admit the device.
+    old = _rollout("old", 100, created="2026-01-01T00:00:00Z", version=3, stable_version=1)
+    new = _rollout("new", 1, created="2026-03-01T00:00:00Z", version=4, stable_version=1)
+    got = {desired_version(n, labels, {"m": 1}, [old, new]).version for n in names}  # type: ignore[union-attr]
+    assert got == {1, 4}
+    chosen = desired_version("d1", labels, {"m": 1}, [_rollout("r", 10, phase="Succeeded")])
+    assert chosen is not None and (chosen.cohort, chosen.rollout) == ("stable", "r")
+
+
+def test_admitted_buckets_limit_the_cohort_while_a_step_ramps() -> None:
+    from edgeops.policy.desired import rollout_view
+
+    labels = {"edgeops.dev/model": "m"}
+    names = [f"d{i}" for i in range(300)]
+    ramping = _rollout("r", 50, admitted=500, stable_version=1)
+    got = {n for n in names if desired_version(n, labels, {"m": 1}, [ramping]).version == 2}  # type: ignore[union-attr]
+    assert got == {n for n in names if cohort_bucket("uid-r", n) < 500}
+    # The admitted buckets never exceed the step's percent.
+    full = _rollout("r", 10, admitted=9000, stable_version=1)
+    got = {n for n in names if desired_version(n, labels, {"m": 1}, [full]).version == 2}  # type: ignore[union-attr]
+    assert got == {n for n in names if cohort_bucket("uid-r", n) < 1000}
+    obj = {
+        "metadata": {"name": "r", "uid": "uid-r"},
+        "spec": {"modelRef": {"name": "m"}, "version": 2, "steps": [{"percent": 50}]},
+        "status": {"phase": "Progressing", "currentStep": 0, "admittedBuckets": 500,
+                   "stableVersion": 1},
+    }  # fmt: skip
+    view = rollout_view(obj)
+    assert view is not None and (view.admitted, view.percent, view.stable_version) == (500, 50, 1)

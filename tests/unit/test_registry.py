@@ -104,5 +104,59 @@ def test_fleet_rollout_from_template_is_owned_and_named_per_promotion() -> None:
     rollout = promotion.fleet_rollout(model, template, 2, 5, "auto")
     assert rollout["metadata"]["name"] == "motion-v2-5"
     assert rollout["spec"]["modelRef"] == {"name": "motion"} and rollout["spec"]["version"] == 2
-    assert rollout["spec"]["steps"][0] == {"percent": 10, "analysis": False}
+    assert rollout["spec"]["steps"][0] == {
+        "percent": 10,
+        "analysis": False,
+        "successThreshold": 95.0,
+    }
     assert rollout["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_fleet_rollout_of_is_the_newest_succeeded_rollout_of_the_model() -> None:
+    from edgeops.policy.desired import RolloutView
+
+    def view(
+        name: str, created: str, phase: str, model: str = "m", version: int = 2
+    ) -> RolloutView:
+        return RolloutView(name, f"u-{name}", created, model, version, phase, 100, None)
+
+    rollouts = [
+        view("a", "2026-01-01T00:00:00Z", "Succeeded", version=1),
+        view("b", "2026-02-01T00:00:00Z", "Succeeded", version=2),
+        view("c", "2026-03-01T00:00:00Z", "RolledBack", version=3),
+        view("d", "2026-04-01T00:00:00Z", "Succeeded", model="other", version=9),
+    ]
+    chosen = promotion.fleet_rollout_of("m", rollouts)
+    assert chosen is not None and (chosen.name, chosen.version) == ("b", 2)
+    assert promotion.fleet_rollout_of("m", rollouts[2:3]) is None
+
+
+def test_lineage_names_version_run_and_dataset_per_device() -> None:
+    model = {
+        "metadata": {"name": "m"},
+        "status": {
+            "versions": [
+                {"number": 1, "trainingRun": "m-r1", "datasetVersion": "a" * 64,
+                 "signature": {"keyId": "k1"}},
+                {"number": 2, "trainingRun": "m-r2", "datasetVersion": "b" * 64},
+            ]
+        },
+    }  # fmt: skip
+    devices = [
+        {"metadata": {"name": "z", "labels": {"edgeops.dev/model": "m"}},
+         "status": {"version": 2, "rollout": "m-v2-1", "update": {"phase": "Committed"}}},
+        {"metadata": {"name": "a"}, "status": {"model": "m", "version": 1}},
+        {"metadata": {"name": "new", "labels": {"edgeops.dev/model": "m"}}},
+        {"metadata": {"name": "other", "labels": {"edgeops.dev/model": "x"}},
+         "status": {"version": 1}},
+    ]  # fmt: skip
+    rows = registry.lineage(model, devices)
+    assert [r["device"] for r in rows] == ["a", "new", "z"]
+    assert rows[0] == {
+        "device": "a", "version": 1, "rollout": None, "update": None, "trainingRun": "m-r1",
+        "datasetVersion": "a" * 64, "signedBy": "k1",
+    }  # fmt: skip
+    assert rows[1]["version"] is None and rows[1]["trainingRun"] is None
+    assert (rows[2]["trainingRun"], rows[2]["rollout"], rows[2]["update"]) == (
+        "m-r2", "m-v2-1", "Committed",
+    )  # fmt: skip

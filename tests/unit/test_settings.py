@@ -64,7 +64,7 @@ def test_defaults() -> None:
     assert config.s3_access_key is None and config.s3_secret_key is None
     assert config.s3_role_arn is None and config.s3_sts_endpoint is None
     assert config.s3_pod_credentials_seconds == 43200
-    assert config.prometheus_url is None
+    assert config.prometheus_url is None and config.prometheus_timeout_seconds == 10
     assert (config.health_port, config.metrics_port, config.bind_address) == (
         8080,
         9090,
@@ -96,6 +96,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_RESYNC_INTERVAL_SECONDS": "2.5",
         "EDGEOPS_SOURCE_POLL_INTERVAL_SECONDS": "4",
         "EDGEOPS_TRIGGER_BATCH_SECONDS": "0",
+        "EDGEOPS_PROMETHEUS_TIMEOUT_SECONDS": "2.5",
         "EDGEOPS_DEVICE_SWEEP_SECONDS": "2.5",
         "EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS": "data.example.com, *.corp.example, 10.20.0.0/16",
         "EDGEOPS_HTTP_SOURCE_ALLOW_PRIVATE_NETWORKS": "true",
@@ -133,6 +134,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.namespace == "ops" and config.resync_interval_seconds == 2.5
     assert config.source_poll_interval_seconds == 4
     assert config.trigger_batch_seconds == 0
+    assert config.prometheus_timeout_seconds == 2.5
     assert config.device_sweep_seconds == 2.5
     allowlist = config.http_source_allowlist
     assert allowlist is not None and allowlist.names == {"data.example.com"}

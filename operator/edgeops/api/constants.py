@@ -130,6 +130,9 @@ class ConditionType:
     #: Device: the last update the agent reported reached Committed (False: it ended
     #: RolledBack, Failed or TimedOut; Unknown: none yet, or one still in flight).
     UPDATED: Final = "Updated"
+    #: FleetRollout, abnormal-true: a newer rollout of the same model governs some of the
+    #: devices this one selects; they are not counted here.
+    OVERLAPPING: Final = "Overlapping"
 
 
 class Reason:
@@ -243,6 +246,28 @@ class Reason:
     PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
     ROLLED_BACK: Final = "RolledBack"
     COMPLETED: Final = "Completed"
+    #: Event: the rollout started (stable version chosen) and its first step began.
+    ROLLOUT_STARTED: Final = "RolloutStarted"
+    #: Event: a step began: its cohort is told to update.
+    STEP_STARTED: Final = "StepStarted"
+    #: Event: a step reached its success threshold.
+    STEP_COMPLETED: Final = "StepCompleted"
+    #: waiting after a completed step: pause duration, manual approval, analysis or bake.
+    STEP_WAITING: Final = "StepWaiting"
+    #: the rollout was aborted (spec.abort, or onFailure Abort); terminal.
+    ABORTED: Final = "Aborted"
+    #: analysis measurements were Error (Prometheus failed) beyond errorLimit: paused.
+    ANALYSIS_ERROR: Final = "AnalysisError"
+    #: Event: an automatic pause was left through spec.acknowledgedPause.
+    PAUSE_ACKNOWLEDGED: Final = "PauseAcknowledged"
+    #: Event: spec.paused went back to false.
+    RESUMED: Final = "Resumed"
+    #: Overlapping False: no newer rollout of the model governs the devices this one selects.
+    NO_OVERLAP: Final = "NoOverlap"
+    #: Overlapping True: some selected devices are governed by a newer rollout.
+    OVERLAPPING: Final = "Overlapping"
+    #: EdgeModel Event: a FleetRollout of the model succeeded; status.fleetVersion moved.
+    FLEET_UPDATED: Final = "FleetUpdated"
     # Device
     #: Ready: approved, seen within the staleness threshold, health Healthy.
     HEALTHY: Final = "Healthy"

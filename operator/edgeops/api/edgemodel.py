@@ -403,6 +403,13 @@ class EdgeModelStatus(StatusBase):
         description="Registered versions, oldest first.",
     )
     current_version: int | None = Field(None, ge=1, description="Version the fleet runs.")
+    fleet_version: int | None = Field(
+        None,
+        ge=1,
+        description="Version the newest Succeeded FleetRollout of this model moved its "
+        "devices to (read from the rollout's status; each Device's status says what it runs).",
+    )
+    fleet_rollout: str | None = Field(None, max_length=253, description="That FleetRollout.")
     candidate_version: int | None = Field(
         None, ge=1, description="Newest version that passed its gates, not yet current."
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .common import (
     ApiModel,
@@ -22,17 +22,36 @@ from .common import (
     Timestamp,
     cel,
     list_map,
+    unique,
     validations,
 )
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "Aborted", "RolledBack"]
-Verdict = Literal["Pass", "Fail", "Inconclusive"]
+#: Phases after which the rollout never changes again (a retry is a new FleetRollout).
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Aborted", "RolledBack"})
+#: One measurement: Inconclusive (too few samples, empty or NaN result) and Error (Prometheus
+#: failed) are never a pass and never a failure.
+Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Comparison = Literal[">=", "<="]
+#: What an analysis threshold is compared with: the canary value itself (Absolute), or the
+#: canary value minus the stable cohort's value of the same query (VsStable).
+Baseline = Literal["Absolute", "VsStable"]
+#: Why a rollout is Paused. Manual: spec.paused; Inconclusive: analysis had too little data
+#: (or Prometheus errors) beyond its limit; StepDeadline: a step did not reach its success
+#: threshold within progressDeadlineSeconds; FailureThreshold: failed devices or a failed
+#: analysis with onFailure Pause.
+PausedReason = Literal["Manual", "Inconclusive", "StepDeadline", "FailureThreshold"]
+#: Terminal device outcomes a failure threshold may count.
+FailureOutcome = Literal["Failed", "RolledBack", "TimedOut"]
+OnFailure = Literal["Pause", "Abort", "Rollback"]
+_ALL_OUTCOMES: tuple[FailureOutcome, ...] = ("Failed", "RolledBack", "TimedOut")
 
 _ONE_PAUSE = "steps[].pause: set exactly one of duration or manual"
 _INCREASING = "spec.steps: percent values must strictly increase"
 _LAST_100 = "spec.steps: the last step must have percent 100"
 _NEEDS_ANALYSIS = "spec.analysis: required when a step sets analysis: true"
+_ONE_GATING = "spec.analysis.metrics: at least one metric must gate (dryRun false)"
+_ABORT_FINAL = "spec.abort: an aborted rollout stays aborted; a retry is a new FleetRollout"
 
 
 class Pause(ApiModel):
@@ -62,6 +81,14 @@ class RolloutStep(ApiModel):
     percent: int = Field(ge=1, le=100, description="Share of selected devices, 1..100.")
     pause: Pause | None = Field(None, description="Wait after the devices have updated.")
     analysis: bool = Field(False, description="Run spec.analysis after this step before moving on.")
+    success_threshold: float = Field(
+        95,
+        ge=0,
+        le=100,
+        description="The step is complete once at least this % of its targeted devices run "
+        "the version (fleets are never fully online; silent devices time out instead of "
+        "holding the step forever). Default 95.",
+    )
 
 
 class AnalysisMetric(ApiModel):
@@ -71,22 +98,66 @@ class AnalysisMetric(ApiModel):
     query: str = Field(
         min_length=1,
         max_length=4096,
-        description="PromQL returning one number. {{namespace}}, {{model}}, {{version}} and "
-        "{{cohort}} are replaced before the query runs.",
+        description="PromQL returning one number. {{namespace}}, {{model}}, {{version}}, "
+        "{{stableVersion}} and {{cohort}} are replaced before the query runs.",
     )
     threshold: float = Field(description="Value the result is compared with.")
     op: Comparison = Field(description="Pass when result >= threshold, or <= threshold.")
+    baseline: Baseline = Field(
+        "Absolute",
+        description="Absolute compares the canary value with the threshold; VsStable runs the "
+        "query for the stable cohort too and compares (canary - stable) with it, e.g. "
+        "op >= and threshold -0.02: canary accuracy at most 0.02 below stable.",
+    )
     min_samples: int = Field(
         100,
         ge=1,
         le=1000000,
-        description="Fewer inferences than this in the interval make the result "
+        description="Fewer inferences than this in the interval (the gateway's "
+        "edgeops_device_inferences_total of the cohort, not the query) make the result "
         "Inconclusive, never a pass.",
+    )
+    initial_delay: Duration | None = Field(
+        None, description="Wait this long after the analysis starts before the first measurement."
+    )
+    count: int = Field(
+        1, ge=1, le=100, description="Pass measurements needed before the step may move on."
+    )
+    failure_limit: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Fail measurements tolerated; one more fails the metric (0: the first).",
+    )
+    inconclusive_limit: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Consecutive Inconclusive measurements tolerated; one more pauses the "
+        "rollout (reason Inconclusive). Default: spec.analysis.inconclusiveLimit.",
+    )
+    error_limit: int = Field(
+        4,
+        ge=0,
+        le=100,
+        description="Consecutive Error measurements (Prometheus failed) tolerated; one more "
+        "pauses the rollout. An Error is never a pass or a failure.",
+    )
+    dry_run: bool = Field(
+        False, description="Measured and shown in status, never gates or fails the rollout."
     )
 
 
 class Analysis(ApiModel):
-    """Metric analysis run after steps with analysis: true."""
+    """Metric analysis run after steps with analysis: true (and during bakeTime). An
+    analysis of dry-run metrics only would pass with no gating measurement, so at least one
+    metric gates."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self.metrics.exists(m, !has(m.dryRun) || !m.dryRun)", _ONE_GATING)
+        )
+    )
 
     metrics: list[AnalysisMetric] = Field(
         min_length=1,
@@ -97,24 +168,53 @@ class Analysis(ApiModel):
     interval: Duration = Field("1m", description="Time between measurements.")
     inconclusive_limit: int = Field(
         3,
-        ge=1,
+        ge=0,
         le=100,
-        description="Consecutive Inconclusive measurements after which the rollout pauses.",
+        description="Consecutive Inconclusive measurements tolerated per metric; one more "
+        "pauses the rollout (reason Inconclusive).",
     )
+
+    @model_validator(mode="after")
+    def _one_gating(self) -> Analysis:
+        if all(m.dry_run for m in self.metrics):
+            raise ValueError(_ONE_GATING)
+        return self
 
 
 class FailureThreshold(ApiModel):
-    """When failed device updates abort the rollout."""
+    """When failed device updates trigger spec.onFailure."""
 
     percent: float = Field(
-        5, ge=0, le=100, description="Abort when more than this % of updated devices failed."
+        5,
+        ge=0,
+        le=100,
+        description="Exceeded when more than this % of the devices with a terminal outcome "
+        "(Committed or one of the counted outcomes) have a counted outcome.",
     )
     min_devices: int = Field(
         1,
         ge=1,
         le=1000000,
-        description="Abort only once at least this many devices failed (small cohorts).",
+        description="...and at least this many devices have a counted outcome (small cohorts).",
     )
+    outcomes: list[FailureOutcome] = Field(
+        default_factory=lambda: list(_ALL_OUTCOMES),
+        min_length=1,
+        max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Device outcomes that count as failures: Failed, RolledBack, TimedOut.",
+    )
+    scope: Literal["PerStep", "Cumulative"] = Field(
+        "Cumulative",
+        description="Cumulative counts outcomes since the rollout started; PerStep only those "
+        "reported since the current step started.",
+    )
+
+    @field_validator("outcomes")
+    @classmethod
+    def _unique_outcomes(cls, value: list[FailureOutcome]) -> list[FailureOutcome]:
+        unique(list(value))
+        return value
 
 
 class FleetRolloutTemplate(ApiModel):
@@ -147,16 +247,39 @@ class FleetRolloutTemplate(ApiModel):
     )
     analysis: Analysis | None = Field(None, description="Checks run after analysis steps.")
     failure_threshold: FailureThreshold = Field(
-        default_factory=FailureThreshold, description="When failed updates abort the rollout."
+        default_factory=FailureThreshold, description="When failed updates trigger onFailure."
+    )
+    on_failure: OnFailure = Field(
+        "Rollback",
+        description="What exceeding the failure threshold, or a failed analysis, does. "
+        "Rollback (default): phase RolledBack, devices already moved return to "
+        "status.stableVersion, devices not yet moved are never touched. Abort: phase Aborted, "
+        "no further device is told to update, moved devices keep the version. Pause: phase "
+        "Paused (reason FailureThreshold) until acknowledged.",
+    )
+    device_timeout: Duration = Field(
+        "1h",
+        description="A targeted device that reports no terminal outcome for the version within "
+        "this time after its step started counts as TimedOut. Default 1h.",
+    )
+    bake_time: Duration | None = Field(
+        None,
+        description="After the last step completes, keep measuring this long before Succeeded.",
     )
     max_updates_per_minute: int | None = Field(
-        None, ge=1, le=100000, description="Rate limit of devices told to update."
+        None,
+        ge=1,
+        le=100000,
+        description="Rate limit of devices told to update: a step admits its cohort "
+        "buckets gradually (status.admittedBuckets), at this many selected devices per "
+        "minute, instead of all at once; the ramp stops while the rollout is paused.",
     )
     progress_deadline_seconds: int = Field(
         3600,
         ge=60,
         le=604800,
-        description="A step that does not finish within this time aborts the rollout.",
+        description="A step that does not reach its success threshold within this time "
+        "pauses the rollout (reason StepDeadline); it never aborts a healthy one.",
     )
 
     @model_validator(mode="after")
@@ -186,7 +309,23 @@ class FleetRolloutSpec(FleetRolloutTemplate):
         "FleetRollout for another version.",
         json_schema_extra=validations(cel("self == oldSelf", "spec.version: immutable")),
     )
-    paused: bool = Field(False, description="Stop after the current step; set to false to resume.")
+    paused: bool = Field(
+        False,
+        description="Pause (reason Manual): no further step starts while true; devices already "
+        "targeted keep updating and analysis keeps measuring. Set to false to resume.",
+    )
+    abort: bool = Field(
+        False,
+        description="Abort now (terminal): no further device is told to update, moved devices "
+        "keep the version. A retry is a new FleetRollout.",
+        json_schema_extra=validations(cel("self || !oldSelf", _ABORT_FINAL)),
+    )
+    acknowledged_pause: str | None = Field(
+        None,
+        max_length=128,
+        description="Leave an automatic pause: set to the value of status.pauseId. Idempotent; "
+        "a value that is not the current pause's id does nothing.",
+    )
     approved_step: int | None = Field(
         None,
         ge=0,
@@ -197,12 +336,33 @@ class FleetRolloutSpec(FleetRolloutTemplate):
 
 
 class DeviceCounts(StatusModel):
-    """Devices by update state."""
+    """Devices by update state, among the devices the current step targets (the rollout is
+    the newest of its model selecting them and their cohort bucket is admitted)."""
 
     targeted: int = Field(0, ge=0, description="Devices in the current step's cohort.")
     updated: int = Field(0, ge=0, description="Devices running the target version.")
-    failed: int = Field(0, ge=0, description="Devices whose update failed or rolled back.")
-    pending: int = Field(0, ge=0, description="Targeted devices not yet updated.")
+    in_progress: int = Field(
+        0, ge=0, description="Downloading, verifying, installing or health-checking it."
+    )
+    pending: int = Field(0, ge=0, description="Targeted, not yet reporting any update of it.")
+    failed: int = Field(0, ge=0, description="Devices whose update reported Failed.")
+    rolled_back: int = Field(0, ge=0, description="Devices whose agent rolled the update back.")
+    timed_out: int = Field(
+        0, ge=0, description="No terminal outcome within spec.deviceTimeout (or agent TimedOut)."
+    )
+    incompatible: int = Field(
+        0, ge=0, description="No target of the EdgeModel fits the device's type and hardware."
+    )
+    offline: int = Field(
+        0,
+        ge=0,
+        description="Targeted, not updated, and not seen for 3 report intervals (or never).",
+    )
+    overlapping: int = Field(
+        0,
+        ge=0,
+        description="Selected devices a newer rollout of the same model governs; not counted.",
+    )
 
 
 class AnalysisResult(StatusModel):
@@ -213,8 +373,42 @@ class AnalysisResult(StatusModel):
     value: float | None = Field(None, description="Measured value; absent when no data.")
     threshold: float = Field(description="Threshold it was compared with.")
     samples: int = Field(0, ge=0, description="Inferences behind the value.")
-    verdict: Verdict = Field(description="Pass, Fail or Inconclusive (too few samples).")
+    verdict: Verdict = Field(
+        description="Pass, Fail, Inconclusive (too few samples, empty or NaN) or Error."
+    )
     measured_at: Timestamp = Field(description="When the query ran.")
+    message: str | None = Field(None, max_length=1024, description="Why, with the numbers.")
+
+
+class MetricState(StatusModel):
+    """The last measurement of one analysis metric and its tallies in the current analysis."""
+
+    name: str = Field(max_length=63, description="Analysis metric name.")
+    query: str = Field(max_length=8192, description="The PromQL as run (placeholders replaced).")
+    value: float | None = Field(None, description="Last value; absent when there was none.")
+    op: Comparison = Field(description="Comparison with the threshold.")
+    threshold: float = Field(description="Threshold.")
+    samples: int = Field(0, ge=0, description="Canary inferences behind the last value.")
+    verdict: Verdict | None = Field(None, description="Verdict of the last measurement.")
+    message: str | None = Field(None, max_length=1024, description="Why, with the numbers.")
+    measured_at: Timestamp | None = Field(None, description="When it was last measured.")
+    dry_run: bool = Field(False, description="Shown only, never gates.")
+    passes: int = Field(0, ge=0, description="Pass measurements in this analysis.")
+    failures: int = Field(0, ge=0, description="Fail measurements in this analysis.")
+    inconclusive: int = Field(0, ge=0, description="Consecutive Inconclusive measurements.")
+    errors: int = Field(0, ge=0, description="Consecutive Error measurements.")
+
+
+class StepRecord(StatusModel):
+    """What happened in one step: when it started and completed and its final counts."""
+
+    step: int = Field(ge=0, description="Index of the step.")
+    percent: int = Field(ge=0, le=100, description="Its percent.")
+    started_at: Timestamp = Field(description="When the step started (devices were told).")
+    completed_at: Timestamp | None = Field(
+        None, description="When it reached its success threshold."
+    )
+    counts: DeviceCounts | None = Field(None, description="Counts when it was last evaluated.")
 
 
 class FleetRolloutStatus(StatusBase):
@@ -235,4 +429,61 @@ class FleetRolloutStatus(StatusBase):
     counts: DeviceCounts | None = Field(None, description="Devices by update state.")
     analysis_results: list[AnalysisResult] = Field(
         default_factory=list, max_length=100, description="Recent measurements, oldest first."
+    )
+    paused_reason: PausedReason | None = Field(
+        None,
+        description="Why the rollout is Paused: Manual, Inconclusive, StepDeadline, "
+        "FailureThreshold.",
+    )
+    pause_id: str | None = Field(
+        None,
+        max_length=128,
+        description="Identifies an automatic pause; copy it into spec.acknowledgedPause to "
+        "leave the pause.",
+    )
+    message: str | None = Field(
+        None, max_length=2048, description="The last decision, with the numbers behind it."
+    )
+    step_completed_at: Timestamp | None = Field(
+        None, description="When the current step reached its success threshold."
+    )
+    analysis_started_at: Timestamp | None = Field(
+        None, description="When the current analysis (or bake) began measuring."
+    )
+    resumed_at: Timestamp | None = Field(
+        None, description="When an automatic pause was last acknowledged."
+    )
+    failures_acknowledged: int = Field(
+        0,
+        ge=0,
+        description="Counted failures when a FailureThreshold pause was acknowledged; only "
+        "failures beyond these trigger onFailure again.",
+    )
+    metrics: list[MetricState] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra=list_map("name"),
+        description="Last measurement and tallies per analysis metric.",
+    )
+    steps: list[StepRecord] = Field(
+        default_factory=list,
+        max_length=20,
+        json_schema_extra=list_map("step"),
+        description="Per step: start, completion and counts.",
+    )
+    finished_at: Timestamp | None = Field(
+        None, description="When the rollout reached a terminal phase."
+    )
+    admitted_buckets: int | None = Field(
+        None,
+        ge=0,
+        le=10000,
+        description="With spec.maxUpdatesPerMinute: cohort buckets (of 10000) the gateway "
+        "admits now, ramping up to 100 x currentPercent. Absent: all of the step's.",
+    )
+    admission_rate: float | None = Field(
+        None, ge=0, description="Buckets admitted per minute during the current step's ramp."
+    )
+    admitted_at: Timestamp | None = Field(
+        None, description="When admittedBuckets was last raised (or the ramp frozen by a pause)."
     )

@@ -82,6 +82,8 @@ class Observed:
     runs: list[dict[str, Any]]
     dataset: dict[str, Any] | None
     inference_service: dict[str, Any] | None
+    #: the namespace's FleetRollouts of this model (edgeops.controllers.fleetrollout index)
+    rollouts: list[Any] = field(default_factory=list)
 
 
 def _gather(
@@ -91,13 +93,16 @@ def _gather(
     trainingruns_by_model: kopf.Index[Key, Any],
     datasets: kopf.Index[Key, Any],
     inference_services: kopf.Index[Key, Any],
+    fleetrollout_views: kopf.Index[Key, Any] | None = None,
     **_: Any,
 ) -> Observed:
     dataset = (((body.get("spec") or {}).get("training") or {}).get("datasetRef") or {}).get("name")
+    rollouts = items(fleetrollout_views, (namespace, "")) if fleetrollout_views is not None else []
     return Observed(
         runs=items(trainingruns_by_model, (namespace, name)),
         dataset=first(datasets, (namespace, str(dataset))),
         inference_service=first(inference_services, (namespace, name)),
+        rollouts=[r for r in rollouts if r.model == name],
     )
 
 
@@ -261,11 +266,32 @@ def _reconcile(
             f"{type(error).__name__}: {error}",
         )
         tick.retry_in(FAILURE_RETRY_SECONDS)
+    _record_fleet(tick)
     _ready(tick, [*active, *started])
     if failure is not None:
         tick.conditions[ConditionType.READY] = ("False", failure_reason, failure)
     _write(patch, old, tick.status, meta.get("generation"), now, tick.conditions)
     return tick.requeue
+
+
+def _record_fleet(tick: Tick) -> None:
+    """status.fleetVersion from the newest Succeeded FleetRollout of the model (the rollout
+    controller owns the rollout's status; this controller owns the model's). A rollout that
+    is deleted later does not change what the fleet runs, so nothing is cleared."""
+    done = promotion.fleet_rollout_of(tick.name, tick.observed.rollouts)
+    if done is None or (tick.status.fleet_version, tick.status.fleet_rollout) == (
+        done.version,
+        done.name,
+    ):
+        return
+    was = tick.status.fleet_version
+    tick.status.fleet_version, tick.status.fleet_rollout = done.version, done.name
+    events.normal(
+        tick.body,
+        Reason.FLEET_UPDATED,
+        f"FleetRollout {done.name} succeeded: the fleet runs v{done.version}"
+        + (f" (was v{was})" if was else ""),
+    )
 
 
 # --- registry -----------------------------------------------------------------------------

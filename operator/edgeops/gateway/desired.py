@@ -15,40 +15,18 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from edgeops.api.common import LabelSelector
 from edgeops.api.edgemodel import SamplingPolicy, Target
 from edgeops.api.wire import DesiredSampling, DesiredState, DesiredTarget, ProfileFeature
 from edgeops.canonical_json import jcs
 from edgeops.gateway.context import ApiError, Gateway
 from edgeops.gateway.profiles import reference_bins, version_entry, wire_profile
-from edgeops.policy.desired import Desired, RolloutView, choose_target, desired_version
+from edgeops.policy.desired import Desired, choose_target, desired_version
+from edgeops.policy.desired import rollout_view as rollout_view
 from edgeops.policy.serving import model_prefix
 from edgeops.store import StoreError
 
 #: For Devices created before spec.reportIntervalSeconds existed.
 DEFAULT_REPORT_INTERVAL_SECONDS = 60
-
-
-def rollout_view(obj: dict[str, Any]) -> RolloutView | None:
-    """What :mod:`edgeops.policy.desired` needs of a FleetRollout; None if it is unreadable."""
-    spec, status, meta = obj.get("spec", {}), obj.get("status") or {}, obj.get("metadata", {})
-    try:
-        selector = LabelSelector.model_validate(spec["selector"]) if spec.get("selector") else None
-        percent = status.get("currentPercent")
-        if percent is None and status.get("currentStep") is not None:
-            percent = spec["steps"][int(status["currentStep"])]["percent"]
-        return RolloutView(
-            name=meta["name"],
-            uid=meta["uid"],
-            created=meta.get("creationTimestamp", ""),
-            model=spec["modelRef"]["name"],
-            version=int(spec["version"]),
-            phase=status.get("phase"),
-            percent=int(percent or 0),
-            selector=selector,
-        )
-    except (KeyError, ValueError, IndexError, TypeError, ValidationError):
-        return None
 
 
 def assignment(

@@ -255,6 +255,15 @@ def service_account_manifest(name: str, secrets: list[str]) -> dict[str, Any]:
     }
 
 
+def patch_user_spec(namespace: str, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """For the CLI only (a person's request, like ``kubectl patch``): merge-patches the spec
+    of an EdgeOps object. The operator never writes spec."""
+    result: dict[str, Any] = _custom().patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, {"spec": spec}
+    )
+    return result
+
+
 def annotate(namespace: str, plural: str, name: str, annotations: dict[str, str]) -> None:
     """For the CLI: sets annotations on an EdgeOps object (e.g. a retrain request)."""
     patch_metadata(namespace, plural, name, annotations=annotations)

@@ -5,12 +5,32 @@ controller (which devices a step targets), so both always agree.
 * The device's model is its ``edgeops.dev/model`` label (set at enrollment from the
   bootstrap token's labels, or by a person); a device without one follows the newest active
   rollout that selects it, if any.
-* Its version is the model's ``status.currentVersion``, overridden by the newest active
-  FleetRollout (phase Progressing or Paused) of that model whose selector matches the
-  device's labels and whose cohort admits the device: the device's bucket
-  ``int(sha256(rollout_uid + "/" + device_name)) % 10000`` is below ``100 * percent`` of the
-  rollout's current step. No per-device state: the same device stays in the cohort as the
-  percent grows, and a new rollout (new uid) draws new cohorts.
+* The device is *governed* by the newest FleetRollout of that model (by creationTimestamp,
+  then name) whose selector matches the device's labels and whose phase is one of
+  Progressing, Paused, Aborted, RolledBack or Succeeded (:data:`GOVERNING_PHASES`; a
+  rollout not started yet, phase Pending or none, governs nothing). So of two rollouts
+  selecting one device the newest wins, and the older one stops counting it.
+* What the governing rollout says, by phase:
+
+  - Progressing, Paused: its version when the cohort admits the device (the device's bucket
+    ``int(sha256(rollout_uid + "/" + device_name)) % 10000`` is below ``100 * percent`` of
+    the current step, or below ``status.admittedBuckets`` while a step ramps up at
+    ``spec.maxUpdatesPerMinute``: cohort ``canary``), else the rollout's
+    ``status.stableVersion``.
+  - Aborted: the same with the percent frozen where it was aborted: devices already moved
+    keep the version, no further device is moved.
+  - RolledBack: ``status.stableVersion`` for every device it selects (moved devices return).
+  - Succeeded: its version for every device it selects.
+
+  ``stableVersion`` is what the controller recorded when the rollout started (the model's
+  current version then, see :mod:`edgeops.policy.rollout`). It matters because promotion
+  makes the new version current *before* its rollout moves the fleet: falling back to
+  ``currentVersion`` would hand the new version to every device outside the cohort, and,
+  after a rollback, back to the moved ones. Without a stableVersion the model's current
+  version is used.
+* No governing rollout: the model's ``status.currentVersion``. No per-device state: the same
+  device stays in the cohort as the percent grows, and a new rollout (new uid) draws new
+  cohorts.
 * Its target is the EdgeModel target of the device's type whose ``hardware`` equals the
   device's, else the first one of its type without ``hardware``.
 """
@@ -20,7 +40,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from pydantic import ValidationError
 
 from edgeops.api.common import LabelSelector
 from edgeops.api.constants import Labels
@@ -28,6 +50,8 @@ from edgeops.api.edgemodel import Target
 
 BUCKETS: Final = 10000
 ACTIVE_PHASES: Final = frozenset({"Progressing", "Paused"})
+#: Phases in which a rollout decides what the devices it selects run.
+GOVERNING_PHASES: Final = ACTIVE_PHASES | {"Aborted", "RolledBack", "Succeeded"}
 Cohort = Literal["canary", "stable"]
 
 
@@ -75,6 +99,38 @@ class RolloutView:
     phase: str | None
     percent: int  # the current step's percent, 0 before the first step
     selector: LabelSelector | None
+    stable_version: int | None = None  # status.stableVersion: where moved devices return
+    #: status.admittedBuckets: the cohort buckets admitted now while a step ramps up at
+    #: spec.maxUpdatesPerMinute; None: all of the step's, 100 * percent
+    admitted: int | None = None
+
+
+def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
+    """What this module needs of a FleetRollout object (a dict or a Kopf body), or None if
+    it is unreadable. The gateway and the FleetRollout controller's index both read
+    rollouts through this, so they see the same phase, percent and stable version."""
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
+    try:
+        selector = LabelSelector.model_validate(spec["selector"]) if spec.get("selector") else None
+        percent = status.get("currentPercent")
+        if percent is None and status.get("currentStep") is not None:
+            percent = spec["steps"][int(status["currentStep"])]["percent"]
+        stable = status.get("stableVersion")
+        admitted = status.get("admittedBuckets")
+        return RolloutView(
+            name=meta["name"],
+            uid=meta["uid"],
+            created=meta.get("creationTimestamp", ""),
+            model=spec["modelRef"]["name"],
+            version=int(spec["version"]),
+            phase=status.get("phase"),
+            percent=int(percent or 0),
+            selector=selector,
+            stable_version=None if stable is None else int(stable),
+            admitted=None if admitted is None else int(admitted),
+        )
+    except (KeyError, ValueError, IndexError, TypeError, ValidationError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,26 +141,51 @@ class Desired:
     cohort: Cohort
 
 
+def governing_rollout(
+    labels: Mapping[str, str],
+    rollouts: Sequence[RolloutView],
+    model: str | None,
+) -> RolloutView | None:
+    """The newest rollout (of ``model`` when given) in a :data:`GOVERNING_PHASES` phase
+    whose selector matches ``labels``, or None."""
+    chosen: RolloutView | None = None
+    for rollout in rollouts:
+        if rollout.phase not in GOVERNING_PHASES:
+            continue
+        if model is not None and rollout.model != model:
+            continue
+        if not selector_matches(rollout.selector, labels):
+            continue
+        if chosen is None or (rollout.created, rollout.name) > (chosen.created, chosen.name):
+            chosen = rollout
+    return chosen
+
+
+def moved(rollout: RolloutView, device_name: str) -> bool:
+    """Whether ``rollout`` (governing the device) gives the device its version now: every
+    selected device once Succeeded, none once RolledBack, the cohort otherwise."""
+    if rollout.phase == "Succeeded":
+        return True
+    if rollout.phase not in ACTIVE_PHASES | {"Aborted"} or rollout.percent <= 0:
+        return False
+    if rollout.admitted is None:
+        return in_cohort(rollout.uid, device_name, rollout.percent)
+    limit = min(rollout.admitted, 100 * rollout.percent)
+    return cohort_bucket(rollout.uid, device_name) < limit
+
+
 def active_rollout(
     device_name: str,
     labels: Mapping[str, str],
     rollouts: Sequence[RolloutView],
     model: str | None,
 ) -> RolloutView | None:
-    """The newest active rollout (of ``model`` when given) that targets the device now."""
-    chosen: RolloutView | None = None
-    for rollout in rollouts:
-        if rollout.phase not in ACTIVE_PHASES or rollout.percent <= 0:
-            continue
-        if model is not None and rollout.model != model:
-            continue
-        if not selector_matches(rollout.selector, labels):
-            continue
-        if not in_cohort(rollout.uid, device_name, rollout.percent):
-            continue
-        if chosen is None or (rollout.created, rollout.name) > (chosen.created, chosen.name):
-            chosen = rollout
-    return chosen
+    """The rollout (of ``model`` when given) that moves the device to its version now: the
+    governing rollout when it is active and its cohort admits the device, else None."""
+    rollout = governing_rollout(labels, rollouts, model)
+    if rollout is None or rollout.phase not in ACTIVE_PHASES:
+        return None
+    return rollout if moved(rollout, device_name) else None
 
 
 def desired_version(
@@ -113,12 +194,19 @@ def desired_version(
     current_versions: Mapping[str, int | None],
     rollouts: Sequence[RolloutView],
 ) -> Desired | None:
-    """What the device should run, or None when nothing is assigned to it.
-    ``current_versions`` maps EdgeModel names of the namespace to their current version."""
+    """What the device should run, or None when nothing is assigned to it (see the module
+    docstring). ``current_versions`` maps EdgeModel names of the namespace to their current
+    version."""
     model = labels.get(Labels.MODEL)
-    rollout = active_rollout(device_name, labels, rollouts, model)
+    rollout = governing_rollout(labels, rollouts, model)
     if rollout is not None:
-        return Desired(rollout.model, rollout.version, rollout.name, "canary")
+        if moved(rollout, device_name):
+            cohort: Cohort = "stable" if rollout.phase == "Succeeded" else "canary"
+            return Desired(rollout.model, rollout.version, rollout.name, cohort)
+        stable = rollout.stable_version or current_versions.get(rollout.model)
+        if stable is None:
+            return None
+        return Desired(rollout.model, stable, None, "stable")
     if model is None:
         return None
     current = current_versions.get(model)

@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeops.api.constants import API_VERSION, EDGE_MODEL, FLEET_ROLLOUT, Labels
 from edgeops.api.fleetrollout import FleetRolloutTemplate
+from edgeops.policy.desired import RolloutView
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,10 @@ def manual_instructions(model_name: str, version: int) -> str:
         f'`kubectl annotate edgemodel {model_name} edgeops.dev/promote="{version} $(date +%s)" '
         "--overwrite`"
     )
+
+
+def fleet_rollout_of(model: str, rollouts: list[RolloutView]) -> RolloutView | None:
+    """The newest (creationTimestamp, then name) Succeeded FleetRollout of ``model``: the
+    version the fleet was last moved to. None when no rollout of the model succeeded."""
+    done = [r for r in rollouts if r.model == model and r.phase == "Succeeded"]
+    return max(done, key=lambda r: (r.created, r.name), default=None)

@@ -6,12 +6,13 @@ list, and which versions may become current. The full, unpruned index lives in S
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from edgeops.api.common import format_time
 from edgeops.api.conditions import Verdict
-from edgeops.api.constants import Reason
+from edgeops.api.constants import Labels, Reason
 from edgeops.api.edgemodel import (
     EdgeModelStatus,
     GateVerdict,
@@ -144,3 +145,36 @@ def readiness(status: EdgeModelStatus, training: Sequence[tuple[str, str | None]
     if status.candidate_version:
         return Verdict("False", Reason.AWAITING_APPROVAL, message)
     return Verdict("False", Reason.NO_VERSION, message)
+
+
+def lineage(model: Mapping[str, Any], devices: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per Device of ``model`` (its ``edgeops.dev/model`` label, or the model it reports):
+    the version it runs and that version's TrainingRun, dataset version and signing key,
+    from the EdgeModel's registry (``status.versions``); sorted by device name. A version the
+    registry does not know (or no version) leaves those fields None."""
+    name = (model.get("metadata") or {}).get("name")
+    versions = {
+        int(v["number"]): v
+        for v in (model.get("status") or {}).get("versions") or ()
+        if isinstance(v, Mapping) and "number" in v
+    }
+    rows = []
+    for device in devices:
+        meta, status = device.get("metadata") or {}, device.get("status") or {}
+        labelled = (meta.get("labels") or {}).get(Labels.MODEL)
+        if name not in (labelled, status.get("model")):
+            continue
+        running = status.get("version")
+        entry = versions.get(int(running)) if running is not None else None
+        rows.append(
+            {
+                "device": meta.get("name"),
+                "version": running,
+                "rollout": status.get("rollout"),
+                "update": (status.get("update") or {}).get("phase"),
+                "trainingRun": (entry or {}).get("trainingRun"),
+                "datasetVersion": (entry or {}).get("datasetVersion"),
+                "signedBy": ((entry or {}).get("signature") or {}).get("keyId"),
+            }
+        )
+    return sorted(rows, key=lambda r: str(r["device"]))
