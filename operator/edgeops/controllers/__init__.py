@@ -3,6 +3,6 @@
 Importing a controller module registers its handlers with Kopf.
 """
 
-from edgeops.controllers import dataset, device, edgemodel, trainingrun
+from edgeops.controllers import dataset, dataset_deletion, device, edgemodel, trainingrun
 
-__all__ = ["dataset", "device", "edgemodel", "trainingrun"]
+__all__ = ["dataset", "dataset_deletion", "device", "edgemodel", "trainingrun"]
