@@ -180,7 +180,9 @@ def test_retain_policy_keeps_everything_then_retention_expires_it() -> None:
     record_key = layout.retained_record_key(NS, NAME, "uid-2")
     assert set(store.objects) == before | {record_key}
     assert report.retained == sorted([old, new]) and report.retained_raw == 2
-    assert "2 versions and 2 inbox objects kept" in describe(report)
+    message = describe(report)
+    assert "2 versions and 2 inbox objects kept" in message
+    assert "older than retentionDays 30 and unused goes" in message
 
     # 31 days later every version and inbox object is past retentionDays: all go.
     later = NOW + timedelta(days=31)
@@ -243,6 +245,7 @@ def test_the_handler_deletes_through_the_store_and_posts_what_it_did(
     assert [k for k in store.objects if not k.startswith("blobs/")] == []
     ((reason, message),) = posted
     assert reason == "DataDeleted" and "no version kept" in message
+    assert "(2 versions, 2 inbox objects, index, rejected rows and staging files)" in message
 
 
 def test_the_retained_data_pass_reads_uses_from_the_indexes_and_spares_a_recreated_dataset(

@@ -112,7 +112,11 @@ def describe(report: DeletionReport, note: str = "") -> str:
     """The Event message for a deletion: counts, kept versions and who uses them."""
     kept = describe_kept(report.kept)
     if report.policy == "Delete":
-        text = f"deletionPolicy Delete{note}: {report.deleted} objects deleted"
+        text = (
+            f"deletionPolicy Delete{note}: {report.deleted} objects deleted "
+            f"({len(report.deleted_versions)} versions, {report.deleted_raw} inbox objects, "
+            "index, rejected rows and staging files)"
+        )
         text += f"; {kept}" if kept else "; no version kept"
     else:
         text = (
@@ -125,7 +129,13 @@ def describe(report: DeletionReport, note: str = "") -> str:
         text += f"; inbox {', '.join(report.shared_inboxes)} left: another Dataset reads it"
     if report.record:
         text += f"; retention continues from {report.record}"
-    elif report.policy == "Delete":
+        if report.policy == "Delete":
+            text += " (kept versions go once nothing uses them)"
+        elif report.retention_days is not None:
+            text += f" (what is older than retentionDays {report.retention_days} and unused goes)"
+        else:
+            text += " (no retentionDays: kept until deleted by hand)"
+    if report.policy == "Delete":
         text += "; content blobs go with the next garbage collection once unreferenced"
     return text
 

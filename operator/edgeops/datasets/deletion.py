@@ -34,7 +34,11 @@ class DeletionReport:
     """What deleting a Dataset's data did, for its Event."""
 
     policy: str
+    #: Objects deleted in all, of them the folders of these versions and inbox objects.
     deleted: int = 0
+    deleted_versions: list[str] = field(default_factory=list)
+    deleted_raw: int = 0
+    retention_days: int | None = None
     kept: dict[str, tuple[str, ...]] = field(default_factory=dict)
     retained: list[str] = field(default_factory=list)
     #: Inbox prefixes left alone because another Dataset of the namespace reads them.
@@ -69,6 +73,8 @@ def delete_dataset_data(
     plan = deletion.plan_deletion(policy, prefix, dataset_keys, inbox_keys, uses)
     report = DeletionReport(policy=policy, kept=plan.kept, retained=plan.retained)
     report.shared_inboxes = shared
+    report.deleted_versions, report.deleted_raw = plan.deleted_versions, plan.deleted_raw
+    report.retention_days = governance.retention_days
     index_key = layout.index_key(namespace, name)
     index: dict[str, Any] = store.get_json(index_key) if index_key in dataset_keys else {}
     created = {str(v["id"]): v.get("created") for v in index.get("versions") or []}

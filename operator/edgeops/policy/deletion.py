@@ -43,6 +43,9 @@ class DeletionPlan:
     retained: list[str] = field(default_factory=list)
     #: Whether the index must be rewritten to list only the retained versions.
     rewrite_index: bool = False
+    #: Versions whose folders are deleted, and how many of ``delete`` are inbox objects.
+    deleted_versions: list[str] = field(default_factory=list)
+    deleted_raw: int = 0
 
 
 def version_of(dataset_prefix: str, key: str) -> str | None:
@@ -89,11 +92,14 @@ def plan_deletion(
     manifests = [k for k in doomed if k.endswith("/" + MANIFEST)]
     rest = [k for k in doomed if not k.endswith("/" + MANIFEST)]
     first = [index] if index in keys and not kept else []
+    raw = sorted(set(inbox_keys))
     return DeletionPlan(
-        delete=first + manifests + rest + sorted(set(inbox_keys)),
+        delete=first + manifests + rest + raw,
         kept=kept,
         retained=sorted(kept),
         rewrite_index=bool(kept) and index in keys,
+        deleted_versions=[v for v in versions if v not in kept],
+        deleted_raw=len(raw),
     )
 
 
