@@ -10,7 +10,9 @@ another Dataset) are collected at once, then deleted:
   retention record lists it;
 - ``kept`` (Retain, retentionDays 1): everything stays and a retention record lists it;
   retention applied to that record two days later (``now`` moved, since S3 cannot backdate
-  objects) deletes it all, the record included.
+  objects) deletes it all, the record included;
+- ``outage`` (Delete) while S3 is stopped: it stays Terminating, a DeletionRetrying Event
+  says why and how to force it, and once S3 is back the retry deletes its data.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 from edgeops.api import format_time
 from edgeops.datasets import layout
 from edgeops.datasets.deletion import apply_retained
+from edgeops.devcluster import processes
 from edgeops.store import ArtifactStore
 from tests.conftest import Cluster, wait_for
 from tests.integration.gateway_client import edge_model
@@ -99,7 +102,8 @@ def _event(cluster: Cluster, ns: str, name: str, reason: str) -> str:
 def ns(cluster: Cluster) -> Any:
     namespace = cluster.namespace("dsdel")
     store = cluster.store()
-    for name, policy in (("plain", "Delete"), ("pinned", "Delete"), ("kept", "Retain")):
+    datasets = (("plain", "Delete"), ("pinned", "Delete"), ("kept", "Retain"), ("outage", "Delete"))
+    for name, policy in datasets:
         seed = f"{namespace}/{name}"
         store.put_bytes(layout.inbox_prefix(namespace, name) + "1.csv", _csv(seed), "text/csv")
         cluster.kubectl(
@@ -192,3 +196,22 @@ def test_retain_policy_keeps_data_and_retention_goes_on(cluster: Cluster, ns: st
     assert report.deleted_versions == [version] and report.deleted_raw == 1
     assert report.removed_record and not store.exists(record.key)
     assert _keys(store, ns, "kept") == []
+
+
+def test_s3_outage_holds_the_deletion_and_a_retry_finishes_it(cluster: Cluster, ns: str) -> None:
+    store = cluster.store()
+    _latest(cluster, ns, "outage")
+    component = json.loads(cluster.dev.state_file.read_text())["components"]["s3"]
+    assert processes.stop(int(component["pid"]), str(component["argv0"]))
+    try:
+        cluster.kubectl("delete", "dataset", "outage", "-n", ns, "--wait=false")
+        message = _event(cluster, ns, "outage", "DeletionRetrying")
+        assert "the Dataset stays Terminating and the deletion is retried" in message
+        assert '"finalizers":null' in message
+        held = cluster.get("dataset", "outage", "-n", ns)
+        assert held["metadata"]["deletionTimestamp"]
+    finally:
+        cluster.dev.up(with_operator=True, report=lambda _m: None)
+    wait_for(lambda: not cluster.get("dataset", "outage", "-n", ns), 120, "outage to be gone")
+    assert _keys(store, ns, "outage") == []
+    assert "deletionPolicy Delete" in _event(cluster, ns, "outage", "DataDeleted")

@@ -229,7 +229,8 @@ def test_s3_down_keeps_the_dataset_terminating_retries_with_backoff_and_says_so(
     assert raised.value.delay == 8.0  # 1 s doubling: the 4th attempt waits 8 s
     ((reason, message),) = posted
     assert reason == "DeletionRetrying"
-    assert "S3 unreachable" in message and "retrying in 8s (attempt 4)" in message
+    assert "S3 unreachable" in message and "retried with backoff" in message
+    assert "(attempt 4, next in 8s)" in str(raised.value)
     assert '"finalizers":null' in message
 
 

@@ -174,12 +174,15 @@ async def dataset_deleted(
         )
     except StoreError as error:
         wait = backoff(retry + 1)
+        # The Event's text does not change between attempts, so repeats are counted on one
+        # Event (controllers.events); the attempt and the wait go to the log.
         message = (
             f"deletionPolicy {governance.deletion_policy}: S3 failed ({error}); the Dataset "
-            f"stays Terminating, retrying in {wait:.0f}s (attempt {retry + 1}); "
-            + FORCE_REMOVE_HINT.format(name=name, namespace=namespace)
+            "stays Terminating and the deletion is retried with backoff (1 s doubling to "
+            "5 min); " + FORCE_REMOVE_HINT.format(name=name, namespace=namespace)
         )
         events.warning(body, Reason.DELETION_RETRYING, message)
+        message += f" (attempt {retry + 1}, next in {wait:.0f}s)"
         raise kopf.TemporaryError(message, delay=wait) from error
     reason = Reason.DATA_DELETED if report.policy == "Delete" else Reason.DATA_RETAINED
     events.normal(body, reason, describe(report, note))
