@@ -157,6 +157,15 @@ class Reason:
     COLLECTION_FAILED: Final = "CollectionFailed"
     #: Event: retention deleted expired data (counts in the message).
     RETENTION_ENFORCED: Final = "RetentionEnforced"
+    #: Event on a Dataset being deleted with deletionPolicy Delete: what was deleted, which
+    #: versions were kept and who uses them.
+    DATA_DELETED: Final = "DataDeleted"
+    #: Event on a Dataset being deleted with deletionPolicy Retain: what stays, and that
+    #: retention goes on from its retention record.
+    DATA_RETAINED: Final = "DataRetained"
+    #: Event: deleting a Dataset's data failed (S3 unreachable); retried with backoff, the
+    #: Dataset stays Terminating meanwhile.
+    DELETION_RETRYING: Final = "DeletionRetrying"
     NO_NEW_DATA: Final = "NoNewData"
     SOURCE_UNAVAILABLE: Final = "SourceUnavailable"
     #: an HTTP(S) source's host (or a redirect's) is not one sources may use: private,

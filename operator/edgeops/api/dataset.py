@@ -33,6 +33,7 @@ BuiltinDatasetName = Literal["basic-motions", "italy-power-demand", "seattle-wea
 DataFormat = Literal["csv", "jsonl", "parquet", "npz"]
 FeatureType = Literal["float", "int", "string", "bool"]
 Classification = Literal["public", "internal", "confidential", "personal"]
+DeletionPolicy = Literal["Retain", "Delete"]
 LegalBasis = Literal[
     "consent", "contract", "legal-obligation", "vital-interests", "public-task",
     "legitimate-interests",
@@ -315,6 +316,20 @@ class Governance(ApiModel):
         max_length=63,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="Region the data must stay in, e.g. eu-central-1.",
+    )
+    deletion_policy: DeletionPolicy = Field(
+        "Retain",
+        description="What deleting the Dataset does with its data in S3. Retain (default): "
+        "its versions, profiles, rejected rows and inbox objects stay, and retention goes on "
+        "deleting what is older than retentionDays (nothing without retentionDays), except "
+        "versions still in use. Delete: all of it is deleted before the Dataset goes, except "
+        "versions still in use, which are deleted once nothing uses them. In use: the "
+        "dataset version of an EdgeModel's current, candidate or approved version, one its "
+        "training template pins, or one an unfinished TrainingRun trains on. Inbox objects "
+        "go only under this Dataset's own inbox prefixes, never under one another Dataset "
+        "of the namespace reads. What is kept is listed in "
+        "datasets/_retained/<namespace>/<name>/<uid>.json, which the operator's hourly "
+        "retention pass works from.",
     )
 
     @model_validator(mode="after")

@@ -3,6 +3,13 @@
 Importing a controller module registers its handlers with Kopf.
 """
 
-from edgeops.controllers import dataset, device, edgemodel, fleetrollout, trainingrun
+from edgeops.controllers import (
+    dataset,
+    dataset_deletion,
+    device,
+    edgemodel,
+    fleetrollout,
+    trainingrun,
+)
 
-__all__ = ["dataset", "device", "edgemodel", "fleetrollout", "trainingrun"]
+__all__ = ["dataset", "dataset_deletion", "device", "edgemodel", "fleetrollout", "trainingrun"]

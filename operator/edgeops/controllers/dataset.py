@@ -32,7 +32,7 @@ from edgeops.api.common import describe_validation_error
 from edgeops.api.conditions import Verdicts, update_conditions
 from edgeops.api.constants import DATASET, DATASETS
 from edgeops.controllers import events, reconciler
-from edgeops.controllers.watches import items
+from edgeops.controllers.watches import dataset_version_uses
 from edgeops.datasets import layout
 from edgeops.datasets.ingest import CollectionResult, Outcome, collect
 from edgeops.datasets.retention import collect_garbage, enforce_retention
@@ -82,11 +82,7 @@ class Observed:
 
 
 def _gather(namespace: str, **indexes: Any) -> Observed:
-    protected: set[str] = set()
-    for index in ("dataset_versions_models_use", "dataset_versions_runs_use"):
-        for versions in items(indexes[index], (namespace, "")):
-            protected |= versions
-    return Observed(frozenset(protected))
+    return Observed(frozenset(dataset_version_uses(namespace, indexes)))
 
 
 @reconciler.controller(DATASETS, DATASET, gather=_gather)
@@ -366,7 +362,10 @@ def _write(
         patch.status["observedGeneration"] = gen
 
 
-def _collect_garbage_hourly(store: ArtifactStore, now: datetime) -> int:
+def collect_garbage_hourly(store: ArtifactStore, now: datetime) -> int:
+    """Garbage-collects the bucket's blobs at most hourly per process; called by every
+    Dataset's retention and by the pass over deleted Datasets' records (which must collect
+    the content of deleted versions even when no Dataset is left)."""
     global _last_gc
     with _gc_lock:
         if _last_gc is not None and (now - _last_gc).total_seconds() < RETENTION_EVERY_SECONDS:
@@ -405,7 +404,7 @@ def _retention(
     try:
         store = artifact_store()
         report = enforce_retention(store, namespace, name, spec.governance, now, protected, inbox)
-        report.deleted_blobs = _collect_garbage_hourly(store, now)
+        report.deleted_blobs = collect_garbage_hourly(store, now)
     except StoreError as error:
         log.warning("dataset %s/%s: retention failed: %s", namespace, name, error)
         return set()

@@ -155,17 +155,27 @@ async def evaluation_pods(
 @kopf.index(GROUP, VERSION, EDGE_MODELS)
 async def dataset_versions_models_use(
     namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[Key, frozenset[str]] | None:
-    """(namespace, "") -> the dataset versions each EdgeModel keeps from retention."""
-    return {(namespace, ""): retention.versions_a_model_protects(body)} if namespace else None
+) -> dict[Key, retention.Uses] | None:
+    """(namespace, "") -> the dataset versions each EdgeModel keeps from retention and
+    deletion, each with who uses it ("EdgeModel m v3 (Approved)"), for the Events."""
+    return {(namespace, ""): retention.model_uses(body)} if namespace else None
 
 
 @kopf.index(GROUP, VERSION, TRAINING_RUNS)
 async def dataset_versions_runs_use(
     namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[Key, frozenset[str]] | None:
+) -> dict[Key, retention.Uses] | None:
     """(namespace, "") -> the dataset version each unfinished TrainingRun trains on."""
-    return {(namespace, ""): retention.versions_a_run_protects(body)} if namespace else None
+    return {(namespace, ""): retention.run_uses(body)} if namespace else None
+
+
+def dataset_version_uses(namespace: str, indexes: Mapping[str, Any]) -> retention.Uses:
+    """Every dataset version the namespace's EdgeModels and unfinished TrainingRuns use,
+    with who uses it. Call it in the event loop (indexes change under a thread)."""
+    found: list[retention.Uses] = []
+    for index in ("dataset_versions_models_use", "dataset_versions_runs_use"):
+        found.extend(items(indexes[index], (namespace, "")))
+    return retention.merge_uses(found)
 
 
 @kopf.index(KSERVE_GROUP, ISVC_VERSION, INFERENCE_SERVICES)

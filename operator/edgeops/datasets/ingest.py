@@ -307,12 +307,20 @@ def _record(
         "manifestUri": layout.s3_uri(store.bucket, layout.manifest_key(namespace, name, version)),
         "profileUri": layout.s3_uri(store.bucket, layout.profile_key(namespace, name, version)),
         # Governance travels with every version, so a copy of the data keeps its rules.
-        "governance": spec.governance.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "governance": _governance_labels(spec),
     }
     if cleaned.rejected:
         key = layout.version_rejects_key(namespace, name, version)
         record["rejectedUri"] = layout.s3_uri(store.bucket, key)
     return record
+
+
+def _governance_labels(spec: DatasetSpec) -> dict[str, Any]:
+    """The governance a version carries. deletionPolicy is left out: it is about the
+    Dataset object, not the data, so changing it neither re-collects nor rewrites versions."""
+    return spec.governance.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude={"deletion_policy"}
+    )
 
 
 def _rejects_jsonl(cleaned: CleanResult) -> bytes:
@@ -328,7 +336,7 @@ def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceB
         "schema": schema.model_dump(mode="json", by_alias=True, exclude_none=True),
         "validation": spec.validation.model_dump(mode="json", by_alias=True),
         "split": spec.split.model_dump(mode="json", by_alias=True),
-        "governance": spec.governance.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "governance": _governance_labels(spec),
         "sources": sorted(b.fingerprint for b in batches),
     }
     return hashlib.sha256(sorted_json(relevant)).hexdigest()

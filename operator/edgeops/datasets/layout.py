@@ -9,6 +9,7 @@ datasets/<ns>/<name>/staging/<id>.json             an ingestion in progress
 datasets/<ns>/<name>/rejected/<fingerprint>.jsonl  rejects of a collection that
                                                    published nothing
 inbox/<ns>/<name>/...                              device uploads (gateway)
+datasets/_retained/<ns>/<name>/<uid>.json          what a deleted Dataset left for retention
 blobs/sha256/<xx>/<sha256>                         content (edgeops.store)
 """
 
@@ -104,3 +105,14 @@ def check_s3_source(bucket: str, prefix: str, operator_buckets: Iterable[str]) -
 
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+#: Records of deleted Datasets' retained data. Namespace names cannot start with "_", so
+#: this never collides with a Dataset's folder, and it lies under a reserved root that no
+#: tenant's s3 source may read.
+RETAINED_ROOT = f"{DATASETS_ROOT}_retained/"
+
+
+def retained_record_key(namespace: str, name: str, uid: str) -> str:
+    """The record of what a deleted Dataset (``uid``) left behind for retention."""
+    return f"{RETAINED_ROOT}{namespace}/{name}/{uid}.json"
