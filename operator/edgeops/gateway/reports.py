@@ -61,7 +61,11 @@ def router(gw: Gateway) -> APIRouter:
             old = status.get("update") or {}
             if {k: v for k, v in old.items() if k != "time"} != update:
                 update["time"] = format_time(datetime.fromtimestamp(now, UTC))
-                wanted["update"] = update
+                # The write is a merge patch, which keeps keys it does not name: null the
+                # previous phase's reasonCode and message, or a Committed retry would still
+                # show the reason its interrupted first attempt reported.
+                cleared = {k: None for k in old if k not in update}
+                wanted["update"] = {**cleared, **update}
         state = enrollment_state(device.get("spec") or {})
         if status.get("enrollment") != state:
             wanted["enrollment"] = state
