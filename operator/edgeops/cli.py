@@ -428,6 +428,9 @@ def fleet_simulate(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
+    ramp: Annotated[
+        float, typer.Option(help="Seconds over which devices start (not all at once).", min=0)
+    ] = 10.0,
     state_dir: Annotated[
         Path, typer.Option(help="One state directory per device under it.")
     ] = Path("fleet-sim"),
@@ -469,7 +472,7 @@ def fleet_simulate(
         rows=rows, state_root=state_dir, classes=names, prefix=prefix, mcu_share=mcu_share,
         noise=noise, drift=schedule.drift, concept_drift=schedule.concept_drift,
         fail_versions=schedule.fail_versions, offline=schedule.offline,
-        slow_network_ms=slow_network, interval_seconds=interval, seed=seed,
+        slow_network_ms=slow_network, interval_seconds=interval, ramp_seconds=ramp, seed=seed,
     )  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
     simulation = Simulation(config)

@@ -70,6 +70,7 @@ def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     ns = cluster.namespace("agent")
     key, trusted = operator_signing_key(cluster)
     yield Env(cluster, ns, key, trusted, tmp_path_factory.mktemp("agents"))
+    # EDGEOPS_TEST_KEEP_NAMESPACES=1 keeps the Devices and models for a look afterwards.
     if os.environ.get("EDGEOPS_TEST_KEEP_NAMESPACES") != "1":
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 

@@ -278,7 +278,9 @@ class SimulationConfig:
     gateway: str
     namespace: str
     devices: int
-    token: str
+    #: Bootstrap token(s); device i enrolls with token i mod len. Several tokens spread
+    #: enrollment over several token Secrets (each use is a compare-and-swap on its Secret).
+    token: str | Sequence[str]
     trusted_keys: Mapping[str, str]
     rows: Rows
     state_root: Path
@@ -388,6 +390,7 @@ class Simulation:
 
     def _device(self, index: int) -> SimulatedAgent:
         cfg = self.config
+        tokens = [cfg.token] if isinstance(cfg.token, str) else list(cfg.token)
         name = f"{cfg.prefix}-{index:04d}"
         mcu = share_hit("mcu", name, cfg.mcu_share)
         target: Literal["linux", "mcu"] = "mcu" if mcu else "linux"
@@ -397,7 +400,7 @@ class Simulation:
         config = AgentConfig(
             gateway=cfg.gateway, namespace=cfg.namespace, name=name,
             state_dir=cfg.state_root / name, target_type=target,
-            trusted_keys=cfg.trusted_keys, token=cfg.token,
+            trusted_keys=cfg.trusted_keys, token=tokens[index % len(tokens)],
             hardware="mcu-sim" if mcu else "linux-sim",
             labels={"site": site, "region": region}, classes=cfg.classes,
             rows_per_cycle=cfg.rows_per_cycle,
