@@ -371,7 +371,13 @@ def device_reject(
 @fleet_app.command("simulate")
 def fleet_simulate(
     gateway: Annotated[str, typer.Option(help="Gateway base URL.", envvar="EDGEOPS_GATEWAY_URL")],
-    token: Annotated[str, typer.Option(help="Bootstrap token with --max-uses >= --devices.")],
+    token: Annotated[
+        list[str],
+        typer.Option(
+            help="Bootstrap token(s) with enough uses for --devices; repeat to spread "
+            "enrollment over several (device i uses token i mod count)."
+        ),
+    ],
     trust_key: Annotated[
         list[str],
         typer.Option(
