@@ -22,6 +22,9 @@ from edgeops.gateway.context import (
 )
 from edgeops.k8s import fleet
 
+#: What makes a reported update another one (rather than more detail on the same).
+UPDATE_IDENTITY = ("targetVersion", "phase", "attempt")
+
 
 def router(gw: Gateway) -> APIRouter:
     """The status-report endpoint."""
@@ -59,13 +62,17 @@ def router(gw: Gateway) -> APIRouter:
         if req.update is not None:
             update = req.update.model_dump(by_alias=True, exclude_none=True)
             old = status.get("update") or {}
-            if {k: v for k, v in old.items() if k != "time"} != update:
+            # Agents repeat their last outcome in every status report, without the message
+            # they sent with it once: only a value that differs is a change (else every
+            # report would rewrite the Device).
+            if any(old.get(k) != v for k, v in update.items()):
                 update["time"] = format_time(datetime.fromtimestamp(now, UTC))
-                # The write is a merge patch, which keeps keys it does not name: null the
-                # previous phase's reasonCode and message, or a Committed retry would still
-                # show the reason its interrupted first attempt reported.
-                cleared = {k: None for k in old if k not in update}
-                wanted["update"] = {**cleared, **update}
+                same = all(old.get(k) == update.get(k) for k in UPDATE_IDENTITY)
+                # Another version, phase or attempt: the write is a merge patch, which keeps
+                # keys it does not name, so null the previous phase's reasonCode and
+                # message (a Committed retry must not show its interrupted attempt's reason).
+                cleared = {} if same else {k: None for k in old if k not in update}
+                wanted["update"] = {**old, **cleared, **update}
         state = enrollment_state(device.get("spec") or {})
         if status.get("enrollment") != state:
             wanted["enrollment"] = state
