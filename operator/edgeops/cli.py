@@ -28,7 +28,9 @@ rollout_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(rollout_app, name="rollout")
+fleet_app = typer.Typer(help="Fleets of devices: the simulator.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(device_app, name="device")
 device_app.add_typer(token_app, name="token")
 console = Console(stderr=True)
@@ -369,6 +371,137 @@ def device_reject(
 ) -> None:
     """Refuse NAME (sets spec.approval: Rejected)."""
     _set_approval(namespace, name, "Rejected")
+
+
+@fleet_app.command("simulate")
+def fleet_simulate(
+    gateway: Annotated[str, typer.Option(help="Gateway base URL.", envvar="EDGEOPS_GATEWAY_URL")],
+    token: Annotated[
+        list[str],
+        typer.Option(
+            help="Bootstrap token(s) with enough uses for --devices; repeat to spread "
+            "enrollment over several (device i uses token i mod count)."
+        ),
+    ],
+    trust_key: Annotated[
+        list[str],
+        typer.Option(
+            "--trust-key",
+            help='Bundle signing public key: base64, or JSON {"keyId": "base64"} as in '
+            "ConfigMap edgeops-signing (key publicKeys.json).",
+        ),
+    ],
+    namespace: DeviceNamespaceOpt = "default",
+    devices: Annotated[int, typer.Option(help="Virtual devices.", min=1)] = 20,
+    dataset_rows: Annotated[
+        str,
+        typer.Option(
+            help="Input rows: builtin:basic-motions (samples extra) or a .csv/.jsonl export "
+            "of a Dataset version (feature columns, plus --label-column)."
+        ),
+    ] = "builtin:basic-motions",
+    label_column: Annotated[
+        str | None, typer.Option(help="Ground-truth column of a file (labelled feedback).")
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Model class names in output order, comma-separated "
+            "(default: the dataset's labels, sorted)."
+        ),
+    ] = None,
+    mcu_share: Annotated[float, typer.Option(help="Share of MCU devices.", min=0, max=1)] = 0.0,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(help="Data drift: feature=(+|-|*)value@seconds[,share]. Repeatable."),
+    ] = None,
+    concept_drift: Annotated[
+        list[str] | None,
+        typer.Option(help="Concept drift: region@seconds (labels move to the next class)."),
+    ] = None,
+    fail_version: Annotated[
+        list[str] | None,
+        typer.Option(help="version:share of devices failing that version's health check."),
+    ] = None,
+    offline: Annotated[
+        list[str] | None,
+        typer.Option(help="share[@seconds[+duration]] of devices losing the network."),
+    ] = None,
+    slow_network: Annotated[
+        float, typer.Option(help="Milliseconds added to every request.", min=0)
+    ] = 0.0,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between cycles (default: the Devices' report interval).", min=0.1
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    ramp: Annotated[
+        float, typer.Option(help="Seconds over which devices start (not all at once).", min=0)
+    ] = 10.0,
+    state_dir: Annotated[
+        Path, typer.Option(help="One state directory per device under it.")
+    ] = Path("fleet-sim"),
+    prefix: Annotated[str, typer.Option(help="Device names: PREFIX-0000, ...")] = "sim",
+    noise: Annotated[
+        float, typer.Option(help="Per-device noise, in feature standard deviations.", min=0)
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run N virtual devices (real agents, one process) against a gateway, with injected
+    drift and faults; shows devices by version and phase."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from rich.live import Live
+
+    from edgeops.device.agent import parse_trusted_keys
+    from edgeops.device.simulator import (
+        Schedule,
+        Simulation,
+        SimulationConfig,
+        load_rows,
+        progress_table,
+    )
+
+    try:
+        keys = parse_trusted_keys(trust_key)
+        schedule = Schedule.parse(drift or [], concept_drift or [], fail_version or [],
+                                  offline or [])  # fmt: skip
+        rows = load_rows(dataset_rows, label_column)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    if names is None and rows.labels is not None:
+        names = sorted(set(rows.labels))
+    config = SimulationConfig(
+        gateway=gateway, namespace=namespace, devices=devices, token=token, trusted_keys=keys,
+        rows=rows, state_root=state_dir, classes=names, prefix=prefix, mcu_share=mcu_share,
+        noise=noise, drift=schedule.drift, concept_drift=schedule.concept_drift,
+        fail_versions=schedule.fail_versions, offline=schedule.offline,
+        slow_network_ms=slow_network, interval_seconds=interval, ramp_seconds=ramp, seed=seed,
+    )  # fmt: skip
+    logging.basicConfig(level=logging.WARNING)
+    simulation = Simulation(config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        run = asyncio.create_task(simulation.run(stop, duration))
+        with Live(progress_table(simulation), console=console, refresh_per_second=1) as live:
+            while not run.done():
+                await asyncio.wait({run}, timeout=1)
+                live.update(progress_table(simulation))
+        await run
+
+    asyncio.run(main())
 
 
 def _device_run() -> None:

@@ -320,7 +320,9 @@ def test_the_gateway_runs_as_a_pod_from_the_chart(cluster: Cluster) -> None:
 
     assert can("patch", "devices.edgeops.dev", "--subresource=status", "-n", "plant")
     assert can("create", "devices.edgeops.dev", "-n", "plant")
-    assert can("update", "secrets", "-n", "plant")
+    # Token use counts are a merge patch carrying the resourceVersion (compare-and-swap).
+    assert can("patch", "secrets", "-n", "plant")
+    assert not can("update", "secrets", "-n", "plant")
     assert not can("list", "secrets", "-n", "plant")
     assert not can("delete", "devices.edgeops.dev", "-n", "plant")
     assert not can("patch", "edgemodels.edgeops.dev", "-n", "plant")

@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -47,7 +47,7 @@ from edgeops.device.files import atomic_write_json
 from edgeops.device.health import DEFAULT_LATENCY_BUDGET_SECONDS, check_artifact
 from edgeops.device.identity import load_or_create
 from edgeops.device.install import HealthCheck, Installer
-from edgeops.device.models import ModelLoadError, load_model
+from edgeops.device.models import Model, ModelLoadError, load_model
 from edgeops.device.runtime import InferenceRunner, InputRow
 from edgeops.device.sampling import Sampler
 from edgeops.device.sequence import Sequence
@@ -55,6 +55,9 @@ from edgeops.device.slots import SlotContent, SlotStore
 from edgeops.device.telemetry import TelemetryAggregator
 
 log = logging.getLogger(__name__)
+
+ModelLoader = Callable[[bytes, str], Model]
+"""Loads an artifact's bytes of a format (raises ModelLoadError)."""
 
 ENROLLMENT_FILE: Final = "enrollment.json"
 DEFAULT_INTERVAL_SECONDS: Final = 60.0
@@ -95,7 +98,8 @@ class Agent:
     """One device (see the module docstring). ``rows`` is the input stream; the agent reads
     at most ``rows_per_cycle`` rows of it per cycle. ``transport`` carries its HTTP (the
     simulator shares one; tests pass an in-process one); ``health_check`` replaces the
-    runtime check (fault injection)."""
+    runtime check (fault injection); ``model_loader`` loads the committed artifact (the
+    simulator shares one loaded model among its devices running the same bytes)."""
 
     def __init__(
         self,
@@ -105,10 +109,12 @@ class Agent:
         transport: httpx.AsyncBaseTransport | None = None,
         health_check: HealthCheck | None = None,
         rng: random.Random | None = None,
+        model_loader: ModelLoader = load_model,
     ) -> None:
         self.config = config
         self.rows = rows
         self.rng = rng or random.Random()
+        self.model_loader = model_loader
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.identity = load_or_create(config.state_dir)
         self.sequence = Sequence(config.state_dir)
@@ -237,7 +243,7 @@ class Agent:
             return
         path = self.store.slot_dir(journal.committed) / content.file
         try:
-            model = load_model(path.read_bytes(), content.format)
+            model = self.model_loader(path.read_bytes(), content.format)
         except (OSError, ModelLoadError) as exc:
             self._model_error = str(exc)
             log.error("committed model does not load: %s", exc)

@@ -30,6 +30,9 @@ from edgeops.gateway.context import (
 from edgeops.gateway.profiles import version_entry
 from edgeops.k8s import fleet
 
+#: What makes a reported update another one (rather than more detail on the same).
+UPDATE_IDENTITY = ("targetVersion", "phase", "attempt")
+
 
 def router(gw: Gateway) -> APIRouter:
     """The status-report endpoint."""
@@ -68,9 +71,17 @@ def router(gw: Gateway) -> APIRouter:
         if req.update is not None:
             update = req.update.model_dump(by_alias=True, exclude_none=True)
             old = status.get("update") or {}
-            if {k: v for k, v in old.items() if k != "time"} != update:
+            # Agents repeat their last outcome in every status report, without the message
+            # they sent with it once: only a value that differs is a change (else every
+            # report would rewrite the Device).
+            if any(old.get(k) != v for k, v in update.items()):
                 update["time"] = format_time(datetime.fromtimestamp(now, UTC))
-                wanted["update"] = update
+                same = all(old.get(k) == update.get(k) for k in UPDATE_IDENTITY)
+                # Another version, phase or attempt: the write is a merge patch, which keeps
+                # keys it does not name, so null the previous phase's reasonCode and
+                # message (a Committed retry must not show its interrupted attempt's reason).
+                cleared = {} if same else {k: None for k in old if k not in update}
+                wanted["update"] = {**old, **cleared, **update}
                 if _terminal_transition(old, update):
                     outcome = str(update["phase"])
         state = enrollment_state(device.get("spec") or {})
