@@ -4,8 +4,10 @@
 (`edgeops.controllers.reconciler`), woken when the model, one of its TrainingRuns, its
 Dataset or its InferenceService changes (read from watch indexes, no API call). Each pass:
 register the TrainingRuns that finished (gates -> sign -> version N), handle a
-promote/rollback request, evaluate the retraining triggers (at most one new run), keep the
-InferenceService on the current version, then write only the status keys that changed.
+promote/rollback request, measure drift when due (`edgeops.controllers.drift_monitor`:
+status.drift, DataDrift, ConceptDrift), evaluate the retraining triggers (at most one new
+run), keep the InferenceService on the current version, then write only the status keys
+that changed.
 Decisions are pure functions in `edgeops.policy`.
 """
 

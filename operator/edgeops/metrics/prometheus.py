@@ -1,4 +1,9 @@
-"""Prometheus HTTP API queries for FleetRollout analysis.
+"""Prometheus HTTP API queries for FleetRollout analysis and the drift monitor.
+
+The drift monitor (:func:`fleet_counts`) runs two instant queries per model and
+measurement: the per-feature bin counts of the version the fleet runs, ``sum by (feature,
+bin) (increase(...[window]))`` over all cohorts and gateway replicas, and the labelled
+feedback ``sum by (outcome)``; a failure is the counts' ``error`` (verdict Error).
 
 :func:`measure` turns one :class:`~edgeops.api.fleetrollout.AnalysisMetric` into one
 :class:`~edgeops.policy.rollout.Measurement`:
