@@ -214,6 +214,8 @@ def test_the_interval_rate_limits_measurements() -> None:
     assert drift.seconds_until_due(TRIGGER, m.summary, 3, NOW + timedelta(seconds=20)) == 40
     assert drift.seconds_until_due(TRIGGER, m.summary, 4, NOW) == 0
     assert drift.window_seconds(TRIGGER) == 600
+    by_hand = DriftSummary(psi=0.6, measured_at="2026-11-01T12:00:00Z")
+    assert drift.seconds_until_due(TRIGGER, by_hand, 3, NOW + timedelta(seconds=30)) == 30
 
 
 def test_verdict_changes_make_events_and_repeats_do_not() -> None:

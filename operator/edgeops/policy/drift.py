@@ -68,8 +68,11 @@ def seconds_until_due(
     trigger: DriftTrigger, previous: DriftSummary | None, version: int, now: datetime
 ) -> float:
     """Seconds until the next measurement of ``version`` is due: 0 when never measured,
-    measured for another version, or ``interval`` has passed since ``measuredAt``."""
-    if previous is None or not previous.measured_at or previous.version != version:
+    measured for another version, or ``interval`` has passed since ``measuredAt``. A
+    summary written by hand (no ``version``) also stands for ``interval``."""
+    if previous is None or not previous.measured_at:
+        return 0.0
+    if previous.version is not None and previous.version != version:
         return 0.0
     due = datetime.fromisoformat(previous.measured_at) + parse_duration(trigger.interval)
     return max((due - now).total_seconds(), 0.0)
