@@ -222,6 +222,10 @@ class Reason:
     DRIFT_DETECTED: Final = "DriftDetected"
     NO_DRIFT: Final = "NoDrift"
     INSUFFICIENT_DATA: Final = "InsufficientData"
+    #: the drift monitor got no answer (Prometheus unreachable, profile unreadable).
+    DRIFT_MEASUREMENT_FAILED: Final = "DriftMeasurementFailed"
+    #: the version the fleet runs has no reference profile: data drift cannot be measured.
+    NO_REFERENCE_PROFILE: Final = "NoReferenceProfile"
     RETRAIN_TRIGGERED: Final = "RetrainTriggered"
     MAX_CONCURRENT_RUNS: Final = "MaxConcurrentRuns"
     TRAINING_FAILED: Final = "TrainingFailed"

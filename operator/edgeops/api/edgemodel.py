@@ -130,26 +130,91 @@ class Gates(ApiModel):
     )
 
 
+DriftMethod = Literal["psi", "js", "ks", "wasserstein"]
+DriftVerdict = Literal["Drift", "NoDrift", "Inconclusive", "Error"]
+_FIXED_METHOD = "spec.retrain.onDrift: thresholds Fixed needs method psi or js"
+
+
 class DriftTrigger(ApiModel):
-    """Retrain when fleet telemetry drifts from the training reference."""
+    """Retrain when fleet telemetry drifts from the training reference.
+
+    Every ``interval`` the operator sums the fleet's per-feature bin counts over ``window``
+    (Prometheus) for the version the fleet runs and compares them with that version's
+    reference profile: per feature ``method``'s statistic against a threshold calibrated
+    on the reference data for the window's sample size (a bootstrap p-value at level
+    ``alpha / features``, Bonferroni) and at least ``minEffect``; or, with ``thresholds:
+    Fixed``, against ``psiThreshold`` / ``jsThreshold``. Labelled feedback gives the
+    concept-drift verdict against the version's test accuracy."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.thresholds) || self.thresholds != 'Fixed' || "
+                "!has(self.method) || self.method in ['psi', 'js']",
+                _FIXED_METHOD,
+            )
+        )
+    )
 
     enabled: bool = Field(False, description="Whether drift triggers retraining.")
+    method: DriftMethod = Field(
+        "psi",
+        description="Per-feature statistic: psi, js (Jensen-Shannon distance, log base 2), "
+        "ks (binned Kolmogorov-Smirnov) or wasserstein (in reference standard deviations). "
+        "Categorical features use js for ks and wasserstein.",
+    )
+    thresholds: Literal["Calibrated", "Fixed"] = Field(
+        "Calibrated",
+        description="Calibrated: bootstrap threshold on the reference data at level "
+        "alpha/features plus minEffect. Fixed: psiThreshold or jsThreshold (method psi or js).",
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="Probability of a false alarm per measurement over all features "
+        "(Bonferroni), also the level of the concept-drift test.",
+    )
+    min_effect: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Smallest statistic that counts as drift, however significant. Absent: "
+        "0.1 for every method.",
+    )
     psi_threshold: float = Field(
-        0.2, gt=0, le=10, description="Population Stability Index above which data drifted."
+        0.2,
+        gt=0,
+        le=10,
+        description="Fixed thresholds only: Population Stability Index above which data drifted.",
     )
     js_threshold: float = Field(
-        0.1, gt=0, le=1, description="Jensen-Shannon distance above which data drifted."
+        0.1,
+        gt=0,
+        le=1,
+        description="Fixed thresholds only: Jensen-Shannon distance above which data drifted.",
     )
     accuracy_drop_threshold: float = Field(
         0.05,
         ge=0,
         le=1,
-        description="Accuracy drop on labelled feedback above which the concept drifted.",
+        description="Accuracy drop on labelled feedback (against the version's test "
+        "accuracy) above which the concept drifted, when significant at alpha.",
     )
     window: Duration = Field("1h", description="Telemetry window compared with the reference.")
+    interval: Duration = Field("5m", description="Time between two measurements.")
     min_samples: int = Field(
-        500, ge=1, le=100000000, description="Fewer samples in the window: no verdict."
+        500,
+        ge=1,
+        le=100000000,
+        description="Fewer samples in the window (per feature, or feedback): Inconclusive.",
     )
+
+    @model_validator(mode="after")
+    def _fixed_method(self) -> DriftTrigger:
+        if self.thresholds == "Fixed" and self.method not in ("psi", "js"):
+            raise ValueError(_FIXED_METHOD)
+        return self
 
 
 class RetrainPolicy(ApiModel):
@@ -340,8 +405,25 @@ class ModelVersion(StatusModel):
     reason: str | None = Field(None, max_length=1024, description="Why it is in this state.")
 
 
+class FeatureDrift(StatusModel):
+    """One feature's drift measurement: the statistic, what it was compared with, and why."""
+
+    feature: str = Field(max_length=128, description="Feature name (reference profile).")
+    method: DriftMethod = Field(description="Statistic used.")
+    verdict: Literal["Drift", "NoDrift", "Inconclusive"] = Field(description="Verdict.")
+    statistic: float | None = Field(None, description="Measured statistic.")
+    threshold: float | None = Field(
+        None, description="Threshold it was compared with (calibrated or fixed)."
+    )
+    p_value: float | None = Field(
+        None, ge=0, le=1, description="Bootstrap p-value under the calibrated null."
+    )
+    samples: int = Field(0, ge=0, description="Live samples in the window (missing included).")
+    reason: str = Field("", max_length=512, description="The verdict in words with numbers.")
+
+
 class DriftSummary(StatusModel):
-    """Latest drift measurement of the fleet against the current version's reference."""
+    """Latest drift measurement of the fleet against the reference of the version it runs."""
 
     psi: float | None = Field(None, ge=0, description="Largest per-feature PSI.")
     js: float | None = Field(None, ge=0, le=1, description="Largest Jensen-Shannon distance.")
@@ -352,6 +434,40 @@ class DriftSummary(StatusModel):
     samples: int | None = Field(None, ge=0, description="Samples in the window.")
     window: Duration | None = Field(None, description="Window measured.")
     measured_at: Timestamp | None = Field(None, description="When it was measured.")
+    version: int | None = Field(None, ge=1, description="Model version measured.")
+    verdict: DriftVerdict | None = Field(
+        None,
+        description="Data drift: Drift, NoDrift, Inconclusive (too few samples, empty, NaN) "
+        "or Error (Prometheus or the profile unavailable). Absent: written by hand, judged "
+        "by the fixed PSI/JS thresholds.",
+    )
+    reason: str | None = Field(None, max_length=1024, description="Data verdict with numbers.")
+    worst_feature: str | None = Field(
+        None, max_length=128, description="Drifting feature with the smallest p-value."
+    )
+    alpha: float | None = Field(None, description="Level over all features.")
+    features: list[FeatureDrift] = Field(
+        default_factory=list, max_length=256, description="Per-feature measurements."
+    )
+    drift_since: Timestamp | None = Field(
+        None,
+        description="First measurement of the data drift that still stands (Inconclusive "
+        "and Error keep it; NoDrift clears it).",
+    )
+    concept_verdict: DriftVerdict | None = Field(None, description="Concept drift verdict.")
+    concept_reason: str | None = Field(
+        None, max_length=1024, description="Concept verdict with numbers."
+    )
+    feedback_samples: int | None = Field(None, ge=0, description="Labelled feedback counted.")
+    test_accuracy: float | None = Field(
+        None, ge=0, le=1, description="The version's test accuracy compared with."
+    )
+    concept_p_value: float | None = Field(
+        None, ge=0, le=1, description="One-sided p-value of the accuracy drop."
+    )
+    concept_drift_since: Timestamp | None = Field(
+        None, description="First measurement of the concept drift that still stands."
+    )
 
 
 class TriggerState(StatusModel):

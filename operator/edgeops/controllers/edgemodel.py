@@ -4,8 +4,10 @@
 (`edgeops.controllers.reconciler`), woken when the model, one of its TrainingRuns, its
 Dataset or its InferenceService changes (read from watch indexes, no API call). Each pass:
 register the TrainingRuns that finished (gates -> sign -> version N), handle a
-promote/rollback request, evaluate the retraining triggers (at most one new run), keep the
-InferenceService on the current version, then write only the status keys that changed.
+promote/rollback request, measure drift when due (`edgeops.controllers.drift_monitor`:
+status.drift, DataDrift, ConceptDrift), evaluate the retraining triggers (at most one new
+run), keep the InferenceService on the current version, then write only the status keys
+that changed.
 Decisions are pure functions in `edgeops.policy`.
 """
 
@@ -46,7 +48,7 @@ from edgeops.api.edgemodel import (
     TriggerState,
 )
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunStatus
-from edgeops.controllers import bundles, events, reconciler
+from edgeops.controllers import bundles, drift_monitor, events, reconciler
 from edgeops.controllers.serving import reconcile_serving
 from edgeops.controllers.signing_key import publish_public_key
 from edgeops.controllers.storage import artifact_store
@@ -120,6 +122,8 @@ class Tick:
     observed: Observed = field(default_factory=lambda: Observed([], None, None))
     #: seconds until a pending trigger becomes due (cooldown, cron), if any.
     requeue: float | None = None
+    #: whether the drift monitor measured in this pass (only then is status.drift written).
+    drift_measured: bool = False
 
     def retry_in(self, seconds: float) -> None:
         """Asks to run again within ``seconds`` (something failed that may heal)."""
@@ -226,6 +230,7 @@ def _reconcile(
         )
         tick.retry_in(STORAGE_RETRY_SECONDS)
     _handle_promote_request(tick, meta)
+    _measure_drift(tick)
     active = [r for r in runs if (r.get("status") or {}).get("phase") not in FINISHED]
     started: list[dict[str, Any]] = []
     try:
@@ -270,8 +275,42 @@ def _reconcile(
     _ready(tick, [*active, *started])
     if failure is not None:
         tick.conditions[ConditionType.READY] = ("False", failure_reason, failure)
-    _write(patch, old, tick.status, meta.get("generation"), now, tick.conditions)
+    _write(
+        patch, old, tick.status, meta.get("generation"), now, tick.conditions,
+        drift=tick.drift_measured,
+    )  # fmt: skip
     return tick.requeue
+
+
+def _measure_drift(tick: Tick) -> None:
+    """The drift monitor (:mod:`edgeops.controllers.drift_monitor`) for the version the
+    fleet runs: a due measurement replaces status.drift, sets DataDrift and ConceptDrift,
+    emits an Event per verdict that changed, and requeues at the next due time. A failure
+    here is a condition, never a failed reconcile."""
+    number = tick.status.fleet_version or tick.status.current_version
+    version = registry.find(tick.status, number) if number else None
+    try:
+        outcome = drift_monitor.monitor(
+            tick.spec.retrain.on_drift, tick.namespace, tick.name, version,
+            tick.status.drift, tick.now,
+        )  # fmt: skip
+    except Exception as error:
+        log.exception("edgemodel %s/%s: drift monitor failed", tick.namespace, tick.name)
+        tick.conditions[ConditionType.DATA_DRIFT] = (
+            "Unknown",
+            Reason.DRIFT_MEASUREMENT_FAILED,
+            f"drift monitor failed: {type(error).__name__}: {error}",
+        )
+        tick.retry_in(FAILURE_RETRY_SECONDS)
+        return
+    tick.conditions.update(outcome.conditions)
+    if outcome.summary is not None:
+        tick.status.drift = outcome.summary
+        tick.drift_measured = True
+    for warn, reason, message in outcome.events:
+        (events.warning if warn else events.normal)(tick.body, reason, message)
+    if outcome.requeue is not None:
+        tick.retry_in(max(outcome.requeue, 1.0))
 
 
 def _record_fleet(tick: Tick) -> None:
@@ -634,8 +673,12 @@ def _write(
     generation: int | None,
     now: dt.datetime,
     updates: Verdicts,
+    *,
+    drift: bool = False,
 ) -> None:
-    """Patches only the keys that changed, so an idle model costs no API writes."""
+    """Patches only the keys that changed, so an idle model costs no API writes.
+    ``status.drift`` only when ``drift`` (the monitor measured in this pass): otherwise a
+    summary written by hand meanwhile would be overwritten with the stale one read."""
     conditions = update_conditions(
         old.get("conditions"), updates, generation, now, ensure=CONDITION_TYPES
     )
@@ -644,7 +687,7 @@ def _write(
     new["observedGeneration"] = generation
     # An unchanged condition must not count as a change: its list was rebuilt above.
     for key in set(new) | set(old):
-        if key == "drift":
-            continue  # written by the fleet monitor (or a test), never by this controller
+        if key == "drift" and not drift:
+            continue
         if new.get(key) != old.get(key):
             patch.status[key] = new.get(key)

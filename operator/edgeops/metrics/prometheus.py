@@ -1,4 +1,9 @@
-"""Prometheus HTTP API queries for FleetRollout analysis.
+"""Prometheus HTTP API queries for FleetRollout analysis and the drift monitor.
+
+The drift monitor (:func:`fleet_counts`) runs two instant queries per model and
+measurement: the per-feature bin counts of the version the fleet runs, ``sum by (feature,
+bin) (increase(...[window]))`` over all cohorts and gateway replicas, and the labelled
+feedback ``sum by (outcome)``; a failure is the counts' ``error`` (verdict Error).
 
 :func:`measure` turns one :class:`~edgeops.api.fleetrollout.AnalysisMetric` into one
 :class:`~edgeops.policy.rollout.Measurement`:
@@ -29,7 +34,12 @@ from typing import Any, Final
 import httpx
 
 from edgeops.api.fleetrollout import AnalysisMetric
-from edgeops.metrics.fleet import INFERENCES_TOTAL
+from edgeops.metrics.fleet import (
+    FEATURE_OBSERVATIONS_TOTAL,
+    FEEDBACK_TOTAL,
+    INFERENCES_TOTAL,
+)
+from edgeops.policy.drift import FleetCounts
 from edgeops.policy.rollout import Measurement, evaluate_value
 
 #: ``{{ name }}`` placeholders of analysis queries.
@@ -90,6 +100,25 @@ class Prometheus:
     def value(self, query: str, at: datetime | None = None) -> float | None:
         """The one number ``query`` returns: None for an empty vector, NaN as NaN.
         Raises :class:`PrometheusError` for every other outcome."""
+        return _one_value(self._data(query, at))
+
+    def vector(self, query: str, at: datetime | None = None) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant vector ``query`` returns, as (labels, value) pairs
+        (NaN kept as NaN; empty list for an empty vector). Raises :class:`PrometheusError`
+        when there is no answer or the answer is not a vector."""
+        data = self._data(query, at)
+        if not isinstance(data, Mapping) or data.get("resultType") != "vector":
+            kind = data.get("resultType") if isinstance(data, Mapping) else None
+            raise PrometheusError(f"the query returned a {kind}; expected a vector")
+        try:
+            return [
+                ({str(k): str(v) for k, v in r["metric"].items()}, float(r["value"][1]))
+                for r in data.get("result") or []
+            ]
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError) as error:
+            raise PrometheusError(f"unreadable Prometheus result: {error}") from error
+
+    def _data(self, query: str, at: datetime | None) -> Any:
         if not self.base_url:
             raise PrometheusError("no Prometheus URL is configured (EDGEOPS_PROMETHEUS_URL)")
         params: dict[str, str] = {"query": query}
@@ -121,7 +150,7 @@ class Prometheus:
             raise PrometheusError(
                 f"Prometheus answered HTTP {response.status_code}: {detail}"[:_MAX_ERROR]
             )
-        return _one_value(body.get("data"))
+        return body.get("data")
 
 
 def _one_value(data: Any) -> float | None:
@@ -169,3 +198,45 @@ def measure(
     if value is not None and not math.isfinite(value):
         value = None  # status is JSON: NaN and infinities are shown as "no value"
     return Measurement(metric.name, query, value, count, verdict, message, now)
+
+
+# --- drift monitor ------------------------------------------------------------------------
+
+
+def feature_query(namespace: str, model: str, version: int, window_seconds: int) -> str:
+    """Per-feature bin counts of one model version over the window, all cohorts and gateway
+    replicas summed: one query for every feature of the model."""
+    selector = f'namespace="{namespace}",model="{model}",version="{version}"'
+    return (
+        f"sum by (feature, bin) (increase({FEATURE_OBSERVATIONS_TOTAL}"
+        f"{{{selector}}}[{window_seconds}s]))"
+    )
+
+
+def feedback_query(namespace: str, model: str, version: int, window_seconds: int) -> str:
+    """Labelled feedback of one model version over the window, by outcome."""
+    selector = f'namespace="{namespace}",model="{model}",version="{version}"'
+    return f"sum by (outcome) (increase({FEEDBACK_TOTAL}{{{selector}}}[{window_seconds}s]))"
+
+
+def fleet_counts(
+    prometheus: Prometheus,
+    namespace: str,
+    model: str,
+    version: int,
+    window_seconds: int,
+    now: datetime,
+) -> FleetCounts:
+    """The two drift queries at ``now`` as :class:`~edgeops.policy.drift.FleetCounts`.
+    Never raises for Prometheus failures: they are the counts' ``error``."""
+    try:
+        bins = prometheus.vector(feature_query(namespace, model, version, window_seconds), now)
+        outcomes = prometheus.vector(feedback_query(namespace, model, version, window_seconds), now)
+    except PrometheusError as error:
+        return FleetCounts(error=str(error))
+    features: dict[str, dict[str, float]] = {}
+    for labels, count in bins:
+        if "feature" in labels and "bin" in labels:
+            features.setdefault(labels["feature"], {})[labels["bin"]] = count
+    feedback = {labels["outcome"]: count for labels, count in outcomes if "outcome" in labels}
+    return FleetCounts(features, feedback)

@@ -217,6 +217,10 @@ def _drift_signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -
         return []
     if drift.measured_at == state.drift_measured_at:
         return []  # this measurement already started a run
+    if drift.verdict is not None or drift.concept_verdict is not None:
+        return _measured_signals(drift)
+    # A summary without verdicts (written by hand or by an older monitor): the fixed
+    # PSI/JS thresholds of the policy decide, as before.
     if drift.samples is not None and drift.samples < trigger.min_samples:
         return []  # too little telemetry is no evidence either way
     found: list[Signal] = []
@@ -237,6 +241,19 @@ def _drift_signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -
                     f"drop {drop:.3f} > {trigger.accuracy_drop_threshold:g}",
                 )
             )
+    return found
+
+
+def _measured_signals(drift: DriftSummary) -> list[Signal]:
+    """Signals from the drift monitor's verdicts (:mod:`edgeops.policy.drift`): Drift only.
+    Inconclusive and Error are no evidence either way and never start a run."""
+    found: list[Signal] = []
+    if drift.verdict == "Drift":
+        found.append(Signal("Drift", f"v{drift.version}: {drift.reason or 'data drift'}"[:300]))
+    if drift.concept_verdict == "Drift":
+        found.append(
+            Signal("Accuracy", f"v{drift.version}: {drift.concept_reason or 'concept drift'}"[:300])
+        )
     return found
 
 
