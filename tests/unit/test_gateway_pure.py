@@ -435,3 +435,25 @@ def test_admitted_buckets_limit_the_cohort_while_a_step_ramps() -> None:
     }  # fmt: skip
     view = rollout_view(obj)
     assert view is not None and (view.admitted, view.percent, view.stable_version) == (500, 50, 1)
+
+
+def test_a_device_enrolled_again_under_its_name_starts_a_new_sequence() -> None:
+    from edgeops.gateway.context import ApiError, Gateway
+    from edgeops.settings import GatewaySettings
+
+    def no_store() -> Any:
+        raise AssertionError("S3 is not needed here")
+
+    gw = Gateway(GatewaySettings(), no_store)
+    first = {"metadata": {"namespace": "plant", "name": "cam-1", "uid": "u1"}}
+    gw.take_sequence(first, 31)
+    with pytest.raises(ApiError) as refused:
+        gw.take_sequence(first, 31)
+    assert (refused.value.status, refused.value.reason) == (409, "StaleSequence")
+    # The Device was deleted and enrolled again: a new UID, a new counter from 0.
+    again = {"metadata": {"namespace": "plant", "name": "cam-1", "uid": "u2"}}
+    gw.take_sequence(again, 0)
+    # The stored status.sequence still bounds a replica that has seen nothing.
+    stored = {**again, "status": {"sequence": 7}}
+    with pytest.raises(ApiError):
+        Gateway(GatewaySettings(), no_store).take_sequence(stored, 7)

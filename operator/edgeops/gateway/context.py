@@ -258,7 +258,7 @@ class Gateway:
         self.enroll_failures = RateLimiter(config.gateway_enrollments_per_minute)
         #: Uploaded sample rows per device (the sampling policy's maxRowsPerHour).
         self.rows = RowBudget()
-        self._sequences: dict[tuple[str, str], int] = {}
+        self._sequences: dict[tuple[str, str, str], int] = {}
         self._seq_lock = threading.Lock()
         # Per app, not prometheus_client's global registry: several apps (tests, replicas
         # in one process) must not collide or share counts.
@@ -414,10 +414,13 @@ class Gateway:
         if enrollment_state(device.get("spec") or {}) != "Approved":
             raise ApiError(403, "DevicePending", "the device is not approved yet")
 
-    def take_sequence(self, namespace: str, name: str, sequence: int, stored: int = -1) -> None:
-        """Accepts ``sequence`` if it exceeds every one seen for the device (in this replica
-        and ``stored`` in its status); 409 ``StaleSequence`` otherwise."""
-        key = (namespace, name)
+    def take_sequence(self, device: dict[str, Any], sequence: int) -> None:
+        """Accepts ``sequence`` if it exceeds every one seen for this Device (in this replica,
+        and ``status.sequence``); 409 ``StaleSequence`` otherwise. Keyed by the Device's UID
+        too: a Device deleted and enrolled again under the same name starts afresh."""
+        meta = device.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
+        stored = int((device.get("status") or {}).get("sequence", -1))
         with self._seq_lock:
             last = max(self._sequences.get(key, -1), stored)
             if sequence <= last:

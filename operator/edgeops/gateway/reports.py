@@ -54,7 +54,7 @@ def router(gw: Gateway) -> APIRouter:
         if device is None:
             raise ApiError(404, "UnknownDevice", "the device was deleted")
         status = device.get("status") or {}
-        gw.take_sequence(namespace, name, req.sequence, int(status.get("sequence", -1)))
+        gw.take_sequence(device, req.sequence)
         now = gw.wall_clock()
         wanted: dict[str, Any] = {}
         if req.agent_version is not None:

@@ -138,8 +138,7 @@ def router(gw: Gateway) -> APIRouter:
         device = await gw.signed_device(request, namespace, name, body)
         gw.approved_device(device)
         upload = parse_body(SampleUpload, body)
-        stored = int((device.get("status") or {}).get("sequence", -1))
-        gw.take_sequence(namespace, name, upload.sequence, stored)
+        gw.take_sequence(device, upload.sequence)
         answer = await run_in_threadpool(store_upload, gw, namespace, name, device, upload)
         return JSONResponse(answer)
 

@@ -56,8 +56,7 @@ def accept(
         reference.check(report)
     except ReportMismatchError as exc:
         raise ApiError(422, exc.reason, str(exc)) from None
-    stored = int((device.get("status") or {}).get("sequence", -1))
-    gw.take_sequence(namespace, name, report.sequence, stored)
+    gw.take_sequence(device, report.sequence)
     cohort = choice.cohort if report.version == choice.version else "stable"
     key = SeriesKey(namespace, report.model, str(report.version), cohort)
     gw.telemetry.add(key, report, reference)
