@@ -96,6 +96,16 @@ def enrollment_state(spec: dict[str, Any]) -> str:
     )
 
 
+def refuse_if_ended(device: dict[str, Any]) -> None:
+    """403 ``DeviceRevoked`` for a decommissioned Device, ``DeviceRejected`` for one whose
+    enrollment was rejected: the gateway serves neither, whatever the request."""
+    state = enrollment_state(device.get("spec") or {})
+    if state == "Revoked":
+        raise ApiError(403, "DeviceRevoked", "the device is decommissioned")
+    if state == "Rejected":
+        raise ApiError(403, "DeviceRejected", "the device's enrollment was rejected")
+
+
 @functools.lru_cache(maxsize=4096)
 def public_key_of(text: str) -> Ed25519PublicKey:
     """An Ed25519 public key from base64 of its 32 raw bytes, or PEM. Raises ``ValueError``
@@ -360,11 +370,7 @@ class Gateway:
         verified = self.authenticate(request, body, keys, parsed)
         if (key_ns, key_name) != (namespace, name):
             raise ApiError(403, "WrongDevice", f"{keyid} may only act for itself")
-        state = enrollment_state(signer.get("spec") or {})
-        if state == "Revoked":
-            raise ApiError(403, "DeviceRevoked", "the device is decommissioned")
-        if state == "Rejected":
-            raise ApiError(403, "DeviceRejected", "the device's enrollment was rejected")
+        refuse_if_ended(signer)
         if upcoming is not None and keys[verified.key] is upcoming:
             signer = await run_in_threadpool(self.promote_key, key_ns, key_name, upcoming)
         return signer

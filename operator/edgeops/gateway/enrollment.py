@@ -30,6 +30,7 @@ from edgeops.gateway.context import (
     parse_body,
     public_key_of,
     raw_public_key,
+    refuse_if_ended,
 )
 from edgeops.gateway.tokens import TokenError, TokenGrant, check_token, secret_name
 from edgeops.k8s import fleet
@@ -91,11 +92,7 @@ def _enroll(gw: Gateway, req: EnrollRequest, key: Ed25519PublicKey) -> Response:
         raw = raw_public_key(key)
         if identity and not any(raw_public_key(k) == raw for k in device_keys(existing)):
             raise ApiError(403, "KeyMismatch", "the device exists with another public key")
-        state = enrollment_state(spec)
-        if state == "Revoked":
-            raise ApiError(403, "DeviceRevoked", "the device is decommissioned")
-        if state == "Rejected":
-            raise ApiError(403, "DeviceRejected", "the device's enrollment was rejected")
+        refuse_if_ended(existing)
     grant = _use_token(req, secret, now)
     raw = raw_public_key(key)
     identity = {
