@@ -542,6 +542,57 @@ def lineage(
     console.print(table)
 
 
+@app.command("report")
+def report(
+    model: Annotated[str, typer.Argument(help="EdgeModel name.")],
+    namespace: NamespaceOpt = "default",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Directory for index.html and its PNGs (default: report-MODEL)."
+        ),
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="How far back the plots go, as a Go duration (30m, 6h, 48h).")
+    ] = "6h",
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Prometheus base URL (default: EDGEOPS_PROMETHEUS_URL).",
+            envvar="EDGEOPS_PROMETHEUS_URL",
+        ),
+    ] = None,
+) -> None:
+    """Write an HTML report of MODEL with PNG plots: drift per feature over time with its
+    thresholds, fleet traffic by version, rollout progress per step, versions with their
+    lineage (run, trigger, dataset version, gates, signature), devices and Events."""
+    from datetime import UTC, datetime
+
+    from edgeops.metrics.prometheus import Prometheus
+    from edgeops.policy.cron import parse_duration
+    from edgeops.report.gather import ModelNotFoundError, gather
+    from edgeops.report.write import write_report
+    from edgeops.settings import settings
+
+    try:
+        seconds = parse_duration(since).total_seconds()
+        if seconds <= 0:
+            raise ValueError(f"{since!r} is not a positive duration")
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from error
+    config = settings()
+    client = Prometheus(prometheus_url or config.prometheus_url, config.prometheus_timeout_seconds)
+    try:
+        data = gather(namespace, model, seconds, client, datetime.now(UTC))
+    except (ModelNotFoundError, ValueError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from error
+    for problem in data.problems:
+        console.print(f"[yellow]warning:[/] {problem}")
+    index = write_report(data, output or Path(f"report-{model}"))
+    typer.echo(str(index))
+
+
 # --- FleetRollouts (every command is a spec change: kubectl or Git can do the same) --------
 
 RolloutArg = Annotated[str, typer.Argument(help="FleetRollout name.")]

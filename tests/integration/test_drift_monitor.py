@@ -7,9 +7,14 @@ retraining signal."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +26,7 @@ from edgeops.api.edgemodel import Target
 from edgeops.drift import numeric_entry
 from edgeops.signing import generate_key
 from tests.conftest import Cluster, condition, wait_for
-from tests.integration.gateway_client import Device, gateway_process, publish_version
+from tests.integration.gateway_client import Device, cli, gateway_process, publish_version
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +217,55 @@ def test_matching_telemetry_is_no_drift_then_a_shift_is_drift(
         ]  # fmt: skip
 
     wait_for(pending, 30, "the Drift signal waiting for a dataset version")
+
+
+def _prometheus(cluster: Cluster, query: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        cluster.env["EDGEOPS_PROMETHEUS_URL"] + "/api/v1/query", params={"query": query}
+    )
+    response.raise_for_status()
+    return list(response.json()["data"]["result"])
+
+
+def test_the_drift_series_reach_prometheus_and_the_report_plots_them(
+    cluster: Cluster, fleet: tuple[str, Sender], tmp_path: Path
+) -> None:
+    """Runs after the shift above: the operator exports the measurement as
+    edgeops_model_drift_* series, Prometheus scrapes them, and `edgeops report` draws them
+    next to the last measurement, the versions and the Events."""
+    ns, _ = fleet
+    selector = f'{{namespace="{ns}",model="{MODEL_NAME}"}}'
+    detected = wait_for(
+        lambda: _prometheus(cluster, f'edgeops_model_drift_detected{selector[:-1]},type="data"}}'),
+        60, "edgeops_model_drift_detected in Prometheus", interval=2,
+    )  # fmt: skip
+    assert float(detected[0]["value"][1]) == 1.0
+    statistic = _prometheus(cluster, f"edgeops_model_drift_statistic{selector}")
+    threshold = _prometheus(cluster, f"edgeops_model_drift_threshold{selector}")
+    by_feature = {s["metric"]["feature"]: float(s["value"][1]) for s in statistic}
+    limits = {s["metric"]["feature"]: float(s["value"][1]) for s in threshold}
+    assert set(by_feature) == {"temp", "hum"} and by_feature["temp"] > limits["temp"]
+    assert {s["metric"]["version"] for s in statistic} == {"1"}
+
+    out = tmp_path / "report"
+    index = cli(cluster, "report", MODEL_NAME, "-n", ns, "--since", "10m", "--output", str(out))
+    assert Path(index) == out / "index.html"
+    html = (out / "index.html").read_text()
+    pngs = {p.name for p in out.glob("*.png")}
+    assert {"drift-over-time.png", "drift-last.png", "traffic.png"} <= pngs, pngs
+    for name in pngs:
+        assert (out / name).read_bytes().startswith(b"\x89PNG") and f'src="{name}"' in html
+    # The last measurement's row for temp (the monitor measures every 3 s, so the numbers
+    # are the page's own): the shift is still on, so its statistic is above its threshold.
+    row = re.search(r"<td>temp</td><td>(\w+)</td><td>([\d.e+-]+)</td>\s*<td>([\d.e+-]+)</td>", html)
+    assert row is not None, html
+    assert float(row[2]) > float(row[3])
+    assert "DriftDetected" in html and "could not be read" not in html
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "edgeops", "report", "absent", "-n", ns, "--output", str(out)],
+        env={**os.environ, **cluster.env, "KUBECONFIG": cluster.kubeconfig},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert f"EdgeModel {ns}/absent not found" in missing.stderr

@@ -35,6 +35,7 @@ from edgeops.api.constants import (
     GROUP,
     TRAINING_RUN,
     TRAINING_RUNS,
+    VERSION,
     Annotations,
     ConditionType,
     Labels,
@@ -54,6 +55,7 @@ from edgeops.controllers.signing_key import publish_public_key
 from edgeops.controllers.storage import artifact_store
 from edgeops.controllers.watches import Key, first, items
 from edgeops.k8s import apply, custom
+from edgeops.metrics import drift as drift_metrics
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import gates, promotion, registry, retrain
 from edgeops.settings import settings
@@ -138,6 +140,14 @@ class Tick:
         if self.status.triggers is None:
             self.status.triggers = TriggerState()
         return self.status.triggers
+
+
+@kopf.on.delete(GROUP, VERSION, EDGE_MODELS, optional=True, id="edgemodel-drift-series")
+def forget_drift_series(name: str, namespace: str | None, **_: Any) -> None:
+    """A deleted model's drift series leave /metrics (no finalizer: best effort on the
+    deletion event; a restarted operator never publishes them again)."""
+    if namespace is not None:
+        drift_metrics.publish(namespace, name, None)
 
 
 @reconciler.controller(EDGE_MODELS, EDGE_MODEL, gather=_gather)
@@ -231,6 +241,9 @@ def _reconcile(
         tick.retry_in(STORAGE_RETRY_SECONDS)
     _handle_promote_request(tick, meta)
     _measure_drift(tick)
+    drift_metrics.publish(
+        tick.namespace, tick.name, tick.status.drift if tick.spec.retrain.on_drift.enabled else None
+    )
     active = [r for r in runs if (r.get("status") or {}).get("phase") not in FINISHED]
     started: list[dict[str, Any]] = []
     try:

@@ -53,3 +53,19 @@ def bump(namespace: str, name: str, count: int, at: dt.datetime) -> None:
     client.CoreV1Api(api_client()).patch_namespaced_event(
         name, namespace, {"count": count, "lastTimestamp": _time(at)}
     )
+
+
+def involving(namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    """The Events about object ``kind``/``name`` in ``namespace`` (field selector on
+    ``involvedObject``), as plain JSON-shaped dicts, newest ``lastTimestamp`` first.
+    Raises ApiException."""
+    core = client.CoreV1Api(api_client())
+    listed = core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}"
+    )
+    items = [api_client().sanitize_for_serialization(e) for e in listed.items]
+    return sorted(
+        items,
+        key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+        reverse=True,
+    )

@@ -45,3 +45,28 @@ BUILD_INFO.info({"version": __version__, "python_version": platform.python_versi
 def serve(port: int, address: str = "127.0.0.1") -> None:
     """Starts the /metrics endpoint in a background thread."""
     start_http_server(port, addr=address)
+
+
+MODEL_DRIFT_DETECTED = Gauge(
+    "edgeops_model_drift_detected",
+    "1 while the last drift measurement of a model's fleet version says Drift, 0 while it "
+    "says NoDrift, by type (data, concept); absent while Inconclusive, failed or not measured.",
+    ["namespace", "model", "type"],
+)
+MODEL_DRIFT_STATISTIC = Gauge(
+    "edgeops_model_drift_statistic",
+    "The last measured drift statistic of one feature of a model's fleet version (the "
+    "method's own scale: PSI, Jensen-Shannon distance, KS or Wasserstein distance).",
+    ["namespace", "model", "version", "feature", "method"],
+)
+MODEL_DRIFT_THRESHOLD = Gauge(
+    "edgeops_model_drift_threshold",
+    "The threshold the feature's last drift statistic was compared with (calibrated for the "
+    "window's sample count, or the fixed one the spec sets).",
+    ["namespace", "model", "version", "feature", "method"],
+)
+MODEL_DRIFT_MEASURED = Gauge(
+    "edgeops_model_drift_last_measurement_timestamp_seconds",
+    "Unix time of the last drift measurement of a model's fleet version.",
+    ["namespace", "model"],
+)

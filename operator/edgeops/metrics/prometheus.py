@@ -118,21 +118,48 @@ class Prometheus:
         except (TypeError, KeyError, IndexError, ValueError, AttributeError) as error:
             raise PrometheusError(f"unreadable Prometheus result: {error}") from error
 
+    def matrix(
+        self, query: str, start: datetime, end: datetime, step_seconds: float
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """Every series of a range query (``/api/v1/query_range``) as (labels, points),
+        each point (Unix seconds, value), NaN kept as NaN. Raises :class:`PrometheusError`
+        when there is no answer or the answer is not a matrix."""
+        params = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step_seconds:g}",
+        }
+        data = self._get("query_range", params)
+        if not isinstance(data, Mapping) or data.get("resultType") != "matrix":
+            kind = data.get("resultType") if isinstance(data, Mapping) else None
+            raise PrometheusError(f"the range query returned a {kind}; expected a matrix")
+        try:
+            return [
+                (
+                    {str(k): str(v) for k, v in r["metric"].items()},
+                    [(float(t), float(v)) for t, v in r["values"]],
+                )
+                for r in data.get("result") or []
+            ]
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError) as error:
+            raise PrometheusError(f"unreadable Prometheus result: {error}") from error
+
     def _data(self, query: str, at: datetime | None) -> Any:
-        if not self.base_url:
-            raise PrometheusError("no Prometheus URL is configured (EDGEOPS_PROMETHEUS_URL)")
         params: dict[str, str] = {"query": query}
         if at is not None:
             params["time"] = f"{at.timestamp():.3f}"
+        return self._get("query", params)
+
+    def _get(self, endpoint: str, params: dict[str, str]) -> Any:
+        if not self.base_url:
+            raise PrometheusError("no Prometheus URL is configured (EDGEOPS_PROMETHEUS_URL)")
+        url = f"{self.base_url}/api/v1/{endpoint}"
         try:
             if self._client is not None:
-                response = self._client.get(
-                    f"{self.base_url}/api/v1/query", params=params, timeout=self.timeout
-                )
+                response = self._client.get(url, params=params, timeout=self.timeout)
             else:
-                response = httpx.get(
-                    f"{self.base_url}/api/v1/query", params=params, timeout=self.timeout
-                )
+                response = httpx.get(url, params=params, timeout=self.timeout)
         except httpx.HTTPError as error:
             raise PrometheusError(
                 f"Prometheus unreachable: {type(error).__name__}: {error}"[:_MAX_ERROR]
