@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgeops.api.trainingrun import TrainingRunSpec
 from edgeops.devcluster import processes
+from edgeops.policy import training
 from edgeops.training.data import load_version
 from edgeops.training.exports import run_tflite
 from tests.conftest import Cluster, condition, wait_for
@@ -21,6 +23,13 @@ from tests.conftest import Cluster, condition, wait_for
 pytestmark = pytest.mark.integration
 tf = pytest.importorskip("tensorflow", reason="the train extra is needed to check the exports")
 ort = pytest.importorskip("onnxruntime")
+
+
+#: Labels making the API server's PodSecurity admission enforce ``restricted``.
+RESTRICTED = (
+    "pod-security.kubernetes.io/enforce=restricted",
+    "pod-security.kubernetes.io/enforce-version=latest",
+)
 
 
 def run_manifest(name: str, **trainer: Any) -> str:
@@ -51,8 +60,11 @@ def _finished(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def trained(cluster: Cluster) -> dict[str, Any]:
-    """One namespace with the dataset and a successful run, shared by the checks below."""
+    """One namespace with the dataset and a successful run, shared by the checks below.
+    The namespace enforces the Pod Security Standard ``restricted``: the trainer's pods
+    must be admitted under it."""
     ns = cluster.namespace("train")
+    cluster.kubectl("label", "namespace", ns, *RESTRICTED)
     version = cluster.motions_dataset(ns)
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("good"))
     status = wait_for(lambda: _finished(cluster, ns, "good"), 420, "run good to finish")
@@ -90,6 +102,47 @@ def test_run_succeeds_with_metrics_artifacts_and_lineage(
     assert owner["kind"] == "TrainingRun" and owner["name"] == "good"
     logs = cluster.kubectl("logs", "-n", ns, "job/good-train").stdout
     assert "epoch 60/60" in logs and "results published" in logs
+    pod = jobs[0]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _pod_from(job: dict[str, Any], name: str) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": job["spec"]["template"]["spec"],
+    })  # fmt: skip
+
+
+def test_trainer_and_evaluator_pods_pass_the_restricted_pod_security_standard(
+    cluster: Cluster,
+) -> None:
+    """The evaluator runs in the operator's namespace (not a tenant's), so its pod is
+    checked by a server-side dry run in a namespace enforcing ``restricted``; the same pod
+    without its securityContext is refused, so the check is the API server's, not ours."""
+    ns = cluster.namespace("pss")
+    cluster.kubectl("label", "namespace", ns, *RESTRICTED)
+    run = {"metadata": {"name": "r", "namespace": ns, "uid": "0" * 8}}
+    spec = TrainingRunSpec.model_validate({"datasetRef": {"name": "d"}, "exports": ["onnx"]})
+    config = training.evaluation_config(ns, "r", "0" * 8, spec, "a" * 64, [])
+    jobs = {
+        "trainer": training.job(run, spec, "ghcr.io/edgeops/trainer:1", "http://s3", "b"),
+        "evaluator": training.evaluation_job(run, config, "ghcr.io/edgeops/trainer:1",
+                                             "http://s3", "b"),
+    }  # fmt: skip
+    for role, job in jobs.items():
+        admitted = cluster.kubectl(
+            "create", "--dry-run=server", "-n", ns, "-f", "-",
+            input=_pod_from(job, role), check=False,
+        )  # fmt: skip
+        assert admitted.returncode == 0, (role, admitted.stderr)
+        loose = json.loads(_pod_from(job, role))
+        del loose["spec"]["securityContext"]
+        refused = cluster.kubectl(
+            "create", "--dry-run=server", "-n", ns, "-f", "-", input=json.dumps(loose),
+            check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, role
 
 
 def test_exports_agree_with_the_keras_model(

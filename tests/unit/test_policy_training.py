@@ -47,6 +47,29 @@ def test_job_is_deterministic_owned_and_carries_spec_limits() -> None:
     assert job == policy.job(RUN, SPEC, "ghcr.io/edgeops/trainer:1", "http://s3:9000", "bkt")
 
 
+def test_trainer_and_evaluator_pods_are_restricted_and_write_only_to_scratch() -> None:
+    config = policy.evaluation_config("ns", "r1", "uid-1", SPEC, "a" * 64, [])
+    for job in (
+        policy.job(RUN, SPEC, "img", "http://s3", "b"),
+        policy.evaluation_job(
+            {"metadata": {**RUN["metadata"], "namespace": "ns"}}, config, "img", "http://s3", "b"
+        ),
+    ):
+        pod = job["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        scratch = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+        volume = next(v for v in pod["volumes"] if v["name"] == scratch["name"])
+        assert "emptyDir" in volume
+
+
 def test_config_hash_changes_with_config_not_with_dataset() -> None:
     base = policy.config_hash(SPEC)
     other_data = SPEC.model_copy(

@@ -43,6 +43,46 @@ EVALUATION_EXIT_INVALID = 2
 EVALUATION_DEADLINE_SECONDS = 1800
 EVALUATION_TTL_SECONDS = 3600
 # Pod waiting reasons that will not fix themselves: the run reports them as its reason.
+#: The user and group trainer and evaluator pods run as (the "nonroot" user of distroless
+#: images; any non-zero id works for images that make their files world-readable).
+POD_USER_ID: Final = 65532
+#: Where pods may write: an emptyDir, since the root filesystem is read-only.
+SCRATCH_MOUNT: Final = "/tmp"
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    """The pod-level ``securityContext`` of trainer and evaluator pods: non-root with a
+    fixed id, and the runtime's default seccomp profile. Together with
+    :func:`restricted_container_security` the pod satisfies the Pod Security Standard
+    ``restricted`` (https://kubernetes.io/docs/concepts/security/pod-security-standards/),
+    so the Jobs run in namespaces that enforce it."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": POD_USER_ID,
+        "runAsGroup": POD_USER_ID,
+        "fsGroup": POD_USER_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security() -> dict[str, Any]:
+    """The container-level ``securityContext``: no privilege escalation, no Linux
+    capabilities, a read-only root filesystem (writes go to :data:`SCRATCH_MOUNT`)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _scratch_volume() -> dict[str, Any]:
+    return {"name": "scratch", "emptyDir": {}}
+
+
+def _scratch_mount() -> dict[str, Any]:
+    return {"name": "scratch", "mountPath": SCRATCH_MOUNT}
+
+
 _STUCK_REASONS = {
     "ImagePullBackOff",
     "ErrImagePull",
@@ -191,7 +231,9 @@ def job(
     s3_bucket: str,
 ) -> dict[str, Any]:
     """The run's batch/v1 Job: the trainer with its config mounted from the ConfigMap of
-    the same name and S3 credentials from the run's own Secret (``s3_secret_name``)."""
+    the same name and S3 credentials from the run's own Secret (``s3_secret_name``), under
+    the Pod Security Standard ``restricted`` (:func:`restricted_pod_security`), writing
+    only to an emptyDir at :data:`SCRATCH_MOUNT`."""
     name = job_name(run["metadata"]["name"])
     s3_secret = s3_secret_name(run["metadata"]["name"])
     labels = _labels(run, spec)
@@ -216,7 +258,11 @@ def job(
             },
             {"name": "EDGEOPS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            _scratch_mount(),
+        ],
+        "securityContext": restricted_container_security(),
     }
     if spec.trainer.command:
         container["command"] = list(spec.trainer.command)
@@ -234,8 +280,9 @@ def job(
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
+                "securityContext": restricted_pod_security(),
                 "containers": [container],
-                "volumes": [{"name": "config", "configMap": {"name": name}}],
+                "volumes": [{"name": "config", "configMap": {"name": name}}, _scratch_volume()],
             },
         },
     }
@@ -315,6 +362,8 @@ def evaluation_job(
             },
         ],
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+        "volumeMounts": [_scratch_mount()],
+        "securityContext": restricted_container_security(),
     }
     return {
         "apiVersion": "batch/v1",
@@ -341,7 +390,9 @@ def evaluation_job(
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
+                    "securityContext": restricted_pod_security(),
                     "containers": [container],
+                    "volumes": [_scratch_volume()],
                 },
             },
         },
