@@ -382,6 +382,36 @@ class OperatorSettings(BaseSettings):
     )
 
     # --- the operator process -------------------------------------------------------------
+    admission_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the validating admission webhook (HTTPS) that refuses what the "
+        "CRDs' schemas cannot express (bad Ed25519 keys, durations over 10 years, label "
+        "selector syntax, gates on metrics never reported) and warns about likely mistakes. "
+        "The operator registers it in the ValidatingWebhookConfiguration "
+        "`admission.edgeops.dev` (failurePolicy Ignore: while the operator is down, only the "
+        "schemas check). Unset: no webhook. The devcluster sets it.",
+        json_schema_extra={CHART: "admission.port"},
+    )
+    admission_host: str | None = Field(
+        None,
+        description="Host (DNS name or IP) the API server calls the webhook at, in its URL "
+        "and certificate. Unset: 127.0.0.1 (the API server on the same machine, as in the "
+        "devcluster).",
+        json_schema_extra={CHART: "admission.host"},
+    )
+    admission_cert_file: str | None = Field(
+        None,
+        description="PEM certificate of the webhook, also sent to the API server as its CA "
+        "bundle. Unset: a self-signed certificate for the host is made at start-up.",
+        json_schema_extra={CHART: "admission.certFile"},
+    )
+    admission_key_file: str | None = Field(
+        None,
+        description="PEM private key of `EDGEOPS_ADMISSION_CERT_FILE`.",
+        json_schema_extra={CHART: "admission.keyFile"},
+    )
     health_port: int = Field(
         8080,
         ge=1,

@@ -188,3 +188,21 @@ def test_fleetrollout_target_is_immutable(cluster: Cluster, fleet_ns: str) -> No
         "patch", "fleetrollout", "motion-classifier-v1", "-n", fleet_ns, "--type=merge",
         "-p", json.dumps({"spec": {"paused": True, "approvedStep": 1}}),
     )  # fmt: skip
+
+
+def test_admission_warns_about_likely_mistakes_and_admits_them(
+    cluster: Cluster, fleet_ns: str
+) -> None:
+    """The operator's admission webhook answers warnings kubectl prints (RFC 7234 Warning
+    headers), and the object is admitted."""
+    rollout = {
+        "apiVersion": "edgeops.dev/v1alpha1",
+        "kind": "FleetRollout",
+        "metadata": {"name": "all-at-once"},
+        "spec": {"modelRef": {"name": "m"}, "version": 1, "steps": [{"percent": 100}]},
+    }
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", fleet_ns, "-f", "-", input=json.dumps(rollout)
+    )
+    assert "Warning: spec.steps[0]: 100 % at once without analysis" in result.stderr
+    assert "created (server dry run)" in result.stdout

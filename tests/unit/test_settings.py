@@ -117,6 +117,10 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_S3_STS_ENDPOINT": "https://sts.eu-central-1.amazonaws.com",
         "EDGEOPS_S3_POD_CREDENTIALS_SECONDS": "3600",
         "EDGEOPS_PROMETHEUS_URL": "http://prometheus:9090",
+        "EDGEOPS_ADMISSION_PORT": "19443",
+        "EDGEOPS_ADMISSION_HOST": "edgeops-admission.ops.svc",
+        "EDGEOPS_ADMISSION_CERT_FILE": "/etc/edgeops/admission/tls.crt",
+        "EDGEOPS_ADMISSION_KEY_FILE": "/etc/edgeops/admission/tls.key",
         "EDGEOPS_HEALTH_PORT": "18080",
         "EDGEOPS_METRICS_PORT": "19090",
         "EDGEOPS_BIND_ADDRESS": "::",
@@ -158,6 +162,9 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.s3_pod_credentials_seconds == 3600
     assert config.prometheus_url == "http://prometheus:9090"
     assert (config.health_port, config.metrics_port, config.bind_address) == (18080, 19090, "::")
+    assert (config.admission_port, config.admission_host) == (19443, "edgeops-admission.ops.svc")
+    assert config.admission_cert_file == "/etc/edgeops/admission/tls.crt"
+    assert config.admission_key_file == "/etc/edgeops/admission/tls.key"
     assert config.watch_server_timeout_seconds == 300
     assert config.watch_client_timeout_seconds == 330
     assert config.watch_connect_timeout_seconds == 3

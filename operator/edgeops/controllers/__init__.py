@@ -4,6 +4,7 @@ Importing a controller module registers its handlers with Kopf.
 """
 
 from edgeops.controllers import (
+    admission,
     dataset,
     dataset_deletion,
     device,
@@ -12,4 +13,12 @@ from edgeops.controllers import (
     trainingrun,
 )
 
-__all__ = ["dataset", "dataset_deletion", "device", "edgemodel", "fleetrollout", "trainingrun"]
+__all__ = [
+    "admission",
+    "dataset",
+    "dataset_deletion",
+    "device",
+    "edgemodel",
+    "fleetrollout",
+    "trainingrun",
+]

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from edgeops.controllers import events
+from edgeops.controllers import admission, events
 from edgeops.metrics import operator as operator_metrics
 from edgeops.redaction import install_log_redaction
 from edgeops.settings import settings as edgeops_settings
@@ -61,6 +61,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     # Events through the API, repeats counted on one Event (controllers.events).
     events.enable()
+    admission.configure(settings)
     operator_metrics.OPERATOR_UP.set(1)
 
 

@@ -58,8 +58,12 @@ COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
     "node": ("node-metrics", "kubelet"),
     "s3": ("s3", "s3-console"),
     "prometheus": ("prometheus",),
-    "operator": ("operator-health", "operator-metrics"),
+    "operator": ("operator-health", "operator-metrics", "operator-admission"),
 }
+#: The ValidatingWebhookConfiguration the operator keeps (edgeops.controllers.admission).
+WEBHOOK_CONFIGURATION_PATH = (
+    "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/admission.edgeops.dev"
+)
 _PORT_CONFLICT = ("address already in use", "port is already in use")
 START_ATTEMPTS = 3
 COMPONENT_ORDER = (
@@ -146,6 +150,7 @@ class DevCluster:
             "prometheus",
             "operator-health",
             "operator-metrics",
+            "operator-admission",
             "node-metrics",
             "kubelet",
             "gateway",
@@ -325,6 +330,8 @@ class DevCluster:
     def _start(self, name: str, argv: list[str], report: Reporter) -> None:
         env = {**os.environ, **self.env()}
         env.pop("KUBERNETES_SERVICE_HOST", None)
+        if name == "operator":
+            env.update(self._operator_env(self._ports()))
         if name == "s3":
             access, secret = self.s3_credentials()
             env.update(MINIO_ROOT_USER=access, MINIO_ROOT_PASSWORD=secret, MINIO_BROWSER="off")
@@ -359,7 +366,17 @@ class DevCluster:
             if name == "prometheus":
                 return httpx.get(ep[name] + "/-/ready", timeout=2).status_code == 200
             if name == "operator":
-                return httpx.get(ep[name] + "/healthz", timeout=2).status_code == 200
+                if httpx.get(ep[name] + "/healthz", timeout=2).status_code != 200:
+                    return False
+                # Ready once its admission webhook is registered at this run's port, so
+                # nothing is applied before the webhook can check it.
+                tls = ssl.create_default_context(cafile=str(pki.ca_cert))
+                tls.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+                r = httpx.get(
+                    ep["kube-apiserver"] + WEBHOOK_CONFIGURATION_PATH, verify=tls, timeout=3
+                )
+                port = f":{self._ports()['operator-admission']}"
+                return r.status_code == 200 and port in json.dumps(r.json().get("webhooks"))
         except (httpx.HTTPError, ValueError):
             return False
         return False
@@ -547,6 +564,11 @@ class DevCluster:
             f"--health-port={ports['operator-health']}",
             f"--metrics-port={ports['operator-metrics']}",
         ]
+
+    def _operator_env(self, ports: dict[str, int]) -> dict[str, str]:
+        # The validating admission webhook: the API server runs on this machine and calls
+        # https://127.0.0.1:<port> (a self-signed certificate, sent as the CA bundle).
+        return {"EDGEOPS_ADMISSION_PORT": str(ports["operator-admission"])}
 
     # ----- bootstrap -----------------------------------------------------------------------
 

@@ -1,0 +1,323 @@
+"""What the validating admission webhook refuses and warns about: the checks the CRDs'
+OpenAPI schemas and CEL rules cannot express (they run first, in the API server).
+
+Refused (HTTP 422 from the webhook, the field named in every message):
+
+- a Device key that is not an Ed25519 public key (base64 of exactly 32 bytes, or PEM), a
+  ``fingerprint`` that is not the SHA-256 of the key, a ``nextPublicKey`` equal to the key;
+- a duration longer than :data:`MAX_DURATION` (a Go duration such as ``99999999h`` passes
+  the pattern, then overflows date arithmetic in the controllers);
+- label-selector syntax inside values: ``matchLabels`` keys and values, and
+  ``matchExpressions`` keys and values, as in the Kubernetes API conventions (qualified
+  names; values of at most 63 characters, alphanumeric at both ends);
+- a gate on a metric the evaluator never reports (it would hold every version back
+  forever): the overall metrics plus ``<export>_accuracy|_size_bytes|_latency_ms`` of the
+  exports the model's training asks for;
+- any pydantic validation error of the spec models (the same messages the controllers
+  would report as ``InvalidSpec``).
+
+Warned about (admitted; ``kubectl`` prints ``Warning: ...``): what is legal but most
+likely a mistake, see :func:`review`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ValidationError
+
+from edgeops.api.common import GO_DURATION
+from edgeops.api.dataset import DatasetSpec
+from edgeops.api.device import DeviceSpec
+from edgeops.api.edgemodel import EdgeModelSpec
+from edgeops.api.fleetrollout import FleetRolloutSpec
+from edgeops.api.trainingrun import TrainingRunSpec
+from edgeops.policy.cron import parse_duration
+
+#: Longest duration any field may hold: ten years.
+MAX_DURATION: Final = timedelta(days=3650)
+#: Overall metrics every evaluation reports (``edgeops.training.evaluation``).
+OVERALL_METRICS: Final = frozenset({"accuracy", "macro_f1", "ece", "fairness_gap"})
+#: Per-export metrics, as ``<export with - as _>_<suffix>`` (``edgeops.training.evaluate``).
+EXPORT_METRIC_SUFFIXES: Final = ("accuracy", "size_bytes", "latency_ms")
+
+SPECS: Final[dict[str, type[BaseModel]]] = {
+    "datasets": DatasetSpec,
+    "trainingruns": TrainingRunSpec,
+    "edgemodels": EdgeModelSpec,
+    "fleetrollouts": FleetRolloutSpec,
+    "devices": DeviceSpec,
+}
+
+_NAME: Final = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DURATION_PATTERN: Final = f"^{GO_DURATION}$"
+
+
+@dataclass
+class Review:
+    """The webhook's answer: ``errors`` refuse the object (each names its field),
+    ``warnings`` are shown to the client and admit it."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def review(plural: str, obj: Mapping[str, Any]) -> Review:
+    """Reviews an EdgeOps object of kind ``plural`` (e.g. ``devices``) as the API server
+    sends it (after schema and CEL validation). Raises KeyError for a kind it does not
+    know."""
+    model = SPECS[plural]
+    spec = obj.get("spec") or {}
+    result = Review()
+    try:
+        model.model_validate(spec)
+    except ValidationError as error:
+        for detail in error.errors():
+            where = ".".join(str(p) for p in ("spec", *detail["loc"]))
+            result.errors.append(f"{where}: {detail['msg']}")
+    result.errors.extend(_durations(spec, _duration_fields()))
+    result.errors.extend(_selectors(spec, "spec"))
+    if plural == "devices":
+        result.errors.extend(_device_keys(spec))
+    if plural == "edgemodels":
+        result.errors.extend(_gate_metrics(spec))
+        result.warnings.extend(_model_warnings(spec))
+    if plural == "fleetrollouts":
+        result.warnings.extend(_rollout_warnings(spec))
+    return result
+
+
+# --- durations ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _duration_fields() -> frozenset[str]:
+    """The JSON names of every field of the API models declared as a Go duration."""
+    names: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+
+    def visit(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            if _is_duration(info.metadata) or _is_duration_type(info.annotation):
+                names.add(info.alias or name)
+            for nested in _models_in(info.annotation):
+                visit(nested)
+
+    for spec in SPECS.values():
+        visit(spec)
+    return frozenset(names)
+
+
+def _is_duration(metadata: Any) -> bool:
+    for item in metadata or ():
+        if getattr(item, "pattern", None) == _DURATION_PATTERN:
+            return True
+        if _is_duration(getattr(item, "metadata", ())):  # a FieldInfo inside Annotated
+            return True
+    return False
+
+
+def _is_duration_type(annotation: Any) -> bool:
+    """Whether ``annotation`` is the Duration type, also inside ``X | None`` or a list."""
+    if _is_duration(getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_is_duration_type(a) for a in getattr(annotation, "__args__", ()) or ())
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in getattr(annotation, "__args__", ()) or ():
+        yield from _models_in(argument)
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
+    """(path, key, value) of every mapping entry under ``value``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield path, str(key), item
+            yield from _walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, f"{path}[{index}]")
+
+
+def _durations(spec: Any, fields: frozenset[str]) -> Iterator[str]:
+    for path, key, value in _walk(spec, "spec"):
+        if key in fields and isinstance(value, str):
+            try:
+                length = parse_duration(value)
+            except (ValueError, OverflowError):
+                yield f"{path}.{key}: {value!r} is not a duration this operator can use"
+                continue
+            if length > MAX_DURATION:
+                yield (
+                    f"{path}.{key}: {value} is longer than the {MAX_DURATION.days // 365} years "
+                    "any EdgeOps duration may be"
+                )
+
+
+# --- label selectors ------------------------------------------------------------------------
+
+
+def _label_key_error(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return f"label key {key!r}: the prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _NAME.match(name):
+        return (
+            f"label key {key!r}: the name must be at most 63 characters, alphanumeric at "
+            "both ends, with - _ . between"
+        )
+    return None
+
+
+def _label_value_error(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"label value {value!r} must be a string"
+    if value and (len(value) > 63 or not _NAME.match(value)):
+        return (
+            f"label value {value!r}: must be empty or at most 63 characters, alphanumeric "
+            "at both ends, with - _ . between"
+        )
+    return None
+
+
+def _selectors(spec: Any, root: str) -> Iterator[str]:
+    for path, key, value in _walk(spec, root):
+        if key == "matchLabels" and isinstance(value, Mapping):
+            for label, wanted in value.items():
+                for problem in (_label_key_error(str(label)), _label_value_error(wanted)):
+                    if problem:
+                        yield f"{path}.matchLabels: {problem}"
+        if key == "matchExpressions" and isinstance(value, list):
+            for index, requirement in enumerate(value):
+                if not isinstance(requirement, Mapping):
+                    continue
+                where = f"{path}.matchExpressions[{index}]"
+                problem = _label_key_error(str(requirement.get("key", "")))
+                if problem:
+                    yield f"{where}.key: {problem}"
+                for item in requirement.get("values") or []:
+                    problem = _label_value_error(item)
+                    if problem:
+                        yield f"{where}.values: {problem}"
+
+
+# --- Device keys ----------------------------------------------------------------------------
+
+
+def raw_key(text: str) -> bytes | None:
+    """The 32 raw bytes of an Ed25519 public key given as base64 of those bytes or as a PEM
+    SubjectPublicKeyInfo (RFC 8410), or None when it is neither (parsed by
+    ``cryptography``)."""
+    text = text.strip()
+    if text.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(text.encode())
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(key, Ed25519PublicKey):
+            return None
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    try:
+        raw = base64.b64decode(text, validate=True)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return raw
+
+
+def _device_keys(spec: Mapping[str, Any]) -> Iterator[str]:
+    identity = spec.get("identity")
+    if not isinstance(identity, Mapping):
+        return
+    key = raw_key(str(identity.get("publicKey", "")))
+    if key is None:
+        yield (
+            "spec.identity.publicKey: not an Ed25519 public key (base64 of its 32 raw bytes, "
+            "or a PEM SubjectPublicKeyInfo with OID 1.3.101.112)"
+        )
+    fingerprint = identity.get("fingerprint")
+    if key is not None and fingerprint and fingerprint != hashlib.sha256(key).hexdigest():
+        yield (
+            f"spec.identity.fingerprint: {fingerprint} is not the SHA-256 of publicKey "
+            f"({hashlib.sha256(key).hexdigest()})"
+        )
+    following = identity.get("nextPublicKey")
+    if following is not None:
+        next_key = raw_key(str(following))
+        if next_key is None:
+            yield "spec.identity.nextPublicKey: not an Ed25519 public key"
+        elif next_key == key:
+            yield "spec.identity.nextPublicKey: the same key as publicKey rotates nothing"
+
+
+# --- EdgeModel gates ------------------------------------------------------------------------
+
+
+def reported_metrics(exports: list[str]) -> frozenset[str]:
+    """Every overall metric an evaluation of a model with these exports reports."""
+    per_export = {
+        f"{export.replace('-', '_')}_{suffix}"
+        for export in exports
+        for suffix in EXPORT_METRIC_SUFFIXES
+    }
+    return OVERALL_METRICS | per_export
+
+
+def _gate_metrics(spec: Mapping[str, Any]) -> Iterator[str]:
+    training = spec.get("training") or {}
+    exports = list(training.get("exports") or ["onnx", "tflite", "tflite-int8", "tflm"])
+    known = reported_metrics(exports)
+    gates = spec.get("gates") or {}
+    for kind in ("absolute", "relative"):
+        for index, gate in enumerate(gates.get(kind) or []):
+            metric = gate.get("metric") if isinstance(gate, Mapping) else None
+            if isinstance(metric, str) and metric not in known:
+                yield (
+                    f"spec.gates.{kind}[{index}].metric: {metric!r} is never reported by the "
+                    f"evaluation of this model (exports {', '.join(sorted(exports))}); it "
+                    f"reports {', '.join(sorted(known))}"
+                )
+
+
+def _model_warnings(spec: Mapping[str, Any]) -> Iterator[str]:
+    drift = ((spec.get("retrain") or {}).get("onDrift")) or {}
+    if drift.get("enabled"):
+        try:
+            window = parse_duration(str(drift.get("window", "1h")))
+            interval = parse_duration(str(drift.get("interval", "5m")))
+        except ValueError:
+            return
+        if window < interval:
+            yield (
+                f"spec.retrain.onDrift: window {drift.get('window')} is shorter than interval "
+                f"{drift.get('interval')}: telemetry between two windows is never measured"
+            )
+
+
+def _rollout_warnings(spec: Mapping[str, Any]) -> Iterator[str]:
+    steps = spec.get("steps") or []
+    metrics = (spec.get("analysis") or {}).get("metrics") or []
+    if steps and isinstance(steps[0], Mapping) and steps[0].get("percent") == 100 and not metrics:
+        yield (
+            "spec.steps[0]: 100 % at once without analysis tells every selected device to "
+            "update before any has reported on the new version"
+        )

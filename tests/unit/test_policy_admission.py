@@ -1,0 +1,138 @@
+"""The admission webhook's checks (edgeops.policy.admission): what the CRD schemas and CEL
+cannot express. The devcluster's API server calls them through the operator's webhook in
+tests/integration/test_crds.py (the invalid-spec corpus) and test_admission.py."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edgeops.policy.admission import raw_key, reported_metrics, review
+
+KEY = Ed25519PrivateKey.generate().public_key()
+RAW = KEY.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+B64 = base64.b64encode(RAW).decode()
+PEM = KEY.public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+).decode()
+
+
+def _device(**identity: Any) -> dict[str, Any]:
+    return {"spec": {"targetType": "linux", "identity": identity}}
+
+
+def _model(**spec: Any) -> dict[str, Any]:
+    return {"spec": {
+        "training": {"datasetRef": {"name": "d"}, "exports": ["onnx", "tflite-int8"]},
+        "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}], **spec,
+    }}  # fmt: skip
+
+
+def _rollout(**spec: Any) -> dict[str, Any]:
+    return {"spec": {"modelRef": {"name": "m"}, "version": 2,
+                     "steps": [{"percent": 10}, {"percent": 100}], **spec}}  # fmt: skip
+
+
+def test_device_keys_must_be_ed25519_and_agree_with_their_fingerprint() -> None:
+    assert raw_key(B64) == RAW and raw_key(PEM) == RAW
+    good = review("devices", _device(publicKey=B64, fingerprint=hashlib.sha256(RAW).hexdigest()))
+    assert good.errors == []
+    assert review("devices", _device(publicKey=PEM)).errors == []
+
+    short = base64.b64encode(RAW[:31]).decode()
+    # 31 bytes: the models' pattern (the CRD's too) already refuses it, naming the field.
+    errors = review("devices", _device(publicKey=short)).errors
+    assert errors[0].startswith("spec.identity.publicKey")
+    ecdsa = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    assert (
+        review("devices", _device(publicKey=ecdsa)).errors[0].startswith("spec.identity.publicKey")
+    )
+    wrong = review("devices", _device(publicKey=B64, fingerprint="0" * 64)).errors
+    assert wrong == [
+        f"spec.identity.fingerprint: {'0' * 64} is not the SHA-256 of publicKey "
+        f"({hashlib.sha256(RAW).hexdigest()})"
+    ]
+    same = review("devices", _device(publicKey=B64, nextPublicKey=PEM)).errors
+    assert same == ["spec.identity.nextPublicKey: the same key as publicKey rotates nothing"]
+
+
+@pytest.mark.parametrize(
+    ("plural", "obj", "field"),
+    [
+        ("edgemodels", _model(retrain={"cooldown": "99999999h"}), "spec.retrain.cooldown"),
+        ("edgemodels", _model(retrain={"onDrift": {"window": "87601h"}}),
+         "spec.retrain.onDrift.window"),
+        ("fleetrollouts", _rollout(deviceTimeout="1000000h"), "spec.deviceTimeout"),
+        ("fleetrollouts", _rollout(bakeTime="90000h"), "spec.bakeTime"),
+    ],
+)  # fmt: skip
+def test_durations_longer_than_ten_years_are_refused(
+    plural: str, obj: dict[str, Any], field: str
+) -> None:
+    errors = review(plural, obj).errors
+    assert len(errors) == 1 and errors[0].startswith(f"{field}: "), errors
+    assert "longer than the 10 years" in errors[0]
+
+
+def test_a_ten_year_duration_is_the_longest_admitted() -> None:
+    assert review("edgemodels", _model(retrain={"cooldown": "87600h"})).errors == []
+
+
+def test_label_selector_syntax_inside_values() -> None:
+    region = {"key": "region", "operator": "In", "values": ["eu-1"]}
+    ok = {"matchLabels": {"edgeops.dev/site": "plant-1", "lab": ""}, "matchExpressions": [region]}
+    assert review("fleetrollouts", _rollout(selector=ok)).errors == []
+    wrong = {"key": "a/b/c", "operator": "In", "values": ["-x"]}
+    bad = {
+        "matchLabels": {"Site!": "a", "edgeops.dev/site": "plant 1"},
+        "matchExpressions": [wrong],
+    }
+    errors = review("fleetrollouts", _rollout(selector=bad)).errors
+    assert [e.split(":")[0] for e in errors] == [
+        "spec.selector.matchLabels",
+        "spec.selector.matchLabels",
+        "spec.selector.matchExpressions[0].key",
+        "spec.selector.matchExpressions[0].values",
+    ]
+    assert "'Site!'" in errors[0] and "'plant 1'" in errors[1] and "'-x'" in errors[3]
+
+
+def test_gates_on_metrics_the_evaluation_never_reports_are_refused() -> None:
+    assert {"accuracy", "onnx_latency_ms", "tflite_int8_accuracy"} <= reported_metrics(
+        ["onnx", "tflite-int8"]
+    )
+    gates = {"absolute": [{"metric": "accuracy", "op": ">=", "threshold": 0.8},
+                          {"metric": "tflite_int8_size_bytes", "op": "<=", "threshold": 1e5}],
+             "relative": [{"metric": "macro_f1", "maxDegradation": 0.02}]}  # fmt: skip
+    assert review("edgemodels", _model(gates=gates)).errors == []
+    gates = {"absolute": [{"metric": "acuracy", "op": ">=", "threshold": 0.8}],
+             "relative": [{"metric": "tflm_accuracy", "maxDegradation": 0.02}]}  # fmt: skip
+    errors = review("edgemodels", _model(gates=gates)).errors
+    assert errors[0].startswith("spec.gates.absolute[0].metric: 'acuracy' is never reported")
+    assert errors[1].startswith("spec.gates.relative[0].metric: 'tflm_accuracy'")
+    assert "exports onnx, tflite-int8" in errors[1]
+
+
+def test_likely_mistakes_are_warnings_not_refusals() -> None:
+    drift = {"onDrift": {"enabled": True, "window": "1m", "interval": "5m"}}
+    result = review("edgemodels", _model(retrain=drift))
+    assert result.errors == [] and "window 1m is shorter than interval 5m" in result.warnings[0]
+    result = review("fleetrollouts", _rollout(steps=[{"percent": 100}]))
+    assert result.errors == [] and result.warnings[0].startswith("spec.steps[0]: 100 %")
+    assert review("fleetrollouts", _rollout()).warnings == []
+
+
+def test_the_spec_models_own_checks_name_the_field() -> None:
+    errors = review("edgemodels", {"spec": {"targets": []}}).errors
+    assert errors and all(e.startswith("spec.") for e in errors)
