@@ -136,3 +136,24 @@ def test_likely_mistakes_are_warnings_not_refusals() -> None:
 def test_the_spec_models_own_checks_name_the_field() -> None:
     errors = review("edgemodels", {"spec": {"targets": []}}).errors
     assert errors and all(e.startswith("spec.") for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("61 * * * *", "cron minute '61': values must be within 0-59"),
+        ("0 25 * * *", "cron hour '25': values must be within 0-23"),
+        ("*/0 * * * *", "cron minute '*/0': step must be >= 1"),
+        ("0 0 * * 8", "cron day-of-week '8': values must be within 0-7"),
+    ],
+)
+def test_schedules_are_checked_by_the_parser_that_runs_them(schedule: str, problem: str) -> None:
+    dataset = {"spec": {"sources": [{"builtin": {"name": "digits"}}],
+                        "governance": {"classification": "public"},
+                        "collection": {"schedule": schedule}}}  # fmt: skip
+    assert review("datasets", dataset).errors == [f"spec.collection.schedule: {problem}"]
+    model = _model(retrain={"schedule": schedule})
+    assert review("edgemodels", model).errors == [f"spec.retrain.schedule: {problem}"]
+    for fine in ("5m", "1h30m", "0 3 * * 0", "@daily"):
+        dataset["spec"]["collection"]["schedule"] = fine
+        assert review("datasets", dataset).errors == []

@@ -37,7 +37,7 @@ from edgeops.datasets import layout
 from edgeops.datasets.ingest import CollectionResult, Outcome, collect
 from edgeops.datasets.retention import collect_garbage, enforce_retention
 from edgeops.datasets.sources import SourceUnavailableError
-from edgeops.policy import collection
+from edgeops.policy import admission, collection
 from edgeops.policy.collection import RETENTION_EVERY_SECONDS
 from edgeops.policy.retry import backoff
 from edgeops.settings import settings
@@ -107,8 +107,13 @@ def collect_dataset(
     conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
     try:
         parsed = DatasetSpec.model_validate(dict(spec))
+        unrunnable = admission.schedule_errors("datasets", dict(spec))
+        if unrunnable:
+            events.warning(body, reason=Reason.INVALID_SPEC, message="; ".join(unrunnable))
     except ValidationError as error:
-        message = describe_validation_error(error)
+        unrunnable = [describe_validation_error(error)]
+    if unrunnable:
+        message = "; ".join(unrunnable)
         _write(
             patch,
             status,

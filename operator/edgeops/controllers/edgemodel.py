@@ -57,7 +57,7 @@ from edgeops.controllers.watches import Key, first, items
 from edgeops.k8s import apply, custom
 from edgeops.metrics import drift as drift_metrics
 from edgeops.metrics.operator import RECONCILIATIONS
-from edgeops.policy import gates, promotion, registry, retrain
+from edgeops.policy import admission, gates, promotion, registry, retrain
 from edgeops.settings import settings
 from edgeops.store import StoreError
 
@@ -194,8 +194,13 @@ def _reconcile(
     old = dict(status)
     try:
         parsed = EdgeModelSpec.model_validate(dict(spec))
+        unrunnable = admission.schedule_errors("edgemodels", dict(spec))
+        if unrunnable:
+            events.warning(body, reason=Reason.INVALID_SPEC, message="; ".join(unrunnable))
     except ValidationError as error:
-        message = describe_validation_error(error)
+        unrunnable = [describe_validation_error(error)]
+    if unrunnable:
+        message = "; ".join(unrunnable)
         _write(
             patch,
             old,

@@ -10,6 +10,8 @@ Refused (HTTP 422 from the webhook, the field named in every message):
 - label-selector syntax inside values: ``matchLabels`` keys and values, and
   ``matchExpressions`` keys and values, as in the Kubernetes API conventions (qualified
   names; values of at most 63 characters, alphanumeric at both ends);
+- a cron schedule the controllers' parser refuses (``61 * * * *``, ``*/0 * * * *``, a
+  weekday 8: the CRD's pattern only checks the shape);
 - a gate on a metric the evaluator never reports (it would hold every version back
   forever): the overall metrics plus ``<export>_accuracy|_size_bytes|_latency_ms`` of the
   exports the model's training asks for;
@@ -42,7 +44,7 @@ from edgeops.api.device import DeviceSpec
 from edgeops.api.edgemodel import EdgeModelSpec
 from edgeops.api.fleetrollout import FleetRolloutSpec
 from edgeops.api.trainingrun import TrainingRunSpec
-from edgeops.policy.cron import parse_duration
+from edgeops.policy.cron import parse_cron, parse_duration
 
 #: Longest duration any field may hold: ten years.
 MAX_DURATION: Final = timedelta(days=3650)
@@ -90,6 +92,7 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
             result.errors.append(f"{where}: {detail['msg']}")
     result.errors.extend(_durations(spec, _duration_fields()))
     result.errors.extend(_selectors(spec, "spec"))
+    result.errors.extend(schedule_errors(plural, spec))
     if plural == "devices":
         result.errors.extend(_device_keys(spec))
     if plural == "edgemodels":
@@ -171,6 +174,40 @@ def _durations(spec: Any, fields: frozenset[str]) -> Iterator[str]:
                     f"{path}.{key}: {value} is longer than the {MAX_DURATION.days // 365} years "
                     "any EdgeOps duration may be"
                 )
+
+
+# --- cron schedules -------------------------------------------------------------------------
+
+#: Where each kind keeps a schedule: cron, or (Datasets) cron or a duration.
+_SCHEDULES: Final = {
+    "datasets": ("collection", "schedule"),
+    "edgemodels": ("retrain", "schedule"),
+}
+
+
+def schedule_errors(plural: str, spec: Mapping[str, Any]) -> list[str]:
+    """The schedule of a Dataset or EdgeModel spec checked by the same parser the
+    controllers run it with, so a schedule the API admits always runs (the CRD's pattern
+    alone admits ``61 * * * *``). The controllers call it too: a bad schedule stored while
+    the webhook was down (failurePolicy Ignore) is ``InvalidSpec``, never a timer that
+    fails in the log. Empty when fine or when the kind has no schedule."""
+    if plural not in _SCHEDULES:
+        return []
+    parent, key = _SCHEDULES[plural]
+    schedule = (spec.get(parent) or {}).get(key)
+    if not isinstance(schedule, str):
+        return []
+    if plural == "datasets":
+        try:
+            parse_duration(schedule)
+            return []
+        except ValueError:
+            pass
+    try:
+        parse_cron(schedule)
+    except ValueError as error:
+        return [f"spec.{parent}.{key}: {error}"]
+    return []
 
 
 # --- label selectors ------------------------------------------------------------------------
