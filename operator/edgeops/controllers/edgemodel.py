@@ -142,11 +142,11 @@ class Tick:
         return self.status.triggers
 
 
-@kopf.on.delete(GROUP, VERSION, EDGE_MODELS, optional=True, id="edgemodel-drift-series")
-def forget_drift_series(name: str, namespace: str | None, **_: Any) -> None:
-    """A deleted model's drift series leave /metrics (no finalizer: best effort on the
-    deletion event; a restarted operator never publishes them again)."""
-    if namespace is not None:
+@kopf.on.event(GROUP, VERSION, EDGE_MODELS, id="edgemodel-drift-series")
+def forget_drift_series(type: str, name: str, namespace: str | None, **_: Any) -> None:
+    """A deleted model's drift series leave /metrics, on the watch's DELETED event (a
+    watching handler, so Kopf keeps no per-object state or annotation for it)."""
+    if type == "DELETED" and namespace is not None:
         drift_metrics.publish(namespace, name, None)
 
 
