@@ -157,3 +157,15 @@ def test_schedules_are_checked_by_the_parser_that_runs_them(schedule: str, probl
     for fine in ("5m", "1h30m", "0 3 * * 0", "@daily"):
         dataset["spec"]["collection"]["schedule"] = fine
         assert review("datasets", dataset).errors == []
+
+
+def test_free_form_trainer_config_is_bounded() -> None:
+    run = {"spec": {"datasetRef": {"name": "d"}, "exports": ["onnx"],
+                    "trainer": {"config": {"layers": [64] * 10}}}}  # fmt: skip
+    assert review("trainingruns", run).errors == []
+    run["spec"]["trainer"]["config"] = {"blob": "x" * 300_000}
+    errors = review("trainingruns", run).errors
+    assert len(errors) == 1 and errors[0].startswith("spec.trainer.config: 300011 bytes of JSON")
+    model = _model()
+    model["spec"]["training"]["trainer"] = {"config": {"blob": "x" * 70_000}}
+    assert review("edgemodels", model).errors[0].startswith("spec.training.trainer.config: ")

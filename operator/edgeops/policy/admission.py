@@ -15,6 +15,8 @@ Refused (HTTP 422 from the webhook, the field named in every message):
 - a gate on a metric the evaluator never reports (it would hold every version back
   forever): the overall metrics plus ``<export>_accuracy|_size_bytes|_latency_ms`` of the
   exports the model's training asks for;
+- a free-form trainer ``config`` over :data:`MAX_FREE_FORM_BYTES` of JSON (kubectl keeps a
+  copy of the spec in a 256 KiB annotation; etcd takes 1.5 MiB per object);
 - any pydantic validation error of the spec models (the same messages the controllers
   would report as ``InvalidSpec``).
 
@@ -28,6 +30,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +96,7 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
     result.errors.extend(_durations(spec, _duration_fields()))
     result.errors.extend(_selectors(spec, "spec"))
     result.errors.extend(schedule_errors(plural, spec))
+    result.errors.extend(_free_form_sizes(spec))
     if plural == "devices":
         result.errors.extend(_device_keys(spec))
     if plural == "edgemodels":
@@ -173,6 +177,25 @@ def _durations(spec: Any, fields: frozenset[str]) -> Iterator[str]:
                 yield (
                     f"{path}.{key}: {value} is longer than the {MAX_DURATION.days // 365} years "
                     "any EdgeOps duration may be"
+                )
+
+
+# --- free-form fields -----------------------------------------------------------------------
+
+#: Largest free-form trainer ``config`` (its JSON, bytes). The whole object must stay far
+#: below etcd's 1.5 MiB request limit and the 256 KiB annotation limit of tools that keep a
+#: copy of the spec (kubectl's last-applied-configuration).
+MAX_FREE_FORM_BYTES: Final = 64 * 1024
+
+
+def _free_form_sizes(spec: Any) -> Iterator[str]:
+    for path, key, value in _walk(spec, "spec"):
+        if key == "config" and path.endswith(".trainer") and value is not None:
+            size = len(json.dumps(value, separators=(",", ":")).encode())
+            if size > MAX_FREE_FORM_BYTES:
+                yield (
+                    f"{path}.config: {size} bytes of JSON, more than the {MAX_FREE_FORM_BYTES} "
+                    "a trainer config may hold (put large inputs in S3 and pass their URI)"
                 )
 
 
