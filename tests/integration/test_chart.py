@@ -95,6 +95,10 @@ _EVERYTHING_ON = (
     "--set",
     "metrics.serviceMonitor.enabled=true",
     "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "dashboard.enabled=true",
+    "--set",
     "gateway.ingress.enabled=true",
     "--set",
     "gateway.ingress.hosts[0].host=gateway.example.com",
@@ -136,6 +140,7 @@ def test_rendered_chart_validates_against_the_real_schemas(cluster: Cluster) -> 
         2 * ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
         + 2 * ["ServiceMonitor"]
         + ["Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+        + ["PrometheusRule", "ConfigMap"]
         + 3 * ["Pod"]
     )
     # Every object, the ServiceMonitors against the Prometheus Operator's own CRD.
@@ -147,6 +152,10 @@ def test_rendered_chart_validates_against_the_real_schemas(cluster: Cluster) -> 
     for obj in ("ingress.networking.k8s.io", "horizontalpodautoscaler.autoscaling"):
         assert f"{obj}/check-gateway created (server dry run)" in out.stdout
     assert "poddisruptionbudget.policy/check-gateway created (server dry run)" in out.stdout
+    # The alerts against the Prometheus Operator's CRD.
+    assert "prometheusrule.monitoring.coreos.com/check-operator created (server dry run)" in (
+        out.stdout
+    )
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     gateway = next(
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "check-gateway"

@@ -14,6 +14,7 @@ EdgeModel. Every handler here is ``async`` so it runs in the event loop, not a t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -24,8 +25,12 @@ from edgeops.api.conditions import get_condition
 from edgeops.api.constants import (
     DATASET,
     DATASETS,
+    DEVICE,
+    DEVICES,
     EDGE_MODEL,
     EDGE_MODELS,
+    FLEET_ROLLOUT,
+    FLEET_ROLLOUTS,
     GROUP,
     TRAINING_RUN,
     TRAINING_RUNS,
@@ -34,7 +39,7 @@ from edgeops.api.constants import (
     Labels,
 )
 from edgeops.controllers.reconciler import wake
-from edgeops.metrics.operator import OBJECTS
+from edgeops.metrics.operator import DRIFT_DETECTED, FEATURE_DRIFT_PSI, OBJECTS
 from edgeops.policy import retention
 from edgeops.policy.serving import INFERENCE_SERVICES, ISVC_VERSION, KSERVE_GROUP
 from edgeops.settings import settings
@@ -236,6 +241,19 @@ async def dataset_changed(
 @kopf.on.event(GROUP, VERSION, EDGE_MODELS)
 async def edgemodel_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     _count(EDGE_MODEL, body, type, _ready(body))
+    _drift_series(body, type)
+
+
+# Counted for the alerts (a paused or aborted rollout; unhealthy or silent devices): the
+# phase the FleetRollout controller wrote, the health the Device controller wrote.
+@kopf.on.event(GROUP, VERSION, FLEET_ROLLOUTS, id="count-fleetrollouts")
+async def fleetrollout_counted(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _count(FLEET_ROLLOUT, body, type, (body.get("status") or {}).get("phase") or "Pending")
+
+
+@kopf.on.event(GROUP, VERSION, DEVICES, id="count-devices")
+async def device_counted(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _count(DEVICE, body, type, (body.get("status") or {}).get("health") or "Unknown")
 
 
 @kopf.on.event(KSERVE_GROUP, ISVC_VERSION, INFERENCE_SERVICES)
@@ -263,3 +281,40 @@ def _count(kind: str, body: Mapping[str, Any], event: str | None, phase: str) ->
     if event != "DELETED":
         _phases[(kind, uid)] = phase
         OBJECTS.labels(kind=kind, phase=phase).inc()
+
+
+# --- drift as series -------------------------------------------------------------------------
+
+_drift_features: dict[tuple[str, str], set[str]] = {}
+
+
+def _drift_series(body: Mapping[str, Any], event: str | None) -> None:
+    """Keeps ``edgeops_model_drift_detected`` and ``edgeops_model_feature_drift_psi`` equal
+    to the EdgeModel's status as the drift monitor wrote it (``event`` DELETED removes the
+    model's series)."""
+    meta = body.get("metadata") or {}
+    namespace, model = str(meta.get("namespace")), str(meta.get("name"))
+    status = body.get("status") or {}
+    kinds = {"data": ConditionType.DATA_DRIFT, "concept": ConditionType.CONCEPT_DRIFT}
+    old = _drift_features.pop((namespace, model), set())
+    if event == "DELETED":
+        for kind in kinds:
+            _remove(DRIFT_DETECTED, namespace, model, kind)
+        for feature in old:
+            _remove(FEATURE_DRIFT_PSI, namespace, model, feature)
+        return
+    for kind, condition_type in kinds.items():
+        condition = get_condition(status.get("conditions"), condition_type)
+        drifting = condition is not None and condition.get("status") == "True"
+        DRIFT_DETECTED.labels(namespace, model, kind).set(1 if drifting else 0)
+    psi = (status.get("drift") or {}).get("perFeaturePsi") or {}
+    for feature in old - set(psi):
+        _remove(FEATURE_DRIFT_PSI, namespace, model, feature)
+    for feature, value in psi.items():
+        FEATURE_DRIFT_PSI.labels(namespace, model, str(feature)).set(float(value))
+    _drift_features[(namespace, model)] = {str(f) for f in psi}
+
+
+def _remove(gauge: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set
+        gauge.remove(*labels)

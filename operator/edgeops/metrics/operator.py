@@ -37,6 +37,22 @@ OBJECTS = Gauge(
     "for kinds without a phase).",
     ["kind", "phase"],
 )
+#: 1 while an EdgeModel's DataDrift (type="data") or ConceptDrift (type="concept") condition
+#: is True, else 0; one series per model and type (removed with the model), so alerts and
+#: dashboards see what the drift monitor decided without parsing status.
+DRIFT_DETECTED = Gauge(
+    "edgeops_model_drift_detected",
+    "1 while the EdgeModel's DataDrift (type=data) or ConceptDrift (type=concept) condition "
+    "is True.",
+    ["namespace", "model", "type"],
+)
+#: The last measured PSI per feature (status.drift.perFeaturePsi; at most 256 features per
+#: model, the API's bound), for the dashboard's drift-per-feature panel.
+FEATURE_DRIFT_PSI = Gauge(
+    "edgeops_model_feature_drift_psi",
+    "Population stability index of the feature in the EdgeModel's last drift measurement.",
+    ["namespace", "model", "feature"],
+)
 OPERATOR_UP = Gauge("edgeops_operator_up", "1 while the operator's event loop is running.")
 BUILD_INFO = Info("edgeops_operator_build", "Version of the running operator.")
 BUILD_INFO.info({"version": __version__, "python_version": platform.python_version()})
