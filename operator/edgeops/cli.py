@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +38,32 @@ device_app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 
 NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (one state dir each).")]
+
+
+class Output(StrEnum):
+    """How a command that prints state prints it: a table for people, JSON or YAML for
+    scripts (on stdout, nothing else mixed in)."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="table, or json/yaml for scripts (stdout).")
+]
+
+
+def emit(data: Any, output: Output) -> None:
+    """Prints ``data`` (plain dicts, lists, strings, numbers) as JSON or YAML on stdout."""
+    if output is Output.JSON:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        typer.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="State directory root (default: XDG state dir).")
 ]
@@ -89,9 +117,31 @@ def dev_down(
 
 
 @dev.command("status")
-def dev_status(name: NameOpt = "default", home: HomeOpt = None) -> None:
+def dev_status(
+    name: NameOpt = "default", home: HomeOpt = None, output: OutputOpt = Output.TABLE
+) -> None:
     """Show each component, its PID, state and endpoint; exit 1 if any has crashed."""
     cluster = _cluster(name, home)
+    if output is not Output.TABLE:
+        statuses = cluster.status()
+        emit(
+            [
+                {
+                    "component": s.name,
+                    "pid": s.pid,
+                    "state": "not started"
+                    if s.pid is None
+                    else ("crashed" if not s.running else ("ready" if s.ready else "starting")),
+                    "endpoint": s.endpoint,
+                    "log": str(s.log),
+                }
+                for s in statuses
+            ],
+            output,
+        )
+        if any(s.pid is not None and not s.running for s in statuses):
+            raise typer.Exit(1)
+        return
     table = Table(title=f"devcluster {name}", caption=f"logs: {cluster.logs}")
     for col in ("component", "pid", "state"):
         table.add_column(col)
@@ -519,6 +569,7 @@ _device_run()
 def lineage(
     model: Annotated[str, typer.Argument(help="EdgeModel name.")],
     namespace: NamespaceOpt = "default",
+    output: OutputOpt = Output.TABLE,
 ) -> None:
     """Which version, TrainingRun and dataset version each Device of MODEL runs."""
     from edgeops.api.constants import DEVICES, EDGE_MODELS
@@ -529,6 +580,15 @@ def lineage(
     if body is None:
         console.print(f"[red]error:[/] EdgeModel {namespace}/{model} not found")
         raise typer.Exit(1)
+    if output is not Output.TABLE:
+        rows = registry.lineage(body, fleet.list_objects(namespace, DEVICES))
+        fleet_version = (body.get("status") or {}).get("fleetVersion")
+        emit(
+            {"namespace": namespace, "model": model, "fleetVersion": fleet_version,
+             "devices": rows},
+            output,
+        )  # fmt: skip
+        return
     table = Table(
         title=f"{namespace}/{model}: fleet v{(body.get('status') or {}).get('fleetVersion', '-')}"
     )
@@ -683,6 +743,7 @@ def rollout_status(
     namespace: RolloutNamespaceOpt = "default",
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until it ends.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between redraws.", min=0.5)] = 2.0,
+    output: OutputOpt = Output.TABLE,
 ) -> None:
     """Phase, step, device counts and the last measurement per analysis metric."""
     import time
@@ -691,7 +752,17 @@ def rollout_status(
 
     from edgeops.api.fleetrollout import TERMINAL_PHASES
 
+    if watch and output is not Output.TABLE:
+        raise typer.BadParameter("--watch redraws a table; use -o json|yaml without it")
     body = _read_rollout(namespace, name)
+    if output is not Output.TABLE:
+        meta = body.get("metadata") or {}
+        emit(
+            {"name": meta.get("name"), "namespace": meta.get("namespace"),
+             "spec": body.get("spec") or {}, "status": body.get("status") or {}},
+            output,
+        )  # fmt: skip
+        return
     if not watch:
         console.print(rollout_view(body))
         return

@@ -467,6 +467,15 @@ class OperatorSettings(BaseSettings):
         "request should not stall an object's handlers for five minutes.",
         json_schema_extra={CHART: "kubernetesApi.requestTimeoutSeconds"},
     )
+    signing_key_secret: str = Field(
+        "edgeops-signing-key",
+        pattern=f"^{_DNS_SUBDOMAIN}$",
+        description="Name of the Secret in the operator's namespace holding the Ed25519 "
+        "signing key (key `privateKey`, base64 of the 32-byte seed). Generated there on "
+        "first start when absent; name an existing Secret (e.g. one an external secret "
+        "manager writes) to bring your own key. Default `edgeops-signing-key`.",
+        json_schema_extra={CHART: "signing.existingSecret"},
+    )
     signing_key_refresh_seconds: float = Field(
         300.0,
         gt=0,

@@ -14,6 +14,8 @@ from edgeops.api import API_VERSION, KINDS, KINDS_BY_NAME
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 STATUS = EXAMPLES / "sensor-fleet" / "status"
+#: Argo CD and Flux objects that deploy the examples (tests/integration/test_gitops.py).
+GITOPS = EXAMPLES / "gitops"
 
 
 class _Loader(yaml.SafeLoader):
@@ -35,7 +37,9 @@ def load_objects(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
     return objects
 
 
-SPECS = load_objects(sorted(p for p in EXAMPLES.rglob("*.yaml") if p.parent != STATUS))
+SPECS = load_objects(
+    sorted(p for p in EXAMPLES.rglob("*.yaml") if p.parent != STATUS and GITOPS not in p.parents)
+)
 STATUSES = load_objects(sorted(STATUS.glob("*.yaml")))
 
 

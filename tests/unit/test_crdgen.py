@@ -208,7 +208,7 @@ def test_committed_files_are_current() -> None:
     assert problems == [], "run `python -m edgeops.crdgen`:\n" + "".join(problems)
     for name in crdgen.generate():
         assert (ROOT / "crds" / name).read_bytes() == (
-            ROOT / "charts" / "edgeops" / "crds" / name
+            ROOT / "charts" / "edgeops" / "files" / "crds" / name
         ).read_bytes()
 
 
@@ -225,7 +225,7 @@ def test_check_reports_stale_and_missing_files(
     assert crdgen.main(["--root", str(tmp_path), "--check"]) == 1  # nothing generated yet
     assert crdgen.main(["--root", str(tmp_path)]) == 0
     assert crdgen.main(["--root", str(tmp_path), "--check"]) == 0
-    edited = tmp_path / "charts" / "edgeops" / "crds" / "devices.edgeops.dev.yaml"
+    edited = tmp_path / "charts" / "edgeops" / "files" / "crds" / "devices.edgeops.dev.yaml"
     edited.write_text(edited.read_text().replace("edev", "dev"))
     (tmp_path / "crds" / "old.edgeops.dev.yaml").write_text("{}\n")
     capsys.readouterr()
@@ -235,6 +235,20 @@ def test_check_reports_stale_and_missing_files(
     assert "crds/old.edgeops.dev.yaml: not generated" in err
     assert crdgen.main(["--root", str(tmp_path)]) == 0
     assert not (tmp_path / "crds" / "old.edgeops.dev.yaml").exists()
+
+
+def test_check_refuses_crds_in_the_charts_crds_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Helm would install a file there once, beside the templated copy, and never upgrade it.
+    assert crdgen.main(["--root", str(tmp_path)]) == 0
+    retired = tmp_path / "charts" / "edgeops" / "crds"
+    retired.mkdir(parents=True)
+    (retired / "devices.edgeops.dev.yaml").write_text("{}\n")
+    assert crdgen.main(["--root", str(tmp_path), "--check"]) == 1
+    assert "charts/edgeops/crds/devices.edgeops.dev.yaml: retired location" in (
+        capsys.readouterr().err
+    )
 
 
 class _Union(BaseModel):

@@ -74,6 +74,7 @@ def test_defaults() -> None:
     assert config.watch_connect_timeout_seconds == 10
     assert config.api_request_timeout_seconds == 60
     assert config.signing_key_refresh_seconds == 300
+    assert config.signing_key_secret == "edgeops-signing-key"
     assert config.http_source_allowed_hosts is None and config.http_source_allowlist is None
     assert config.http_source_allow_private_networks is False
     assert config.http_source_deadline_seconds == 120
@@ -129,6 +130,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "EDGEOPS_WATCH_CONNECT_TIMEOUT_SECONDS": "3",
         "EDGEOPS_API_REQUEST_TIMEOUT_SECONDS": "20",
         "EDGEOPS_SIGNING_KEY_REFRESH_SECONDS": "30",
+        "EDGEOPS_SIGNING_KEY_SECRET": "vault-signing-key",
         "EDGEOPS_BUNDLE_VALIDITY_DAYS": "7.5",
     }
     assert set(env) == {env_name(f) for f in OperatorSettings.model_fields}
@@ -170,6 +172,7 @@ def test_the_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert config.watch_connect_timeout_seconds == 3
     assert config.api_request_timeout_seconds == 20
     assert config.signing_key_refresh_seconds == 30
+    assert config.signing_key_secret == "vault-signing-key"
     assert settings() is config  # read once per process
 
 
@@ -204,6 +207,7 @@ def test_a_secret_in_another_namespace_and_empty_values(monkeypatch: pytest.Monk
         ("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", "data.example/x", "'data.example/x' is not a host"),
         ("EDGEOPS_HTTP_SOURCE_ALLOWED_HOSTS", " , ", "lists no host"),
         ("EDGEOPS_SOURCE_MAX_ROWS_PER_OBJECT", "0", "greater than or equal to 1"),
+        ("EDGEOPS_SIGNING_KEY_SECRET", "Signing_Key", "should match pattern"),
     ],
 )
 def test_a_bad_value_is_named(

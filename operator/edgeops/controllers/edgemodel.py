@@ -35,7 +35,6 @@ from edgeops.api.constants import (
     GROUP,
     TRAINING_RUN,
     TRAINING_RUNS,
-    VERSION,
     Annotations,
     ConditionType,
     Labels,
@@ -55,7 +54,6 @@ from edgeops.controllers.signing_key import publish_public_key
 from edgeops.controllers.storage import artifact_store
 from edgeops.controllers.watches import Key, first, items
 from edgeops.k8s import apply, custom
-from edgeops.metrics import drift as drift_metrics
 from edgeops.metrics.operator import RECONCILIATIONS
 from edgeops.policy import admission, gates, promotion, registry, retrain
 from edgeops.settings import settings
@@ -140,14 +138,6 @@ class Tick:
         if self.status.triggers is None:
             self.status.triggers = TriggerState()
         return self.status.triggers
-
-
-@kopf.on.event(GROUP, VERSION, EDGE_MODELS, id="edgemodel-drift-series")
-def forget_drift_series(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    """A deleted model's drift series leave /metrics, on the watch's DELETED event (a
-    watching handler, so Kopf keeps no per-object state or annotation for it)."""
-    if type == "DELETED" and namespace is not None:
-        drift_metrics.publish(namespace, name, None)
 
 
 @reconciler.controller(EDGE_MODELS, EDGE_MODEL, gather=_gather)
@@ -246,9 +236,6 @@ def _reconcile(
         tick.retry_in(STORAGE_RETRY_SECONDS)
     _handle_promote_request(tick, meta)
     _measure_drift(tick)
-    drift_metrics.publish(
-        tick.namespace, tick.name, tick.status.drift if tick.spec.retrain.on_drift.enabled else None
-    )
     active = [r for r in runs if (r.get("status") or {}).get("phase") not in FINISHED]
     started: list[dict[str, Any]] = []
     try:

@@ -1,4 +1,5 @@
-"""The operator's Ed25519 signing key: a Secret in the operator's namespace, generated on
+"""The operator's Ed25519 signing key: a Secret in the operator's namespace
+(``EDGEOPS_SIGNING_KEY_SECRET``, so an existing Secret can be brought), generated on
 first start if absent (never logged), and the public keys published as ConfigMap
 ``edgeops-signing`` in the operator's namespace only.
 
@@ -22,7 +23,6 @@ from edgeops.signing import SigningKey, generate_key, signing_key
 
 log = logging.getLogger(__name__)
 
-SECRET_NAME: Final = "edgeops-signing-key"
 PRIVATE_KEY: Final = "privateKey"
 
 _lock = threading.Lock()
@@ -52,7 +52,7 @@ def current_key() -> SigningKey:
             namespace = operator_namespace()
             fresh = generate_key()
             stored = custom.create_secret_once(
-                namespace, SECRET_NAME, {PRIVATE_KEY: fresh.private_b64}
+                namespace, settings().signing_key_secret, {PRIVATE_KEY: fresh.private_b64}
             )
             key = signing_key(stored[PRIVATE_KEY])
             _loaded_at = time.monotonic()
@@ -66,7 +66,7 @@ def current_key() -> SigningKey:
                     key.key_id,
                     origin,
                     namespace,
-                    SECRET_NAME,
+                    settings().signing_key_secret,
                 )
             _key = key
         return _key

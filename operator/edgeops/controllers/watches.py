@@ -19,13 +19,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from edgeops.api.conditions import get_condition
 from edgeops.api.constants import (
     DATASET,
     DATASETS,
+    DEVICE,
+    DEVICES,
     EDGE_MODEL,
     EDGE_MODELS,
+    FLEET_ROLLOUT,
+    FLEET_ROLLOUTS,
     GROUP,
     TRAINING_RUN,
     TRAINING_RUNS,
@@ -33,7 +38,9 @@ from edgeops.api.constants import (
     ConditionType,
     Labels,
 )
+from edgeops.api.edgemodel import DriftSummary
 from edgeops.controllers.reconciler import wake
+from edgeops.metrics import drift as drift_metrics
 from edgeops.metrics.operator import OBJECTS
 from edgeops.policy import retention
 from edgeops.policy.serving import INFERENCE_SERVICES, ISVC_VERSION, KSERVE_GROUP
@@ -236,6 +243,19 @@ async def dataset_changed(
 @kopf.on.event(GROUP, VERSION, EDGE_MODELS)
 async def edgemodel_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     _count(EDGE_MODEL, body, type, _ready(body))
+    _drift_series(body, type)
+
+
+# Counted for the alerts (a paused or aborted rollout; unhealthy or silent devices): the
+# phase the FleetRollout controller wrote, the health the Device controller wrote.
+@kopf.on.event(GROUP, VERSION, FLEET_ROLLOUTS, id="count-fleetrollouts")
+async def fleetrollout_counted(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _count(FLEET_ROLLOUT, body, type, (body.get("status") or {}).get("phase") or "Pending")
+
+
+@kopf.on.event(GROUP, VERSION, DEVICES, id="count-devices")
+async def device_counted(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _count(DEVICE, body, type, (body.get("status") or {}).get("health") or "Unknown")
 
 
 @kopf.on.event(KSERVE_GROUP, ISVC_VERSION, INFERENCE_SERVICES)
@@ -263,3 +283,23 @@ def _count(kind: str, body: Mapping[str, Any], event: str | None, phase: str) ->
     if event != "DELETED":
         _phases[(kind, uid)] = phase
         OBJECTS.labels(kind=kind, phase=phase).inc()
+
+
+# --- drift as series -------------------------------------------------------------------------
+
+
+def _drift_series(body: Mapping[str, Any], event: str | None) -> None:
+    """Keeps the ``edgeops_model_drift_*`` series (:mod:`edgeops.metrics.drift`) equal to
+    the EdgeModel's ``status.drift`` as the drift monitor wrote it; a model deleted or with
+    ``onDrift`` off has none."""
+    meta = body.get("metadata") or {}
+    namespace, model = str(meta.get("namespace")), str(meta.get("name"))
+    on_drift = ((body.get("spec") or {}).get("retrain") or {}).get("onDrift") or {}
+    drift = (body.get("status") or {}).get("drift")
+    summary = None
+    if event != "DELETED" and on_drift.get("enabled") and isinstance(drift, Mapping):
+        try:
+            summary = DriftSummary.model_validate(drift)
+        except ValidationError:
+            summary = None  # a status written by another version: no series rather than wrong ones
+    drift_metrics.publish(namespace, model, summary)

@@ -22,7 +22,7 @@ from edgeops.api.constants import ImageRepositories
 IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
     ImageRepositories.OPERATOR: ["edgeops", "operator", "run"],
     ImageRepositories.TRAINER: ["python", "-m", "edgeops.training"],
-    ImageRepositories.GATEWAY: ["python", "-m", "edgeops.gateway"],
+    ImageRepositories.GATEWAY: ["edgeops", "gateway", "run"],
     ImageRepositories.DEVICE_AGENT: ["python", "-m", "edgeops.device"],
     ImageRepositories.PREDICTOR: ["python", "-m", "edgeops.serving"],
 }
