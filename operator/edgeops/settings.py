@@ -662,10 +662,12 @@ class GatewaySettings(BaseSettings):
         2.0,
         ge=0,
         le=300,
-        description="Seconds the gateway keeps what it read of Devices, EdgeModels and "
-        "FleetRollouts before reading them again (0: every request reads). Default 2: an "
-        "approval or a rollout step reaches devices within seconds, at one list per kind and "
-        "namespace every 2 s under load.",
+        description="Seconds the gateway keeps a Dataset (read by sample uploads) and a signed "
+        "bundle manifest (read from S3 for desired state) before reading it again (0: every "
+        "request reads). Devices, EdgeModels and FleetRollouts are not cached this way: they "
+        "come from watches, so a change reaches every replica within moments. Default 2: a "
+        "bundle signed again reaches devices within seconds, at one S3 read per bundle "
+        "every 2 s under load.",
         json_schema_extra={CHART: "gateway.cacheSeconds"},
     )
     gateway_presign_seconds: int = Field(
@@ -683,9 +685,9 @@ class GatewaySettings(BaseSettings):
         60.0,
         ge=1,
         le=3600,
-        description="Seconds between writes of a Device's `status.lastSeen` while nothing else "
-        "changes, so a polling fleet does not write to the API server on every request. "
-        "Default 60.",
+        description="Seconds between refreshes of a Device's `status.lastSeen`, judged from the "
+        "stored value (so replicas agree): a report older than this since the last refresh "
+        "writes it along with its sequence. Default 60.",
         json_schema_extra={CHART: "gateway.lastSeenSeconds"},
     )
 
