@@ -46,6 +46,17 @@ def _newer(candidate: dict[str, Any], held: dict[str, Any] | None) -> bool:
     return new is None or old is None or new >= old
 
 
+class _PlainWatch(watch.Watch):  # type: ignore[misc]
+    """A :class:`kubernetes.watch.Watch` that only ``json.loads`` each event: for custom
+    objects the default re-encodes and decodes every object to "deserialize" it into the
+    dict it already is, a cost per Device write (the gateway writes one per report).
+    (``deserialize=False`` would skip it too, but then the library fails on ERROR events,
+    410 Gone among them.)"""
+
+    def unmarshal_event(self, data: str, return_type: Any) -> Any:
+        return super().unmarshal_event(data, None)
+
+
 class WatchCache:
     """All objects of ``plural`` (group ``edgeops.dev``), by namespace and name.
 
@@ -164,7 +175,7 @@ class WatchCache:
         """Applies watch events from ``resource_version`` on until stopped; raises the
         API server's errors (410 Gone included)."""
         while not self._stopping.is_set():
-            stream = watch.Watch()
+            stream = _PlainWatch()
             self._watch = stream
             for event in stream.stream(
                 self._api().list_cluster_custom_object,
