@@ -466,3 +466,24 @@ def test_watch_cache_keeps_the_newest_version_and_reads_before_sync_are_not_read
     assert [o["metadata"]["name"] for o in cache.list("other")] == ["x"]
     cache._remove(device("13"))
     assert cache.get("plant", "cam-1") is None and len(cache) == 1
+
+
+def test_readyz_waits_for_every_watch_cache() -> None:
+    from fastapi.testclient import TestClient
+
+    from edgeops.gateway.app import create_app
+    from edgeops.gateway.context import watch_caches
+    from edgeops.settings import GatewaySettings
+
+    def no_store() -> Any:
+        raise AssertionError("S3 is not needed here")
+
+    caches = watch_caches()  # never started: no lifespan without `with TestClient(...)`
+    app = TestClient(create_app(GatewaySettings(), no_store, caches=caches))
+    for cache in caches:
+        waiting = app.get("/readyz")
+        assert waiting.status_code == 503 and waiting.json()["reason"] == "NotReady"
+        assert waiting.headers["Retry-After"] == "1"
+        cache._synced.set()  # its first list is in
+    assert app.get("/readyz").json() == {"status": "ok"}
+    assert app.get("/healthz").status_code == 200
