@@ -649,12 +649,14 @@ class GatewaySettings(BaseSettings):
         30,
         ge=1,
         le=100000,
-        description="Failed enrollments (`POST /v1/enroll` refused for any reason) one client "
-        "address may make per minute (token bucket, bursts of up to this many); once used up, "
-        "every enrollment from that address is refused with 429 and `Retry-After` until the "
-        "bucket refills. Enrollment is the one endpoint callable without a device key, so "
-        "this bounds token guessing and floods. The address is the TCP peer (proxy headers "
-        "are ignored): behind a NAT or a load balancer that does not preserve client "
+        description="Failed enrollments (`POST /v1/enroll` refused for any reason) and "
+        "requests signed for a Device that does not exist one client address may make per "
+        "minute (token bucket, bursts of up to this many); once used up, every enrollment "
+        "and every request naming a Device the gateway's cache does not hold is refused from "
+        "that address with 429 and `Retry-After` until the bucket refills. These are what "
+        "can be sent without a device key, so this bounds token guessing and floods (each "
+        "unknown Device costs the gateway one API read). The address is the TCP peer (proxy "
+        "headers are ignored): behind a NAT or a load balancer that does not preserve client "
         "addresses, devices share one budget. Default 30.",
         json_schema_extra={CHART: "gateway.enrollmentsPerMinute"},
     )

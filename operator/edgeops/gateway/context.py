@@ -235,13 +235,16 @@ class Fleet:
             self._cache[key] = _Cached(now, value)
         return value
 
-    def device(self, namespace: str, name: str, fresh: bool = False) -> dict[str, Any] | None:
+    def device(
+        self, namespace: str, name: str, fresh: bool = False, cached_only: bool = False
+    ) -> dict[str, Any] | None:
         """The Device, or None. From the watch cache; a miss (a Device another replica
         created a moment ago, not yet delivered by the watch) and ``fresh`` read the API
-        server (I/O: a :class:`CacheMissError` where I/O is not allowed)."""
+        server (I/O: a :class:`CacheMissError` where I/O is not allowed), unless
+        ``cached_only`` (then a miss is None)."""
         if not fresh:
             hit = self._ready(self.devices).get(namespace, name)
-            if hit is not None:
+            if hit is not None or cached_only:
                 return hit
         if _CACHE_ONLY.get():
             raise CacheMissError(("device", namespace, name))
@@ -415,9 +418,17 @@ class Gateway:
         if not isinstance(keyid, str) or keyid.count("/") != 1:
             raise ApiError(401, "BadSignatureInput", 'keyid must be "<namespace>/<device>"')
         key_ns, key_name = keyid.split("/")
-        signer = await self.cache_first(self.fleet.device, key_ns, key_name)
+        signer = await self.cache_first(self.fleet.device, key_ns, key_name, False, True)
         if signer is None:
-            raise ApiError(401, "UnknownDevice", f"no device {keyid}")
+            # Not in the watch cache: a Device another replica enrolled a moment ago, or
+            # none. Asking the API server is charged to the client's address like a failed
+            # enrollment when there is none, so unknown names cannot flood it with reads.
+            address = self.client_address(request)
+            self.check_enroll_budget(address)
+            signer = await run_in_threadpool(self.fleet.device, key_ns, key_name, True)
+            if signer is None:
+                self.count_enroll_failure(address)
+                raise ApiError(401, "UnknownDevice", f"no device {keyid}")
         current, upcoming = identity_keys(signer)
         keys = [k for k in (current, upcoming) if k is not None]
         verified = self.authenticate(request, body, keys, parsed)
