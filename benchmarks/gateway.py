@@ -14,7 +14,8 @@ What runs
     then measured one after the other, each a subprocess on a free port of 127.0.0.1:
 
     * gateway: ``python -m edgeops gateway run`` with the devcluster's settings and the
-      defaults of every gateway setting (a 2 s read cache; ``--cache-seconds`` changes it)
+      defaults of every gateway setting (``--cache-seconds`` sets the 2 s cache of bundle
+      manifests and Datasets)
       except the per-device rate limit, raised so the load generator is never refused;
     * baseline: a bare ASGI callable that reads the request body and answers 200 ``{}``,
       served by uvicorn with the gateway's own options
@@ -51,9 +52,10 @@ The numbers
 Caveats: one machine, the load generator on the same cores as the server (with 2 cores a
 server can use about one while the client uses the other); absolute figures depend on the
 machine, ratios much less. The gateway's per-request work at steady state is CPU
-(signature, digest, pydantic, the telemetry collector) plus a Device read every 2 s per
-device and a list of EdgeModels and FleetRollouts every 2 s (the read cache); the API
-server shares the machine.
+(signature, digest, pydantic, the telemetry collector) plus, since reports carry a sequence
+stored in the Device so that replay protection holds across replicas, one compare-and-swap
+write of the Device's status per report (Devices, EdgeModels and FleetRollouts are read
+from watch caches, with no API call); the API server and etcd share the machine.
 """
 
 from __future__ import annotations
@@ -280,13 +282,15 @@ def server(
     try:
         deadline = time.monotonic() + 60
         while True:
+            # Ready (the gateway's watch caches synced), not only listening.
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
             except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{label} did not start; see {work}/{label}.log") from None
-                time.sleep(0.2)
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{label} did not start; see {work}/{label}.log")
+            time.sleep(0.2)
         yield proc.pid
     finally:
         proc.terminate()
@@ -439,8 +443,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cache-seconds",
         type=float,
-        help="the gateway's EDGEOPS_GATEWAY_CACHE_SECONDS (default: its default, 2); a long "
-        "one shows what the periodic Device/EdgeModel/FleetRollout reads cost",
+        help="the gateway's EDGEOPS_GATEWAY_CACHE_SECONDS (default: its default, 2): how long "
+        "bundle manifests and Datasets are kept",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--keep", action="store_true", help="keep the devcluster's state dir")

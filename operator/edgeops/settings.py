@@ -688,12 +688,14 @@ class GatewaySettings(BaseSettings):
         30,
         ge=1,
         le=100000,
-        description="Failed enrollments (`POST /v1/enroll` refused for any reason) one client "
-        "address may make per minute (token bucket, bursts of up to this many); once used up, "
-        "every enrollment from that address is refused with 429 and `Retry-After` until the "
-        "bucket refills. Enrollment is the one endpoint callable without a device key, so "
-        "this bounds token guessing and floods. The address is the TCP peer (proxy headers "
-        "are ignored): behind a NAT or a load balancer that does not preserve client "
+        description="Failed enrollments (`POST /v1/enroll` refused for any reason) and "
+        "requests signed for a Device that does not exist one client address may make per "
+        "minute (token bucket, bursts of up to this many); once used up, every enrollment "
+        "and every request naming a Device the gateway's cache does not hold is refused from "
+        "that address with 429 and `Retry-After` until the bucket refills. These are what "
+        "can be sent without a device key, so this bounds token guessing and floods (each "
+        "unknown Device costs the gateway one API read). The address is the TCP peer (proxy "
+        "headers are ignored): behind a NAT or a load balancer that does not preserve client "
         "addresses, devices share one budget. Default 30.",
         json_schema_extra={CHART: "gateway.enrollmentsPerMinute"},
     )
@@ -701,10 +703,12 @@ class GatewaySettings(BaseSettings):
         2.0,
         ge=0,
         le=300,
-        description="Seconds the gateway keeps what it read of Devices, EdgeModels and "
-        "FleetRollouts before reading them again (0: every request reads). Default 2: an "
-        "approval or a rollout step reaches devices within seconds, at one list per kind and "
-        "namespace every 2 s under load.",
+        description="Seconds the gateway keeps a Dataset (read by sample uploads) and a signed "
+        "bundle manifest (read from S3 for desired state) before reading it again (0: every "
+        "request reads). Devices, EdgeModels and FleetRollouts are not cached this way: they "
+        "come from watches, so a change reaches every replica within moments. Default 2: a "
+        "bundle signed again reaches devices within seconds, at one S3 read per bundle "
+        "every 2 s under load.",
         json_schema_extra={CHART: "gateway.cacheSeconds"},
     )
     gateway_presign_seconds: int = Field(
@@ -722,9 +726,9 @@ class GatewaySettings(BaseSettings):
         60.0,
         ge=1,
         le=3600,
-        description="Seconds between writes of a Device's `status.lastSeen` while nothing else "
-        "changes, so a polling fleet does not write to the API server on every request. "
-        "Default 60.",
+        description="Seconds between refreshes of a Device's `status.lastSeen`, judged from the "
+        "stored value (so replicas agree): a report older than this since the last refresh "
+        "writes it along with its sequence. Default 60.",
         json_schema_extra={CHART: "gateway.lastSeenSeconds"},
     )
 

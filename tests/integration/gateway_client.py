@@ -113,7 +113,7 @@ def reason(response: httpx.Response) -> str:
 @contextlib.contextmanager
 def gateway_process(cluster: Cluster, **env: str) -> Iterator[tuple[httpx.Client, int]]:
     """``edgeops gateway run`` on a free port of 127.0.0.1 with the cluster's settings, no
-    read cache and generous request and failed-enrollment rates (every test client shares
+    bundle/Dataset cache and generous request and failed-enrollment rates (every test client shares
     127.0.0.1) (plus ``env``); a client of it."""
     port = free_port()
     environment = {
@@ -135,7 +135,8 @@ def gateway_process(cluster: Cluster, **env: str) -> Iterator[tuple[httpx.Client
 
     def up() -> bool:
         try:
-            return http.get("/openapi.json").status_code == 200
+            # Ready: its watch caches of the fleet are synced.
+            return http.get("/readyz").status_code == 200
         except httpx.HTTPError:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             return False

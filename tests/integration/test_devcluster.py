@@ -309,6 +309,8 @@ def test_the_gateway_runs_as_a_pod_from_the_chart(cluster: Cluster) -> None:
     assert pods[0]["spec"]["serviceAccountName"] == "edgeops-gateway"
     url = cluster.endpoints["gateway"]
     assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    # Ready: its watch caches listed the fleet under its own ServiceAccount.
+    assert httpx.get(url + "/readyz", timeout=5).json() == {"status": "ok"}
     paths = httpx.get(url + "/openapi.json", timeout=5).json()["paths"]
     assert "/v1/enroll" in paths and "/v1/devices/{namespace}/{name}/desired" in paths
     # Least privilege: Device status and token Secrets, nothing else written or listed.
@@ -318,6 +320,12 @@ def test_the_gateway_runs_as_a_pod_from_the_chart(cluster: Cluster) -> None:
         out = cluster.kubectl("auth", "can-i", gateway, *args, check=False)
         return out.stdout.strip() == "yes"
 
+    # Its watch caches: list and watch the fleet's objects in every namespace.
+    for kind in ("devices", "edgemodels", "fleetrollouts"):
+        for verb in ("list", "watch"):
+            assert can(verb, f"{kind}.edgeops.dev", "--all-namespaces"), (verb, kind)
+    assert not can("watch", "secrets", "--all-namespaces")
+    assert not can("list", "configmaps", "-n", "plant")
     assert can("patch", "devices.edgeops.dev", "--subresource=status", "-n", "plant")
     assert can("create", "devices.edgeops.dev", "-n", "plant")
     # Token use counts are a merge patch carrying the resourceVersion (compare-and-swap).

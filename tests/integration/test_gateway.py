@@ -102,7 +102,7 @@ def test_enroll_approve_and_desired_state(
     same = dev.desired(extra={"If-None-Match": got.headers["ETag"]})
     assert same.status_code == 304
 
-    # Reports: a monotonic sequence, status written only when something changed.
+    # Reports: a monotonic sequence (stored with every report), changed fields listed.
     path = f"/v1/devices/{ns}/dev-a/status"
     report = {"sequence": 1, "agentVersion": "0.1.0", "health": "Healthy", "model": "gw-model",
               "version": 1}  # fmt: skip

@@ -112,6 +112,8 @@ def test_a_token_enrolls_exactly_max_uses_devices_under_concurrency(
 
 
 def test_failed_enrollments_from_one_address_are_rate_limited(cluster: Cluster, ns: str) -> None:
+    # Made first: the bucket refills a token every 20 s, which a CLI call under load can take.
+    good = _token(cluster, ns)
     with running_gateway(cluster, EDGEOPS_GATEWAY_ENROLLMENTS_PER_MINUTE="3") as http:
         guesser = Device(http, ns, "guesser")
         bad = "ebt.000000000000." + "x" * 43
@@ -122,8 +124,18 @@ def test_failed_enrollments_from_one_address_are_rate_limited(cluster: Cluster, 
         assert limited.status_code == 429 and _reason(limited) == "RateLimited"
         assert 1 <= int(limited.headers["Retry-After"]) <= 21
         # Even a good token waits: the address is out of budget, not the token.
-        good = _token(cluster, ns)
         assert Device(http, ns, "patient").enroll(good).status_code == 429
+        # So does a request for a Device the gateway does not know (an API read each).
+        assert Device(http, ns, "nobody").desired().status_code == 429
+
+
+def test_requests_for_unknown_devices_are_charged_to_the_address(cluster: Cluster, ns: str) -> None:
+    with running_gateway(cluster, EDGEOPS_GATEWAY_ENROLLMENTS_PER_MINUTE="2") as http:
+        for name in ("ghost-1", "ghost-2"):
+            unknown = Device(http, ns, name).desired()
+            assert unknown.status_code == 401 and _reason(unknown) == "UnknownDevice"
+        limited = Device(http, ns, "ghost-3").desired()
+        assert limited.status_code == 429 and _reason(limited) == "RateLimited"
 
 
 def _outcomes(gateway: httpx.Client, ns: str) -> dict[tuple[str, str, str], float]:

@@ -216,9 +216,9 @@ def test_gateway_apps_have_their_own_registry_and_label_routes_by_template() -> 
 
 
 def test_immutable_reads_are_kept_past_the_ttl_in_a_bounded_lru() -> None:
-    from edgeops.gateway.context import Fleet
+    from edgeops.gateway.context import Fleet, watch_caches
 
-    cache = Fleet(ttl=0, immutable_size=2)
+    cache = Fleet(*watch_caches(), ttl=0, immutable_size=2)
     loads: list[str] = []
 
     def load(key: str) -> Any:

@@ -437,23 +437,53 @@ def test_admitted_buckets_limit_the_cohort_while_a_step_ramps() -> None:
     assert view is not None and (view.admitted, view.percent, view.stable_version) == (500, 50, 1)
 
 
-def test_a_device_enrolled_again_under_its_name_starts_a_new_sequence() -> None:
-    from edgeops.gateway.context import ApiError, Gateway
+def test_watch_cache_keeps_the_newest_version_and_reads_before_sync_are_not_ready() -> None:
+    """Read-your-writes: a write's answer stored ahead of its watch event is not replaced
+    by an older event; a deletion older than what is held removes nothing; a relist keeps
+    a newer write. Fleet reads before the first list are 503 NotReady."""
+    from edgeops.gateway.context import ApiError, Fleet
+    from edgeops.k8s.watchcache import WatchCache
+
+    def device(rv: str, **status: Any) -> dict[str, Any]:
+        meta = {"namespace": "plant", "name": "cam-1", "resourceVersion": rv, "uid": "u1"}
+        return {"metadata": meta, "status": status}
+
+    cache = WatchCache("devices")
+    fleet = Fleet(cache, WatchCache("edgemodels"), WatchCache("fleetrollouts"), ttl=0)
+    with pytest.raises(ApiError) as early:
+        fleet.device("plant", "cam-1")
+    assert (early.value.status, early.value.reason) == (503, "NotReady")
+    assert not fleet.synced
+
+    cache.apply(device("12", sequence=5))  # what a write returned
+    cache.apply(device("11", sequence=4))  # its predecessor's watch event, late
+    assert cache.get("plant", "cam-1") == device("12", sequence=5)
+    cache._remove(device("10"))  # an old deletion
+    assert cache.get("plant", "cam-1") is not None
+    cache._replace([device("11", sequence=4), {**device("3"), "metadata": {
+        "namespace": "other", "name": "x", "resourceVersion": "3"}}])  # fmt: skip
+    assert cache.get("plant", "cam-1") == device("12", sequence=5)  # newer than the list
+    assert [o["metadata"]["name"] for o in cache.list("other")] == ["x"]
+    cache._remove(device("13"))
+    assert cache.get("plant", "cam-1") is None and len(cache) == 1
+
+
+def test_readyz_waits_for_every_watch_cache() -> None:
+    from fastapi.testclient import TestClient
+
+    from edgeops.gateway.app import create_app
+    from edgeops.gateway.context import watch_caches
     from edgeops.settings import GatewaySettings
 
     def no_store() -> Any:
         raise AssertionError("S3 is not needed here")
 
-    gw = Gateway(GatewaySettings(), no_store)
-    first = {"metadata": {"namespace": "plant", "name": "cam-1", "uid": "u1"}}
-    gw.take_sequence(first, 31)
-    with pytest.raises(ApiError) as refused:
-        gw.take_sequence(first, 31)
-    assert (refused.value.status, refused.value.reason) == (409, "StaleSequence")
-    # The Device was deleted and enrolled again: a new UID, a new counter from 0.
-    again = {"metadata": {"namespace": "plant", "name": "cam-1", "uid": "u2"}}
-    gw.take_sequence(again, 0)
-    # The stored status.sequence still bounds a replica that has seen nothing.
-    stored = {**again, "status": {"sequence": 7}}
-    with pytest.raises(ApiError):
-        Gateway(GatewaySettings(), no_store).take_sequence(stored, 7)
+    caches = watch_caches()  # never started: no lifespan without `with TestClient(...)`
+    app = TestClient(create_app(GatewaySettings(), no_store, caches=caches))
+    for cache in caches:
+        waiting = app.get("/readyz")
+        assert waiting.status_code == 503 and waiting.json()["reason"] == "NotReady"
+        assert waiting.headers["Retry-After"] == "1"
+        cache._synced.set()  # its first list is in
+    assert app.get("/readyz").json() == {"status": "ok"}
+    assert app.get("/healthz").status_code == 200

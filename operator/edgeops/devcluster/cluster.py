@@ -702,7 +702,8 @@ class DevCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                # Ready, not only live: its watch caches of the fleet are synced.
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -782,7 +783,7 @@ class DevCluster:
         if self.state_file.exists():
             gateway = self.endpoints()["gateway"]
             try:
-                serving = httpx.get(gateway + "/healthz", timeout=1).status_code == 200
+                serving = httpx.get(gateway + "/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 serving = False
             lines.append(

@@ -3,8 +3,10 @@
 Every error is JSON ``{"reason", "message"}``. Every request but enrollment's token check is
 authenticated by an RFC 9421 signature (:mod:`edgeops.httpsig`) with the device's
 key; enrollment is signed too, with the key it enrolls (proof of possession). Bodies are
-:mod:`edgeops.api.wire` models. Reads of Devices, EdgeModels and FleetRollouts go through a
-short TTL cache (``EDGEOPS_GATEWAY_CACHE_SECONDS``); writes go straight to the API server.
+:mod:`edgeops.api.wire` models. Devices, EdgeModels and FleetRollouts are read from watch
+caches the app's lifespan starts (:mod:`edgeops.k8s.watchcache`); ``GET /readyz`` is 503
+``NotReady`` until their first lists are in, and so is any request that needs them. Writes
+go straight to the API server and into the cache (read-your-writes).
 Endpoints live in one module each (:mod:`.enrollment`, :mod:`.desired`, :mod:`.artifacts`,
 :mod:`.reports`, :mod:`.telemetry`, :mod:`.samples`). ``GET /metrics`` (unauthenticated,
 like any Prometheus target) serves the fleet telemetry series (:mod:`edgeops.metrics.fleet`)
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -27,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeops import __version__
 from edgeops.gateway import artifacts, desired, enrollment, reports, samples, telemetry
-from edgeops.gateway.context import ApiError, Gateway
+from edgeops.gateway.context import ApiError, Gateway, ObjectCache
 from edgeops.metrics.fleet import GATEWAY_REQUEST_DURATION_SECONDS, GATEWAY_REQUESTS_TOTAL
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
@@ -86,9 +89,24 @@ def create_app(
     store: Callable[[], ArtifactStore],
     *,
     wall_clock: Callable[[], float] = time.time,
+    caches: tuple[ObjectCache, ObjectCache, ObjectCache] | None = None,
 ) -> FastAPI:
     """The gateway app; ``store`` is called when S3 is first needed, ``wall_clock`` (Unix
-    seconds) is what signature ages are measured against."""
+    seconds) is what signature ages are measured against, ``caches`` the Devices,
+    EdgeModels and FleetRollouts caches (default: watch caches of the cluster), started
+    and stopped by the app's lifespan."""
+    gw = Gateway(config, store, wall_clock, caches)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for cache in gw.caches:
+            cache.start()
+        try:
+            yield
+        finally:
+            for cache in gw.caches:
+                cache.stop(0)  # daemon threads: signal, do not wait out a watch
+
     app = FastAPI(
         title="EdgeOps fleet gateway",
         version=__version__,
@@ -96,8 +114,8 @@ def create_app(
         "with RFC 9421 HTTP Message Signatures (ed25519).",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
-    gw = Gateway(config, store, wall_clock)
     app.state.gateway = gw
 
     @app.exception_handler(ApiError)
@@ -119,6 +137,18 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         """Liveness: the process serves HTTP."""
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        """Readiness: 200 once the watch caches of the fleet have their first lists (the
+        gateway refuses device requests with 503 ``NotReady`` before)."""
+        if not gw.fleet.synced:
+            return _json(
+                503,
+                {"reason": "NotReady", "message": "the fleet's watch caches are not synced"},
+                {"Retry-After": "1"},
+            )
         return _json(200, {"status": "ok"})
 
     @app.get("/metrics", include_in_schema=False)

@@ -104,7 +104,7 @@ def router(gw: Gateway) -> APIRouter:
     async def artifact(request: Request, namespace: str, name: str, sha256: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
-        gw.approved_device(device)
+        device = await gw.approved_device(device)
         if not _SHA256.match(sha256):
             raise ApiError(
                 404, "ArtifactNotAssigned", "artifacts are named by lowercase hex SHA-256"

@@ -1,6 +1,7 @@
-"""What every gateway endpoint shares: settings, the S3 store, the read cache of the fleet,
-request bodies with a size bound, RFC 9421 authentication and the per-device report
-sequence. One :class:`Gateway` per app; endpoint modules receive it."""
+"""What every gateway endpoint shares: settings, the S3 store, the watch caches of the
+fleet, request bodies with a size bound, RFC 9421 authentication and the per-device report
+sequence (stored in the Device, so it holds across replicas). One :class:`Gateway` per app;
+endpoint modules receive it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -28,9 +30,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops import httpsig
-from edgeops.api.constants import DATASETS, EDGE_MODELS, FLEET_ROLLOUTS
+from edgeops.api.common import format_time
+from edgeops.api.constants import DATASETS, DEVICES, EDGE_MODELS, FLEET_ROLLOUTS
 from edgeops.gateway.limits import NonceCache, RateLimiter, RowBudget
 from edgeops.k8s import fleet
+from edgeops.k8s.watchcache import WatchCache
 from edgeops.metrics.fleet import FleetTelemetry
 from edgeops.policy.device import enrollment_state as policy_enrollment_state
 from edgeops.settings import GatewaySettings
@@ -160,6 +164,24 @@ def promoted_identity(next_key: Ed25519PublicKey) -> dict[str, Any]:
     }
 
 
+class ObjectCache(Protocol):
+    """What the gateway reads fleet objects from: :class:`edgeops.k8s.watchcache.WatchCache`
+    (list + watch); reads never do I/O."""
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    def apply(self, obj: dict[str, Any]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
 @dataclass
 class _Cached:
     at: float
@@ -168,14 +190,37 @@ class _Cached:
 
 @dataclass
 class Fleet:
-    """Reads of the API server with a TTL cache (seconds); writes refresh what they change."""
+    """The gateway's view of the cluster. Devices, EdgeModels and FleetRollouts come from
+    watch-fed caches (``devices``, ``edge_models``, ``rollouts``); reads before they are
+    synced are 503 ``NotReady``. What the gateway writes is stored at once
+    (:meth:`remember`), so the next request sees it (read-your-writes). Datasets and signed
+    bundle manifests (S3) are kept ``ttl`` seconds (:meth:`cached`); content-addressed
+    reads in a small LRU (:meth:`immutable`)."""
 
+    devices: ObjectCache
+    edge_models: ObjectCache
+    rollouts_cache: ObjectCache
     ttl: float
     clock: Callable[[], float] = time.monotonic
     immutable_size: int = 64
     _cache: dict[tuple[str, str, str], _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _immutable: OrderedDict[tuple[str, str], Any] = field(default_factory=OrderedDict)
+
+    @property
+    def synced(self) -> bool:
+        """Whether every watch cache has its first list (the gateway is ready)."""
+        return all(c.synced for c in (self.devices, self.edge_models, self.rollouts_cache))
+
+    def _ready(self, cache: ObjectCache) -> ObjectCache:
+        if not cache.synced:
+            raise ApiError(
+                503,
+                "NotReady",
+                "the gateway is still loading the fleet; try again",
+                {"Retry-After": "1"},
+            )
+        return cache
 
     def _get(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
         now = self.clock()
@@ -190,43 +235,45 @@ class Fleet:
             self._cache[key] = _Cached(now, value)
         return value
 
-    def device(self, namespace: str, name: str, fresh: bool = False) -> dict[str, Any] | None:
-        """The Device, or None; ``fresh`` reads past the cache."""
-        key = ("device", namespace, name)
-        if fresh:
-            self.forget(namespace, name)
-        return self._get(key, lambda: fleet.read_device(namespace, name))  # type: ignore[no-any-return]
+    def device(
+        self, namespace: str, name: str, fresh: bool = False, cached_only: bool = False
+    ) -> dict[str, Any] | None:
+        """The Device, or None. From the watch cache; a miss (a Device another replica
+        created a moment ago, not yet delivered by the watch) and ``fresh`` read the API
+        server (I/O: a :class:`CacheMissError` where I/O is not allowed), unless
+        ``cached_only`` (then a miss is None)."""
+        if not fresh:
+            hit = self._ready(self.devices).get(namespace, name)
+            if hit is not None or cached_only:
+                return hit
+        if _CACHE_ONLY.get():
+            raise CacheMissError(("device", namespace, name))
+        found = fleet.read_device(namespace, name)
+        if found is not None:
+            self.devices.apply(found)
+        return found
 
-    def forget(self, namespace: str, name: str) -> None:
-        with self._lock:
-            self._cache.pop(("device", namespace, name), None)
-
-    def remember(self, namespace: str, name: str, obj: dict[str, Any]) -> None:
-        with self._lock:
-            self._cache[("device", namespace, name)] = _Cached(self.clock(), obj)
+    def remember(self, obj: dict[str, Any]) -> None:
+        """Stores a Device the gateway just wrote, as the API server returned it."""
+        self.devices.apply(obj)
 
     def models(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's EdgeModels."""
-        return self._get(  # type: ignore[no-any-return]
-            ("list", namespace, EDGE_MODELS), lambda: fleet.list_objects(namespace, EDGE_MODELS)
-        )
+        return self._ready(self.edge_models).list(namespace)
 
     def rollouts(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's FleetRollouts."""
-        return self._get(  # type: ignore[no-any-return]
-            ("list", namespace, FLEET_ROLLOUTS),
-            lambda: fleet.list_objects(namespace, FLEET_ROLLOUTS),
-        )
+        return self._ready(self.rollouts_cache).list(namespace)
 
     def dataset(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Dataset, or None."""
+        """The Dataset, or None (kept ``ttl`` seconds: read only by sample uploads)."""
         return self._get(  # type: ignore[no-any-return]
             ("object", namespace, f"{DATASETS}/{name}"),
             lambda: fleet.read_object(namespace, DATASETS, name),
         )
 
     def cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
-        """Any other read (a Dataset) under the same TTL."""
+        """Any other read (a bundle manifest in S3) kept ``ttl`` seconds."""
         return self._get(key, load)
 
     def immutable(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
@@ -247,6 +294,11 @@ class Fleet:
         return value
 
 
+def watch_caches() -> tuple[WatchCache, WatchCache, WatchCache]:
+    """Unstarted watch caches of Devices, EdgeModels and FleetRollouts (all namespaces)."""
+    return WatchCache(DEVICES), WatchCache(EDGE_MODELS), WatchCache(FLEET_ROLLOUTS)
+
+
 class Gateway:
     """State shared by the endpoints of one app (one replica)."""
 
@@ -255,12 +307,18 @@ class Gateway:
         config: GatewaySettings,
         store: Callable[[], ArtifactStore],
         wall_clock: Callable[[], float] = time.time,
+        caches: tuple[ObjectCache, ObjectCache, ObjectCache] | None = None,
     ) -> None:
+        """``caches`` are the Devices, EdgeModels and FleetRollouts caches (default:
+        :func:`watch_caches`, started by the app's lifespan)."""
         self.config = config
         self.store = store
         self.wall_clock = wall_clock
-        self.fleet = Fleet(config.gateway_cache_seconds)
+        self.caches = caches if caches is not None else watch_caches()
+        self.fleet = Fleet(*self.caches, ttl=config.gateway_cache_seconds)
         self.window = config.gateway_signature_window_seconds
+        # Per replica, the first line against replays: a replay to another replica is
+        # refused by the stored report sequence (take_sequence) instead.
         self.nonces = NonceCache(2 * self.window)
         self.limiter = RateLimiter(config.gateway_requests_per_minute)
         #: Failed enrollments per client address: enrollment is the one endpoint anybody
@@ -268,8 +326,6 @@ class Gateway:
         self.enroll_failures = RateLimiter(config.gateway_enrollments_per_minute)
         #: Uploaded sample rows per device (the sampling policy's maxRowsPerHour).
         self.rows = RowBudget()
-        self._sequences: dict[tuple[str, str, str], int] = {}
-        self._seq_lock = threading.Lock()
         # Per app, not prometheus_client's global registry: several apps (tests, replicas
         # in one process) must not collide or share counts.
         self.registry = CollectorRegistry()
@@ -362,9 +418,17 @@ class Gateway:
         if not isinstance(keyid, str) or keyid.count("/") != 1:
             raise ApiError(401, "BadSignatureInput", 'keyid must be "<namespace>/<device>"')
         key_ns, key_name = keyid.split("/")
-        signer = await self.cache_first(self.fleet.device, key_ns, key_name)
+        signer = await self.cache_first(self.fleet.device, key_ns, key_name, False, True)
         if signer is None:
-            raise ApiError(401, "UnknownDevice", f"no device {keyid}")
+            # Not in the watch cache: a Device another replica enrolled a moment ago, or
+            # none. Asking the API server is charged to the client's address like a failed
+            # enrollment when there is none, so unknown names cannot flood it with reads.
+            address = self.client_address(request)
+            self.check_enroll_budget(address)
+            signer = await run_in_threadpool(self.fleet.device, key_ns, key_name, True)
+            if signer is None:
+                self.count_enroll_failure(address)
+                raise ApiError(401, "UnknownDevice", f"no device {keyid}")
         current, upcoming = identity_keys(signer)
         keys = [k for k in (current, upcoming) if k is not None]
         verified = self.authenticate(request, body, keys, parsed)
@@ -391,7 +455,7 @@ class Gateway:
         patched = fleet.patch_device(
             namespace, name, {"spec": {"identity": promoted_identity(next_key)}}
         )
-        self.fleet.remember(namespace, name, patched)
+        self.fleet.remember(patched)
         return patched
 
     def client_address(self, request: Request) -> str:
@@ -415,20 +479,82 @@ class Gateway:
         """Charges one failed enrollment to ``address``."""
         self.enroll_failures.take(address, time.monotonic())
 
-    def approved_device(self, device: dict[str, Any]) -> None:
-        """403 ``DevicePending`` unless the device is approved."""
-        if enrollment_state(device.get("spec") or {}) != "Approved":
-            raise ApiError(403, "DevicePending", "the device is not approved yet")
-
-    def take_sequence(self, device: dict[str, Any], sequence: int) -> None:
-        """Accepts ``sequence`` if it exceeds every one seen for this Device (in this replica,
-        and ``status.sequence``); 409 ``StaleSequence`` otherwise. Keyed by the Device's UID
-        too: a Device deleted and enrolled again under the same name starts afresh."""
+    async def approved_device(self, device: dict[str, Any]) -> dict[str, Any]:
+        """The Device if it is approved, else 403 ``DevicePending``. A refusal is checked
+        against the API server first (the approval may be newer than this replica's watch
+        has delivered); an approved Device costs no read. Returns the Device as checked."""
+        if enrollment_state(device.get("spec") or {}) == "Approved":
+            return device
         meta = device.get("metadata") or {}
-        key = (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
-        stored = int((device.get("status") or {}).get("sequence", -1))
-        with self._seq_lock:
-            last = max(self._sequences.get(key, -1), stored)
+        fresh = await run_in_threadpool(
+            self.fleet.device, str(meta.get("namespace")), str(meta.get("name")), True
+        )
+        if fresh is None or (fresh.get("metadata") or {}).get("uid") != meta.get("uid"):
+            raise ApiError(404, "UnknownDevice", "the device was deleted or enrolled again")
+        refuse_if_ended(fresh)
+        if enrollment_state(fresh.get("spec") or {}) != "Approved":
+            raise ApiError(403, "DevicePending", "the device is not approved yet")
+        return fresh
+
+    def last_seen_due(self, status: dict[str, Any], now: float) -> bool:
+        """Whether ``status.lastSeen`` is missing or at least ``gateway_last_seen_seconds``
+        older than ``now`` (Unix seconds): lastSeen is written that coarsely, and judged from
+        the stored value, so replicas do not each refresh it."""
+        text = status.get("lastSeen")
+        if not isinstance(text, str):
+            return True
+        try:
+            seen = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return True
+        return now - seen >= self.config.gateway_last_seen_seconds
+
+    def take_sequence(
+        self,
+        device: dict[str, Any],
+        sequence: int,
+        changes: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Accepts a report's ``sequence`` by storing it as the Device's ``status.sequence``
+        in a compare-and-swap on the Device's resourceVersion, together with
+        ``changes(status)`` (the status fields the report changes, decided on the status it
+        is written over) and lastSeen when due (:meth:`last_seen_due`). The stored value is
+        the one every replica checks against, so a report replayed to any replica (same
+        sequence) is refused: 409 ``StaleSequence`` unless ``sequence`` exceeds it. A lost
+        race reads the Device again and decides again, up to 5 times (then 503 ``Busy``
+        with Retry-After); a Device deleted or enrolled again meanwhile (another UID) is 404
+        ``UnknownDevice``. Blocking I/O: call it from a worker thread. Returns the Device
+        as stored."""
+        meta = device.get("metadata") or {}
+        namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
+        current: dict[str, Any] | None = device
+        for _ in range(5):
+            if current is None or (current.get("metadata") or {}).get("uid") != uid:
+                raise ApiError(404, "UnknownDevice", "the device was deleted or enrolled again")
+            status = current.get("status") or {}
+            last = int(status.get("sequence", -1))
             if sequence <= last:
                 raise ApiError(409, "StaleSequence", f"sequence must exceed {last}")
-            self._sequences[key] = sequence
+            now = self.wall_clock()
+            patch = {**(changes(status) if changes else {}), "sequence": sequence}
+            if self.last_seen_due(status, now):
+                patch["lastSeen"] = format_time(datetime.fromtimestamp(now, UTC))
+            try:
+                written = fleet.swap_device_status(
+                    namespace, name, patch, str(current["metadata"]["resourceVersion"])
+                )
+            except LookupError:
+                written, current = None, None
+                continue
+            if written is not None:
+                self.fleet.remember(written)
+                return written
+            current = self.fleet.device(namespace, name, fresh=True)
+        if current is None or (current.get("metadata") or {}).get("uid") != uid:
+            raise ApiError(404, "UnknownDevice", "the device was deleted or enrolled again")
+        raise ApiError(
+            503,
+            "Busy",
+            "the device's status kept changing under the report; try again",
+            {"Retry-After": "1"},
+        )

@@ -80,9 +80,9 @@ def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]
     choice, model, target = assignment(gw, namespace, name, device)
     key = bundle_key(namespace, model, choice.version, target)
     try:
-        # Under the read cache's TTL like the objects it comes from: a fleet polling every
-        # few seconds would otherwise cost an S3 GET per poll, and a bundle signed again
-        # (another key) still reaches devices within the TTL.
+        # Kept gateway_cache_seconds: a fleet polling every few seconds would otherwise
+        # cost an S3 GET per poll, and a bundle signed again (another key) still reaches
+        # devices within that time.
         manifest: bytes = gw.fleet.cached(
             ("bundle", namespace, key), lambda: gw.store().get_bytes(key)
         )
@@ -142,7 +142,7 @@ def router(gw: Gateway) -> APIRouter:
     async def desired(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
-        gw.approved_device(device)
+        device = await gw.approved_device(device)
         document = await gw.cache_first(desired_state, gw, namespace, name, device)
         data = jcs(document.model_dump(by_alias=True, exclude_none=True, mode="json"))
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'

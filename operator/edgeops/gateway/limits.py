@@ -1,8 +1,9 @@
 """In-memory, per-replica request bookkeeping: the nonce replay cache, the per-device
 rate limit and the per-address budget of failed enrollments. All are bounded and
 thread-safe. With several replicas, a replay sent to another replica within the window is
-not caught by the nonce cache (the per-device report sequence still refuses a replayed
-report), and each replica keeps its own budgets; a shared cache is left for scale-out."""
+not caught by the nonce cache: the report sequence stored in the Device refuses it
+(:meth:`edgeops.gateway.context.Gateway.take_sequence`); each replica keeps its own
+budgets (README, "Several replicas")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """``POST /v1/devices/{namespace}/{name}/status``: what the device runs and how its update
-goes. Device status is written only when something changed, plus ``lastSeen`` at most once
-per ``gateway_last_seen_seconds``, so a fleet polling every minute costs few writes.
+goes. Each report is one compare-and-swap write of Device status: the report's sequence
+(``status.sequence``, what makes a replay to any replica fail), the fields that changed,
+and ``lastSeen`` at most once per ``gateway_last_seen_seconds``.
 
 When ``status.update`` moves into a terminal phase (Committed, RolledBack, Failed,
 TimedOut) for a new (target version, attempt), the write is counted once in
@@ -21,14 +22,12 @@ from edgeops.api.common import format_time
 from edgeops.api.device import TERMINAL_UPDATE_PHASES
 from edgeops.api.wire import StatusReport
 from edgeops.gateway.context import (
-    ApiError,
     Gateway,
     enrollment_state,
     json_body,
     parse_body,
 )
 from edgeops.gateway.profiles import version_entry
-from edgeops.k8s import fleet
 
 #: What makes a reported update another one (rather than more detail on the same).
 UPDATE_IDENTITY = ("targetVersion", "phase", "attempt")
@@ -37,7 +36,6 @@ UPDATE_IDENTITY = ("targetVersion", "phase", "attempt")
 def router(gw: Gateway) -> APIRouter:
     """The status-report endpoint."""
     api = APIRouter()
-    last_seen_written: dict[tuple[str, str], float] = {}
 
     @api.post(
         "/v1/devices/{namespace}/{name}/status",
@@ -45,63 +43,30 @@ def router(gw: Gateway) -> APIRouter:
     )
     async def report(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
-        await gw.signed_device(request, namespace, name, body)
+        device = await gw.signed_device(request, namespace, name, body)
         req = parse_body(StatusReport, body)
-        return await run_in_threadpool(_report, namespace, name, req)
+        return await run_in_threadpool(_report, namespace, name, device, req)
 
-    def _report(namespace: str, name: str, req: StatusReport) -> Response:
-        device = gw.fleet.device(namespace, name, fresh=True)
-        if device is None:
-            raise ApiError(404, "UnknownDevice", "the device was deleted")
-        status = device.get("status") or {}
-        gw.take_sequence(device, req.sequence)
-        now = gw.wall_clock()
-        wanted: dict[str, Any] = {}
-        if req.agent_version is not None:
-            wanted["agentVersion"] = req.agent_version
-        if req.model is not None:
-            wanted["model"] = req.model
-        if req.version is not None:
-            wanted["version"] = req.version
-        if req.health is not None:
-            wanted["health"] = req.health
-        if req.slots is not None:
-            wanted["slots"] = req.slots.model_dump(by_alias=True, exclude_none=True)
-        outcome: str | None = None
-        if req.update is not None:
-            update = req.update.model_dump(by_alias=True, exclude_none=True)
-            old = status.get("update") or {}
-            # Agents repeat their last outcome in every status report, without the message
-            # they sent with it once: only a value that differs is a change (else every
-            # report would rewrite the Device).
-            if any(old.get(k) != v for k, v in update.items()):
-                update["time"] = format_time(datetime.fromtimestamp(now, UTC))
-                same = all(old.get(k) == update.get(k) for k in UPDATE_IDENTITY)
-                # Another version, phase or attempt: the write is a merge patch, which keeps
-                # keys it does not name, so null the previous phase's reasonCode and
-                # message (a Committed retry must not show its interrupted attempt's reason).
-                cleared = {} if same else {k: None for k in old if k not in update}
-                wanted["update"] = {**old, **cleared, **update}
-                if _terminal_transition(old, update):
-                    outcome = str(update["phase"])
-        state = enrollment_state(device.get("spec") or {})
-        if status.get("enrollment") != state:
-            wanted["enrollment"] = state
-        changed = {k: v for k, v in wanted.items() if status.get(k) != v}
-        key = (namespace, name)
-        seen_due = now - last_seen_written.get(key, 0.0) >= gw.config.gateway_last_seen_seconds
-        if changed or seen_due:
-            changed["lastSeen"] = format_time(datetime.fromtimestamp(now, UTC))
-            changed["sequence"] = req.sequence
-            updated = fleet.patch_device_status(namespace, name, changed)
-            gw.fleet.remember(namespace, name, updated)
-            last_seen_written[key] = now
-            if outcome is not None and req.update is not None:
-                # Counted after the write, so a failed write (the device retries) is not
-                # counted twice.
-                model, version = _outcome_labels(namespace, req, status, device)
-                gw.telemetry.add_update_outcome(namespace, model, version, outcome)
-        return JSONResponse({"sequence": req.sequence, "written": sorted(changed)})
+    def _report(namespace: str, name: str, device: dict[str, Any], req: StatusReport) -> Response:
+        outcome: list[str] = []
+        changed: list[str] = []
+
+        def changes(status: dict[str, Any]) -> dict[str, Any]:
+            # Decided on the status the write goes over (again after a lost race).
+            wanted, terminal = wanted_status(device, status, req, gw.wall_clock())
+            outcome[:] = [terminal] if terminal else []
+            diff = {k: v for k, v in wanted.items() if status.get(k) != v}
+            changed[:] = sorted(diff)
+            return diff
+
+        before = device.get("status") or {}
+        written = gw.take_sequence(device, req.sequence, changes)
+        if outcome and req.update is not None:
+            # Counted after the write, so a failed write (the device retries) is not
+            # counted twice.
+            model, version = _outcome_labels(namespace, req, before, written)
+            gw.telemetry.add_update_outcome(namespace, model, version, outcome[0])
+        return JSONResponse({"sequence": req.sequence, "written": changed})
 
     def _outcome_labels(
         namespace: str, req: StatusReport, status: dict[str, Any], device: dict[str, Any]
@@ -119,6 +84,46 @@ def router(gw: Gateway) -> APIRouter:
         return str(claimed), str(target) if known else "other"
 
     return api
+
+
+def wanted_status(
+    device: dict[str, Any], status: dict[str, Any], req: StatusReport, now: float
+) -> tuple[dict[str, Any], str | None]:
+    """The status fields ``req`` asks for over the stored ``status`` (unchanged ones
+    included; the caller keeps those that differ), and the terminal update phase it enters,
+    if it enters one (:func:`_terminal_transition`). ``now`` is Unix seconds."""
+    wanted: dict[str, Any] = {}
+    if req.agent_version is not None:
+        wanted["agentVersion"] = req.agent_version
+    if req.model is not None:
+        wanted["model"] = req.model
+    if req.version is not None:
+        wanted["version"] = req.version
+    if req.health is not None:
+        wanted["health"] = req.health
+    if req.slots is not None:
+        wanted["slots"] = req.slots.model_dump(by_alias=True, exclude_none=True)
+    outcome: str | None = None
+    if req.update is not None:
+        update = req.update.model_dump(by_alias=True, exclude_none=True)
+        old = status.get("update") or {}
+        # Agents repeat their last outcome in every status report, without the message
+        # they sent with it once: only a value that differs is a change (else every
+        # report would rewrite the Device).
+        if any(old.get(k) != v for k, v in update.items()):
+            update["time"] = format_time(datetime.fromtimestamp(now, UTC))
+            same = all(old.get(k) == update.get(k) for k in UPDATE_IDENTITY)
+            # Another version, phase or attempt: the write is a merge patch, which keeps
+            # keys it does not name, so null the previous phase's reasonCode and message
+            # (a Committed retry must not show its interrupted attempt's reason).
+            cleared = {} if same else {k: None for k in old if k not in update}
+            wanted["update"] = {**old, **cleared, **update}
+            if _terminal_transition(old, update):
+                outcome = str(update["phase"])
+    state = enrollment_state(device.get("spec") or {})
+    if status.get("enrollment") != state:
+        wanted["enrollment"] = state
+    return wanted, outcome
 
 
 def _terminal_transition(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -136,9 +136,10 @@ def router(gw: Gateway) -> APIRouter:
     async def samples(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
-        gw.approved_device(device)
+        device = await gw.approved_device(device)
         upload = parse_body(SampleUpload, body)
-        gw.take_sequence(device, upload.sequence)
+        # The stored sequence first: a replay to any replica is refused before any work.
+        device = await run_in_threadpool(gw.take_sequence, device, upload.sequence)
         answer = await run_in_threadpool(store_upload, gw, namespace, name, device, upload)
         return JSONResponse(answer)
 

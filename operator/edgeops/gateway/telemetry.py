@@ -11,8 +11,11 @@ A report is checked against what the device should run before anything is counte
 * features and bin counts must fit the version's reference profile, latency and confidence
   counts the wire bucket bounds (422 ``UnknownFeature`` / ``BinMismatch``, naming the
   field);
-* the sequence must exceed every one the device sent before (409 ``StaleSequence``), taken
-  last, so a report refused for another reason can be fixed and sent with the same number.
+* the sequence must exceed the Device's stored ``status.sequence`` (409 ``StaleSequence``);
+  it is stored (compare-and-swap, :meth:`Gateway.take_sequence`) last, after every other
+  check, so a report refused for another reason can be fixed and sent with the same
+  number, and before anything is counted, so a report replayed to another replica is
+  refused there and never counted twice.
 
 The cohort label is the assignment's cohort only when the report is about the assigned
 version: a device in a canary cohort that still runs the old version (download pending,
@@ -26,21 +29,21 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.wire import TelemetryReport
 from edgeops.gateway.context import ApiError, Gateway, json_body, parse_body
 from edgeops.gateway.desired import assignment
 from edgeops.gateway.profiles import reference_bins, version_entry
-from edgeops.metrics.fleet import ReportMismatchError, SeriesKey
+from edgeops.metrics.fleet import ReferenceBins, ReportMismatchError, SeriesKey
 
 
-def accept(
+def check(
     gw: Gateway, namespace: str, name: str, device: dict[str, Any], report: TelemetryReport
-) -> SeriesKey:
-    """Checks ``report`` (see the module) and adds it to ``gw.telemetry``; returns the
-    series it was counted under. Raises :class:`ApiError` with the refusal. Every read
-    comes before the first side effect (the sequence), as :meth:`Gateway.cache_first`
-    needs."""
+) -> tuple[SeriesKey, ReferenceBins]:
+    """Checks ``report`` (see the module) without side effects (reads only, as
+    :meth:`Gateway.cache_first` needs); the series it counts under and the reference bins it
+    is folded against. Raises :class:`ApiError` with the refusal."""
     choice, model, _ = assignment(gw, namespace, name, device)
     if report.model != choice.model:
         raise ApiError(
@@ -56,11 +59,8 @@ def accept(
         reference.check(report)
     except ReportMismatchError as exc:
         raise ApiError(422, exc.reason, str(exc)) from None
-    gw.take_sequence(device, report.sequence)
     cohort = choice.cohort if report.version == choice.version else "stable"
-    key = SeriesKey(namespace, report.model, str(report.version), cohort)
-    gw.telemetry.add(key, report, reference)
-    return key
+    return SeriesKey(namespace, report.model, str(report.version), cohort), reference
 
 
 def router(gw: Gateway) -> APIRouter:
@@ -74,9 +74,11 @@ def router(gw: Gateway) -> APIRouter:
     async def telemetry(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
-        gw.approved_device(device)
+        device = await gw.approved_device(device)
         report = parse_body(TelemetryReport, body)
-        key = await gw.cache_first(accept, gw, namespace, name, device, report)
+        key, reference = await gw.cache_first(check, gw, namespace, name, device, report)
+        await run_in_threadpool(gw.take_sequence, device, report.sequence)
+        gw.telemetry.add(key, report, reference)
         return JSONResponse({"sequence": report.sequence, "version": report.version,
                              "cohort": key.cohort})  # fmt: skip
 

@@ -6,6 +6,7 @@ inbox a device's samples go to)."""
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -86,8 +87,22 @@ def read_device(namespace: str, name: str) -> dict[str, Any] | None:
     return custom.read(namespace, GROUP, VERSION, DEVICES, name)
 
 
+class DeviceRefusedError(ValueError):
+    """The API server refused a Device for its content (422 Invalid, e.g. a label value it
+    does not accept); the message is the server's."""
+
+
+def _refused(exc: ApiException) -> DeviceRefusedError:
+    try:
+        message = json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        message = str(exc.reason)
+    return DeviceRefusedError(message)
+
+
 def create_device(namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
-    """Creates the Device; None when one of that name exists already (409)."""
+    """Creates the Device; None when one of that name exists already (409). Raises
+    :class:`DeviceRefusedError` for a Device the API server refuses (422)."""
     try:
         obj: dict[str, Any] = _custom().create_namespaced_custom_object(
             GROUP, VERSION, namespace, DEVICES, body
@@ -95,15 +110,23 @@ def create_device(namespace: str, body: dict[str, Any]) -> dict[str, Any] | None
     except ApiException as exc:
         if exc.status == 409:
             return None
+        if exc.status == 422:
+            raise _refused(exc) from None
         raise
     return obj
 
 
 def patch_device(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-    """Merge-patches the Device (metadata and spec)."""
-    obj: dict[str, Any] = _custom().patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, DEVICES, name, patch
-    )
+    """Merge-patches the Device (metadata and spec). Raises :class:`DeviceRefusedError` for
+    a patch the API server refuses (422)."""
+    try:
+        obj: dict[str, Any] = _custom().patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, DEVICES, name, patch
+        )
+    except ApiException as exc:
+        if exc.status == 422:
+            raise _refused(exc) from None
+        raise
     return obj
 
 
@@ -112,6 +135,23 @@ def patch_device_status(namespace: str, name: str, status: dict[str, Any]) -> di
         GROUP, VERSION, namespace, DEVICES, name, {"status": status}
     )
     return obj
+
+
+def swap_device_status(
+    namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> dict[str, Any] | None:
+    """Merge-patches the Device's status if the Device still is at ``resource_version``
+    (compare-and-swap); the Device as now stored, or None when another writer came first
+    (409: read again and decide again). Raises ``LookupError`` when the Device is gone,
+    the API server's other errors as they are."""
+    try:
+        return custom.patch_status(namespace, DEVICES, name, status, resource_version)
+    except ApiException as exc:
+        if exc.status == 409:
+            return None
+        if exc.status == 404:
+            raise LookupError(f"device {namespace}/{name} is gone") from None
+        raise
 
 
 def read_object(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
