@@ -519,23 +519,36 @@ _device_run()
 def lineage(
     model: Annotated[str, typer.Argument(help="EdgeModel name.")],
     namespace: NamespaceOpt = "default",
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="json: one object per device instead of the table."),
+    ] = None,
 ) -> None:
     """Which version, TrainingRun and dataset version each Device of MODEL runs."""
+    import json
+
     from edgeops.api.constants import DEVICES, EDGE_MODELS
     from edgeops.k8s import fleet, objects
     from edgeops.policy import registry
 
+    if output not in (None, "json"):
+        console.print(f"[red]error:[/] --output {output!r}: expected json")
+        raise typer.Exit(2)
     body = objects.read_custom(namespace, EDGE_MODELS, model)
     if body is None:
         console.print(f"[red]error:[/] EdgeModel {namespace}/{model} not found")
         raise typer.Exit(1)
+    rows = registry.lineage(body, fleet.list_objects(namespace, DEVICES))
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(
         title=f"{namespace}/{model}: fleet v{(body.get('status') or {}).get('fleetVersion', '-')}"
     )
     columns = ("device", "version", "rollout", "update", "trainingRun", "datasetVersion")
     for column in columns:
         table.add_column(column)
-    for row in registry.lineage(body, fleet.list_objects(namespace, DEVICES)):
+    for row in rows:
         dataset = row["datasetVersion"]
         row["datasetVersion"] = dataset[:12] if dataset else None
         table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
@@ -626,12 +639,49 @@ def rollout_view(body: dict[str, Any]) -> Any:
     return Group(*parts)
 
 
+def rollout_document(body: dict[str, Any], output: str) -> str:
+    """The FleetRollout as ``-o json`` or ``-o yaml`` prints it: apiVersion, kind,
+    metadata (name, namespace, uid, generation, creationTimestamp), spec and status."""
+    import json
+
+    import yaml
+
+    meta = body.get("metadata") or {}
+    keep = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
+    document = {
+        "apiVersion": body.get("apiVersion", "edgeops.dev/v1alpha1"),
+        "kind": body.get("kind", "FleetRollout"),
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": body.get("spec") or {},
+        "status": body.get("status") or {},
+    }
+    if output == "json":
+        return json.dumps(document, indent=2, sort_keys=False)
+    return str(yaml.safe_dump(document, sort_keys=False)).rstrip("\n")
+
+
 @rollout_app.command("status")
 def rollout_status(
     name: RolloutArg,
     namespace: RolloutNamespaceOpt = "default",
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until it ends.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Redraw until it ends (Succeeded, Aborted, RolledBack). With -o, print the "
+            "object again each time it changes (YAML documents separated by ---).",
+        ),
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between redraws.", min=0.5)] = 2.0,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="json or yaml: the object (metadata, spec, status) instead of the table.",
+        ),
+    ] = None,
 ) -> None:
     """Phase, step, device counts and the last measurement per analysis metric."""
     import time
@@ -640,12 +690,32 @@ def rollout_status(
 
     from edgeops.api.fleetrollout import TERMINAL_PHASES
 
+    if output not in (None, "json", "yaml"):
+        console.print(f"[red]error:[/] --output {output!r}: expected json or yaml")
+        raise typer.Exit(2)
     body = _read_rollout(namespace, name)
+
+    def ended(obj: dict[str, Any]) -> bool:
+        return (obj.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+    if output is not None:
+        shown: list[str | None] = []  # resourceVersions printed
+        while True:
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            if not shown or version != shown[-1]:
+                if shown and output == "yaml":
+                    typer.echo("---")
+                typer.echo(rollout_document(body, output))
+                shown.append(version)
+            if not watch or ended(body):
+                return
+            time.sleep(interval)
+            body = _read_rollout(namespace, name)
     if not watch:
         console.print(rollout_view(body))
         return
     with Live(rollout_view(body), console=console, refresh_per_second=4) as live:
-        while (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+        while not ended(body):
             time.sleep(interval)
             body = _read_rollout(namespace, name)
             live.update(rollout_view(body))
