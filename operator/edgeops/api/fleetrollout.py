@@ -1,7 +1,8 @@
 """FleetRollout: move the devices matched by a selector to one EdgeModel version in steps.
 
 A device's cohort is a pure hash of (rollout uid, device name) into 0..9999; a step at p %
-targets the buckets below 100*p, so no per-device bookkeeping is needed.
+targets the buckets below 100*p, so no per-device bookkeeping is needed. A step may also
+choose devices by label (``steps[].selector``: a lab, one device per site) to go first.
 """
 
 from __future__ import annotations

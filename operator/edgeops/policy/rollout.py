@@ -11,7 +11,9 @@ Which devices a step targets is decided with :mod:`edgeops.policy.desired`, the 
 gateway answers ``/desired`` with: a device counts for this rollout only when this rollout
 *governs* it (:func:`~edgeops.policy.desired.governing_rollout`: the newest rollout of its
 model selecting it) and :func:`~edgeops.policy.desired.moved` says the gateway gives it the
-version. So controller and gateway never disagree on who was told to update.
+version. So controller and gateway never disagree on who was told to update. A step's
+``selector`` adds chosen devices (a lab, one device per site) from that step on, whatever
+their cohort bucket; a chosen device is told at the start of the first step that chose it.
 
 Device states, for the target version V (:func:`classify`):
 
