@@ -12,9 +12,9 @@ One fleet, two rollouts of the same EdgeModel:
    measurements in status; once the offline devices are back, every device runs v2 and
    ``edgeops lineage`` names version, run and dataset version of each.
 2. v2 → v3, a version that fails the health check on 30 % of the devices: rolled back at
-   the failure threshold in its first step, the moved devices run v2 again, no device
-   outside that first cohort was ever told to install v3, and none started installing it
-   after the rollback.
+   the failure threshold (15 %) in its 10 % or 50 % step, the moved devices run v2 again,
+   no device outside the cohort reached by then was ever told to install v3, and none
+   started installing it after the rollback.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ from tests.integration.device_fleet import (
 )
 from tests.integration.gateway_client import token
 
-pytestmark = pytest.mark.integration
+#: The session's 600 s per-test timeout (pyproject) is too short for 200 real agents on a
+#: shared 2-core machine: enrollment and the v1 install alone took 5 minutes there.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700)]
 
 DEVICES = 200
 MODEL = "sim-rollout"
@@ -271,18 +273,23 @@ def test_200_simulated_devices_through_two_rollouts(
         line.publish(3, onnx_classifier(seed=62), current=False, dataset_version=datasets[3])
         _rollout(
             cluster, ns, "to-v3", 3,
-            steps=[{"percent": 10}, {"percent": 50}, {"percent": 100}],
-            failureThreshold={"percent": 20, "minDevices": 3,
+            # A 10 % cohort of ~20 devices may hold only 3 or 4 of the failing ones (a
+            # run had 3 of 21): the first step moves on at 60 %, so the threshold is
+            # reached at the latest in the 50 % step, where the 30 % show.
+            steps=[{"percent": 10, "successThreshold": 60},
+                   {"percent": 50, "successThreshold": 60}, {"percent": 100}],
+            failureThreshold={"percent": 15, "minDevices": 3,
                               "outcomes": ["Failed", "RolledBack"]},
         )  # fmt: skip
-        status = wait_for(lambda: finished("to-v3"), 600, "to-v3 rolled back", interval=2)
+        status = wait_for(lambda: finished("to-v3"), 900, "to-v3 rolled back", interval=2)
         assert status["phase"] == "RolledBack", status["message"]
-        assert status["currentStep"] == 0 and status["stableVersion"] == 2
+        assert status["currentStep"] in (0, 1) and status["stableVersion"] == 2
         counts = status["counts"]
-        assert counts["rolledBack"] >= 3 and counts["targeted"] <= 40, counts
-        assert "return to v2" in status["message"]
+        assert counts["rolledBack"] >= 3 and counts["targeted"] <= 130, counts
+        assert "return to v2" in status["message"] and "threshold of 15 %" in status["message"]
         uid = cluster.get("fleetrollout", "to-v3", "-n", ns)["metadata"]["uid"]
-        cohort = {n for n in names if cohort_bucket(uid, n) < 1000}
+        reached = 100 * status["currentPercent"]
+        cohort = {n for n in names if cohort_bucket(uid, n) < reached}
         # Every device ends on v2: the moved ones are told v2 again, the rest never moved.
         wait_for(
             lambda: list(_versions(cluster, ns).values()) == [2] * DEVICES, 400,
