@@ -6,8 +6,9 @@
 What runs (pure functions, no cluster)
     A fleet of N synthetic devices (labels: model, site, hardware; a third report an update,
     some Committed, some Failed, some in flight) and ``--rollouts`` FleetRollouts of the
-    model (one Progressing at 50 % with a selector, older ones Succeeded and RolledBack, so
-    "newest selecting rollout governs" has work to do). Measured, best of ``--repeat``:
+    model (one Progressing at 50 % with a selector and a first step choosing the devices of
+    one site by a step selector, older ones Succeeded and RolledBack, so "newest selecting
+    rollout governs" has work to do). Measured, best of ``--repeat``:
 
     * baseline: a plain loop computing each device's cohort bucket
       (``sha256(uid/name) % 10000``), the least any cohort-based decision costs;
@@ -104,17 +105,19 @@ def run(n: int, count: int, repeat: int) -> dict[str, Any]:
     spec = FleetRolloutSpec.model_validate(
         {
             "modelRef": {"name": "m"}, "version": 2,
-            "steps": [{"percent": 10}, {"percent": 50}, {"percent": 100}],
+            "steps": [{"percent": 0, "selector": {"matchLabels": {"site": "s0"}}},
+                      {"percent": 10}, {"percent": 50}, {"percent": 100}],
             "selector": {"matchExpressions": [{"key": "hw", "operator": "In",
                                                "values": ["h0", "h1"]}]},
         }
     )  # fmt: skip
     started = format_time(NOW - timedelta(minutes=20))
     status = FleetRolloutStatus(
-        phase="Progressing", current_step=1, current_percent=50, stable_version=1,
+        phase="Progressing", current_step=2, current_percent=50, stable_version=1,
         target_version=2, step_started_at=started,
-        steps=[StepRecord(step=0, percent=10, started_at=started),
-               StepRecord(step=1, percent=50, started_at=started)],
+        steps=[StepRecord(step=0, percent=0, started_at=started),
+               StepRecord(step=1, percent=10, started_at=started),
+               StepRecord(step=2, percent=50, started_at=started)],
     )  # fmt: skip
     devices = fleet(n)
     views = rollouts(count, spec, status)
@@ -140,7 +143,9 @@ def run(n: int, count: int, repeat: int) -> dict[str, Any]:
         return moved
 
     def counting() -> int:
-        found = tally(view, views, devices, status, timedelta(hours=1), model, NOW, 60.0)
+        found = tally(
+            view, views, devices, status, timedelta(hours=1), model, NOW, 60.0, spec.steps
+        )
         return found.counts.targeted
 
     def deciding() -> int:

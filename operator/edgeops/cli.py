@@ -572,6 +572,7 @@ def lineage(
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """Which version, TrainingRun and dataset version each Device of MODEL runs."""
+
     from edgeops.api.constants import DEVICES, EDGE_MODELS
     from edgeops.k8s import fleet, objects
     from edgeops.policy import registry
@@ -580,8 +581,8 @@ def lineage(
     if body is None:
         console.print(f"[red]error:[/] EdgeModel {namespace}/{model} not found")
         raise typer.Exit(1)
+    rows = registry.lineage(body, fleet.list_objects(namespace, DEVICES))
     if output is not Output.TABLE:
-        rows = registry.lineage(body, fleet.list_objects(namespace, DEVICES))
         fleet_version = (body.get("status") or {}).get("fleetVersion")
         emit(
             {"namespace": namespace, "model": model, "fleetVersion": fleet_version,
@@ -595,7 +596,7 @@ def lineage(
     columns = ("device", "version", "rollout", "update", "trainingRun", "datasetVersion")
     for column in columns:
         table.add_column(column)
-    for row in registry.lineage(body, fleet.list_objects(namespace, DEVICES)):
+    for row in rows:
         dataset = row["datasetVersion"]
         row["datasetVersion"] = dataset[:12] if dataset else None
         table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
@@ -737,37 +738,74 @@ def rollout_view(body: dict[str, Any]) -> Any:
     return Group(*parts)
 
 
+def rollout_document(body: dict[str, Any], output: str) -> str:
+    """The FleetRollout as ``-o json`` or ``-o yaml`` prints it: apiVersion, kind,
+    metadata (name, namespace, uid, generation, creationTimestamp), spec and status."""
+    import json
+
+    import yaml
+
+    meta = body.get("metadata") or {}
+    keep = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
+    document = {
+        "apiVersion": body.get("apiVersion", "edgeops.dev/v1alpha1"),
+        "kind": body.get("kind", "FleetRollout"),
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": body.get("spec") or {},
+        "status": body.get("status") or {},
+    }
+    if output == "json":
+        return json.dumps(document, indent=2, sort_keys=False)
+    return str(yaml.safe_dump(document, sort_keys=False)).rstrip("\n")
+
+
 @rollout_app.command("status")
 def rollout_status(
     name: RolloutArg,
     namespace: RolloutNamespaceOpt = "default",
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until it ends.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Redraw until it ends (Succeeded, Aborted, RolledBack). With -o, print the "
+            "object again each time it changes (YAML documents separated by ---).",
+        ),
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between redraws.", min=0.5)] = 2.0,
     output: OutputOpt = Output.TABLE,
 ) -> None:
-    """Phase, step, device counts and the last measurement per analysis metric."""
+    """Phase, step, device counts and the last measurement per analysis metric; with
+    ``-o json|yaml`` the object (metadata, spec, status) instead of the table."""
     import time
 
     from rich.live import Live
 
     from edgeops.api.fleetrollout import TERMINAL_PHASES
 
-    if watch and output is not Output.TABLE:
-        raise typer.BadParameter("--watch redraws a table; use -o json|yaml without it")
     body = _read_rollout(namespace, name)
+
+    def ended(obj: dict[str, Any]) -> bool:
+        return (obj.get("status") or {}).get("phase") in TERMINAL_PHASES
+
     if output is not Output.TABLE:
-        meta = body.get("metadata") or {}
-        emit(
-            {"name": meta.get("name"), "namespace": meta.get("namespace"),
-             "spec": body.get("spec") or {}, "status": body.get("status") or {}},
-            output,
-        )  # fmt: skip
-        return
+        shown: list[str | None] = []  # resourceVersions printed
+        while True:
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            if not shown or version != shown[-1]:
+                if shown and output is Output.YAML:
+                    typer.echo("---")
+                typer.echo(rollout_document(body, output))
+                shown.append(version)
+            if not watch or ended(body):
+                return
+            time.sleep(interval)
+            body = _read_rollout(namespace, name)
     if not watch:
         console.print(rollout_view(body))
         return
     with Live(rollout_view(body), console=console, refresh_per_second=4) as live:
-        while (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+        while not ended(body):
             time.sleep(interval)
             body = _read_rollout(namespace, name)
             live.update(rollout_view(body))

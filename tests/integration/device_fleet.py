@@ -140,6 +140,7 @@ class Line:
     key: SigningKey
     versions: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[int, ArtifactRef] = field(default_factory=dict)
+    _current: int | None = None
 
     @classmethod
     def apply(cls, cluster: Cluster, ns: str, model: dict[str, Any], key: SigningKey) -> Line:
@@ -156,9 +157,12 @@ class Line:
         key: SigningKey | None = None,
         served: bytes | None = None,
         after_sign: Callable[[bytes], bytes] | None = None,
+        current: bool = True,
+        dataset_version: str | None = None,
     ) -> ArtifactRef:
         """Signs version ``number`` of ``content`` (the operator's bundle code, ``key`` or
-        the operator's key), records it in status and makes it current. Tampering:
+        the operator's key), records it in status and makes it current (unless
+        ``current`` is false: a version a FleetRollout is to move the fleet to). Tampering:
         ``served`` is stored at the key the manifest points to instead of ``content``
         (S3 holding other bytes than were signed); ``after_sign`` rewrites the stored
         signed manifest."""
@@ -189,13 +193,21 @@ class Line:
                 "state": "Approved",
                 "artifacts": [artifact.model_dump(by_alias=True, exclude_none=True)],
                 "signature": signature.model_dump(by_alias=True, exclude_none=True),
+                **({"datasetVersion": dataset_version} if dataset_version else {}),
             }
         )
         self.artifacts[number] = artifact
-        self.set_current(number)
+        if current:
+            self.set_current(number)
+        else:
+            self._write_status(self._current)
         return artifact
 
     def set_current(self, number: int) -> None:
+        self._write_status(number)
+
+    def _write_status(self, number: int | None) -> None:
+        self._current = number
         status = {
             "currentVersion": number,
             "latestVersion": max(v["number"] for v in self.versions),

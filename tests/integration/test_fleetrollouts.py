@@ -11,8 +11,13 @@ devices:
   that had moved the stable version again;
 - an analysis query with no data behind it (the devcluster's real Prometheus):
   Inconclusive, then Paused (Inconclusive), never rolled back;
+- Prometheus stopped while a step is analysed: Error measurements (never a verdict), then
+  Paused (AnalysisError) past errorLimit, and measuring goes on once it is back;
 - the operator restarted while a step waits for approval: same step, same cohort, nothing
   announced twice, and it goes on after approval.
+
+The 200-device acceptance with the fleet simulator is tests/integration/
+test_fleetrollout_simulated.py.
 """
 
 from __future__ import annotations
@@ -315,6 +320,71 @@ def test_analysis_without_data_pauses_inconclusive(cluster: Cluster, gateway: ht
     }
     reasons = _reasons(cluster, fleet.namespace, "fr-nd")
     assert "AnalysisInconclusive" in reasons and "RolledBack" not in reasons
+
+
+def test_prometheus_stopped_during_analysis_is_error_not_a_verdict(
+    cluster: Cluster, gateway: httpx.Client
+) -> None:
+    """The devcluster's Prometheus is stopped before the analysis starts: each measurement
+    is Error with the reason (connection refused), never Pass, Fail or Inconclusive; past
+    errorLimit the rollout pauses with reason AnalysisError and is never rolled back. With
+    Prometheus started again, measuring goes on during the pause."""
+    fleet = make_fleet(cluster, gateway, "fr-pe", 6)
+    query = (
+        'sum(edgeops_device_inferences_total{namespace="{{namespace}}",model="{{model}}",'
+        'version="{{version}}",cohort="{{cohort}}"})'
+    )
+    prometheus = json.loads(cluster.dev.state_file.read_text())["components"]["prometheus"]
+    assert processes.stop(int(prometheus["pid"]), prometheus["argv0"])
+    try:
+        fleet.rollout(
+            "fr-pe",
+            steps=[{"percent": 100, "analysis": True}],
+            analysis={
+                "interval": "2s",
+                "metrics": [
+                    {"name": "traffic", "query": query, "threshold": 1, "op": ">=",
+                     "minSamples": 1, "errorLimit": 2},
+                ],
+            },
+        )  # fmt: skip
+
+        def paused() -> dict[str, Any] | None:
+            status = fleet.status("fr-pe")
+            assert status.get("phase") not in ("RolledBack", "Aborted", "Succeeded"), status
+            if status.get("phase") == "Progressing":
+                for name in fleet.told():
+                    fleet.report(name, "Committed")
+            return status if status.get("phase") == "Paused" else None
+
+        status = wait_for(paused, 120, "the AnalysisError pause", interval=1)
+        assert status["pausedReason"] == "AnalysisError", status
+        (metric,) = status["metrics"]
+        # Measuring goes on while paused, so a few more Errors may be in already.
+        assert metric["verdict"] == "Error" and metric["errors"] >= 3, metric
+        assert (metric["passes"], metric["failures"], metric["inconclusive"]) == (0, 0, 0)
+        assert "value" not in metric
+        results = status["analysisResults"]
+        assert len(results) >= 3 and {r["verdict"] for r in results} == {"Error"}
+        assert all("prometheus" in r["message"].lower() for r in results), results
+        ready = condition(status, "Progressing")
+        assert ready["reason"] == "AnalysisError"
+        assert "3 times in a row (Error), more than errorLimit 2" in ready["message"]
+        assert "AnalysisError" in status["pauseId"]
+    finally:
+        cluster.dev.up(with_operator=True, report=lambda _: None)
+    # Back: the next measurements reach Prometheus (no canary traffic here: Inconclusive,
+    # still not a verdict), and the rollout stays paused until acknowledged.
+    later = wait_for(
+        lambda: (s := fleet.status("fr-pe"))["analysisResults"][-1]["verdict"] != "Error" and s,
+        90,
+        "a measurement after Prometheus is back",
+        interval=1,
+    )
+    assert later["analysisResults"][-1]["verdict"] == "Inconclusive", later["analysisResults"]
+    assert later["phase"] == "Paused" and later["pausedReason"] == "AnalysisError"
+    reasons = _reasons(cluster, fleet.namespace, "fr-pe")
+    assert "AnalysisError" in reasons and "RolledBack" not in reasons
 
 
 def test_operator_restart_mid_step_continues_the_same_step(

@@ -43,15 +43,20 @@ def test_rollout_status(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant", "-o", fmt])
     assert result.exit_code == 0, result.output
     doc = _parse(result.stdout, fmt)
-    assert (doc["name"], doc["namespace"]) == ("r", "plant")
+    assert doc["kind"] == "FleetRollout"
+    assert (doc["metadata"]["name"], doc["metadata"]["namespace"]) == ("r", "plant")
     assert doc["status"]["phase"] == "Paused" and doc["status"]["counts"]["timedOut"] == 1
     assert doc["spec"]["version"] == 2
 
 
-def test_rollout_status_watch_is_for_people(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(objects, "read_custom", lambda ns, plural, name: ROLLOUT)
+def test_rollout_status_watch_with_output_prints_the_object_until_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ended = {**ROLLOUT, "status": {**ROLLOUT["status"], "phase": "Succeeded"}}
+    monkeypatch.setattr(objects, "read_custom", lambda ns, plural, name: ended)
     result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "--watch", "-o", "json"])
-    assert result.exit_code == 2 and "--watch redraws a table" in result.output
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"]["phase"] == "Succeeded"
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])

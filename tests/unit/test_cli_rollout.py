@@ -60,3 +60,54 @@ def test_status_shows_phase_counts_and_measurements() -> None:
     assert "plant/r" in text and "Paused (Inconclusive)" in text and "step 1/2 (10 %)" in text
     assert "v1 -> v2" in text and "Inconclusive" in text and "edgeops rollout resume" in text
     assert "12" in text and "11" in text
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_status_output_json_and_yaml(patches: list[dict[str, Any]], output: str) -> None:
+    import json
+
+    import yaml
+
+    result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant", "-o", output])
+    assert result.exit_code == 0, result.output
+    loaded = json.loads(result.output) if output == "json" else yaml.safe_load(result.output)
+    assert loaded["kind"] == "FleetRollout" and loaded["metadata"]["name"] == "r"
+    assert loaded["status"]["counts"] == {"targeted": 12, "updated": 11, "timedOut": 1}
+    assert loaded["status"]["pausedReason"] == "Inconclusive"
+
+
+def test_status_watch_prints_each_change_until_the_rollout_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """-w -o yaml prints a document per new resourceVersion and stops at a terminal phase;
+    -w alone redraws the table until then."""
+    import time
+
+    import yaml
+
+    def version(rv: str, phase: str, updated: int) -> dict[str, Any]:
+        status = {**ROLLOUT["status"], "phase": phase, "counts": {"updated": updated}}
+        return {**ROLLOUT, "metadata": {**ROLLOUT["metadata"], "resourceVersion": rv},
+                "status": status}  # fmt: skip
+
+    reads = iter([version("1", "Progressing", 1), version("1", "Progressing", 1),
+                  version("2", "Progressing", 5), version("3", "Succeeded", 12)])  # fmt: skip
+    monkeypatch.setattr(objects, "read_custom", lambda ns, plural, name: next(reads))
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    result = CliRunner().invoke(
+        cli.app, ["rollout", "status", "r", "-n", "plant", "-w", "-o", "yaml", "--interval", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    documents = list(yaml.safe_load_all(result.output))
+    assert [d["status"]["counts"]["updated"] for d in documents] == [1, 5, 12]
+    assert documents[-1]["status"]["phase"] == "Succeeded"
+
+    reads = iter([version("1", "Progressing", 1), version("2", "RolledBack", 3)])
+    result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant", "-w"])
+    assert result.exit_code == 0, result.output
+    assert "RolledBack" in result.output
+
+
+def test_status_refuses_an_unknown_output(patches: list[dict[str, Any]]) -> None:
+    result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant", "-o", "xml"])
+    assert result.exit_code == 2 and "'xml' is not one of" in result.output

@@ -128,7 +128,9 @@ def test_cel_rules_name_fields(kind: str) -> None:
 def test_expected_cel_rules_exist() -> None:
     messages = {r["message"] for kind in CRDS for _, r in cel_rules(schema_of(kind))}
     for expected in [
-        "spec.steps: percent values must strictly increase",
+        "spec.steps: percent values must not decrease, and steps with the same percent must "
+        "set a selector (at most one of them may not)",
+        "steps[].percent: 0 needs a selector (the step would target no device)",
         "spec.steps: the last step must have percent 100",
         "steps[].pause: set exactly one of duration or manual",
         "spec: TrainingRun spec is immutable; create a new TrainingRun instead",
@@ -159,7 +161,7 @@ def test_free_form_and_int_or_string() -> None:
 def test_bounds_defaults_and_enums_survive() -> None:
     spec = schema_of("FleetRollout")["properties"]["spec"]
     percent = spec["properties"]["steps"]["items"]["properties"]["percent"]
-    assert (percent["minimum"], percent["maximum"]) == (1, 100)
+    assert (percent["minimum"], percent["maximum"]) == (0, 100)
     assert spec["properties"]["paused"]["default"] is False
     assert spec["required"] == ["steps", "modelRef", "version"]
     rate = schema_of("TrainingRun")["properties"]["spec"]["properties"]["trainer"]["properties"]

@@ -487,3 +487,36 @@ def test_readyz_waits_for_every_watch_cache() -> None:
         cache._synced.set()  # its first list is in
     assert app.get("/readyz").json() == {"status": "ok"}
     assert app.get("/healthz").status_code == 200
+
+
+def test_the_gateway_reads_step_selectors_up_to_the_current_step() -> None:
+    """The gateway sees a rollout through rollout_view: the selectors of the steps started
+    so far choose devices whatever their bucket; later steps' do not yet."""
+    from edgeops.policy.desired import rollout_view
+
+    steps = [
+        {"percent": 0, "selector": {"matchLabels": {"ring": "lab"}}},
+        {"percent": 10},
+        {"percent": 10, "selector": {"matchLabels": {"ring": "site-first"}}},
+        {"percent": 100},
+    ]
+    obj: dict[str, Any] = {
+        "metadata": {"name": "r", "uid": "uid-r", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"modelRef": {"name": "m"}, "version": 2, "steps": steps},
+        "status": {"phase": "Progressing", "currentStep": 0, "stableVersion": 1},
+    }
+    model = {"edgeops.dev/model": "m"}
+    lab, first, plain = {**model, "ring": "lab"}, {**model, "ring": "site-first"}, model
+
+    def version(labels: dict[str, str], status: dict[str, Any]) -> int:
+        view = rollout_view({**obj, "status": {**obj["status"], **status}})
+        assert view is not None
+        chosen = desired_version("dev-1", labels, {"m": 1}, [view])
+        assert chosen is not None
+        return chosen.version
+
+    assert (version(lab, {}), version(first, {}), version(plain, {})) == (2, 1, 1)
+    assert version(first, {"currentStep": 2}) == 2
+    # Rolled back: chosen devices return too; aborted: they keep the version.
+    assert version(lab, {"currentStep": 2, "phase": "RolledBack"}) == 1
+    assert version(lab, {"currentStep": 2, "phase": "Aborted"}) == 2

@@ -16,7 +16,7 @@ import pytest
 from edgeops.api.common import format_time
 from edgeops.api.edgemodel import Target
 from edgeops.api.fleetrollout import AnalysisMetric, FleetRolloutSpec, FleetRolloutStatus
-from edgeops.policy.desired import RolloutView, desired_version
+from edgeops.policy.desired import RolloutView, desired_version, in_cohort
 from edgeops.policy.rollout import (
     Decision,
     FleetDevice,
@@ -621,9 +621,21 @@ def test_errors_pause_after_the_error_limit_and_are_never_a_verdict() -> None:
     sim.tick([measure("acc", "Error", sim.now, None)])
     assert sim.status.phase == "Progressing" and sim.status.current_step == 0
     sim.tick([measure("acc", "Error", sim.now, None)], advance=60)
-    assert sim.status.phase == "Paused" and sim.status.paused_reason == "Inconclusive"
+    assert sim.status.phase == "Paused" and sim.status.paused_reason == "AnalysisError"
     assert "could not be measured 2 times in a row (Error)" in (sim.status.message or "")
-    assert "AnalysisError" in sim.reasons()
+    assert sim.last is not None
+    assert sim.last.conditions["Progressing"].reason == "AnalysisError"
+    assert sim.last.conditions["Ready"].status == "False"
+    assert sim.status.pause_id and "AnalysisError" in sim.status.pause_id
+    # Errors go on while paused: still no verdict, no rollback.
+    for _ in range(3):
+        sim.tick([measure("acc", "Error", sim.now, None)], advance=60)
+    assert sim.status.phase == "Paused" and sim.status.current_step == 0
+    assert "RolledBack" not in sim.reasons()
+    # Acknowledged: the tallies start over and a pass moves on.
+    sim.spec = sim.spec.model_copy(update={"acknowledged_pause": sim.status.pause_id})
+    sim.tick([measure("acc", "Pass", sim.now)], advance=60)
+    assert sim.status.phase == "Progressing" and sim.status.current_step == 1
 
 
 def test_one_pass_resets_the_consecutive_inconclusive_count() -> None:
@@ -832,3 +844,96 @@ def test_ramped_devices_time_out_from_when_they_were_admitted() -> None:
     # After 11 minutes only the first minute's devices have been silent for 10.
     counts = sim.status.counts
     assert counts is not None and 50 <= counts.timed_out <= 150, counts
+
+
+# --- step selectors -------------------------------------------------------------------------
+
+
+def test_a_step_selector_moves_chosen_devices_first_and_the_gateway_agrees() -> None:
+    """A lab step (percent 0 with a selector) moves exactly the lab devices; the next
+    steps add cohort buckets and keep the lab; the gateway hands out the same devices."""
+    spec = make_spec(
+        steps=[
+            {"percent": 0, "selector": {"matchLabels": {"ring": "lab"}}},
+            {"percent": 10},
+            {"percent": 10, "selector": {"matchExpressions": [
+                {"key": "site-canary", "operator": "Exists"}]}},
+            {"percent": 100},
+        ]
+    )  # fmt: skip
+    sim = Sim(spec, 100)
+    lab = {"d003", "d050", "d097"}
+    firsts = {"d010", "d020"}
+    for name in lab:
+        sim.devices[name] = replace(sim.devices[name], labels={**MODEL_LABEL, "ring": "lab"})
+    for name in firsts:
+        sim.devices[name] = replace(sim.devices[name], labels={**MODEL_LABEL, "site-canary": "yes"})
+    sim.tick()
+    sim.tick()  # the first pass starts the step, the next counts it
+    assert sim.status.current_step == 0 and sim.status.current_percent == 0
+    assert set(sim.told()) == lab
+    assert sim.status.counts is not None and sim.status.counts.targeted == 3
+    assert "plus the devices its selector chooses (ring=lab)" in sim.events[1][2]
+    sim.report(sim.told())
+    sim.tick(advance=30)
+    assert sim.status.current_step == 1
+    step1 = {n for n in sim.devices if sim.desired(n) == 2}
+    assert lab <= step1 and len(step1 - lab) < 30
+    sim.report(sim.told())
+    sim.tick(advance=30)
+    assert sim.status.current_step == 2
+    step2 = {n for n in sim.devices if sim.desired(n) == 2}
+    assert step2 == step1 | firsts
+    sim.tick()
+    assert sim.status.counts is not None and sim.status.counts.targeted == len(step2)
+    sim.report(sim.told())
+    sim.tick(advance=30)
+    sim.report(sim.told())
+    sim.tick(advance=30)
+    assert sim.status.phase == "Succeeded", sim.status.message
+
+
+def test_chosen_devices_time_out_from_their_step_and_stay_moved_after_abort() -> None:
+    spec = make_spec(
+        steps=[{"percent": 0, "selector": {"matchLabels": {"ring": "lab"}}}, {"percent": 100}],
+        deviceTimeout="10m",
+        onFailure="Abort",
+        failureThreshold={"percent": 50, "minDevices": 1},
+    )
+    sim = Sim(spec, 20)
+    sim.devices["d001"] = replace(sim.devices["d001"], labels={**MODEL_LABEL, "ring": "lab"})
+    sim.tick()
+    assert sim.told() == ["d001"]
+    sim.tick(advance=10)
+    sim.tick(advance=601)  # silent for deviceTimeout: TimedOut counts, 1 of 1 > 50 %: abort
+    assert sim.status.counts is not None and sim.status.counts.timed_out == 1
+    assert sim.status.phase == "Aborted"
+    # Aborted freezes the step: the lab device keeps the version, nobody else is told.
+    assert [n for n in sim.devices if sim.desired(n) == 2] == ["d001"]
+
+
+def test_an_empty_step_selector_chooses_no_device() -> None:
+    spec = make_spec(steps=[{"percent": 10, "selector": {}}, {"percent": 100}])
+    sim = started(spec, 100)
+    sim.tick()
+    cohort = {n for n in sim.devices if in_cohort(UID, n, 10)}
+    assert {n for n in sim.devices if sim.desired(n) == 2} == cohort
+    assert sim.status.counts is not None and sim.status.counts.targeted == len(cohort)
+
+
+@pytest.mark.parametrize(
+    ("steps", "ok"),
+    [
+        ([{"percent": 0, "selector": {"matchLabels": {"a": "b"}}}, {"percent": 100}], True),
+        ([{"percent": 10}, {"percent": 10, "selector": {}}, {"percent": 100}], True),
+        ([{"percent": 0}, {"percent": 100}], False),
+        ([{"percent": 10}, {"percent": 10}, {"percent": 100}], False),
+        ([{"percent": 50}, {"percent": 10, "selector": {}}, {"percent": 100}], False),
+    ],
+)
+def test_step_percent_and_selector_rules(steps: list[dict[str, Any]], ok: bool) -> None:
+    if ok:
+        make_spec(steps=steps)
+    else:
+        with pytest.raises(ValueError, match="percent"):
+            make_spec(steps=steps)

@@ -1,7 +1,8 @@
 """FleetRollout: move the devices matched by a selector to one EdgeModel version in steps.
 
 A device's cohort is a pure hash of (rollout uid, device name) into 0..9999; a step at p %
-targets the buckets below 100*p, so no per-device bookkeeping is needed.
+targets the buckets below 100*p, so no per-device bookkeeping is needed. A step may also
+choose devices by label (``steps[].selector``: a lab, one device per site) to go first.
 """
 
 from __future__ import annotations
@@ -37,17 +38,24 @@ Comparison = Literal[">=", "<="]
 #: canary value minus the stable cohort's value of the same query (VsStable).
 Baseline = Literal["Absolute", "VsStable"]
 #: Why a rollout is Paused. Manual: spec.paused; Inconclusive: analysis had too little data
-#: (or Prometheus errors) beyond its limit; StepDeadline: a step did not reach its success
-#: threshold within progressDeadlineSeconds; FailureThreshold: failed devices or a failed
-#: analysis with onFailure Pause.
-PausedReason = Literal["Manual", "Inconclusive", "StepDeadline", "FailureThreshold"]
+#: beyond inconclusiveLimit; AnalysisError: Prometheus could not be queried more often in a
+#: row than errorLimit; StepDeadline: a step did not reach its success threshold within
+#: progressDeadlineSeconds; FailureThreshold: failed devices or a failed analysis with
+#: onFailure Pause.
+PausedReason = Literal[
+    "Manual", "Inconclusive", "AnalysisError", "StepDeadline", "FailureThreshold"
+]
 #: Terminal device outcomes a failure threshold may count.
 FailureOutcome = Literal["Failed", "RolledBack", "TimedOut"]
 OnFailure = Literal["Pause", "Abort", "Rollback"]
 _ALL_OUTCOMES: tuple[FailureOutcome, ...] = ("Failed", "RolledBack", "TimedOut")
 
 _ONE_PAUSE = "steps[].pause: set exactly one of duration or manual"
-_INCREASING = "spec.steps: percent values must strictly increase"
+_INCREASING = (
+    "spec.steps: percent values must not decrease, and steps with the same percent must "
+    "set a selector (at most one of them may not)"
+)
+_PERCENT_OR_SELECTOR = "steps[].percent: 0 needs a selector (the step would target no device)"
 _LAST_100 = "spec.steps: the last step must have percent 100"
 _NEEDS_ANALYSIS = "spec.analysis: required when a step sets analysis: true"
 _ONE_GATING = "spec.analysis.metrics: at least one metric must gate (dryRun false)"
@@ -76,9 +84,28 @@ class Pause(ApiModel):
 
 
 class RolloutStep(ApiModel):
-    """A wave: raise the share of targeted devices to percent, then pause and/or analyse."""
+    """A wave: raise the share of targeted devices to percent (plus the devices its
+    selector chooses), then pause and/or analyse."""
 
-    percent: int = Field(ge=1, le=100, description="Share of selected devices, 1..100.")
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self.percent > 0 || has(self.selector)", _PERCENT_OR_SELECTOR)
+        )
+    )
+
+    percent: int = Field(
+        ge=0,
+        le=100,
+        description="Share of selected devices (by cohort hash), 0..100; 0 only with a "
+        "selector (a step of chosen devices alone).",
+    )
+    selector: LabelSelector | None = Field(
+        None,
+        description="Chosen devices this step targets besides its percent, e.g. a lab "
+        "(matchLabels ring: lab) or devices labelled one per site: from this step on they "
+        "run the version whatever their cohort bucket. Only devices spec.selector selects; "
+        "an empty selector ({}) chooses none.",
+    )
     pause: Pause | None = Field(None, description="Wait after the devices have updated.")
     analysis: bool = Field(False, description="Run spec.analysis after this step before moving on.")
     success_threshold: float = Field(
@@ -89,6 +116,12 @@ class RolloutStep(ApiModel):
         "the version (fleets are never fully online; silent devices time out instead of "
         "holding the step forever). Default 95.",
     )
+
+    @model_validator(mode="after")
+    def _percent_or_selector(self) -> RolloutStep:
+        if self.percent == 0 and self.selector is None:
+            raise ValueError(_PERCENT_OR_SELECTOR)
+        return self
 
 
 class AnalysisMetric(ApiModel):
@@ -141,7 +174,7 @@ class AnalysisMetric(ApiModel):
         ge=0,
         le=100,
         description="Consecutive Error measurements (Prometheus failed) tolerated; one more "
-        "pauses the rollout. An Error is never a pass or a failure.",
+        "pauses the rollout (reason AnalysisError). An Error is never a pass or a failure.",
     )
     dry_run: bool = Field(
         False, description="Measured and shown in status, never gates or fails the rollout."
@@ -235,11 +268,12 @@ class FleetRolloutTemplate(ApiModel):
     steps: list[RolloutStep] = Field(
         min_length=1,
         max_length=20,
-        description="Waves with strictly increasing percent; the last is 100.",
+        description="Waves with non-decreasing percent (a step repeating a percent adds "
+        "chosen devices with its selector); the last is 100.",
         json_schema_extra=validations(
             cel(
-                "self.map(s, s.percent).isSorted() && "
-                "self.all(s, self.exists_one(t, t.percent == s.percent))",
+                "self.map(s, s.percent).isSorted() && self.all(s, has(s.selector) || "
+                "self.exists_one(t, t.percent == s.percent && !has(t.selector)))",
                 _INCREASING,
             ),
             cel("self[size(self) - 1].percent == 100", _LAST_100),
@@ -285,7 +319,8 @@ class FleetRolloutTemplate(ApiModel):
     @model_validator(mode="after")
     def _steps(self) -> FleetRolloutTemplate:
         percents = [s.percent for s in self.steps]
-        if any(a >= b for a, b in itertools.pairwise(percents)):
+        plain = [s.percent for s in self.steps if s.selector is None]
+        if any(a > b for a, b in itertools.pairwise(percents)) or len(plain) != len(set(plain)):
             raise ValueError(_INCREASING)
         if percents[-1] != 100:
             raise ValueError(_LAST_100)
@@ -432,8 +467,8 @@ class FleetRolloutStatus(StatusBase):
     )
     paused_reason: PausedReason | None = Field(
         None,
-        description="Why the rollout is Paused: Manual, Inconclusive, StepDeadline, "
-        "FailureThreshold.",
+        description="Why the rollout is Paused: Manual, Inconclusive, AnalysisError, "
+        "StepDeadline, FailureThreshold.",
     )
     pause_id: str | None = Field(
         None,

@@ -15,7 +15,9 @@ controller (which devices a step targets), so both always agree.
   - Progressing, Paused: its version when the cohort admits the device (the device's bucket
     ``int(sha256(rollout_uid + "/" + device_name)) % 10000`` is below ``100 * percent`` of
     the current step, or below ``status.admittedBuckets`` while a step ramps up at
-    ``spec.maxUpdatesPerMinute``: cohort ``canary``), else the rollout's
+    ``spec.maxUpdatesPerMinute``: cohort ``canary``) or the ``selector`` of the current or
+    an earlier step chooses it (a lab, one device per site: chosen devices go first,
+    whatever their bucket, and are not rate-limited), else the rollout's
     ``status.stableVersion``.
   - Aborted: the same with the percent frozen where it was aborted: devices already moved
     keep the version, no further device is moved.
@@ -103,6 +105,16 @@ class RolloutView:
     #: status.admittedBuckets: the cohort buckets admitted now while a step ramps up at
     #: spec.maxUpdatesPerMinute; None: all of the step's, 100 * percent
     admitted: int | None = None
+    #: selectors of the steps up to the current one (spec.steps[].selector): the devices
+    #: they choose are moved whatever their cohort bucket
+    chosen: tuple[LabelSelector, ...] = ()
+
+
+def step_selectors(steps: Sequence[Mapping[str, Any]], current: int | None) -> tuple[Any, ...]:
+    """The ``selector`` values (raw) of ``steps[0..current]``; none before the first step."""
+    if current is None:
+        return ()
+    return tuple(s["selector"] for s in steps[: current + 1] if s.get("selector") is not None)
 
 
 def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
@@ -117,6 +129,11 @@ def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
             percent = spec["steps"][int(status["currentStep"])]["percent"]
         stable = status.get("stableVersion")
         admitted = status.get("admittedBuckets")
+        current = status.get("currentStep")
+        chosen = tuple(
+            LabelSelector.model_validate(raw)
+            for raw in step_selectors(spec["steps"], None if current is None else int(current))
+        )
         return RolloutView(
             name=meta["name"],
             uid=meta["uid"],
@@ -128,6 +145,7 @@ def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
             selector=selector,
             stable_version=None if stable is None else int(stable),
             admitted=None if admitted is None else int(admitted),
+            chosen=chosen,
         )
     except (KeyError, ValueError, IndexError, TypeError, ValidationError):
         return None
@@ -161,12 +179,26 @@ def governing_rollout(
     return chosen
 
 
-def moved(rollout: RolloutView, device_name: str) -> bool:
+def chosen(rollout: RolloutView, labels: Mapping[str, str]) -> bool:
+    """Whether a step selector of ``rollout`` (up to its current step) chooses the device.
+    An empty selector chooses none here (unlike spec.selector, where it means all)."""
+    return any(
+        (s.match_labels or s.match_expressions) and selector_matches(s, labels)
+        for s in rollout.chosen
+    )
+
+
+def moved(rollout: RolloutView, device_name: str, labels: Mapping[str, str]) -> bool:
     """Whether ``rollout`` (governing the device) gives the device its version now: every
-    selected device once Succeeded, none once RolledBack, the cohort otherwise."""
+    selected device once Succeeded, none once RolledBack, otherwise the cohort and the
+    devices a step selector chose (``labels``: the device's)."""
     if rollout.phase == "Succeeded":
         return True
-    if rollout.phase not in ACTIVE_PHASES | {"Aborted"} or rollout.percent <= 0:
+    if rollout.phase not in ACTIVE_PHASES | {"Aborted"}:
+        return False
+    if chosen(rollout, labels):
+        return True
+    if rollout.percent <= 0:
         return False
     if rollout.admitted is None:
         return in_cohort(rollout.uid, device_name, rollout.percent)
@@ -185,7 +217,7 @@ def active_rollout(
     rollout = governing_rollout(labels, rollouts, model)
     if rollout is None or rollout.phase not in ACTIVE_PHASES:
         return None
-    return rollout if moved(rollout, device_name) else None
+    return rollout if moved(rollout, device_name, labels) else None
 
 
 def desired_version(
@@ -200,7 +232,7 @@ def desired_version(
     model = labels.get(Labels.MODEL)
     rollout = governing_rollout(labels, rollouts, model)
     if rollout is not None:
-        if moved(rollout, device_name):
+        if moved(rollout, device_name, labels):
             cohort: Cohort = "stable" if rollout.phase == "Succeeded" else "canary"
             return Desired(rollout.model, rollout.version, rollout.name, cohort)
         stable = rollout.stable_version or current_versions.get(rollout.model)

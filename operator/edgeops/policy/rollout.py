@@ -11,7 +11,9 @@ Which devices a step targets is decided with :mod:`edgeops.policy.desired`, the 
 gateway answers ``/desired`` with: a device counts for this rollout only when this rollout
 *governs* it (:func:`~edgeops.policy.desired.governing_rollout`: the newest rollout of its
 model selecting it) and :func:`~edgeops.policy.desired.moved` says the gateway gives it the
-version. So controller and gateway never disagree on who was told to update.
+version. So controller and gateway never disagree on who was told to update. A step's
+``selector`` adds chosen devices (a lab, one device per site) from that step on, whatever
+their cohort bucket; a chosen device is told at the start of the first step that chose it.
 
 Device states, for the target version V (:func:`classify`):
 
@@ -35,8 +37,8 @@ Transitions (:func:`decide`):
   than ``failureLimit``) → ``spec.onFailure``: RolledBack, Aborted, or Paused
   (FailureThreshold).
 - More consecutive Inconclusive measurements than the limit → Paused (Inconclusive); more
-  consecutive Errors than ``errorLimit`` → Paused (Inconclusive, the message says Error).
-  Neither is ever a pass or a failure.
+  consecutive Errors than ``errorLimit`` → Paused (AnalysisError). Neither is ever a pass
+  or a failure.
 - A step that does not reach its success threshold within ``progressDeadlineSeconds`` →
   Paused (StepDeadline); never an abort.
 - ``spec.paused`` → Paused (Manual); false again → Progressing. An automatic pause is left
@@ -63,7 +65,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from edgeops.api.common import format_time
+from edgeops.api.common import LabelSelector, format_time
 from edgeops.api.conditions import Verdict
 from edgeops.api.constants import ConditionType, Reason
 from edgeops.api.edgemodel import Target
@@ -76,6 +78,7 @@ from edgeops.api.fleetrollout import (
     FleetRolloutStatus,
     MetricState,
     PausedReason,
+    RolloutStep,
     StepRecord,
 )
 from edgeops.api.fleetrollout import Verdict as MeasurementVerdict
@@ -124,6 +127,7 @@ _OUTCOME_OF_STATE: Final[dict[str, str]] = {
 _PAUSE_REASONS: Final[dict[str, str]] = {
     "Manual": Reason.MANUALLY_PAUSED,
     "Inconclusive": Reason.ANALYSIS_INCONCLUSIVE,
+    "AnalysisError": Reason.ANALYSIS_ERROR,
     "StepDeadline": Reason.PROGRESS_DEADLINE_EXCEEDED,
     "FailureThreshold": Reason.FAILURE_THRESHOLD_EXCEEDED,
 }
@@ -264,6 +268,12 @@ def own_view(
     percent = status.current_percent
     if percent is None and status.current_step is not None:
         percent = spec.steps[status.current_step].percent
+    current = status.current_step
+    chosen = (
+        ()
+        if current is None
+        else tuple(s.selector for s in spec.steps[: current + 1] if s.selector is not None)
+    )
     return RolloutView(
         name=name,
         uid=uid,
@@ -275,6 +285,7 @@ def own_view(
         selector=spec.selector,
         stable_version=status.stable_version,
         admitted=status.admitted_buckets,
+        chosen=chosen,
     )
 
 
@@ -313,18 +324,36 @@ def is_offline(device: FleetDevice, now: datetime, last_seen_write_seconds: floa
     return (now - seen).total_seconds() > threshold
 
 
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    """A started step as counting sees it: its percent, start and step selector."""
+
+    percent: int
+    started: datetime | None
+    selector: LabelSelector | None = None
+
+
 def _told_at(
     bucket: int,
-    starts: Sequence[tuple[int, datetime | None]],
+    starts: Sequence[StepStart],
     fallback: datetime | None,
     ramp: tuple[int, float, datetime] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> datetime | None:
     """When the gateway first gave the device the version: the start of the first step
-    whose percent admits ``bucket``; for a bucket of the current step's ramp
-    (``ramp`` = (admitted buckets, buckets per minute, when last raised)) the moment the
-    ramp reached it, counted back from the last raise (a pause before that only makes the
-    estimate later, so a device never times out early)."""
-    for index, (percent, started) in enumerate(starts):
+    whose selector chooses the device (``labels``) or whose percent admits ``bucket``; for
+    a bucket of the current step's ramp (``ramp`` = (admitted buckets, buckets per minute,
+    when last raised)) the moment the ramp reached it, counted back from the last raise (a
+    pause before that only makes the estimate later, so a device never times out early)."""
+    for index, start in enumerate(starts):
+        percent, started, selector = start.percent, start.started, start.selector
+        if (
+            labels is not None
+            and selector is not None
+            and (selector.match_labels or selector.match_expressions)
+            and selector_matches(selector, labels)
+        ):
+            return started or fallback
         if bucket < 100 * percent:
             if ramp is not None and index == len(starts) - 1 and started is not None:
                 admitted, rate, at = ramp
@@ -344,13 +373,22 @@ def tally(
     model: ModelInfo,
     now: datetime,
     last_seen_write_seconds: float,
+    spec_steps: Sequence[RolloutStep] = (),
 ) -> Tally:
     """Counts the devices ``view`` targets now. ``rollouts`` are the namespace's rollouts
     as the gateway sees them (``view`` replaces this rollout's own entry, so counting uses
-    the status being decided). Cost: one pass over ``devices``, two hashes per selected
+    the status being decided); ``spec_steps`` the spec's steps (their selectors date when
+    a chosen device was told). Cost: one pass over ``devices``, two hashes per selected
     device; no API calls."""
     others = [r for r in rollouts if r.uid != view.uid] + [view]
-    starts = [(r.percent, parse_time(r.started_at)) for r in status.steps]
+    starts = [
+        StepStart(
+            r.percent,
+            parse_time(r.started_at),
+            spec_steps[r.step].selector if spec_steps and r.step < len(spec_steps) else None,
+        )
+        for r in status.steps
+    ]
     fallback = parse_time(status.step_started_at)
     ramped_at = parse_time(status.admitted_at)
     ramp = (
@@ -377,10 +415,11 @@ def tally(
             result.overlap.add(governing.name)
             continue
         result.selected += 1
-        if not moved(view, device.name):
+        if not moved(view, device.name, device.labels):
             continue
         targeted += 1
-        told_at = _told_at(cohort_bucket(view.uid, device.name), starts, fallback, ramp)
+        bucket = cohort_bucket(view.uid, device.name)
+        told_at = _told_at(bucket, starts, fallback, ramp, device.labels)
         state, when = classify(device, view.version, told_at, now, timeout, model.targets)
         counts[state] += 1
         if state in _OUTCOME_OF_STATE:
@@ -738,11 +777,27 @@ def _start_step(work: _Pass, index: int, selected: int) -> None:
     records = [r for r in status.steps if r.step != index]
     records.append(StepRecord(step=index, percent=percent, started_at=work.stamp))
     status.steps = sorted(records, key=lambda r: r.step)
+    chosen = spec.steps[index].selector
+    extra = (
+        f" plus the devices its selector chooses ({_selector_text(chosen)})"
+        if chosen is not None
+        else ""
+    )
     work.say(
         "Normal", Reason.STEP_STARTED,
         f"step {index + 1}/{len(work.spec.steps)} started: {percent} % of the selected "
-        f"devices are told to run v{work.spec.version}{ramp}",
+        f"devices{extra} are told to run v{work.spec.version}{ramp}",
     )  # fmt: skip
+
+
+def _selector_text(selector: LabelSelector) -> str:
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for req in selector.match_expressions or []:
+        values = ",".join(req.values or [])
+        parts.append(
+            f"{req.key} {req.operator} ({values})" if values else f"{req.key} {req.operator}"
+        )
+    return ", ".join(parts) or "none"
 
 
 def _start_analysis(work: _Pass) -> None:
@@ -888,7 +943,9 @@ def decide(
     if st.phase in ("Progressing", "Paused"):
         _adopt(work)
     timeout = timedelta(seconds=seconds(spec.device_timeout))
-    found = tally(view, rollouts, devices, st, timeout, model, now, last_seen_write_seconds)
+    found = tally(
+        view, rollouts, devices, st, timeout, model, now, last_seen_write_seconds, spec.steps
+    )
     if st.phase in ("Progressing", "Paused") and st.stable_version is None:
         st.stable_version, _ = choose_stable(spec.version, model.current_version, found.versions)
     if st.phase in (None, "Pending"):
@@ -927,7 +984,7 @@ def decide(
             if st.phase in TERMINAL_PHASES:
                 return _done(work, model, None, found=found)
         elif st.paused_reason in (None, "Manual", "StepDeadline"):
-            _pause(work, "Inconclusive", message)
+            _pause(work, "AnalysisError" if kind == "Error" else "Inconclusive", message)
     if st.phase == "Progressing":
         _progress(work, found)
     if st.phase in TERMINAL_PHASES:
@@ -1038,7 +1095,7 @@ def _pauses(work: _Pass, found: Tally) -> None:
             # Failures so far are accepted; only new ones trigger onFailure again. A failed
             # analysis metric starts its tallies over.
             st.failures_acknowledged = failure_check(spec, st, found).failed
-        if reason in ("FailureThreshold", "Inconclusive") and spec.analysis is not None:
+        if reason in ("FailureThreshold", "Inconclusive", "AnalysisError") and spec.analysis:
             st.metrics = [_fresh_state(m, _state(st, m.name)) for m in spec.analysis.metrics]
         work.say(
             "Normal", Reason.PAUSE_ACKNOWLEDGED,
