@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -99,7 +99,9 @@ class Agent:
     at most ``rows_per_cycle`` rows of it per cycle. ``transport`` carries its HTTP (the
     simulator shares one; tests pass an in-process one); ``health_check`` replaces the
     runtime check (fault injection); ``model_loader`` loads the committed artifact (the
-    simulator shares one loaded model among its devices running the same bytes)."""
+    simulator shares one loaded model among its devices running the same bytes);
+    ``label_source`` gives the (row key, label) ground truths that arrived since it was last
+    called, for rows predicted earlier (delayed labels)."""
 
     def __init__(
         self,
@@ -110,9 +112,11 @@ class Agent:
         health_check: HealthCheck | None = None,
         rng: random.Random | None = None,
         model_loader: ModelLoader = load_model,
+        label_source: Callable[[], Iterable[tuple[str, str]]] | None = None,
     ) -> None:
         self.config = config
         self.rows = rows
+        self.label_source = label_source
         self.rng = rng or random.Random()
         self.model_loader = model_loader
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -153,6 +157,12 @@ class Agent:
         self._loaded: SlotContent | None = None
         self._model_error: str | None = None
         self._interval_start = time.monotonic()
+        #: Why the gateway assigns the device nothing to install right now (403
+        #: ``DevicePending``, 404 ``NothingAssigned``/``NoTarget``/``NoBundle``), else None.
+        self.waiting: GatewayError | None = None
+        #: The error of the last cycle that failed (refused or unreachable); None after a
+        #: cycle that completed.
+        self.last_error: GatewayError | None = None
 
     # --- enrollment ----------------------------------------------------------------------
 
@@ -286,6 +296,17 @@ class Agent:
                 break
         return done
 
+    def receive_labels(self) -> int:
+        """Counts the ground truths that arrived for earlier predictions; how many matched
+        a prediction of the running model."""
+        if self.label_source is None:
+            return 0
+        matched = 0
+        for key, label in self.label_source():
+            if self.runner is not None and self.runner.label(key, label):
+                matched += 1
+        return matched
+
     async def send_observations(self) -> None:
         """Sends the interval's telemetry and the sampled rows of the running model."""
         content = self._loaded
@@ -293,7 +314,8 @@ class Agent:
         interval = max(now - self._interval_start, 1e-3)
         if content is None:
             return
-        if self.telemetry.inferences or self.telemetry.errors:
+        observed = self.telemetry
+        if observed.inferences or observed.errors or observed.correct or observed.incorrect:
             report = self.telemetry.flush(
                 model=content.model, version=content.version, interval_seconds=interval
             )
@@ -339,14 +361,16 @@ class Agent:
         except GatewayError as exc:
             if exc.reason != "DevicePending":
                 raise
-            log.info("waiting for approval")
+            self._wait_for(exc)
             return self.interval()
+        self._wait_for(self.client.refusal)
         if self.desired is not None:
             await self.installer.install(self.desired)
             await self.flush_pending()
         self._load_committed()
         self._configure(self.desired)
         self.infer_rows()
+        self.receive_labels()
         await self.send_observations()
         last = self.store.load().last_outcome
         update = None
@@ -360,6 +384,15 @@ class Agent:
         await self.client.post_status(self._status(update))
         return self.interval()
 
+    def _wait_for(self, refusal: GatewayError | None) -> None:
+        """Records why nothing is assigned (logged once per change of reason: a device
+        that sits idle says why, e.g. ``NoTarget`` when no model target has its
+        hardware)."""
+        previous = self.waiting.reason if self.waiting else None
+        self.waiting = refusal
+        if refusal is not None and refusal.reason != previous:
+            log.warning("%s: nothing to install: %s", self.config.name, refusal)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Cycles until ``stop`` is set, backing off while the gateway is unavailable.
         Raises :class:`GatewayError` when the gateway refuses the device for good."""
@@ -369,10 +402,13 @@ class Agent:
                 try:
                     delay = await self.run_once()
                     self.backoff.reset()
+                    self.last_error = None
                 except RetryableError as exc:
+                    self.last_error = exc
                     delay = self.backoff.next_delay(exc.retry_after)
                     log.warning("gateway unavailable (%s); retrying in %.1f s", exc, delay)
                 except GatewayError as exc:
+                    self.last_error = exc
                     if exc.reason in FATAL_REASONS:
                         raise
                     # Anything else may be fixed on the cluster's side: keep trying, slowly.

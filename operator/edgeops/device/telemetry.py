@@ -98,11 +98,15 @@ class TelemetryAggregator:
         if prediction in self.predictions or len(self.predictions) < MAX_CLASSES:
             self.predictions[prediction] += 1
         if label is not None:
-            if label == prediction:
-                self.correct += 1
-            else:
-                self.incorrect += 1
+            self.feedback(prediction, label)
         self.observe_features(features)
+
+    def feedback(self, prediction: str, label: str) -> None:
+        """A true label for a prediction (with the row, or arriving later)."""
+        if label == prediction:
+            self.correct += 1
+        else:
+            self.incorrect += 1
 
     def observe_features(self, features: Mapping[str, FeatureValue]) -> None:
         """Bins the profiled features of one input (also for inputs the model failed on)."""
