@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import random
@@ -92,6 +93,9 @@ class AgentConfig:
     classes: list[str] | None = None
     latency_budget_seconds: float = DEFAULT_LATENCY_BUDGET_SECONDS
     rows_per_cycle: int = 100
+    #: Report sequence numbers reserved per write of ``sequence.json`` (see
+    #: :mod:`edgeops.device.sequence`): 1 writes before every report.
+    sequence_block: int = 1
 
 
 class Agent:
@@ -121,7 +125,7 @@ class Agent:
         self.model_loader = model_loader
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.identity = load_or_create(config.state_dir)
-        self.sequence = Sequence(config.state_dir)
+        self.sequence = Sequence(config.state_dir, config.sequence_block)
         self.client = GatewayClient(
             config.gateway,
             config.namespace,
@@ -288,13 +292,9 @@ class Agent:
         """Runs the committed model over the next rows of the stream; how many."""
         if self.runner is None or self.rows is None:
             return 0
-        done = 0
-        for row in self.rows:
-            self.runner.infer(row)
-            done += 1
-            if done >= self.config.rows_per_cycle:
-                break
-        return done
+        rows = list(itertools.islice(self.rows, self.config.rows_per_cycle))
+        self.runner.infer_batch(rows)
+        return len(rows)
 
     def receive_labels(self) -> int:
         """Counts the ground truths that arrived for earlier predictions; how many matched

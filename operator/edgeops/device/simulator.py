@@ -75,6 +75,9 @@ MAX_CONNECTIONS: Final = 64
 #: The sensor-fleet example's targets (examples/sensor-fleet/02-edgemodel.yaml).
 DEFAULT_HARDWARE: Final = ("raspberry-pi-4",)
 DEFAULT_MCU_HARDWARE: Final = ("esp32-s3",)
+#: Report numbers each device reserves per write of its sequence file: one fsync per 100
+#: reports instead of one per report (fsync on the shared event loop stalled every device).
+SEQUENCE_BLOCK: Final = 100
 #: Seconds between two reads of the control file.
 CONTROL_POLL_SECONDS: Final = 0.5
 #: What a person can do about each reason a device gives for running nothing new.
@@ -372,7 +375,7 @@ class Simulation:
             state_dir=cfg.state_root / name, target_type=target,
             trusted_keys=cfg.trusted_keys, token=tokens[index % len(tokens)],
             hardware=hardware, labels={"site": site, "region": region}, classes=cfg.classes,
-            rows_per_cycle=cfg.rows_per_cycle,
+            rows_per_cycle=cfg.rows_per_cycle, sequence_block=SEQUENCE_BLOCK,
             # Hundreds of devices share two cores: a latency budget per device would fail
             # health checks on scheduling noise, not on the model.
             latency_budget_seconds=5.0,
