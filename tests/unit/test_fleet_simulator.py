@@ -234,3 +234,48 @@ def test_the_control_file_carries_commands_and_answers(tmp_path: Path) -> None:
     assert control.apply(live, now=13) == 0
     (tmp_path / "control.jsonl").open("a").write('"spec": "0.2"}\n')
     assert control.apply(live, now=14) == 1 and live.offline == [Offline(0.2, 14)]
+
+
+def test_edgeops_fleet_inject_starts_lists_and_stops_through_a_running_simulator(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from typer.testing import CliRunner
+
+    from edgeops import cli
+    from edgeops.device.control import ControlFile
+
+    runner = CliRunner()
+    # No simulator with this state directory: no answer, exit 1, and it says why.
+    alone = runner.invoke(cli.app, ["fleet", "inject", "--state-dir", str(tmp_path),
+                                    "--drift", "a=+1", "--wait", "0.3"])  # fmt: skip
+    assert alone.exit_code == 1 and "no answer within 0.3 s" in alone.output
+
+    live, stop = Injections(), threading.Event()
+    control = ControlFile(tmp_path)
+
+    def simulator() -> None:  # the simulator's control loop, at a fixed "now"
+        while not stop.is_set():
+            if control.apply(live, now=42.0):
+                control.publish(live, now=42.0)
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=simulator, daemon=True)
+    thread.start()
+    try:
+        base = ["fleet", "inject", "--state-dir", str(tmp_path)]
+        started = runner.invoke(cli.app, [*base, "--drift", "a=*2,0.5", "--concept-drift", "eu"])
+        assert started.exit_code == 0, started.output
+        assert "drift-1: drift a=*2,0.5 from 42 s" in started.output
+        assert "concept-drift-2: concept-drift eu from 42 s" in started.output
+        refused = runner.invoke(cli.app, [*base, "--fail-version", "x"])
+        assert refused.exit_code == 1 and "refused" in refused.output
+        listed = runner.invoke(cli.app, [*base, "--stop", "drift-1", "--list"])
+        assert listed.exit_code == 0, listed.output
+        assert "stopped drift-1 at 42 s" in listed.output
+        assert "concept-drift-2\tconcept-drift\teu\tfrom 42 s\tactive" in listed.output
+        assert live.drift[0].until == 42.0 and live.concept_drift[0].until is None
+    finally:
+        stop.set()
+        thread.join(5)
