@@ -532,6 +532,7 @@ def fleet_simulate(
     console.print(f"log: {log_file}; injections on command: edgeops fleet inject "
                   f"--state-dir {state_dir} ...")  # fmt: skip
     asyncio.run(main())
+    console.line()
     console.print(progress_table(simulation, final=True))
 
 

@@ -143,6 +143,12 @@ class Recording:
             self.calls.append((batch.copy(), scores.copy()))
         return scores
 
+    @property
+    def rows(self) -> int:
+        """Rows predicted so far (the agent predicts a cycle's rows in one call)."""
+        with self.lock:
+            return sum(len(batch) for batch, _ in self.calls)
+
 
 class RecordingLoader:
     """The agent's model loader: the real :func:`load_model`, recorded."""
@@ -236,7 +242,7 @@ def test_linux_and_mcu_devices_run_the_trained_model_and_the_mcu_bundle_is_the_i
 
         # Every prediction the device's inference loop made (on the recordings it read)
         # equals TensorFlow's interpreter on the int8 artifact for the same inputs.
-        wait_for(lambda: len(recording.calls) >= 80, 90, "80 predictions on the MCU device")
+        wait_for(lambda: recording.rows >= 80, 90, "80 predictions on the MCU device")
         with recording.lock:
             calls = list(recording.calls)
         x = np.concatenate([batch for batch, _ in calls])
@@ -251,7 +257,7 @@ def test_linux_and_mcu_devices_run_the_trained_model_and_the_mcu_bundle_is_the_i
         wait_for(lambda: any(f == "onnx" for _, f, _ in linux.loaded), 60, "the ONNX loaded")
         onnx_bytes, _, onnx_recording = next(item for item in linux.loaded if item[1] == "onnx")
         assert onnx_bytes == trained.artifacts["onnx"]
-        wait_for(lambda: len(onnx_recording.calls) >= 80, 90, "80 predictions on the Pi")
+        wait_for(lambda: onnx_recording.rows >= 80, 90, "80 predictions on the Pi")
 
         # Both devices' labelled feedback reached Prometheus: the trained model classifies
         # the recordings on the devices about as well as the trainer measured.

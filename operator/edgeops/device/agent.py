@@ -406,14 +406,21 @@ class Agent:
                 except RetryableError as exc:
                     self.last_error = exc
                     delay = self.backoff.next_delay(exc.retry_after)
-                    log.warning("gateway unavailable (%s); retrying in %.1f s", exc, delay)
+                    log.warning(
+                        "%s: gateway unavailable (%s); retrying in %.1f s",
+                        self.config.name,
+                        exc,
+                        delay,
+                    )
                 except GatewayError as exc:
                     self.last_error = exc
                     if exc.reason in FATAL_REASONS:
                         raise
                     # Anything else may be fixed on the cluster's side: keep trying, slowly.
                     delay = self.backoff.next_delay()
-                    log.error("gateway refused (%s); retrying in %.1f s", exc, delay)
+                    log.error(
+                        "%s: gateway refused (%s); retrying in %.1f s", self.config.name, exc, delay
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
         finally:

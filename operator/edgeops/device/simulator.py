@@ -491,7 +491,7 @@ class Simulation:
     async def _control(self, stop: asyncio.Event) -> None:
         """Applies the control file's commands until ``stop`` (see edgeops.device.control)."""
         control = ControlFile(self.config.state_root)
-        published = -1.0
+        published = float("-inf")  # at once: `edgeops fleet inject --list` works from the start
         while not stop.is_set():
             now = self.elapsed()
             try:
