@@ -164,9 +164,6 @@ class Agent:
         #: Why the gateway assigns the device nothing to install right now (403
         #: ``DevicePending``, 404 ``NothingAssigned``/``NoTarget``/``NoBundle``), else None.
         self.waiting: GatewayError | None = None
-        #: The error of the last cycle that failed (refused or unreachable); None after a
-        #: cycle that completed.
-        self.last_error: GatewayError | None = None
 
     # --- enrollment ----------------------------------------------------------------------
 
@@ -402,9 +399,7 @@ class Agent:
                 try:
                     delay = await self.run_once()
                     self.backoff.reset()
-                    self.last_error = None
                 except RetryableError as exc:
-                    self.last_error = exc
                     delay = self.backoff.next_delay(exc.retry_after)
                     log.warning(
                         "%s: gateway unavailable (%s); retrying in %.1f s",
@@ -413,7 +408,6 @@ class Agent:
                         delay,
                     )
                 except GatewayError as exc:
-                    self.last_error = exc
                     if exc.reason in FATAL_REASONS:
                         raise
                     # Anything else may be fixed on the cluster's side: keep trying, slowly.
