@@ -93,6 +93,10 @@ HINTS: Final[dict[str, str]] = {
     "TokenUsedUp": "the token has fewer uses than --devices: create one with --max-uses",
     "InvalidToken": "the token is unknown to the gateway (another namespace or cluster?)",
     "TokenExpired": "create a new token (--ttl)",
+    "KeyMismatch": "Devices of these names exist with other keys (another --state-dir): use "
+    "a new --prefix or delete the old Devices",
+    "DeviceRejected": "the Devices are rejected (spec.approval); approve them or use others",
+    "DeviceRevoked": "the Devices were decommissioned",
 }
 
 
