@@ -272,11 +272,13 @@ class SimulatedAgent(Agent):
         *,
         view: DeviceView,
         fixed_interval: float | None = None,
+        cycles: asyncio.Semaphore | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(config, rows, **kw)
         self.view = view
         self.fixed_interval = fixed_interval
+        self.cycles = cycles
         report_phase = self.installer.on_phase
 
         async def on_phase(update: UpdateReport) -> None:
@@ -293,7 +295,15 @@ class SimulatedAgent(Agent):
 
     async def run_once(self) -> float:
         try:
-            delay = await super().run_once()
+            if self.cycles is None:
+                delay = await super().run_once()
+            else:
+                # A request is signed when built, before it waits for a pooled connection:
+                # with every device queueing on the pool an overloaded gateway saw
+                # signatures older than its 300 s window (401 SignatureExpired). Devices
+                # wait here instead, unsigned, for one of the pool's connections.
+                async with self.cycles:
+                    delay = await super().run_once()
         except GatewayError as exc:
             self.view.problem = exc
             raise
@@ -348,6 +358,8 @@ class Simulation:
                 max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
             )
         )
+        #: Device cycles in flight at once: no more than the pool has connections.
+        self._cycles = asyncio.Semaphore(MAX_CONNECTIONS)
         self._models: dict[tuple[str, str], Model] = {}
         self._health: dict[tuple[str, str], object] = {}
         #: Per device: (due time, row key, label) of ground truths not yet delivered.
@@ -396,6 +408,7 @@ class Simulation:
             self.stream(name, region, rng),
             view=view,
             fixed_interval=cfg.interval_seconds,
+            cycles=self._cycles,
             transport=transport,
             health_check=self._health_check(name, config),
             rng=rng,
