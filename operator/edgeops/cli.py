@@ -461,6 +461,25 @@ def fleet_simulate(
         ),
     ] = None,
     mcu_share: Annotated[float, typer.Option(help="Share of MCU devices.", min=0, max=1)] = 0.0,
+    hardware: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="spec.hardware of Linux devices; repeat to mix (by a hash of the name). "
+            "Must match a target of the model [default: raspberry-pi-4, the example's]."
+        ),
+    ] = None,
+    mcu_hardware: Annotated[
+        list[str] | None,
+        typer.Option(help="spec.hardware of MCU devices [default: esp32-s3, the example's]."),
+    ] = None,
+    label_delay: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between a prediction and its ground truth reaching the device "
+            "(delayed labelled feedback; 0: with the row).",
+            min=0,
+        ),
+    ] = 0.0,
     drift: Annotated[
         list[str] | None,
         typer.Option(help="Data drift: feature=(+|-|*)value@seconds[,share]. Repeatable."),
@@ -510,8 +529,10 @@ def fleet_simulate(
     from rich.live import Live
 
     from edgeops.device.agent import parse_trusted_keys
+    from edgeops.device.injections import Injections
     from edgeops.device.simulator import (
-        Schedule,
+        DEFAULT_HARDWARE,
+        DEFAULT_MCU_HARDWARE,
         Simulation,
         SimulationConfig,
         load_rows,
@@ -520,8 +541,8 @@ def fleet_simulate(
 
     try:
         keys = parse_trusted_keys(trust_key)
-        schedule = Schedule.parse(drift or [], concept_drift or [], fail_version or [],
-                                  offline or [])  # fmt: skip
+        injections = Injections.parse(drift or [], concept_drift or [], fail_version or [],
+                                      offline or [], slow_network)  # fmt: skip
         rows = load_rows(dataset_rows, label_column)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -531,11 +552,18 @@ def fleet_simulate(
     config = SimulationConfig(
         gateway=gateway, namespace=namespace, devices=devices, token=token, trusted_keys=keys,
         rows=rows, state_root=state_dir, classes=names, prefix=prefix, mcu_share=mcu_share,
-        noise=noise, drift=schedule.drift, concept_drift=schedule.concept_drift,
-        fail_versions=schedule.fail_versions, offline=schedule.offline,
-        slow_network_ms=slow_network, interval_seconds=interval, ramp_seconds=ramp, seed=seed,
+        hardware=hardware or DEFAULT_HARDWARE, mcu_hardware=mcu_hardware or DEFAULT_MCU_HARDWARE,
+        noise=noise, injections=injections, label_delay_seconds=label_delay,
+        interval_seconds=interval, ramp_seconds=ramp, seed=seed,
     )  # fmt: skip
-    logging.basicConfig(level=logging.WARNING)
+    # Hundreds of devices logging to the terminal would tear the live table apart: the
+    # log goes to a file, the table shows why devices wait (and the final summary).
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_file = state_dir / "simulator.log"
+    logging.basicConfig(
+        level=logging.INFO, filename=log_file,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
     simulation = Simulation(config)
 
     async def main() -> None:
@@ -551,7 +579,85 @@ def fleet_simulate(
                 live.update(progress_table(simulation))
         await run
 
+    console.print(f"log: {log_file}; injections on command: edgeops fleet inject "
+                  f"--state-dir {state_dir} ...")  # fmt: skip
     asyncio.run(main())
+    console.line()
+    console.print(progress_table(simulation, final=True))
+
+
+@fleet_app.command("inject")
+def fleet_inject(
+    state_dir: Annotated[Path, typer.Option(help="The running simulator's --state-dir.")] = Path(
+        "fleet-sim"
+    ),
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(help="Start data drift: feature=(+|-|*)value[,share] (from now)."),
+    ] = None,
+    concept_drift: Annotated[
+        list[str] | None, typer.Option(help="Start concept drift in a region: REGION.")
+    ] = None,
+    fail_version: Annotated[
+        list[str] | None,
+        typer.Option(help="version:share of devices failing that version's health check."),
+    ] = None,
+    offline: Annotated[
+        list[str] | None, typer.Option(help="share[+duration] of devices losing the network.")
+    ] = None,
+    slow_network: Annotated[
+        list[str] | None, typer.Option(help="Milliseconds added to every request.")
+    ] = None,
+    stop: Annotated[
+        list[str] | None, typer.Option(help="Stop an injection by id (e.g. drift-2), or all.")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="Show the injections.")] = False,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the simulator's answer.", min=0)
+    ] = 10.0,
+) -> None:
+    """Start or stop injections in a running `edgeops fleet simulate` (same --state-dir):
+    each is a line in DIR/control.jsonl; the simulator answers in DIR/injections.json."""
+    from edgeops.device.control import Command, new_id, read_state, send, wait_for_answer
+
+    starts = [
+        ("drift", drift), ("concept-drift", concept_drift), ("fail-version", fail_version),
+        ("offline", offline), ("slow-network", slow_network),
+    ]  # fmt: skip
+    commands = [Command(new_id(), kind=kind, spec=spec) for kind, specs in starts
+                for spec in specs or []]  # fmt: skip
+    commands += [Command(new_id(), stop=target) for target in stop or []]
+    if not commands and not list_:
+        raise typer.BadParameter("give an injection to start, --stop ID or --list")
+    failed = False
+    for command in commands:
+        try:
+            send(state_dir, command)
+        except OSError as exc:
+            console.print(f"[red]error:[/] {state_dir}: {exc}")
+            raise typer.Exit(1) from None
+        answer = wait_for_answer(state_dir, command.id, wait)
+        what = f"{command.kind} {command.spec}" if command.stop is None else f"stop {command.stop}"
+        if answer is None:
+            console.print(f"[red]{what}: no answer within {wait:g} s[/] (is a simulator "
+                          f"running with --state-dir {state_dir}?)")  # fmt: skip
+            failed = True
+        elif not answer.get("applied"):
+            console.print(f"[red]{what}: refused:[/] {answer.get('message')}")
+            failed = True
+        else:
+            typer.echo(str(answer.get("message")))
+    if list_:
+        state = read_state(state_dir) or {}
+        for item in state.get("injections") or []:
+            until = item.get("until")
+            typer.echo(
+                f"{item['id']}\t{item['kind']}\t{item['spec']}\tfrom {item['from']:.0f} s"
+                + (f" until {until:.0f} s" if until is not None else "")
+                + ("\tactive" if item.get("active") else "")
+            )
+    if failed:
+        raise typer.Exit(1)
 
 
 def _device_run() -> None:

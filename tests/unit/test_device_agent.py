@@ -197,3 +197,50 @@ def test_the_command_line_refuses_a_bad_trust_key_and_target(tmp_path: Path) -> 
     key = generate_key().public_b64
     bad_target = runner.invoke(app, [*base, "--trust-key", key, "--target-type", "gpu"])
     assert bad_target.exit_code == 2 and "linux or mcu" in bad_target.output
+
+
+def test_an_idle_device_says_why_the_gateway_assigns_nothing(tmp_path: Path) -> None:
+    gateway = FakeGateway()
+    agent = make_agent(tmp_path, gateway, stream())
+    asyncio.run(agent.run_once())
+    assert agent.waiting is not None and agent.waiting.reason == "NothingAssigned"
+    assert agent.client.refusal is agent.waiting
+    gateway.publish(onnx_classifier(1))
+    asyncio.run(agent.run_once())
+    assert agent.waiting is None and agent.client.refusal is None
+
+
+def test_labels_arriving_later_count_as_feedback_of_their_prediction(tmp_path: Path) -> None:
+    gateway = FakeGateway()
+    gateway.publish(onnx_classifier(1))
+    rows = [
+        InputRow(vector=r.vector, features=r.features, key=f"row-{i}")
+        for i, r in enumerate(itertools.islice(stream(), 50))
+    ]
+    arrived: list[tuple[str, str]] = []
+    config = AgentConfig(
+        gateway="http://gateway.local", namespace=NAMESPACE, name=DEVICE, state_dir=tmp_path,
+        target_type="linux", trusted_keys=gateway.keys, token="ebt.x.y", rows_per_cycle=50,
+    )  # fmt: skip
+
+    def labels() -> list[tuple[str, str]]:
+        due, arrived[:] = list(arrived), []
+        return due
+
+    agent = Agent(config, iter(rows), transport=gateway.transport(), label_source=labels)
+    asyncio.run(agent.run_once())
+    assert agent.runner is not None
+    predicted = [agent.runner.awaiting[f"row-{i}"][1] for i in range(50)]
+    [first] = [TelemetryReport.model_validate(t) for t in gateway.telemetry]
+    assert first.inferences == 50 and first.feedback is None  # no label yet
+    # The ground truth of 10 rows arrives one cycle later (and one for an unknown row).
+    arrived.extend((f"row-{i}", "0") for i in range(10))
+    arrived.append(("row-999", "0"))
+    agent.rows = iter(())
+    asyncio.run(agent.run_once())
+    assert agent.runner is not None and len(agent.runner.awaiting) == 40
+    second = TelemetryReport.model_validate(gateway.telemetry[-1])
+    assert second.inferences == 0 and second.feedback is not None
+    assert (second.feedback.correct, second.feedback.incorrect) == (
+        sum(p == "0" for p in predicted[:10]), sum(p != "0" for p in predicted[:10]),
+    )  # fmt: skip

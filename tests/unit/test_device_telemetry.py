@@ -88,3 +88,44 @@ def test_predictions_feedback_errors_and_deltas() -> None:
     empty = agg.flush(model="m", version=2, interval_seconds=60)
     assert (empty.inferences, empty.predictions, empty.feedback) == (0, {}, None)
     assert empty.features["accel"].counts == [0] * 5
+
+
+def test_a_batch_is_one_model_call_and_a_bad_row_is_one_error() -> None:
+    import numpy as np
+
+    from edgeops.device.runtime import InferenceRunner, InputRow
+
+    class Model:
+        input_shape = (2,)
+
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def predict(self, batch: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+            self.calls.append(len(batch))
+            if np.isnan(batch).any():
+                raise ValueError("NaN input")
+            return np.tile(np.asarray([[0.2, 0.8]], dtype=np.float32), (len(batch), 1))
+
+    model = Model()
+    agg = TelemetryAggregator()
+    runner = InferenceRunner(model, agg, classes=["a", "b"])
+    rows = [InputRow(np.asarray([1.0, 2.0], dtype=np.float32), {"x": 1.0}) for _ in range(5)]
+    predictions = runner.infer_batch(rows)
+    assert model.calls == [5] and [p.label for p in predictions if p] == ["b"] * 5
+    assert agg.inferences == 5 and agg.errors == 0
+    bad = InputRow(np.asarray([np.nan, 2.0], dtype=np.float32), {"x": None})
+    predictions = runner.infer_batch([rows[0], bad, rows[1]])
+    assert model.calls[1:] == [3, 1, 1, 1]  # the batch, then row by row
+    assert predictions[1] is None and predictions[0] and predictions[2]
+    assert (agg.inferences, agg.errors) == (7, 1)
+    assert runner.infer_batch([]) == []
+
+
+def test_bucket_index_is_right_closed_and_puts_nan_last() -> None:
+    from edgeops.device.telemetry import bucket_index
+
+    bounds = (0.1, 0.5, 1.0)
+    assert [bucket_index(bounds, v) for v in (0.0, 0.1, 0.2, 1.0, 2.0, float("nan"))] == [
+        0, 0, 1, 2, 3, 3,
+    ]  # fmt: skip

@@ -11,13 +11,13 @@ import httpx
 import numpy as np
 import pytest
 
+from edgeops.device.injections import Injections
 from edgeops.device.simulator import (
     ConceptDrift,
     DataDrift,
     FailingVersion,
     Offline,
     Rows,
-    Schedule,
     SimTransport,
     Simulation,
     SimulationConfig,
@@ -39,7 +39,7 @@ def test_injection_specs_parse_and_refuse_what_they_cannot_read() -> None:
         with pytest.raises(SpecError, match="--drift"):
             DataDrift.parse(bad)
     with pytest.raises(SpecError, match="--fail-version"):
-        Schedule.parse(fail_versions=["v3:0.5"])
+        Injections.parse(fail_versions=["v3:0.5"])
     with pytest.raises(SpecError, match="share"):
         Offline.parse("2")
 
@@ -62,9 +62,9 @@ def _rows() -> Rows:
     return Rows.of(["a", "b"], records, "y")
 
 
-def _simulation(tmp_path: Path, **kw: object) -> Simulation:
+def _simulation(tmp_path: Path, devices: int = 2, **kw: object) -> Simulation:
     config = SimulationConfig(
-        gateway="http://127.0.0.1:9", namespace="ns", devices=2, token="t", trusted_keys={},
+        gateway="http://127.0.0.1:9", namespace="ns", devices=devices, token="t", trusted_keys={},
         rows=_rows(), state_root=tmp_path, noise=0.0, regions=("eu",), **kw,  # type: ignore[arg-type]
     )  # fmt: skip
     return Simulation(config)
@@ -120,3 +120,162 @@ def test_a_simulated_outage_and_latency_apply_per_device() -> None:
 
     asyncio.run(main())
     assert calls == ["http://gw/y", "http://gw/z"]
+
+
+def test_devices_get_the_example_hardware_or_the_given_mix(tmp_path: Path) -> None:
+    default = _simulation(tmp_path / "a", mcu_share=0.5)
+    by_type = {(v.target_type, v.hardware) for v in default.views}
+    assert by_type <= {("linux", "raspberry-pi-4"), ("mcu", "esp32-s3")}
+    assert {a.config.hardware for a in default.agents} == {v.hardware for v in default.views}
+    mixed = _simulation(tmp_path / "b", devices=40, hardware=["pi4", "jetson"], mcu_hardware=[])
+    assert {v.hardware for v in mixed.views} == {"pi4", "jetson"}
+    again = _simulation(tmp_path / "c", devices=40, hardware=["pi4", "jetson"])
+    assert [v.hardware for v in again.views] == [v.hardware for v in mixed.views]  # stable
+
+
+def test_why_devices_wait_is_grouped_by_reason_with_a_hint(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from edgeops.device.client import GatewayError, RetryableError
+    from edgeops.device.simulator import progress_table
+
+    sim = _simulation(tmp_path, devices=5, mcu_share=0.5)
+    refusal = GatewayError(404, "NoTarget", "motion-classifier has no target for this device")
+    for view in sim.views[:4]:
+        view.phase, view.problem = "Waiting", refusal
+    sim.views[4].problem = RetryableError(0, "GatewayUnreachable", "ConnectError: refused")
+    [no_target, unreachable] = sim.problems()
+    assert (no_target.reason, no_target.status, no_target.devices) == ("NoTarget", 404, 4)
+    assert no_target.linux + no_target.mcu == 4
+    assert "--hardware" in no_target.hint and sim.views[0].name in no_target.example
+    assert "hardware raspberry-pi-4" in no_target.example or "esp32-s3" in no_target.example
+    assert unreachable.reason == "GatewayUnreachable" and unreachable.devices == 1
+    console = Console(width=200, record=True)
+    console.print(progress_table(sim, final=True))
+    text = console.export_text()
+    assert "NoTarget (404) on 4 devices" in text and "has no target for this device" in text
+    assert "final: 5 devices" in text
+
+
+def test_delayed_labels_arrive_later_by_row_key(tmp_path: Path) -> None:
+    import random
+
+    sim = _simulation(tmp_path, label_delay_seconds=30.0)
+    stream = sim.stream("sim-0000", "eu", random.Random(1))
+    rows = list(itertools.islice(stream, 4))
+    assert all(r.label is None and r.key for r in rows)
+    assert list(sim.due_labels("sim-0000")) == []  # not due yet
+    sim.started -= 31  # 31 s later
+    due = list(sim.due_labels("sim-0000"))
+    assert [k for k, _ in due] == [r.key for r in rows]
+    assert {label for _, label in due} <= {"up", "down"}
+    assert list(sim.due_labels("sim-0000")) == []  # delivered once
+
+
+def test_injections_start_and_stop_on_command(tmp_path: Path) -> None:
+    live = Injections.parse(drift=["b=+100@0,1"])
+    assert [a.id for a in live.items] == ["drift-1"]
+    started = live.start("concept-drift", "eu", now=50)
+    assert started.injection == ConceptDrift("eu", 50)
+    assert live.concept_drift[0].applies("eu", 60) and not live.concept_drift[0].applies("us", 60)
+    live.start("offline", "0.5+20", now=50)
+    assert live.offline == [Offline(0.5, 50, 20)]
+    live.start("slow-network", "200", now=10)
+    assert live.network_delay(9) == 0 and live.network_delay(10) == pytest.approx(0.2)
+    live.start("drift", "a=*2,0.5", now=70)
+    assert live.drift[1] == DataDrift("a", 70, 0.5, scale=2.0)
+    [ended] = live.stop("drift-1", now=80)
+    assert ended.injection.until == 80
+    assert live.drift[0].applies("sim-0000", 79) and not live.drift[0].applies("sim-0000", 80)
+    with pytest.raises(SpecError, match="no active injection"):
+        live.stop("drift-1", now=90)
+    with pytest.raises(SpecError, match="--drift"):
+        live.start("drift", "a=2", now=1)
+    assert {a.id for a in live.stop("all", now=100)} == {"concept-drift-2", "slow-network-4",
+                                                          "drift-5"}  # fmt: skip
+    # Scheduled drift on a stream follows the live set: stopped drift no longer shifts.
+    sim = _simulation(tmp_path, drift=[DataDrift("b", at=0, share=1.0, shift=100)])
+    [drift] = sim.injections.items
+    sim.injections.stop(drift.id, now=0)
+    import random
+
+    rows = list(itertools.islice(sim.stream("sim-0000", "eu", random.Random(1)), 8))
+    assert all(r.features["b"] < 100 for r in rows)
+
+
+def test_the_control_file_carries_commands_and_answers(tmp_path: Path) -> None:
+    from edgeops.device.control import Command, ControlFile, read_state, send, wait_for_answer
+
+    send(tmp_path, Command("old", kind="drift", spec="a=+1"))  # before the simulator ran
+    control = ControlFile(tmp_path)
+    live = Injections()
+    send(tmp_path, Command("c1", kind="drift", spec="a=+1,0.5"))
+    send(tmp_path, Command("c2", kind="drift", spec="a=1"))
+    (tmp_path / "control.jsonl").open("a").write('{"id": "c3", "kind": "volcano"}\nnot json\n')
+    send(tmp_path, Command("c4", stop="drift-1"))
+    assert control.apply(live, now=12.0) == 5
+    control.publish(live, now=12.0)
+    state = read_state(tmp_path)
+    assert state is not None
+    answers = state["answers"]
+    assert answers["c1"] == {
+        "applied": True, "message": "drift-1: drift a=+1,0.5 from 12 s (now 12 s)"
+    }  # fmt: skip
+    assert not answers["c2"]["applied"] and "--drift" in answers["c2"]["message"]
+    assert "old" not in answers and "c3" not in answers  # no answer to what it cannot read
+    assert answers["c4"] == {"applied": True, "message": "stopped drift-1 at 12 s"}
+    assert [(i["id"], i["until"], i["active"]) for i in state["injections"]] == [
+        ("drift-1", 12.0, False)
+    ]
+    assert wait_for_answer(tmp_path, "c1", 0) == answers["c1"]
+    assert wait_for_answer(tmp_path, "nope", 0) is None
+    # A half-written line waits for its end.
+    (tmp_path / "control.jsonl").open("a").write('{"id": "c5", "kind": "offline", ')
+    assert control.apply(live, now=13) == 0
+    (tmp_path / "control.jsonl").open("a").write('"spec": "0.2"}\n')
+    assert control.apply(live, now=14) == 1 and live.offline == [Offline(0.2, 14)]
+
+
+def test_edgeops_fleet_inject_starts_lists_and_stops_through_a_running_simulator(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from typer.testing import CliRunner
+
+    from edgeops import cli
+    from edgeops.device.control import ControlFile
+
+    runner = CliRunner()
+    # No simulator with this state directory: no answer, exit 1, and it says why.
+    alone = runner.invoke(cli.app, ["fleet", "inject", "--state-dir", str(tmp_path),
+                                    "--drift", "a=+1", "--wait", "0.3"])  # fmt: skip
+    assert alone.exit_code == 1 and "no answer within 0.3 s" in alone.output
+
+    live, stop = Injections(), threading.Event()
+    control = ControlFile(tmp_path)
+
+    def simulator() -> None:  # the simulator's control loop, at a fixed "now"
+        while not stop.is_set():
+            if control.apply(live, now=42.0):
+                control.publish(live, now=42.0)
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=simulator, daemon=True)
+    thread.start()
+    try:
+        base = ["fleet", "inject", "--state-dir", str(tmp_path)]
+        started = runner.invoke(cli.app, [*base, "--drift", "a=*2,0.5", "--concept-drift", "eu"])
+        assert started.exit_code == 0, started.output
+        assert "drift-1: drift a=*2,0.5 from 42 s" in started.output
+        assert "concept-drift-2: concept-drift eu from 42 s" in started.output
+        refused = runner.invoke(cli.app, [*base, "--fail-version", "x"])
+        assert refused.exit_code == 1 and "refused" in refused.output
+        listed = runner.invoke(cli.app, [*base, "--stop", "drift-1", "--list"])
+        assert listed.exit_code == 0, listed.output
+        assert "stopped drift-1 at 42 s" in listed.output
+        assert "concept-drift-2\tconcept-drift\teu\tfrom 42 s\tactive" in listed.output
+        assert live.drift[0].until == 42.0 and live.concept_drift[0].until is None
+    finally:
+        stop.set()
+        thread.join(5)

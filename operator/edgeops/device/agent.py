@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -92,6 +93,9 @@ class AgentConfig:
     classes: list[str] | None = None
     latency_budget_seconds: float = DEFAULT_LATENCY_BUDGET_SECONDS
     rows_per_cycle: int = 100
+    #: Report sequence numbers reserved per write of ``sequence.json`` (see
+    #: :mod:`edgeops.device.sequence`): 1 writes before every report.
+    sequence_block: int = 1
 
 
 class Agent:
@@ -99,7 +103,9 @@ class Agent:
     at most ``rows_per_cycle`` rows of it per cycle. ``transport`` carries its HTTP (the
     simulator shares one; tests pass an in-process one); ``health_check`` replaces the
     runtime check (fault injection); ``model_loader`` loads the committed artifact (the
-    simulator shares one loaded model among its devices running the same bytes)."""
+    simulator shares one loaded model among its devices running the same bytes);
+    ``label_source`` gives the (row key, label) ground truths that arrived since it was last
+    called, for rows predicted earlier (delayed labels)."""
 
     def __init__(
         self,
@@ -110,14 +116,16 @@ class Agent:
         health_check: HealthCheck | None = None,
         rng: random.Random | None = None,
         model_loader: ModelLoader = load_model,
+        label_source: Callable[[], Iterable[tuple[str, str]]] | None = None,
     ) -> None:
         self.config = config
         self.rows = rows
+        self.label_source = label_source
         self.rng = rng or random.Random()
         self.model_loader = model_loader
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.identity = load_or_create(config.state_dir)
-        self.sequence = Sequence(config.state_dir)
+        self.sequence = Sequence(config.state_dir, config.sequence_block)
         self.client = GatewayClient(
             config.gateway,
             config.namespace,
@@ -153,6 +161,9 @@ class Agent:
         self._loaded: SlotContent | None = None
         self._model_error: str | None = None
         self._interval_start = time.monotonic()
+        #: Why the gateway assigns the device nothing to install right now (403
+        #: ``DevicePending``, 404 ``NothingAssigned``/``NoTarget``/``NoBundle``), else None.
+        self.waiting: GatewayError | None = None
 
     # --- enrollment ----------------------------------------------------------------------
 
@@ -278,13 +289,20 @@ class Agent:
         """Runs the committed model over the next rows of the stream; how many."""
         if self.runner is None or self.rows is None:
             return 0
-        done = 0
-        for row in self.rows:
-            self.runner.infer(row)
-            done += 1
-            if done >= self.config.rows_per_cycle:
-                break
-        return done
+        rows = list(itertools.islice(self.rows, self.config.rows_per_cycle))
+        self.runner.infer_batch(rows)
+        return len(rows)
+
+    def receive_labels(self) -> int:
+        """Counts the ground truths that arrived for earlier predictions; how many matched
+        a prediction of the running model."""
+        if self.label_source is None:
+            return 0
+        matched = 0
+        for key, label in self.label_source():
+            if self.runner is not None and self.runner.label(key, label):
+                matched += 1
+        return matched
 
     async def send_observations(self) -> None:
         """Sends the interval's telemetry and the sampled rows of the running model."""
@@ -293,7 +311,8 @@ class Agent:
         interval = max(now - self._interval_start, 1e-3)
         if content is None:
             return
-        if self.telemetry.inferences or self.telemetry.errors:
+        observed = self.telemetry
+        if observed.inferences or observed.errors or observed.correct or observed.incorrect:
             report = self.telemetry.flush(
                 model=content.model, version=content.version, interval_seconds=interval
             )
@@ -339,14 +358,16 @@ class Agent:
         except GatewayError as exc:
             if exc.reason != "DevicePending":
                 raise
-            log.info("waiting for approval")
+            self._wait_for(exc)
             return self.interval()
+        self._wait_for(self.client.refusal)
         if self.desired is not None:
             await self.installer.install(self.desired)
             await self.flush_pending()
         self._load_committed()
         self._configure(self.desired)
         self.infer_rows()
+        self.receive_labels()
         await self.send_observations()
         last = self.store.load().last_outcome
         update = None
@@ -360,6 +381,15 @@ class Agent:
         await self.client.post_status(self._status(update))
         return self.interval()
 
+    def _wait_for(self, refusal: GatewayError | None) -> None:
+        """Records why nothing is assigned (logged once per change of reason: a device
+        that sits idle says why, e.g. ``NoTarget`` when no model target has its
+        hardware)."""
+        previous = self.waiting.reason if self.waiting else None
+        self.waiting = refusal
+        if refusal is not None and refusal.reason != previous:
+            log.warning("%s: nothing to install: %s", self.config.name, refusal)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Cycles until ``stop`` is set, backing off while the gateway is unavailable.
         Raises :class:`GatewayError` when the gateway refuses the device for good."""
@@ -371,13 +401,20 @@ class Agent:
                     self.backoff.reset()
                 except RetryableError as exc:
                     delay = self.backoff.next_delay(exc.retry_after)
-                    log.warning("gateway unavailable (%s); retrying in %.1f s", exc, delay)
+                    log.warning(
+                        "%s: gateway unavailable (%s); retrying in %.1f s",
+                        self.config.name,
+                        exc,
+                        delay,
+                    )
                 except GatewayError as exc:
                     if exc.reason in FATAL_REASONS:
                         raise
                     # Anything else may be fixed on the cluster's side: keep trying, slowly.
                     delay = self.backoff.next_delay()
-                    log.error("gateway refused (%s); retrying in %.1f s", exc, delay)
+                    log.error(
+                        "%s: gateway refused (%s); retrying in %.1f s", self.config.name, exc, delay
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
         finally:

@@ -32,6 +32,9 @@ from edgeops.device.sequence import Sequence
 from edgeops.httpsig import sign_request
 
 DEFAULT_TIMEOUT_SECONDS: Final = 30.0
+#: 404 reasons of ``GET .../desired`` meaning "nothing for this device now" (not an error
+#: of the request: the device waits and polls again).
+UNASSIGNED_REASONS: Final = frozenset({"NothingAssigned", "NoTarget", "NoBundle"})
 _CHUNK = 64 * 1024
 R = TypeVar("R", StatusReport, TelemetryReport, SampleUpload)
 
@@ -136,6 +139,9 @@ class GatewayClient:
         self._downloads = httpx.AsyncClient(transport=transport, timeout=timeout)
         self._etag: str | None = None
         self._desired: DesiredState | None = None
+        #: Why the last poll assigned nothing (404 ``NothingAssigned``, ``NoTarget``,
+        #: ``NoBundle``), None after a poll that assigned a version.
+        self.refusal: GatewayError | None = None
 
     @property
     def device_path(self) -> str:
@@ -179,16 +185,17 @@ class GatewayClient:
 
     async def desired(self) -> DesiredState | None:
         """The device's desired state, re-using the last one on 304 (ETag); None when the
-        gateway assigns nothing (404 ``NothingAssigned``, ``NoTarget``, ``NoBundle``).
-        Raises :class:`GatewayError` (e.g. 403 ``DevicePending``)."""
+        gateway assigns nothing (404 ``NothingAssigned``, ``NoTarget``, ``NoBundle``; kept
+        in :attr:`refusal`). Raises :class:`GatewayError` (e.g. 403 ``DevicePending``)."""
         headers = {"If-None-Match": self._etag} if self._etag and self._desired else None
         response = await self._send("GET", f"{self.device_path}/desired", headers=headers)
         if response.status_code == 304 and self._desired is not None:
+            self.refusal = None
             return self._desired
         if response.status_code == 404:
             error = _error(response)
-            if error.reason in ("NothingAssigned", "NoTarget", "NoBundle"):
-                self._etag, self._desired = None, None
+            if error.reason in UNASSIGNED_REASONS:
+                self._etag, self._desired, self.refusal = None, None, error
                 return None
             raise error
         if response.status_code >= 300:
@@ -198,6 +205,7 @@ class GatewayClient:
         except ValidationError as exc:
             raise GatewayError(200, "InvalidDesiredState", str(exc)[:500]) from None
         self._etag, self._desired = response.headers.get("etag"), desired
+        self.refusal = None
         return desired
 
     async def download_artifact(self, sha256: str, dest: Path, max_bytes: int) -> None:

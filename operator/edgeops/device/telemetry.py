@@ -10,12 +10,11 @@ deltas: :meth:`TelemetryAggregator.flush` returns the interval's report and star
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Final
-
-import numpy as np
 
 from edgeops.api.wire import (
     CONFIDENCE_BUCKETS,
@@ -35,9 +34,13 @@ OTHER_CATEGORY: Final = "__other__"
 
 
 def bucket_index(bounds: Sequence[float], value: float) -> int:
-    """The bucket of ``value`` over upper ``bounds`` (right-closed: ``value == bound i``
-    falls in bucket i); ``len(bounds)`` for values above the last bound."""
-    return int(np.searchsorted(np.asarray(bounds, dtype=float), value, side="left"))
+    """The bucket of ``value`` over sorted upper ``bounds`` (right-closed: ``value ==
+    bound i`` falls in bucket i); ``len(bounds)`` for values above the last bound (and NaN,
+    as ``numpy.searchsorted`` sorts it). ``bisect``: a dozen bounds per row are searched
+    faster in Python than by a NumPy call's overhead."""
+    if value != value:  # NaN
+        return len(bounds)
+    return bisect.bisect_left(bounds, value)
 
 
 class _Buckets:
@@ -98,11 +101,15 @@ class TelemetryAggregator:
         if prediction in self.predictions or len(self.predictions) < MAX_CLASSES:
             self.predictions[prediction] += 1
         if label is not None:
-            if label == prediction:
-                self.correct += 1
-            else:
-                self.incorrect += 1
+            self.feedback(prediction, label)
         self.observe_features(features)
+
+    def feedback(self, prediction: str, label: str) -> None:
+        """A true label for a prediction (with the row, or arriving later)."""
+        if label == prediction:
+            self.correct += 1
+        else:
+            self.incorrect += 1
 
     def observe_features(self, features: Mapping[str, FeatureValue]) -> None:
         """Bins the profiled features of one input (also for inputs the model failed on)."""
