@@ -299,6 +299,11 @@ class SimulationConfig:
     rows_per_cycle: int = 20
     ramp_seconds: float = 10.0
     seed: int = 0
+    #: ``spec.hardware`` each device enrolls with, by target type (``linux``, ``mcu``): it
+    #: must match a target's ``hardware`` of the model, or the gateway has nothing for it.
+    hardware: Mapping[str, str] = field(
+        default_factory=lambda: {"linux": "linux-sim", "mcu": "mcu-sim"}
+    )
 
 
 Phase = str
@@ -401,7 +406,7 @@ class Simulation:
             gateway=cfg.gateway, namespace=cfg.namespace, name=name,
             state_dir=cfg.state_root / name, target_type=target,
             trusted_keys=cfg.trusted_keys, token=tokens[index % len(tokens)],
-            hardware="mcu-sim" if mcu else "linux-sim",
+            hardware=cfg.hardware.get(target, f"{target}-sim"),
             labels={"site": site, "region": region}, classes=cfg.classes,
             rows_per_cycle=cfg.rows_per_cycle,
             # Hundreds of devices share two cores: a latency budget per device would fail

@@ -4,7 +4,7 @@ fleet to it (built from the EdgeModel's rollout template, owned by the EdgeModel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edgeops.api.constants import API_VERSION, EDGE_MODEL, FLEET_ROLLOUT, Labels
 from edgeops.api.fleetrollout import FleetRolloutTemplate
@@ -90,3 +90,15 @@ def fleet_rollout_of(model: str, rollouts: list[RolloutView]) -> RolloutView | N
     version the fleet was last moved to. None when no rollout of the model succeeded."""
     done = [r for r in rollouts if r.model == model and r.phase == "Succeeded"]
     return max(done, key=lambda r: (r.created, r.name), default=None)
+
+
+#: Phases of a FleetRollout that no longer moves devices to its version.
+ENDED_WITHOUT_VERSION: Final = frozenset({"Aborted", "RolledBack"})
+
+
+def rollout_moving_to(version: int, rollouts: list[RolloutView]) -> RolloutView | None:
+    """A FleetRollout (of the model whose rollouts are given) to ``version`` that has not
+    ended without it (Aborted, RolledBack): Auto promotion then creates no second one. The
+    newest when several."""
+    moving = [r for r in rollouts if r.version == version and r.phase not in ENDED_WITHOUT_VERSION]
+    return max(moving, key=lambda r: (r.created, r.name), default=None)
