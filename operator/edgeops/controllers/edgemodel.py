@@ -742,4 +742,14 @@ def _write(
         if key == "drift" and not drift:
             continue
         if new.get(key) != old.get(key):
-            patch.status[key] = new.get(key)
+            patch.status[key] = _replacing(old.get(key), new.get(key))
+
+
+def _replacing(old: Any, new: Any) -> Any:
+    """``new`` as a merge-patch value that *replaces* ``old``: a merge patch merges objects
+    key by key, so a key ``new`` lacks (``status.drift.driftSince`` after a NoDrift
+    measurement) would otherwise survive from ``old``; it is sent as null, which deletes it."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    gone: dict[str, Any] = dict.fromkeys(set(old) - set(new))
+    return {**gone, **{k: _replacing(old.get(k), v) for k, v in new.items()}}
