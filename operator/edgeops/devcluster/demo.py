@@ -80,7 +80,10 @@ DEMO_PACE: Final[dict[str, Any]] = {
                 ],
                 "analysis": {
                     "interval": "10s",
-                    "inconclusiveLimit": 12,
+                    # Devices enroll and install while the first step runs (minutes on a
+                    # loaded machine); until the canaries report, measurements are
+                    # Inconclusive, which pauses the rollout beyond this limit.
+                    "inconclusiveLimit": 60,
                     "metrics": [
                         {
                             "name": "p95_latency_ms",
