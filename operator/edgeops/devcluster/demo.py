@@ -275,7 +275,15 @@ def _drift_line(drift: dict[str, Any]) -> str:
 
 def _fresh_namespace(cluster: DevCluster, story: _Story) -> None:
     if cluster.kubectl("get", "namespace", DEMO_NAMESPACE, check=False).returncode == 0:
-        story.say(f"deleting namespace {DEMO_NAMESPACE} of an earlier demo")
+        story.say(f"deleting namespace {DEMO_NAMESPACE} of an earlier demo, with its data")
+        # The example keeps a deleted Dataset's data (deletionPolicy Retain): the earlier
+        # run's field samples would be in the new run's first version.
+        out = cluster.kubectl("get", "datasets.edgeops.dev", "-n", DEMO_NAMESPACE, "-o", "name")
+        for dataset in out.stdout.split():
+            cluster.kubectl(
+                "patch", dataset, "-n", DEMO_NAMESPACE, "--type=merge",
+                "-p", json.dumps({"spec": {"governance": {"deletionPolicy": "Delete"}}}),
+            )  # fmt: skip
         cluster.kubectl("delete", "namespace", DEMO_NAMESPACE, "--timeout=300s")
     cluster.kubectl("create", "namespace", DEMO_NAMESPACE)
 
