@@ -79,11 +79,11 @@ DEMO_PACE: Final[dict[str, Any]] = {
                     {"percent": 100},
                 ],
                 "analysis": {
-                    "interval": "10s",
+                    "interval": "30s",
                     # Devices enroll and install while the first step runs (minutes on a
                     # loaded machine); until the canaries report, measurements are
                     # Inconclusive, which pauses the rollout beyond this limit.
-                    "inconclusiveLimit": 60,
+                    "inconclusiveLimit": 20,
                     "metrics": [
                         {
                             "name": "p95_latency_ms",
@@ -93,7 +93,9 @@ DEMO_PACE: Final[dict[str, Any]] = {
                             'cohort="{{cohort}}"}[1m])))',
                             "op": "<=",
                             "threshold": 250,
-                            "minSamples": 100,
+                            # Inferences of the canary cohort counted over the
+                            # interval (10 devices; scrapes lag on a loaded machine).
+                            "minSamples": 20,
                         }
                     ],
                 },
