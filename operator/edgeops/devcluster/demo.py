@@ -475,14 +475,17 @@ def _loop(
     )  # fmt: skip
     run = runs[0]
     dataset = story.get("Dataset", "basic-motions").get("status") or {}
-    versions = sorted(dataset.get("versions") or [], key=lambda v: str(v["created"]))
-    counts = {v["id"]: int(v["sampleCount"]) for v in versions}
+    counts = {v["id"]: int(v["sampleCount"]) for v in dataset.get("versions") or []}
     version = run["spec"]["datasetRef"].get("version", "")
-    lab = counts[versions[0]["id"]] if versions else 0  # the first version: recordings only
+    trained = {v.get("datasetVersion") for v in story.model_status().get("versions") or []}
+    before = [counts[v] for v in trained if v in counts]
+    more = ""
+    if before and version in counts:
+        more = f", {counts[version] - before[0]} more than v1 trained on"
     story.say(
         f"RETRAINING: TrainingRun {run['metadata']['name']} (reason Drift) on dataset "
-        f"version {version[:12]}: {counts.get(version, 0)} rows, {lab} lab recordings and "
-        f"{counts.get(version, lab) - lab} field samples from the devices"
+        f"version {version[:12]}: {counts.get(version, '?')} rows (80 lab recordings, the "
+        f"rest field samples from the devices{more})"
     )
     _wait(story, fleet, deadline, "v2's rollout", lambda: _rollout_done(story, 2))
     _wait(story, fleet, deadline, "every device on v2", lambda: fleet.all_on(2))
