@@ -114,7 +114,7 @@ def dev_status(name: NameOpt = "default", home: HomeOpt = None) -> None:
 def dev_demo(
     name: NameOpt = "default",
     home: HomeOpt = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 900,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 1800,
     devices: Annotated[int, typer.Option(help="Simulated devices.", min=2)] = 100,
     mcu_share: Annotated[
         float, typer.Option(help="Share of MCU (esp32-s3) devices.", min=0, max=1)

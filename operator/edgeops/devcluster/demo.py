@@ -119,7 +119,7 @@ class DemoOptions:
     drift_share: float = 0.4
     #: The shift, in the feature's standard deviations over the recordings.
     drift_sigmas: float = 4.0
-    timeout: float = 900.0
+    timeout: float = 1800.0
 
 
 def _ready(obj: dict[str, Any]) -> dict[str, Any]:
