@@ -92,13 +92,17 @@ def fleet_rollout_of(model: str, rollouts: list[RolloutView]) -> RolloutView | N
     return max(done, key=lambda r: (r.created, r.name), default=None)
 
 
-#: Phases of a FleetRollout that no longer moves devices to its version.
-ENDED_WITHOUT_VERSION: Final = frozenset({"Aborted", "RolledBack"})
+#: Phases of a FleetRollout that no longer moves devices.
+ENDED: Final = frozenset({"Succeeded", "Aborted", "RolledBack"})
 
 
 def rollout_moving_to(version: int, rollouts: list[RolloutView]) -> RolloutView | None:
-    """A FleetRollout (of the model whose rollouts are given) to ``version`` that has not
-    ended without it (Aborted, RolledBack): Auto promotion then creates no second one. The
-    newest when several."""
-    moving = [r for r in rollouts if r.version == version and r.phase not in ENDED_WITHOUT_VERSION]
-    return max(moving, key=lambda r: (r.created, r.name), default=None)
+    """The model's newest FleetRollout (``rollouts``: the model's) when it moves devices
+    to ``version`` and has not ended (Succeeded, Aborted, RolledBack): Auto promotion then
+    creates no second one (e.g. a user's rollout of v1 applied before v1 existed). Only the
+    newest counts, because the newest rollout selecting a device governs it: promoting a
+    version again after a newer rollout (a rollback) must create a rollout newer than that."""
+    newest = max(rollouts, key=lambda r: (r.created, r.name), default=None)
+    if newest is None or newest.version != version or newest.phase in ENDED:
+        return None
+    return newest
