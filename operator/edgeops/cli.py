@@ -164,20 +164,37 @@ def dev_status(
 def dev_demo(
     name: NameOpt = "default",
     home: HomeOpt = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 900,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 1800,
+    devices: Annotated[int, typer.Option(help="Simulated devices.", min=2)] = 100,
+    mcu_share: Annotated[
+        float, typer.Option(help="Share of MCU (esp32-s3) devices.", min=0, max=1)
+    ] = 0.3,
+    drift_share: Annotated[
+        float, typer.Option(help="Share of devices whose input drifts.", min=0, max=1)
+    ] = 0.4,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between a simulated device's cycles.", min=1)
+    ] = 5.0,
 ) -> None:
-    """Apply examples/sensor-fleet into namespace sensor-fleet and follow it: dataset
-    versions, training runs, model versions with gate verdicts, signed promotion."""
-    from edgeops.devcluster.demo import DEMO_NAMESPACE, run_demo
+    """Run the closed loop of examples/sensor-fleet in namespace sensor-fleet (deleted
+    first if it exists): BasicMotions -> v1 trained, gated, signed -> rollout in waves to
+    simulated devices -> data drift injected -> detected -> field samples -> retrained v2
+    -> rollout -> drift cleared, printing each step."""
+    from edgeops.devcluster.demo import DEMO_NAMESPACE, DemoOptions, run_demo
 
     cluster = _cluster(name, home)
+    options = DemoOptions(
+        devices=devices, mcu_share=mcu_share, drift_share=drift_share,
+        interval_seconds=interval, timeout=timeout,
+    )  # fmt: skip
     try:
         # Plain echo: rich would re-wrap kubectl's tables and long messages to 80 columns.
-        ok = run_demo(cluster, timeout=timeout, report=typer.echo)
+        ok = run_demo(cluster, options=options, report=typer.echo)
     except DevClusterError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
-    typer.echo(cluster.kubectl("get", "edgeops", "-n", DEMO_NAMESPACE).stdout)
+    kinds = "datasets.edgeops.dev,trainingruns,edgemodels,fleetrollouts"
+    typer.echo(cluster.kubectl("get", kinds, "-n", DEMO_NAMESPACE).stdout)
     if not ok:
         raise typer.Exit(1)
 

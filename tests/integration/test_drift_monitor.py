@@ -268,3 +268,28 @@ def test_the_drift_series_reach_prometheus_and_the_report_plots_them(
     )  # fmt: skip
     assert missing.returncode == 1
     assert f"EdgeModel {ns}/absent not found" in missing.stderr
+
+
+def test_switching_on_drift_off_removes_the_drift_conditions(
+    cluster: Cluster, fleet: tuple[str, Sender]
+) -> None:
+    ns, _ = fleet
+    wait_for(lambda: condition(_status(cluster, ns), "DataDrift"), 60, "a DataDrift condition")
+    cluster.kubectl(
+        "patch", "edgemodel", MODEL_NAME, "-n", ns, "--type=merge",
+        "-p", json.dumps({"spec": {"retrain": {"onDrift": {"enabled": False}}}}),
+    )  # fmt: skip
+
+    def cleared() -> dict[str, Any] | None:
+        status = _status(cluster, ns)
+        types = {c["type"] for c in status.get("conditions") or []}
+        gone = not types & {"DataDrift", "ConceptDrift"} and "drift" not in status
+        return status if gone else None
+
+    status = wait_for(cleared, 30, "the drift conditions and status.drift removed")
+    assert status["currentVersion"] == 1  # the rest of the status stays
+    messages = [
+        e["message"] for e in cluster.events(ns, MODEL_NAME)
+        if e["reason"] == "DriftMonitoringDisabled"
+    ]  # fmt: skip
+    assert len(messages) == 1 and "removed DataDrift=" in messages[0], messages

@@ -131,6 +131,26 @@ def test_fleet_rollout_of_is_the_newest_succeeded_rollout_of_the_model() -> None
     assert promotion.fleet_rollout_of("m", rollouts[2:3]) is None
 
 
+def test_auto_promotion_reuses_a_rollout_already_moving_to_the_version() -> None:
+    from edgeops.policy.desired import RolloutView
+
+    def view(name: str, phase: str | None, version: int = 1, day: int = 1) -> RolloutView:
+        created = f"2026-01-{day:02d}T00:00:00Z"
+        return RolloutView(name, f"u-{name}", created, "m", version, phase, 10, None)
+
+    # The user's own rollout of v1 (example 04-fleetrollout.yaml), still Pending or Paused.
+    for phase in (None, "Pending", "Progressing", "Paused"):
+        found = promotion.rollout_moving_to(1, [view("by-hand", phase)])
+        assert found is not None and found.name == "by-hand"
+    # Ended ones do not count: Auto promotion creates its own.
+    for phase in ("Succeeded", "Aborted", "RolledBack"):
+        assert promotion.rollout_moving_to(1, [view("x", phase)]) is None
+    assert promotion.rollout_moving_to(1, []) is None
+    # A newer rollout (to v2) governs the devices now: going back to v1 needs a new one.
+    newer = [view("by-hand", "Progressing"), view("v2", "Progressing", 2, day=2)]
+    assert promotion.rollout_moving_to(1, newer) is None
+
+
 def test_lineage_names_version_run_and_dataset_per_device() -> None:
     model = {
         "metadata": {"name": "m"},

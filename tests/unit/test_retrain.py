@@ -237,3 +237,46 @@ def test_a_long_request_is_recorded_by_its_digest_and_handled_once() -> None:
     assert changed.start
     assert retrain.request_token("  short  ") == "short"
     assert retrain.request_token(None) == ""
+
+
+def _standing_drift(**kwargs: Any) -> DriftSummary:
+    base = {
+        "measuredAt": "2025-03-05T12:30:00Z",
+        "version": 1,
+        "verdict": "Drift",
+        "reason": "x: psi 0.4 vs threshold 0.1",
+        "driftSince": "2025-03-05T12:20:00Z",
+    }
+    return DriftSummary.model_validate({**base, **kwargs})
+
+
+def test_drift_waits_for_data_published_a_window_after_it_began() -> None:
+    policy = _policy(onNewDatasetVersion=False, onDrift={"enabled": True, "window": "5m"})
+    drift = _standing_drift()
+    # Published 2 minutes into the drift: not yet a window of the drifted fleet's data.
+    early = _seen(dataset_version=DS2, drift=drift, dataset_created=NOW - timedelta(minutes=8))
+    decision = retrain.decide(policy, _state(), early)
+    assert not decision.start and decision.blocked == "AwaitingNewData"
+    assert "published after 2025-03-05T12:25:00Z" in decision.message
+    assert "driftSince + window 5m" in decision.message
+    late = _seen(dataset_version=DS2, drift=drift, dataset_created=NOW - timedelta(minutes=4))
+    decision = retrain.decide(policy, _state(), late)
+    assert decision.start and decision.reason == "Drift"
+    assert decision.state.drift_dataset_version == DS2
+
+
+def test_drift_of_a_superseded_version_is_no_signal() -> None:
+    policy = _policy(onNewDatasetVersion=False, onDrift={"enabled": True, "window": "5m"})
+    seen = _seen(
+        dataset_version=DS2, drift=_standing_drift(), dataset_created=NOW, newest_version=2
+    )
+    decision = retrain.decide(policy, _state(), seen)
+    assert not decision.start and decision.message == "no trigger fired"
+    # Once the fleet runs v2 and it drifts too, the signal counts again.
+    seen = _seen(
+        dataset_version=DS2,
+        drift=_standing_drift(version=2),
+        dataset_created=NOW,
+        newest_version=2,
+    )
+    assert retrain.decide(policy, _state(), seen).reason == "Drift"

@@ -224,6 +224,8 @@ class Reason:
     INSUFFICIENT_DATA: Final = "InsufficientData"
     #: the drift monitor got no answer (Prometheus unreachable, profile unreadable).
     DRIFT_MEASUREMENT_FAILED: Final = "DriftMeasurementFailed"
+    #: onDrift was switched off: DataDrift, ConceptDrift and status.drift are removed.
+    DRIFT_MONITORING_DISABLED: Final = "DriftMonitoringDisabled"
     #: the version the fleet runs has no reference profile: data drift cannot be measured.
     NO_REFERENCE_PROFILE: Final = "NoReferenceProfile"
     RETRAIN_TRIGGERED: Final = "RetrainTriggered"

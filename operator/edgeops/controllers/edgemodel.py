@@ -124,6 +124,8 @@ class Tick:
     requeue: float | None = None
     #: whether the drift monitor measured in this pass (only then is status.drift written).
     drift_measured: bool = False
+    #: condition types to remove (the drift conditions once onDrift is switched off).
+    dropped_conditions: set[str] = field(default_factory=set)
 
     def retry_in(self, seconds: float) -> None:
         """Asks to run again within ``seconds`` (something failed that may heal)."""
@@ -282,7 +284,7 @@ def _reconcile(
         tick.conditions[ConditionType.READY] = ("False", failure_reason, failure)
     _write(
         patch, old, tick.status, meta.get("generation"), now, tick.conditions,
-        drift=tick.drift_measured,
+        drift=tick.drift_measured, dropped=tick.dropped_conditions,
     )  # fmt: skip
     return tick.requeue
 
@@ -292,6 +294,9 @@ def _measure_drift(tick: Tick) -> None:
     fleet runs: a due measurement replaces status.drift, sets DataDrift and ConceptDrift,
     emits an Event per verdict that changed, and requeues at the next due time. A failure
     here is a condition, never a failed reconcile."""
+    if not tick.spec.retrain.on_drift.enabled:
+        _clear_drift(tick)
+        return
     number = tick.status.fleet_version or tick.status.current_version
     version = registry.find(tick.status, number) if number else None
     try:
@@ -316,6 +321,29 @@ def _measure_drift(tick: Tick) -> None:
         (events.warning if warn else events.normal)(tick.body, reason, message)
     if outcome.requeue is not None:
         tick.retry_in(max(outcome.requeue, 1.0))
+
+
+DRIFT_CONDITIONS: Final = (ConditionType.DATA_DRIFT, ConditionType.CONCEPT_DRIFT)
+
+
+def _clear_drift(tick: Tick) -> None:
+    """With ``retrain.onDrift`` off nothing is measured, so a standing DataDrift or
+    ConceptDrift condition (and ``status.drift``) would describe a monitor that no longer
+    runs: they are removed, with one Event saying what the last measurement was."""
+    old = (tick.body.get("status") or {}).get("conditions") or []
+    present = [c for c in old if c.get("type") in DRIFT_CONDITIONS]
+    if not present and tick.status.drift is None:
+        return
+    tick.dropped_conditions.update(DRIFT_CONDITIONS)
+    last = ", ".join(f"{c['type']}={c.get('status')} ({c.get('reason')})" for c in present)
+    tick.status.drift = None
+    tick.drift_measured = True
+    events.normal(
+        tick.body,
+        Reason.DRIFT_MONITORING_DISABLED,
+        "retrain.onDrift is disabled: drift is no longer measured; removed "
+        + (last or "status.drift"),
+    )
 
 
 def _record_fleet(tick: Tick) -> None:
@@ -524,10 +552,18 @@ def _make_current(tick: Tick, number: int, why: str) -> None:
     reason = Reason.ROLLED_BACK if previous and number < previous else Reason.PROMOTED
     was = f" (was v{previous})" if previous else ""
     template = tick.spec.promotion.rollout_template
+    existing = promotion.rollout_moving_to(number, tick.observed.rollouts)
     if template is None:
         message = (
             f"v{number} is current{was}: {why}; no rolloutTemplate, so create a "
             f"FleetRollout with modelRef {tick.name} and version {number}"
+        )
+    elif existing is not None:
+        # A FleetRollout of this version already exists (a user's, e.g. rolling v1 out by
+        # hand): a second one would move the same devices twice, under two policies.
+        message = (
+            f"v{number} is current{was}: {why}; FleetRollout {existing.name} "
+            f"({existing.phase or 'new'}) already moves the fleet to it, so none was created"
         )
     else:
         triggers = tick.triggers
@@ -597,6 +633,10 @@ def _evaluate_triggers(
         drift=tick.status.drift,
         current_accuracy=accuracy,
         active_runs=active,
+        dataset_created=_published(dataset, ref.version or latest),
+        newest_version=max(
+            (v.number for v in tick.status.versions if v.state == "Approved"), default=None
+        ),
     )
     decision = retrain.decide(tick.spec.retrain, tick.triggers, seen)
     next_check = retrain.seconds_until_next_check(tick.spec.retrain, decision, tick.now)
@@ -635,6 +675,17 @@ def _evaluate_triggers(
     tick.status.last_training_run = run["metadata"]["name"]
     tick.status.last_training_time = format_time(tick.now)
     return [run]
+
+
+def _published(dataset: dict[str, Any] | None, version: str | None) -> dt.datetime | None:
+    """When the Dataset published ``version`` (its ``status.versions`` entry), or None."""
+    for entry in ((dataset or {}).get("status") or {}).get("versions") or []:
+        if entry.get("id") == version and entry.get("created"):
+            try:
+                return dt.datetime.fromisoformat(str(entry["created"]))
+            except ValueError:
+                return None
+    return None
 
 
 def _start_run(tick: Tick, decision: retrain.Decision, dataset_version: str) -> dict[str, Any]:
@@ -680,6 +731,7 @@ def _write(
     updates: Verdicts,
     *,
     drift: bool = False,
+    dropped: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     """Patches only the keys that changed, so an idle model costs no API writes.
     ``status.drift`` only when ``drift`` (the monitor measured in this pass): otherwise a
@@ -688,11 +740,21 @@ def _write(
         old.get("conditions"), updates, generation, now, ensure=CONDITION_TYPES
     )
     new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
-    new["conditions"] = conditions
+    new["conditions"] = [c for c in conditions if c["type"] not in dropped]
     new["observedGeneration"] = generation
     # An unchanged condition must not count as a change: its list was rebuilt above.
     for key in set(new) | set(old):
         if key == "drift" and not drift:
             continue
         if new.get(key) != old.get(key):
-            patch.status[key] = new.get(key)
+            patch.status[key] = _replacing(old.get(key), new.get(key))
+
+
+def _replacing(old: Any, new: Any) -> Any:
+    """``new`` as a merge-patch value that *replaces* ``old``: a merge patch merges objects
+    key by key, so a key ``new`` lacks (``status.drift.driftSince`` after a NoDrift
+    measurement) would otherwise survive from ``old``; it is sent as null, which deletes it."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    gone: dict[str, Any] = dict.fromkeys(set(old) - set(new))
+    return {**gone, **{k: _replacing(old.get(k), v) for k, v in new.items()}}

@@ -50,6 +50,7 @@ from edgeops.device.client import GatewayError
 from edgeops.device.control import ControlFile
 from edgeops.device.health import HealthCheckError, check_artifact
 from edgeops.device.injections import (
+    Active,
     ConceptDrift,
     DataDrift,
     FailingVersion,
@@ -373,6 +374,13 @@ class Simulation:
         return time.monotonic() - self.started
 
     # --- construction ---
+
+    def inject(self, kind: str, injection: Any) -> Active:
+        """Starts an injection given as a value (e.g. a ``DataDrift`` whose ``start`` is
+        :meth:`elapsed`) while the simulation runs, as ``edgeops fleet inject`` does from
+        the command line; ``kind`` as in :class:`Injections` (``drift``, ``concept-drift``,
+        ``fail-version``, ``offline``)."""
+        return self.injections.add(kind, _spec(injection), injection)
 
     def _device(self, index: int) -> SimulatedAgent:
         cfg = self.config

@@ -4,7 +4,7 @@ fleet to it (built from the EdgeModel's rollout template, owned by the EdgeModel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edgeops.api.constants import API_VERSION, EDGE_MODEL, FLEET_ROLLOUT, Labels
 from edgeops.api.fleetrollout import FleetRolloutTemplate
@@ -90,3 +90,19 @@ def fleet_rollout_of(model: str, rollouts: list[RolloutView]) -> RolloutView | N
     version the fleet was last moved to. None when no rollout of the model succeeded."""
     done = [r for r in rollouts if r.model == model and r.phase == "Succeeded"]
     return max(done, key=lambda r: (r.created, r.name), default=None)
+
+
+#: Phases of a FleetRollout that no longer moves devices.
+ENDED: Final = frozenset({"Succeeded", "Aborted", "RolledBack"})
+
+
+def rollout_moving_to(version: int, rollouts: list[RolloutView]) -> RolloutView | None:
+    """The model's newest FleetRollout (``rollouts``: the model's) when it moves devices
+    to ``version`` and has not ended (Succeeded, Aborted, RolledBack): Auto promotion then
+    creates no second one (e.g. a user's rollout of v1 applied before v1 existed). Only the
+    newest counts, because the newest rollout selecting a device governs it: promoting a
+    version again after a newer rollout (a rollback) must create a rollout newer than that."""
+    newest = max(rollouts, key=lambda r: (r.created, r.name), default=None)
+    if newest is None or newest.version != version or newest.phase in ENDED:
+        return None
+    return newest

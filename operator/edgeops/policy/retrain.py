@@ -46,6 +46,12 @@ class Observed:
     #: Accuracy of the current version, the reference for the accuracy trigger.
     current_accuracy: float | None
     active_runs: int
+    #: When ``dataset_version`` was published (None: unknown). A drift run trains only on
+    #: data published a full drift window after the drift began (:func:`decide`).
+    dataset_created: datetime | None = None
+    #: The newest Approved version in the registry: a drift measured on an older version
+    #: is not a signal (the newer one is on its way to the fleet and is measured there).
+    newest_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,15 @@ def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decisi
             message=f"{pending}; the last run for drift already trained on dataset "
             f"{seen.dataset_version[:12]}: waiting for a new dataset version",
         )
+    stale = _stale_for_drift(policy, seen)
+    if {s.reason for s in fired} <= monitoring and stale is not None:
+        return Decision(
+            False,
+            base,
+            signals=fired,
+            blocked=Reason.AWAITING_NEW_DATA,
+            message=f"{pending}; {stale}",
+        )
     cooldown = parse_duration(policy.cooldown)
     manual = fired[0].reason == "Manual"  # a person's explicit request skips the cooldown
     if base.last_trigger_time and not manual:
@@ -211,12 +226,51 @@ def decide(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> Decisi
     return Decision(True, consumed, reason=fired[0].reason, signals=fired, message=pending)
 
 
+def _stale_for_drift(policy: RetrainPolicy, seen: Observed) -> str | None:
+    """Why ``seen.dataset_version`` is not yet new data for a run against the standing
+    drift, or None when it is. New data is what the drifted world produced: a dataset
+    version published at least one drift ``window`` after ``driftSince`` (the evidence the
+    monitor needed to call the drift is also what the retrained model must see, so its
+    reference profile describes the fleet as it is now). A summary without ``driftSince``
+    (written by hand, or by an older monitor) is not checked."""
+    drift = seen.drift
+    if drift is None:
+        return None
+    starts = [s for s in (drift.drift_since, drift.concept_drift_since) if s]
+    if not starts:
+        return None
+    window = parse_duration(policy.on_drift.window)
+    wanted = datetime.fromisoformat(min(starts)) + window
+    if seen.dataset_created is not None and seen.dataset_created >= wanted:
+        return None
+    have = (
+        f"dataset {(seen.dataset_version or 'none')[:12]} was published "
+        f"{format_time(seen.dataset_created)}"
+        if seen.dataset_created is not None
+        else f"dataset {(seen.dataset_version or 'none')[:12]} has no publication time"
+    )
+    return (
+        f"drift since {min(starts)}: waiting for a dataset version published after "
+        f"{format_time(wanted)} (driftSince + window {policy.on_drift.window}), with the "
+        f"field data of the drifted fleet; {have}"
+    )
+
+
 def _drift_signals(policy: RetrainPolicy, state: TriggerState, seen: Observed) -> list[Signal]:
     drift, trigger = seen.drift, policy.on_drift
     if not trigger.enabled or drift is None or not drift.measured_at:
         return []
     if drift.measured_at == state.drift_measured_at:
         return []  # this measurement already started a run
+    if (
+        drift.version is not None
+        and seen.newest_version is not None
+        and drift.version < seen.newest_version
+    ):
+        # A newer version exists (retrained for this drift, or promoted meanwhile): the
+        # monitor measures it once the fleet runs it; retraining again now would only
+        # stack versions the fleet has not reached yet.
+        return []
     if drift.verdict is not None or drift.concept_verdict is not None:
         return _measured_signals(drift)
     # A summary without verdicts (written by hand or by an older monitor): the fixed
