@@ -120,6 +120,8 @@ class DemoOptions:
     #: The shift, in the feature's standard deviations over the recordings.
     drift_sigmas: float = 4.0
     timeout: float = 1800.0
+    #: Where the demo writes ``edgeops report``'s page and plots at the end.
+    report_dir: Path = Path("report-motion-classifier")
 
 
 def _ready(obj: dict[str, Any]) -> dict[str, Any]:
@@ -427,6 +429,35 @@ def run_demo(
         fleet.stop()
         agents.setLevel(level)
         story.say(f"fleet stopped: {fleet.line()}")
+        _write_report(cluster, story, options.report_dir)
+
+
+def _write_report(cluster: DevCluster, story: _Story, directory: Path) -> None:
+    """``edgeops report motion-classifier`` of what just happened (drift per feature over
+    time, rollouts per step, versions and lineage); a failure is told, never fatal."""
+    import datetime as dt
+    import os
+
+    from edgeops.metrics.prometheus import Prometheus
+    from edgeops.report.gather import gather
+    from edgeops.report.write import write_report
+
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    try:
+        prometheus = Prometheus(cluster.endpoints()["prometheus"], 10.0)
+        data = gather(DEMO_NAMESPACE, MODEL, 3600.0, prometheus, dt.datetime.now(dt.UTC))
+        index = write_report(data, directory)
+        story.say(f"report: {index.resolve()} (edgeops report {MODEL} -n {DEMO_NAMESPACE})")
+        for problem in data.problems:
+            story.say(f"report: not shown: {problem}")
+    except Exception as error:  # the demo's outcome stands without its report
+        story.say(f"report not written: {type(error).__name__}: {error}")
+    finally:
+        if saved is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = saved
 
 
 def _loop(
