@@ -65,7 +65,8 @@ class SimulationThread:
 
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
+        # Hundreds of agents may take a while to finish their cycle on a loaded machine.
+        self._thread.join(120)
         assert self.error is None, repr(self.error)
 
 

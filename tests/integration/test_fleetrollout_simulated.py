@@ -19,13 +19,11 @@ One fleet, two rollouts of the same EdgeModel:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +52,7 @@ from tests.integration.device_fleet import (
     operator_signing_key,
 )
 from tests.integration.gateway_client import token
+from tests.integration.test_fleet_simulator import SimulationThread
 
 #: The session's 600 s per-test timeout (pyproject) is too short for 200 real agents on a
 #: shared 2-core machine: enrollment and the v1 install alone took 5 minutes there.
@@ -83,35 +82,6 @@ RATE = (
     'sum(rate(edgeops_device_inferences_total{namespace="{{namespace}}",model="{{model}}",'
     'version="{{version}}",cohort="{{cohort}}"}[30s]))'
 )
-
-
-class SimulationThread:
-    """A :class:`Simulation` in its own thread and event loop until the block ends."""
-
-    def __init__(self, simulation: Simulation) -> None:
-        self.simulation = simulation
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self.simulation.run(self._stop))
-        except BaseException as exc:  # surfaced on exit
-            self.error = exc
-        finally:
-            self._loop.close()
-
-    def __enter__(self) -> SimulationThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(120)
-        assert self.error is None, repr(self.error)
 
 
 @pytest.fixture
