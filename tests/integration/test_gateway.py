@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -75,6 +76,13 @@ def test_enroll_approve_and_desired_state(
     assert obj["status"]["capabilities"]["runtimes"] == ["onnxruntime"]
     pending = dev.desired()
     assert pending.status_code == 403 and _reason(pending) == "DevicePending"
+    # Nor can it report: no health, version or update outcome from an unapproved device.
+    report = {"sequence": 1, "health": "Healthy",
+              "update": {"targetVersion": 1, "phase": "Committed", "attempt": 1}}  # fmt: skip
+    claimed = dev.send("POST", f"{dev.path}/status", report)
+    assert claimed.status_code == 403 and _reason(claimed) == "DevicePending"
+    status = cluster.get("device", "dev-a", "-n", ns)["status"]
+    assert "health" not in status and "version" not in status and "update" not in status
 
     # The token is used up.
     used_up = Device(gateway, ns, "dev-b").enroll(token)
@@ -179,3 +187,27 @@ def test_refused_enrollments(
     auto = _token(cluster, ns, "--auto-approve")
     approved = Device(gateway, ns, "dev-auto").enroll(auto)
     assert approved.status_code == 201 and approved.json()["enrollment"] == "Approved"
+
+
+def test_a_client_leaving_mid_body_is_not_a_gateway_error(gateway: httpx.Client) -> None:
+    """Edge links drop: a body cut short is the client's doing, never a 5xx (which the
+    chart's EdgeOpsGatewayErrors alert counts)."""
+    url = httpx.URL(str(gateway.base_url))
+
+    def errors() -> float:
+        text = gateway.get("/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("edgeops_gateway_requests_total") and 'code="5' in line
+        )  # fmt: skip
+
+    before = errors()
+    for path in ("/v1/enroll", "/v1/devices/ns/d/status"):
+        with socket.create_connection((url.host, url.port)) as raw:
+            raw.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                'Content-Length: 1000\r\n\r\n{"a": '.encode()
+            )
+    time.sleep(1)
+    assert gateway.get("/healthz").status_code == 200
+    assert errors() == before

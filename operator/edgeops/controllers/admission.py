@@ -109,5 +109,13 @@ def _validate(plural: str) -> None:
             raise kopf.AdmissionError("; ".join(result.errors), code=422)
 
 
-for _plural in admission.SPECS:
-    _validate(_plural)
+def register() -> None:
+    """Registers the validating handlers with Kopf. Only with a webhook server to serve
+    them: Kopf refuses to start when admission handlers exist without one (so an operator
+    without ``EDGEOPS_ADMISSION_PORT``, e.g. the chart's default, registers none)."""
+    for plural in admission.SPECS:
+        _validate(plural)
+
+
+if edgeops_settings().admission_port is not None:
+    register()

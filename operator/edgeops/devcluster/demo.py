@@ -442,6 +442,9 @@ def _write_report(cluster: DevCluster, story: _Story, directory: Path) -> None:
     from edgeops.report.gather import gather
     from edgeops.report.write import write_report
 
+    # The last measurement (the drift clearing) must be scraped before it can be plotted:
+    # Prometheus scrapes the operator every 5 s.
+    time.sleep(10)
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     try:

@@ -232,6 +232,8 @@ class Agent:
             except RetryableError:
                 raise
             except GatewayError as exc:
+                if exc.reason == "DevicePending":
+                    return  # kept: delivered once the device is approved again
                 log.error("gateway refused update report %s: %s", report, exc)
             journal = self.store.load()
             self.store.save(

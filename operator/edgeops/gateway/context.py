@@ -28,6 +28,7 @@ from fastapi import Request
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from edgeops import httpsig
 from edgeops.api.common import format_time
@@ -356,11 +357,20 @@ class Gateway:
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise ApiError(413, "BodyTooLarge", f"request bodies are limited to {limit} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "BodyTooLarge", f"request bodies are limited to {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(
+                        413, "BodyTooLarge", f"request bodies are limited to {limit} bytes"
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # Flaky edge links drop mid-body: the client's fault, not a gateway error (5xx
+            # alerts must not fire on it); nobody reads the answer.
+            raise ApiError(
+                400, "ClientDisconnected", "the client left before its body ended"
+            ) from None
         return b"".join(chunks)
 
     def parse_signature(self, request: Request) -> httpsig.Parsed:

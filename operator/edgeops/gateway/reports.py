@@ -44,6 +44,9 @@ def router(gw: Gateway) -> APIRouter:
     async def report(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)
+        # Like every other endpoint: a device nobody approved writes nothing (no health, no
+        # version, no update outcome in Events or metrics).
+        device = await gw.approved_device(device)
         req = parse_body(StatusReport, body)
         return await run_in_threadpool(_report, namespace, name, device, req)
 
