@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -304,19 +305,14 @@ def test_the_charts_operator_and_gateway_do_the_job(
         "--set", f"tests.gatewayUrl={local.format(gateway_port)}",
     )  # fmt: skip
     try:
-        pods = wait_for(
-            lambda: (
-                [
-                    p
-                    for p in cluster.get("pods", "-n", ns)["items"]
-                    if p["status"].get("phase") == "Running"
-                ]
-                if len(cluster.get("pods", "-n", ns)["items"]) == 2
-                else None
-            ),
-            120,
-            "the chart's operator and gateway pods to run",
-        )
+
+        def running() -> list[dict[str, Any]] | None:
+            # Both pods, both Running (one Running while the other starts is not enough).
+            items = cluster.get("pods", "-n", ns)["items"]
+            ready = [p for p in items if p["status"].get("phase") == "Running"]
+            return ready if len(items) == len(ready) == 2 else None
+
+        pods = wait_for(running, 120, "the chart's operator and gateway pods to run")
         accounts = {
             p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"]["serviceAccountName"]
             for p in pods
