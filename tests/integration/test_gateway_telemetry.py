@@ -52,7 +52,9 @@ PROFILE = {
     "slices": {},
     "splits": {"train": 100},
 }
-GATEWAY_JOB = "edgeops-gateway"
+#: Its own scrape job: the devcluster scrapes its gateway pod as job edgeops-gateway
+#: (targets file edgeops-gateway.json), which this module must neither replace nor delete.
+GATEWAY_JOB = "edgeops-gateway-telemetry"
 
 
 @dataclass
