@@ -122,23 +122,32 @@ def dev_status(
 ) -> None:
     """Show each component, its PID, state and endpoint; exit 1 if any has crashed."""
     cluster = _cluster(name, home)
+    gateway = cluster.gateway_status()
     if output is not Output.TABLE:
         statuses = cluster.status()
-        emit(
-            [
+        rows: list[dict[str, Any]] = [
+            {
+                "component": s.name,
+                "pid": s.pid,
+                "state": "not started"
+                if s.pid is None
+                else ("crashed" if not s.running else ("ready" if s.ready else "starting")),
+                "endpoint": s.endpoint,
+                "log": str(s.log),
+            }
+            for s in statuses
+        ]
+        if gateway is not None:
+            rows.append(
                 {
-                    "component": s.name,
-                    "pid": s.pid,
-                    "state": "not started"
-                    if s.pid is None
-                    else ("crashed" if not s.running else ("ready" if s.ready else "starting")),
-                    "endpoint": s.endpoint,
-                    "log": str(s.log),
+                    "component": "gateway",
+                    "pid": None,
+                    "state": "ready" if gateway[0] else "not ready",
+                    "endpoint": gateway[1],
+                    "log": "kubectl -n edgeops-system logs deploy/edgeops-gateway",
                 }
-                for s in statuses
-            ],
-            output,
-        )
+            )
+        emit(rows, output)
         if any(s.pid is not None and not s.running for s in statuses):
             raise typer.Exit(1)
         return
@@ -155,6 +164,10 @@ def dev_status(
         else:
             state = "[green]ready[/]" if s.ready else "[yellow]starting[/]"
         table.add_row(s.name, str(s.pid or "-"), state, s.endpoint)
+    if gateway is not None:
+        # A pod on the local node, not a process of ours: its logs are the pod's.
+        state = "[green]ready[/]" if gateway[0] else "[yellow]not ready[/]"
+        table.add_row("gateway (pod)", "-", state, gateway[1])
     Console().print(table)
     if crashed:
         raise typer.Exit(1)
@@ -238,7 +251,6 @@ def operator_run(
 ) -> None:
     """Run the EdgeOps operator (Kopf) against the current kubeconfig or in-cluster config.
     Configuration comes from EDGEOPS_* variables (see the README); the flags override."""
-    from edgeops.controllers import runtime
     from edgeops.settings import SettingsError, settings
 
     try:
@@ -247,6 +259,9 @@ def operator_run(
         # One plain line (rich would wrap it at the pod log's 80 columns), no traceback.
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Only now: importing the controllers registers handlers, some by the settings.
+    from edgeops.controllers import runtime
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -371,10 +386,38 @@ DeviceNamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Devi
 
 
 def _parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 24h or 7d")
-    return int(text[:-1]) * units[text[-1]]
+    """Seconds of a positive Go duration (30m, 24h, 1h30m); days (7d) are accepted too."""
+    from edgeops.policy.cron import parse_duration
+
+    days = text[:-1] if text.endswith("d") else None
+    try:
+        seconds = (
+            float(days) * 86400
+            if days is not None and days.replace(".", "", 1).isdigit()
+            else parse_duration(text).total_seconds()
+        )
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 24h or 7d") from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{text!r}: the duration must be positive")
+    return seconds
+
+
+def _parse_labels(items: list[str]) -> dict[str, str]:
+    """``k=v`` items (each may hold several, comma-separated) as labels Kubernetes accepts."""
+    from edgeops.policy.admission import label_key_error, label_value_error
+
+    parsed: dict[str, str] = {}
+    for item in items:
+        for pair in item.split(","):
+            key, sep, value = (part.strip() for part in pair.partition("="))
+            if not sep or not key:
+                raise typer.BadParameter(f"{pair!r} is not k=v", param_hint="--labels")
+            problem = label_key_error(key) or label_value_error(value)
+            if problem:
+                raise typer.BadParameter(problem, param_hint="--labels")
+            parsed[key] = value
+    return parsed
 
 
 @token_app.command("create")
@@ -395,15 +438,10 @@ def token_create(
     from edgeops.gateway.tokens import new_token, token_data
     from edgeops.k8s import fleet
 
-    parsed: dict[str, str] = {}
-    for item in labels or []:
-        for pair in item.split(","):
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise typer.BadParameter(f"{pair!r} is not k=v")
-            parsed[key.strip()] = value.strip()
+    parsed = _parse_labels(labels or [])
+    lifetime = _parse_duration(ttl)
     token, secret = new_token()
-    expires = datetime.now(UTC) + timedelta(seconds=_parse_duration(ttl))
+    expires = datetime.now(UTC) + timedelta(seconds=lifetime)
     data = token_data(
         token, expires_at=expires, max_uses=max_uses, labels=parsed, auto_approve=auto_approve
     )
@@ -972,4 +1010,22 @@ def rollout_abort(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") 
 
 
 def main() -> None:
-    app()
+    """The ``edgeops`` command. An API server refusal no command handles itself (a missing
+    namespace, RBAC) ends it with the server's message and exit code 1, not a traceback."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        app()
+    except ApiException as exc:
+        console.print(
+            f"[red]error:[/] the API server answered {exc.status}: {_server_message(exc)}"
+        )
+        raise SystemExit(1) from None
+
+
+def _server_message(exc: Any) -> str:
+    """The ``message`` of a Kubernetes Status body, else the HTTP reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)

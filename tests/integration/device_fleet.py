@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,21 +92,9 @@ def operator_signing_key(cluster: Cluster) -> tuple[SigningKey, dict[str, str]]:
     public keys it publishes in ConfigMap ``edgeops-signing`` of its namespace: what an
     agent is configured to trust. Uses the operator's own code, with its settings."""
     from edgeops.controllers.signing_key import publish_public_key
-    from edgeops.settings import settings
 
-    env = {**cluster.env, "KUBECONFIG": cluster.kubeconfig, "EDGEOPS_NAMESPACE": SYSTEM_NAMESPACE}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings.cache_clear()
-    try:
+    with cluster.dev.environment():
         key = publish_public_key()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        settings.cache_clear()
     published = cluster.get("configmap", SIGNING_CONFIG_MAP, "-n", SYSTEM_NAMESPACE)
     trusted = json.loads(published["data"][PUBLIC_KEYS_KEY])
     assert trusted.get(key.key_id) == key.public_b64

@@ -184,9 +184,26 @@ def test_refused_enrollments(
     again = rejected.enroll(token)
     assert again.status_code == 403 and _reason(again) == "DeviceRejected"
 
-    auto = _token(cluster, ns, "--auto-approve")
+    auto = _token(cluster, ns, "--auto-approve", "--max-uses", "2")
     approved = Device(gateway, ns, "dev-auto").enroll(auto)
     assert approved.status_code == 201 and approved.json()["enrollment"] == "Approved"
+
+    # Approved before a key was bound: a plain token must not inherit that approval.
+    keyless = {
+        "apiVersion": "edgeops.dev/v1alpha1",
+        "kind": "Device",
+        "metadata": {"name": "keyless"},
+        "spec": {"targetType": "linux", "approval": "Approved"},
+    }
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(keyless))
+    claimant = Device(gateway, ns, "keyless")
+    claim = claimant.enroll(token)
+    assert claim.status_code == 403 and _reason(claim) == "IdentityRequired"
+    assert "spec.identity" in claim.json()["message"]
+    spec = cluster.get("device", "keyless", "-n", ns)["spec"]
+    assert "identity" not in spec and spec["approval"] == "Approved"
+    trusted = claimant.enroll(auto)
+    assert trusted.status_code == 201 and trusted.json()["enrollment"] == "Approved"
 
 
 def test_a_client_leaving_mid_body_is_not_a_gateway_error(gateway: httpx.Client) -> None:

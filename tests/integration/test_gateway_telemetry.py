@@ -176,10 +176,15 @@ def test_refused_reports(devices: Fleet) -> None:
     bins = s1.telemetry(_report(101, 1, features={"temp": {"counts": [1, 2, 3]}}))
     assert bins.status_code == 422 and reason(bins) == "BinMismatch"
     assert "features.temp" in bins.json()["message"]
-    latency = s1.telemetry(_report(102, 1, latencySeconds={"counts": [1, 2]}))
+    latency = s1.telemetry(_report(102, 1, inferences=3, latencySeconds={"counts": [1, 2]}))
     assert latency.status_code == 422 and reason(latency) == "BinMismatch"
     typo = s1.telemetry({**_report(103, 1), "inferencez": 3})
     assert typo.status_code == 422 and reason(typo) == "InvalidRequest"
+    overcounted = s1.telemetry(_report(103, 1, inferences=2, predictions={"cat": 3}))
+    assert overcounted.status_code == 422 and reason(overcounted) == "InvalidRequest"
+    assert "more than inferences (2)" in overcounted.json()["message"]
+    quoted = s1.telemetry({**_report(103, 1), "inferences": "3"})
+    assert quoted.status_code == 422 and "inferences" in quoted.json()["message"]
     version = s1.telemetry(_report(104, 9))
     assert version.status_code == 422 and reason(version) == "UnknownVersion"
     model = s1.telemetry({**_report(105, 1), "model": "other-model"})

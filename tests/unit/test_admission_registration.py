@@ -28,3 +28,18 @@ def test_admission_handlers_exist_only_with_a_webhook_server(
         [sys.executable, "-c", COUNT], env=env, capture_output=True, text=True, check=True
     )
     assert int(done.stdout.strip().splitlines()[-1]) == handlers
+
+
+def test_a_refused_spec_is_logged_at_info_not_error() -> None:
+    from logging import ERROR, INFO, LogRecord
+
+    from edgeops.controllers.admission import RefusalsAreNotErrors
+
+    def record(message: str) -> LogRecord:
+        return LogRecord("kopf.objects", ERROR, __file__, 1, message, None, None)
+
+    refusal = record("Webhook 'validate-datasets' failed permanently: spec.split: bad")
+    crash = record("Handler 'reconcile' failed permanently: boom")
+    assert RefusalsAreNotErrors().filter(refusal) and refusal.levelno == INFO
+    assert refusal.levelname == "INFO"
+    assert RefusalsAreNotErrors().filter(crash) and crash.levelno == ERROR

@@ -80,6 +80,7 @@ def test_dev_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fmt: str) -
         ComponentStatus("operator", None, False, False, "", tmp_path / "operator.log"),
     ]
     monkeypatch.setattr(cli.DevCluster, "status", lambda self: statuses)
+    monkeypatch.setattr(cli.DevCluster, "gateway_status", lambda self: (False, "http://g:1"))
     result = CliRunner().invoke(cli.app, ["dev", "status", "--home", str(tmp_path), "-o", fmt])
     assert result.exit_code == 1  # a crashed component, as with the table
     doc = _parse(result.stdout, fmt)
@@ -87,4 +88,6 @@ def test_dev_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fmt: str) -
         ("etcd", "ready"),
         ("node", "crashed"),
         ("operator", "not started"),
+        ("gateway", "not ready"),
     ]
+    assert doc[-1]["endpoint"] == "http://g:1"

@@ -69,6 +69,7 @@ def test_classes_and_categories_outside_the_profile_fold_into_other(
     reg, telemetry = registry
     ref = ReferenceBins.from_profile(PROFILE)
     report = _report(
+        inferences=10,
         predictions={"cat": 3, "bird": 2, "fish": 1},
         features={"site": {"categories": {"a": 4, "z": 1, "y": 2}, "missing": 3}},
     )
@@ -95,7 +96,7 @@ def test_label_values_are_bounded_by_max_classes() -> None:
     assert "c199" not in ref.classes
     assert len(ref.categorical["k"]) == MAX_CLASSES - 1
     telemetry = FleetTelemetry()
-    telemetry.add(KEY, _report(predictions={f"c{i:03d}": 1 for i in range(64)}), ref)
+    telemetry.add(KEY, _report(inferences=64, predictions={f"c{i:03d}": 1 for i in range(64)}), ref)
     values = {
         s.labels["class"]
         for family in telemetry.collect()
@@ -130,12 +131,13 @@ def test_histograms_expose_cumulative_buckets_sum_and_count(
     telemetry.add(
         KEY,
         _report(
+            inferences=6,
             latencySeconds={"counts": latency, "sum": 1.5},
             confidence={"counts": confidence, "sum": 3.8},
         ),
         ref,
     )
-    telemetry.add(KEY, _report(latencySeconds={"counts": latency, "sum": 0.5}), ref)
+    telemetry.add(KEY, _report(inferences=6, latencySeconds={"counts": latency, "sum": 0.5}), ref)
     text = generate_latest(reg).decode()
     name = fleet.INFERENCE_LATENCY_SECONDS
     buckets = {

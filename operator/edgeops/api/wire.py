@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from .common import DNS_SUBDOMAIN
@@ -64,9 +64,13 @@ _FEATURE = Annotated[str, Field(min_length=1, max_length=63)]
 
 
 class WireModel(BaseModel):
-    """Base of wire bodies: camelCase JSON, unknown fields refused."""
+    """Base of wire bodies: camelCase JSON, unknown fields refused, and no type coercion
+    (``"sequence": "7"`` is refused, not read as 7: a firmware sending the wrong JSON type
+    has a bug the gateway should name, not hide)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+    )
 
 
 class BucketCounts(WireModel):
@@ -122,6 +126,27 @@ class TelemetryReport(WireModel):
     )
     features: dict[_FEATURE, FeatureCounts] = Field(default_factory=dict, max_length=MAX_FEATURES)
     feedback: Feedback | None = None
+
+    @model_validator(mode="after")
+    def _counts_within_inferences(self) -> TelemetryReport:
+        # Every prediction and every confidence observation is one inference of the
+        # interval: more of them than inferences is a counting bug on the device, and
+        # would skew the class mix and confidence the drift monitor reads.
+        predicted = sum(self.predictions.values())
+        if predicted > self.inferences:
+            raise ValueError(
+                f"predictions add up to {predicted}, more than inferences ({self.inferences})"
+            )
+        for name, buckets in (
+            ("confidence", self.confidence),
+            ("latencySeconds", self.latency_seconds),
+        ):
+            if buckets is not None and sum(buckets.counts) > self.inferences:
+                raise ValueError(
+                    f"{name}.counts add up to {sum(buckets.counts)}, more than inferences "
+                    f"({self.inferences})"
+                )
+        return self
 
 
 SampleReason = Literal["LowConfidence", "Misclassified", "Random"]
@@ -256,3 +281,45 @@ class DesiredState(WireModel):
         None, description="Reference-profile bins telemetry feature counts use."
     )
     sampling: DesiredSampling | None = Field(None, description="What to upload, if anything.")
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+class ErrorBody(WireModel):
+    """Every 4xx and 5xx answer: a machine-readable reason and a message for people."""
+
+    reason: str = Field(description="CamelCase reason, e.g. StaleSequence, TokenExpired.")
+    message: str
+
+
+class EnrollAnswer(WireModel):
+    """``POST /v1/enroll`` → 201: the device and where its approval stands."""
+
+    namespace: str
+    name: str
+    enrollment: Literal["Pending", "Approved", "Rejected", "Revoked"]
+
+
+class StatusAnswer(WireModel):
+    """``POST .../status`` → 200; ``written`` is false when nothing the Device shows changed."""
+
+    sequence: int
+    written: bool
+
+
+class TelemetryAnswer(WireModel):
+    """``POST .../telemetry`` → 200: the series the report was counted into."""
+
+    sequence: int
+    version: int
+    cohort: Literal["canary", "stable"]
+
+
+class SampleAnswer(WireModel):
+    """``POST .../samples`` → 200; ``written`` is false for rows already stored (a retry)."""
+
+    sequence: int
+    rows: int
+    sha256: str = Field(description="SHA-256 of the stored object, hex.")
+    written: bool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Final
@@ -109,12 +110,30 @@ def _validate(plural: str) -> None:
             raise kopf.AdmissionError("; ".join(result.errors), code=422)
 
 
+class RefusalsAreNotErrors(logging.Filter):
+    """Logs a refused spec at INFO: Kopf reports every :class:`kopf.AdmissionError` as
+    "Webhook ... failed permanently" at ERROR, so each typo in a user's manifest would page
+    whoever alerts on the operator's error log. The refusal itself reaches the user in
+    ``kubectl``'s answer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if (
+            record.levelno == logging.ERROR
+            and "'validate-" in message
+            and "failed permanently" in message
+        ):
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
 def register() -> None:
     """Registers the validating handlers with Kopf. Only with a webhook server to serve
     them: Kopf refuses to start when admission handlers exist without one (so an operator
     without ``EDGEOPS_ADMISSION_PORT``, e.g. the chart's default, registers none)."""
     for plural in admission.SPECS:
         _validate(plural)
+    logging.getLogger("kopf.objects").addFilter(RefusalsAreNotErrors())
 
 
 if edgeops_settings().admission_port is not None:

@@ -14,7 +14,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,6 +243,28 @@ class DevCluster:
             "EDGEOPS_PROMETHEUS_URL": ep["prometheus"],
             "EDGEOPS_GATEWAY_URL": ep["gateway"],
         }
+
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """Runs the block with :meth:`env` and ``EDGEOPS_NAMESPACE`` (the operator's
+        namespace) in ``os.environ`` and EdgeOps' settings read from them, so operator code
+        called in this process acts on this cluster as the operator would; everything is
+        put back after. Not thread-safe: ``os.environ`` is the process's."""
+        from edgeops.settings import settings
+
+        env = {**self.env(), "EDGEOPS_NAMESPACE": SYSTEM_NAMESPACE}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        settings.cache_clear()
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            settings.cache_clear()
 
     def kubectl_path(self) -> Path:
         return build.kube_bin_dir() / "kubectl"
@@ -770,6 +793,18 @@ class DevCluster:
             )
         return result
 
+    def gateway_status(self) -> tuple[bool, str] | None:
+        """Whether the gateway pod answers ``/readyz`` with 200, and its URL; None when the
+        cluster was never started (the gateway is a pod, not one of :meth:`status`'s
+        processes)."""
+        if not self.state_file.exists():
+            return None
+        url = self.endpoints()["gateway"]
+        try:
+            return httpx.get(url + "/readyz", timeout=1).status_code == 200, url
+        except httpx.HTTPError:
+            return False, url
+
     def describe(self) -> list[str]:
         lines = [f"{'component':<24} {'state':<10} endpoint"]
         for s in self.status():
@@ -780,15 +815,10 @@ class DevCluster:
             else:
                 state = "ready" if s.ready else "starting"
             lines.append(f"{s.name:<24} {state:<10} {s.endpoint}")
-        if self.state_file.exists():
-            gateway = self.endpoints()["gateway"]
-            try:
-                serving = httpx.get(gateway + "/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                serving = False
-            lines.append(
-                f"{'gateway (pod)':<24} {'ready' if serving else 'not ready':<10} {gateway}"
-            )
+        gateway = self.gateway_status()
+        if gateway is not None:
+            serving, url = gateway
+            lines.append(f"{'gateway (pod)':<24} {'ready' if serving else 'not ready':<10} {url}")
         lines.append(f"export KUBECONFIG={self.kubeconfig}")
         return lines
 

@@ -298,28 +298,10 @@ def _trusted_keys(cluster: DevCluster) -> dict[str, str]:
     demo's devices enroll before v1 exists, so the demo has it written now, by the
     operator's own code with the operator's settings (the signing key Secret is created
     if absent, exactly as the operator would)."""
-    import os
-
     from edgeops.controllers.signing_key import publish_public_key
-    from edgeops.settings import settings
 
-    env = {
-        **cluster.env(),
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "EDGEOPS_NAMESPACE": SYSTEM_NAMESPACE,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings.cache_clear()
-    try:
+    with cluster.environment():
         publish_public_key()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        settings.cache_clear()
     out = cluster.kubectl(
         "get", "configmap", "edgeops-signing", "-n", SYSTEM_NAMESPACE, "-o", "json"
     )
@@ -436,7 +418,6 @@ def _write_report(cluster: DevCluster, story: _Story, directory: Path) -> None:
     """``edgeops report motion-classifier`` of what just happened (drift per feature over
     time, rollouts per step, versions and lineage); a failure is told, never fatal."""
     import datetime as dt
-    import os
 
     from edgeops.metrics.prometheus import Prometheus
     from edgeops.report.gather import gather
@@ -445,22 +426,16 @@ def _write_report(cluster: DevCluster, story: _Story, directory: Path) -> None:
     # The last measurement (the drift clearing) must be scraped before it can be plotted:
     # Prometheus scrapes the operator every 5 s.
     time.sleep(10)
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     try:
-        prometheus = Prometheus(cluster.endpoints()["prometheus"], 10.0)
-        data = gather(DEMO_NAMESPACE, MODEL, 3600.0, prometheus, dt.datetime.now(dt.UTC))
+        with cluster.environment():
+            prometheus = Prometheus(cluster.endpoints()["prometheus"], 10.0)
+            data = gather(DEMO_NAMESPACE, MODEL, 3600.0, prometheus, dt.datetime.now(dt.UTC))
         index = write_report(data, directory)
         story.say(f"report: {index.resolve()} (edgeops report {MODEL} -n {DEMO_NAMESPACE})")
         for problem in data.problems:
             story.say(f"report: not shown: {problem}")
     except Exception as error:  # the demo's outcome stands without its report
         story.say(f"report not written: {type(error).__name__}: {error}")
-    finally:
-        if saved is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved
 
 
 def _loop(

@@ -23,14 +23,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeops import __version__
+from edgeops.api.wire import ErrorBody
 from edgeops.gateway import artifacts, desired, enrollment, reports, samples, telemetry
-from edgeops.gateway.context import ApiError, Gateway, ObjectCache
+from edgeops.gateway.context import COMPONENTS, ApiError, Gateway, ObjectCache
 from edgeops.metrics.fleet import GATEWAY_REQUEST_DURATION_SECONDS, GATEWAY_REQUESTS_TOTAL
 from edgeops.settings import GatewaySettings
 from edgeops.store import ArtifactStore
@@ -115,6 +117,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # Signed paths are exact: a redirect to the slash-less path would only fail the
+        # signature one round trip later. A wrong path is a 404 JSON error.
+        redirect_slashes=False,
     )
     app.state.gateway = gw
 
@@ -160,7 +165,40 @@ def create_app(
     for module in (enrollment, desired, artifacts, reports, telemetry, samples):
         app.include_router(module.router(gw))
     app.add_middleware(RequestMetrics, registry=gw.registry)
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI 3.1 document: every request and answer body a named schema under
+    ``components/schemas`` (the request bodies are declared with their pydantic schemas,
+    whose ``$defs`` are moved there), and every error the one :class:`ErrorBody` shape
+    instead of FastAPI's default validation error (the endpoints validate bodies themselves,
+    after the signature)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template=f"{COMPONENTS}{{model}}")
+    error = {"application/json": {"schema": {"$ref": f"{COMPONENTS}ErrorBody"}}}
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                schema = content["application/json"]["schema"]
+                schemas.update(schema.pop("$defs", {}))
+                schemas[schema["title"]] = schema
+                content["application/json"]["schema"] = {"$ref": COMPONENTS + schema["title"]}
+            responses = operation["responses"]
+            responses.pop("422", None)
+            responses["4XX"] = {"description": "Refused: see reason.", "content": error}
+            responses["5XX"] = {"description": "Gateway or cluster trouble.", "content": error}
+    app.openapi_schema = doc
+    return doc
 
 
 def openapi_document(app: FastAPI) -> str:

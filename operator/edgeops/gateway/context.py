@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -63,13 +63,22 @@ class ApiError(Exception):
 Body = TypeVar("Body", bound=BaseModel)
 
 
+#: Where the OpenAPI document keeps named schemas (:func:`edgeops.gateway.app.openapi`
+#: moves every request body's schema and its ``$defs`` there).
+COMPONENTS: Final = "#/components/schemas/"
+
+
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` declaring a required JSON request body of ``model``'s schema (the
     endpoints read the raw body themselves: its bytes are what the signature covers)."""
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {
+                "application/json": {
+                    "schema": model.model_json_schema(ref_template=f"{COMPONENTS}{{model}}")
+                }
+            },
         }
     }
 

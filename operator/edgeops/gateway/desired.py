@@ -138,7 +138,14 @@ def router(gw: Gateway) -> APIRouter:
     """The desired-state endpoint."""
     api = APIRouter()
 
-    @api.get("/v1/devices/{namespace}/{name}/desired", response_model=None)
+    @api.get(
+        "/v1/devices/{namespace}/{name}/desired",
+        response_model=None,
+        responses={
+            200: {"model": DesiredState, "description": "ETag: the document's hash."},
+            304: {"description": "If-None-Match matched: the desired state is unchanged."},
+        },
+    )
     async def desired(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)
         device = await gw.signed_device(request, namespace, name, body)

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from edgeops.api.common import format_time
 from edgeops.api.constants import GROUP, VERSION
 from edgeops.api.device import DeviceSpec
-from edgeops.api.wire import EnrollRequest
+from edgeops.api.wire import EnrollAnswer, EnrollRequest
 from edgeops.gateway.context import (
     ApiError,
     Gateway,
@@ -55,6 +55,7 @@ def router(gw: Gateway) -> APIRouter:
         "/v1/enroll",
         status_code=201,
         openapi_extra=json_body(EnrollRequest),
+        responses={201: {"model": EnrollAnswer}},
     )
     async def enroll(request: Request) -> Response:
         # Unauthenticated until the token checks out: every refusal is charged to the
@@ -184,8 +185,18 @@ def _create_or_adopt(
         if created is None:
             raise ApiError(409, "Conflict", "the device was created meanwhile; enroll again")
         return created
-    patch: dict[str, Any] = {"metadata": {"labels": labels}}
     spec = existing.get("spec") or {}
+    if spec.get("approval") == "Approved" and not grant.auto_approve:
+        # Approved before any key was bound: whoever holds a token would inherit the
+        # approval. The admin either binds the key (spec.identity) or uses a token that
+        # is itself trusted to approve.
+        raise ApiError(
+            403,
+            "IdentityRequired",
+            f"Device {req.namespace}/{req.name} is approved but has no spec.identity: set "
+            "its public key there, or enroll with a token created with --auto-approve",
+        )
+    patch: dict[str, Any] = {"metadata": {"labels": labels}}
     if not spec.get("identity"):
         patch["spec"] = {"identity": identity}
     if grant.auto_approve and spec.get("approval", "Pending") == "Pending":

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.common import format_time
 from edgeops.api.device import TERMINAL_UPDATE_PHASES
-from edgeops.api.wire import StatusReport
+from edgeops.api.wire import StatusAnswer, StatusReport
 from edgeops.gateway.context import (
     Gateway,
     enrollment_state,
@@ -40,6 +40,7 @@ def router(gw: Gateway) -> APIRouter:
     @api.post(
         "/v1/devices/{namespace}/{name}/status",
         openapi_extra=json_body(StatusReport),
+        responses={200: {"model": StatusAnswer}},
     )
     async def report(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)

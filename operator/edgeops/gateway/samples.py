@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from edgeops.api.dataset import DatasetSpec
-from edgeops.api.wire import SampleUpload
+from edgeops.api.wire import SampleAnswer, SampleUpload
 from edgeops.gateway.context import ApiError, Gateway, json_body, parse_body
 from edgeops.gateway.desired import assignment, sampling_policy
 from edgeops.policy.samples import (
@@ -132,6 +132,7 @@ def router(gw: Gateway) -> APIRouter:
     @api.post(
         "/v1/devices/{namespace}/{name}/samples",
         openapi_extra=json_body(SampleUpload),
+        responses={200: {"model": SampleAnswer}},
     )
     async def samples(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)

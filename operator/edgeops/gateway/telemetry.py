@@ -31,7 +31,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from edgeops.api.wire import TelemetryReport
+from edgeops.api.wire import TelemetryAnswer, TelemetryReport
 from edgeops.gateway.context import ApiError, Gateway, json_body, parse_body
 from edgeops.gateway.desired import assignment
 from edgeops.gateway.profiles import reference_bins, version_entry
@@ -70,6 +70,7 @@ def router(gw: Gateway) -> APIRouter:
     @api.post(
         "/v1/devices/{namespace}/{name}/telemetry",
         openapi_extra=json_body(TelemetryReport),
+        responses={200: {"model": TelemetryAnswer}},
     )
     async def telemetry(request: Request, namespace: str, name: str) -> Response:
         body = await gw.read_body(request)

@@ -236,7 +236,8 @@ def schedule_errors(plural: str, spec: Mapping[str, Any]) -> list[str]:
 # --- label selectors ------------------------------------------------------------------------
 
 
-def _label_key_error(key: str) -> str | None:
+def label_key_error(key: str) -> str | None:
+    """Why ``key`` is not a Kubernetes label key (``[prefix/]name``), or None if it is."""
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
         return f"label key {key!r}: the prefix must be a DNS subdomain"
@@ -248,7 +249,8 @@ def _label_key_error(key: str) -> str | None:
     return None
 
 
-def _label_value_error(value: Any) -> str | None:
+def label_value_error(value: Any) -> str | None:
+    """Why ``value`` is not a Kubernetes label value, or None if it is."""
     if not isinstance(value, str):
         return f"label value {value!r} must be a string"
     if value and (len(value) > 63 or not _NAME.match(value)):
@@ -263,7 +265,7 @@ def _selectors(spec: Any, root: str) -> Iterator[str]:
     for path, key, value in _walk(spec, root):
         if key == "matchLabels" and isinstance(value, Mapping):
             for label, wanted in value.items():
-                for problem in (_label_key_error(str(label)), _label_value_error(wanted)):
+                for problem in (label_key_error(str(label)), label_value_error(wanted)):
                     if problem:
                         yield f"{path}.matchLabels: {problem}"
         if key == "matchExpressions" and isinstance(value, list):
@@ -271,11 +273,11 @@ def _selectors(spec: Any, root: str) -> Iterator[str]:
                 if not isinstance(requirement, Mapping):
                     continue
                 where = f"{path}.matchExpressions[{index}]"
-                problem = _label_key_error(str(requirement.get("key", "")))
+                problem = label_key_error(str(requirement.get("key", "")))
                 if problem:
                     yield f"{where}.key: {problem}"
                 for item in requirement.get("values") or []:
-                    problem = _label_value_error(item)
+                    problem = label_value_error(item)
                     if problem:
                         yield f"{where}.values: {problem}"
 
