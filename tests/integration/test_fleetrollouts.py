@@ -89,11 +89,14 @@ class Fleet:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def report(self, name: str, phase: str) -> None:
+    def report(self, name: str, phase: str, reason: str | None = None, attempt: int = 1) -> None:
         """The device's report of an update to v2, written as the gateway writes it."""
         now = format_time(datetime.now(UTC))
+        update = {"targetVersion": 2, "phase": phase, "time": now, "attempt": attempt}
+        if reason is not None:
+            update["reasonCode"] = reason
         status: dict[str, Any] = {
-            "update": {"targetVersion": 2, "phase": phase, "time": now},
+            "update": update,
             "lastSeen": now,
             "model": MODEL,
         }
@@ -268,6 +271,42 @@ def test_failures_above_the_threshold_roll_back(cluster: Cluster, gateway: httpx
         assert (answer["version"], answer["cohort"]) == (1, "stable"), answer
     assert {fleet.desired(n)["version"] for n in fleet.devices} == {1}
     wait_for(lambda: "RolledBack" in _reasons(cluster, fleet.namespace, "fr-rb"), 30, "the Event")
+
+
+def test_failed_downloads_are_retried_before_they_count(
+    cluster: Cluster, gateway: httpx.Client
+) -> None:
+    """spec.deviceRetries reaches the devices in their desired state; a device whose
+    download failed is in progress while it has retries left, and Failed (counted against
+    the threshold) only once its last attempt failed."""
+    fleet = make_fleet(cluster, gateway, "fr-retry", 4)
+    fleet.rollout(
+        "fr-retry",
+        steps=[{"percent": 100, "successThreshold": 100}],
+        failureThreshold={"percent": 0, "minDevices": 1},
+        deviceRetries={"limit": 1, "backoffSeconds": 5},
+    )
+    told = wait_for(lambda: len(fleet.told()) == 4 and fleet.told(), 60, "all devices told")
+    assert fleet.desired(told[0])["retries"] == {"limit": 1, "backoffSeconds": 5}
+    first, *others = told
+    for name in told:
+        fleet.report(name, "Failed", "DownloadFailed", attempt=1)
+    wait_for(
+        lambda: (fleet.status("fr-retry").get("counts") or {}).get("inProgress") == 4,
+        30,
+        "four devices retrying",
+    )
+    status = fleet.status("fr-retry")
+    assert status["phase"] == "Progressing" and status["counts"]["failed"] == 0
+    for name in others:
+        fleet.report(name, "Committed", attempt=2)
+    fleet.report(first, "Failed", "DownloadFailed", attempt=2)  # its last attempt
+    try:
+        wait_for(lambda: fleet.status("fr-retry").get("phase") == "RolledBack", 60, "rollback")
+    except AssertionError:
+        raise AssertionError(json.dumps(fleet.status("fr-retry"))) from None
+    counts = fleet.status("fr-retry")["counts"]
+    assert (counts["failed"], counts["updated"]) == (1, 3)
 
 
 def test_analysis_without_data_pauses_inconclusive(cluster: Cluster, gateway: httpx.Client) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeops.api.wire import DesiredState, UpdateReport
+from edgeops.api.wire import DesiredRetries, DesiredState, UpdateReport
 from edgeops.device.client import GatewayClient
+from edgeops.device.health import HealthCheckError
 from edgeops.device.identity import load_or_create
 from edgeops.device.install import Installer
 from edgeops.device.sequence import Sequence
@@ -218,18 +219,27 @@ def test_a_lower_version_from_the_gateway_is_a_rollback_and_is_installed(
     assert device.running() == ("A", 1)
 
 
-def test_a_failed_download_is_retried_then_given_up(device: Device) -> None:
+def test_a_failed_download_is_retried_with_backoff_then_given_up(device: Device) -> None:
     committed_v1(device)
+    clock = [NOW]
+    device.installer.clock = lambda: clock[0]
     v2 = onnx_classifier(2)
-    desired = device.gateway.publish(v2, version=2)
+    desired = device.gateway.publish(
+        v2, version=2
+    )  # no retries named: the defaults, 2 retries, 30 s first
     blob = device.gateway.blobs.pop(hashlib.sha256(v2).hexdigest())  # presigned URL 404s
-    attempts = [device.install(desired) for _ in range(4)]
-    assert [(r.phase, r.reason_code, r.attempt) for r in attempts[:3] if r] == [
-        ("Failed", "DownloadFailed", 1),
-        ("Failed", "DownloadFailed", 2),
-        ("Failed", "DownloadFailed", 3),
-    ]
-    assert attempts[3] is None  # gave up on this manifest
+
+    def attempt(after_seconds: float) -> tuple[str, str | None, int] | None:
+        clock[0] += timedelta(seconds=after_seconds)
+        report = device.install(desired)
+        return None if report is None else (report.phase, report.reason_code, report.attempt)
+
+    assert attempt(0) == ("Failed", "DownloadFailed", 1)
+    assert attempt(29) is None  # backoff: 30 s after the first failure
+    assert attempt(1) == ("Failed", "DownloadFailed", 2)
+    assert attempt(59) is None  # doubled: 60 s after the second
+    assert attempt(1) == ("Failed", "DownloadFailed", 3)
+    assert attempt(3600) is None  # 2 retries used up: gave up on this manifest
     assert device.running() == ("A", 1)
     # The operator re-signs (a new manifest): a new attempt, which now succeeds.
     device.gateway.blobs[hashlib.sha256(v2).hexdigest()] = blob
@@ -238,6 +248,42 @@ def test_a_failed_download_is_retried_then_given_up(device: Device) -> None:
     )
     report = device.install(desired_state(resigned, version=2))
     assert report is not None and report.phase == "Committed"
+
+
+def test_the_rollout_sets_the_retries(device: Device) -> None:
+    committed_v1(device)
+    clock = [NOW]
+    device.installer.clock = lambda: clock[0]
+    v2 = onnx_classifier(2)
+    published = device.gateway.publish(v2, version=2)
+    device.gateway.blobs.pop(hashlib.sha256(v2).hexdigest())
+    none = published.model_copy(update={"retries": DesiredRetries(limit=0, backoff_seconds=1)})
+    report = device.install(none)
+    assert report is not None and (report.phase, report.attempt) == ("Failed", 1)
+    clock[0] += timedelta(hours=2)
+    assert device.install(none) is None  # no retry allowed
+    # Retries of the same manifest go by what the desired state says now.
+    one = published.model_copy(update={"retries": DesiredRetries(limit=1, backoff_seconds=5)})
+    report = device.install(one)
+    assert report is not None and (report.phase, report.attempt) == ("Failed", 2)
+    clock[0] += timedelta(hours=2)
+    assert device.install(one) is None
+
+
+def test_a_failure_no_retry_can_cure_is_not_retried(device: Device) -> None:
+    committed_v1(device)
+    clock = [NOW]
+    device.installer.clock = lambda: clock[0]
+    desired = device.gateway.publish(onnx_classifier(2), version=2)
+    device.installer.health_check = _failing_check
+    report = device.install(desired)
+    assert report is not None and report.reason_code == "HealthCheckFailed"
+    clock[0] += timedelta(hours=2)
+    assert device.install(desired) is None
+
+
+def _failing_check(data: bytes, fmt: str) -> object:
+    raise HealthCheckError("accuracy below the floor")
 
 
 def test_a_health_check_that_crashes_counts_as_failed(device: Device) -> None:

@@ -16,7 +16,7 @@ import pytest
 from edgeops.api.common import format_time
 from edgeops.api.edgemodel import Target
 from edgeops.api.fleetrollout import AnalysisMetric, FleetRolloutSpec, FleetRolloutStatus
-from edgeops.policy.desired import RolloutView, desired_version, in_cohort
+from edgeops.policy.desired import RolloutView, desired_version, in_cohort, rollout_view
 from edgeops.policy.rollout import (
     Decision,
     FleetDevice,
@@ -743,6 +743,75 @@ def test_classify() -> None:
     )
     # Without the model's targets, compatibility is not judged.
     assert classify(device("a", target_type="mcu"), 2, told, T0, timeout, ())[0] == "pending"
+
+
+def test_a_device_retrying_a_failed_download_is_in_progress_until_its_last_attempt() -> None:
+    timeout = timedelta(hours=1)
+    told = T0 - timedelta(minutes=10)
+
+    def failed(attempt: int, reason: str) -> FleetDevice:
+        return replace(
+            device("a", target=2, phase="Failed", at=T0),
+            update_attempt=attempt,
+            update_reason=reason,
+        )
+
+    def state(d: FleetDevice, limit: int, now: datetime = T0) -> str:
+        return classify(d, 2, told, now, timeout, (PI,), limit)[0]
+
+    assert state(failed(1, "DownloadFailed"), limit=2) == "inProgress"
+    assert state(failed(2, "Interrupted"), limit=2) == "inProgress"
+    assert state(failed(3, "DownloadFailed"), limit=2) == "failed"  # its last attempt
+    assert state(failed(1, "DownloadFailed"), limit=0) == "failed"  # no retries
+    assert state(failed(1, "HashMismatch"), limit=2) == "failed"  # no retry cures it
+    # Retries count within the device timeout.
+    late = T0 + timedelta(hours=2)
+    assert state(failed(1, "DownloadFailed"), limit=2, now=late) == "timedOut"
+
+
+def test_the_retries_reach_the_device_from_its_rollout() -> None:
+    body = {
+        "metadata": {"name": "r", "uid": "u", "creationTimestamp": "2026-05-01T00:00:00Z"},
+        "spec": {
+            "modelRef": {"name": "m"},
+            "version": 2,
+            "steps": [{"percent": 100}],
+            "deviceRetries": {"limit": 4, "backoffSeconds": 7},
+        },
+        "status": {"phase": "Progressing", "currentStep": 0},
+    }
+    view = rollout_view(body)
+    assert view is not None and (view.retry_limit, view.retry_backoff_seconds) == (4, 7)
+    chosen = desired_version("d", dict(MODEL_LABEL), {"m": 1}, [view])
+    assert chosen is not None and (chosen.version, chosen.retries) == (2, (4, 7))
+    defaults = rollout_view({**body, "spec": {**body["spec"], "deviceRetries": None}})
+    assert defaults is not None and (defaults.retry_limit, defaults.retry_backoff_seconds) == (
+        2,
+        30,
+    )
+    # A version no rollout chose carries none: the agent's defaults apply.
+    baseline = desired_version("d", dict(MODEL_LABEL), {"m": 1}, [])
+    assert baseline is not None and baseline.retries is None
+
+
+def test_the_controller_and_the_gateway_see_a_rollout_alike() -> None:
+    """own_view (controller) and rollout_view (gateway) build the same RolloutView of one
+    object: a field one of them forgets would make them disagree on who is told what."""
+    spec = make_spec(
+        selector={"matchLabels": {"site": "a"}},
+        steps=[{"percent": 0, "selector": {"matchLabels": {"ring": "lab"}}}, {"percent": 100}],
+        deviceRetries={"limit": 5, "backoffSeconds": 9},
+    )
+    status = FleetRolloutStatus.model_validate(
+        {"phase": "Progressing", "currentStep": 1, "currentPercent": 100, "stableVersion": 1,
+         "admittedBuckets": 4000}
+    )  # fmt: skip
+    body = {
+        "metadata": {"name": "r", "uid": UID, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        "status": status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+    assert rollout_view(body) == own_view("r", UID, "2026-01-01T00:00:00Z", spec, status)
 
 
 def test_fleet_device_from_an_object() -> None:

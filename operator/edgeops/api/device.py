@@ -39,6 +39,12 @@ TERMINAL_UPDATE_PHASES: frozenset[str] = frozenset(
 )
 #: A machine-readable reason: CamelCase, e.g. HashMismatch, HealthCheckFailed.
 REASON_CODE = r"^[A-Z][A-Za-z0-9]*$"
+#: Reasons of a ``Failed`` update another attempt of the same artifact may cure (the link
+#: dropped, the agent restarted mid-way); every other reason (a bad signature or hash, a
+#: failed health check) would fail again the same way. The agent retries these, with
+#: backoff, up to the governing rollout's ``spec.deviceRetries.limit`` times, and the
+#: rollout counts such a device as in progress until its last attempt failed.
+RETRYABLE_REASONS: frozenset[str] = frozenset({"Interrupted", "DownloadFailed"})
 
 # PEM SubjectPublicKeyInfo, or base64 of the 32 raw Ed25519 bytes (43 chars + '=').
 _PUBLIC_KEY = (

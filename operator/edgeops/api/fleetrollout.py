@@ -214,6 +214,26 @@ class Analysis(ApiModel):
         return self
 
 
+class DeviceRetries(ApiModel):
+    """How often a device tries an update again after a download that failed (reason
+    DownloadFailed or Interrupted), and how long it waits first."""
+
+    limit: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Attempts after the first (0: none). Until its last attempt failed, "
+        "a device that failed with a retryable reason counts as in progress, not Failed.",
+    )
+    backoff_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="Wait before the first retry; doubles for each further one, at most 1 "
+        "hour. A device retries at its first report cycle after the wait.",
+    )
+
+
 class FailureThreshold(ApiModel):
     """When failed device updates trigger spec.onFailure."""
 
@@ -295,6 +315,11 @@ class FleetRolloutTemplate(ApiModel):
         "1h",
         description="A targeted device that reports no terminal outcome for the version within "
         "this time after its step started counts as TimedOut. Default 1h.",
+    )
+    device_retries: DeviceRetries = Field(
+        default_factory=DeviceRetries,
+        description="Retries of failed downloads on each device, with backoff. Retries "
+        "count within deviceTimeout.",
     )
     bake_time: Duration | None = Field(
         None,

@@ -263,6 +263,13 @@ class DesiredSampling(WireModel):
     max_rows_per_hour: int = Field(0, ge=0)
 
 
+class DesiredRetries(WireModel):
+    """The governing rollout's ``spec.deviceRetries``: retries of a download that failed."""
+
+    limit: int = Field(ge=0, le=10, description="Attempts after the first.")
+    backoff_seconds: int = Field(ge=1, le=3600, description="First wait; doubles per retry.")
+
+
 class DesiredState(WireModel):
     """``GET .../desired``: what the device should run and how it should report."""
 
@@ -281,6 +288,11 @@ class DesiredState(WireModel):
         None, description="Reference-profile bins telemetry feature counts use."
     )
     sampling: DesiredSampling | None = Field(None, description="What to upload, if anything.")
+    retries: DesiredRetries | None = Field(
+        None,
+        description="Retries of failed downloads, from the rollout that chose the version; "
+        "absent: the agent's defaults.",
+    )
 
 
 # --- answers ----------------------------------------------------------------------------------

@@ -27,7 +27,13 @@ and its expiry, not the version order.
 Every attempt ends in a terminal report, appended to the journal's ``pending_reports`` in
 the same write that ends the attempt, so it is sent even if the agent restarts before the
 gateway acknowledged it. A (version, manifest) that failed is not tried again, except after
-a transient failure (``Interrupted``, ``DownloadFailed``) up to :data:`MAX_ATTEMPTS`.
+a transient failure (``Interrupted``, ``DownloadFailed``): up to ``retries.limit`` more
+attempts of the desired state (the governing rollout's ``spec.deviceRetries``; without one
+:data:`DEFAULT_RETRIES`), the k-th after ``backoffSeconds · 2^(k-1)`` (at most
+:data:`MAX_BACKOFF_SECONDS`) from the end of the previous one, so a fleet whose downloads
+failed together does not retry together against a struggling gateway or store (a device
+retries at its first cycle after the backoff, so the fleet's retries also spread over the
+jittered report interval).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from edgeops.api.wire import DesiredState, UpdateReport
+from edgeops.api.common import format_time
+from edgeops.api.device import RETRYABLE_REASONS
+from edgeops.api.wire import DesiredRetries, DesiredState, UpdateReport
 from edgeops.device.client import DownloadError, GatewayError
 from edgeops.device.files import fsync_dir
 from edgeops.device.health import HealthCheckError, check_artifact
@@ -64,9 +72,12 @@ from edgeops.signing import verify_manifest as _verify_manifest
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS: Final = 3
+#: Retries after a transient failure when the desired state names none (a version no
+#: rollout chose): the rollout API's defaults.
+DEFAULT_RETRIES: Final = DesiredRetries(limit=2, backoff_seconds=30)
+MAX_BACKOFF_SECONDS: Final = 3600.0
 #: Outcomes worth another attempt of the same (version, manifest).
-TRANSIENT_REASONS: Final = frozenset({"Interrupted", "DownloadFailed"})
+TRANSIENT_REASONS: Final = RETRYABLE_REASONS
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DOWNLOAD: Final = ".download"
 _FILE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -161,13 +172,22 @@ def select_artifact(
     return entry
 
 
-Decision = Literal["UpToDate", "Install", "GaveUp"]
+Decision = Literal["UpToDate", "Install", "Wait", "GaveUp"]
 
 
-def decide(journal: Journal, desired: DesiredState) -> tuple[Decision, int]:
+def retry_delay(retries: DesiredRetries, failed_attempt: int) -> float:
+    """Seconds to wait after attempt ``failed_attempt`` (1-based) failed before the next:
+    ``backoffSeconds · 2^(failed_attempt-1)``, at most :data:`MAX_BACKOFF_SECONDS`."""
+    return min(retries.backoff_seconds * 2.0 ** (failed_attempt - 1), MAX_BACKOFF_SECONDS)
+
+
+def decide(
+    journal: Journal, desired: DesiredState, now: datetime | None = None
+) -> tuple[Decision, int]:
     """Whether to install ``desired`` and the attempt number: up to date when the committed
-    slot holds its model version; given up after a non-transient failure or
-    :data:`MAX_ATTEMPTS` of the same (version, manifest)."""
+    slot holds its model version; given up after a non-transient failure or once
+    ``retries.limit`` retries of the same (version, manifest) failed; ``Wait`` while the
+    backoff after a transient failure runs (``now``: the current time, default the clock)."""
     committed = journal.committed_content()
     if committed and (committed.model, committed.model_uid, committed.version) == (
         desired.model,
@@ -182,10 +202,26 @@ def decide(journal: Journal, desired: DesiredState) -> tuple[Decision, int]:
     ):
         if last.phase == "Committed":
             return "UpToDate", 0
-        if last.reason_code not in TRANSIENT_REASONS or last.attempt >= MAX_ATTEMPTS:
+        retries = desired.retries or DEFAULT_RETRIES
+        if last.reason_code not in TRANSIENT_REASONS or last.attempt > retries.limit:
             return "GaveUp", last.attempt
+        finished = _parse_time(last.finished_at)
+        now = now or datetime.now(UTC)
+        if finished is not None and (now - finished).total_seconds() < retry_delay(
+            retries, last.attempt
+        ):
+            return "Wait", last.attempt + 1
         return "Install", last.attempt + 1
     return "Install", 1
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -205,7 +241,7 @@ class Installer:
         """Brings the device to ``desired``; the terminal report of the attempt (also queued
         in the journal), or None when nothing was to be done."""
         journal = self.store.load()
-        decision, attempt = decide(journal, desired)
+        decision, attempt = decide(journal, desired, self.clock())
         if decision != "Install":
             return None
         digest = manifest_digest(desired)
@@ -322,6 +358,7 @@ class Installer:
         outcome = Outcome(
             target_version=flight.target_version, manifest_sha256=flight.manifest_sha256,
             phase=phase, reason_code=reason, attempt=flight.attempt,
+            finished_at=format_time(self.clock()),
         )  # fmt: skip
         slots = dict(journal.slots)
         touched = journal.in_flight is not None and flight.slot != journal.committed

@@ -91,6 +91,7 @@ class Outcome(_Model):
     phase: Literal["Committed", "RolledBack", "Failed"]
     reason_code: str | None = None
     attempt: int = 1
+    finished_at: str | None = None  # RFC 3339; when a retry's backoff starts
 
 
 def _empty_slots() -> dict[SlotName, SlotContent | None]:
@@ -138,7 +139,7 @@ def boot(journal: Journal) -> tuple[Journal, UpdateReport | None]:
     outcome = Outcome(
         target_version=flight.target_version, manifest_sha256=flight.manifest_sha256,
         phase=phase,
-        reason_code=INTERRUPTED, attempt=flight.attempt,
+        reason_code=INTERRUPTED, attempt=flight.attempt, finished_at=now_rfc3339(),
     )  # fmt: skip
     slots = dict(journal.slots)
     if flight.slot != journal.committed:

@@ -16,7 +16,13 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from edgeops.api.edgemodel import SamplingPolicy, Target
-from edgeops.api.wire import DesiredSampling, DesiredState, DesiredTarget, ProfileFeature
+from edgeops.api.wire import (
+    DesiredRetries,
+    DesiredSampling,
+    DesiredState,
+    DesiredTarget,
+    ProfileFeature,
+)
 from edgeops.canonical_json import jcs
 from edgeops.gateway.context import ApiError, Gateway
 from edgeops.gateway.profiles import reference_bins, version_entry, wire_profile
@@ -105,6 +111,9 @@ def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]
         ),
         profile=desired_profile(gw, model, choice.version),
         sampling=desired_sampling(model),
+        retries=None
+        if choice.retries is None
+        else DesiredRetries(limit=choice.retries[0], backoff_seconds=choice.retries[1]),
     )
 
 

@@ -108,6 +108,10 @@ class RolloutView:
     #: selectors of the steps up to the current one (spec.steps[].selector): the devices
     #: they choose are moved whatever their cohort bucket
     chosen: tuple[LabelSelector, ...] = ()
+    #: spec.deviceRetries: retries of a failed download after the first attempt, and the
+    #: first wait (seconds) before one
+    retry_limit: int = 2
+    retry_backoff_seconds: int = 30
 
 
 def step_selectors(steps: Sequence[Mapping[str, Any]], current: int | None) -> tuple[Any, ...]:
@@ -134,7 +138,10 @@ def rollout_view(obj: Mapping[str, Any]) -> RolloutView | None:
             LabelSelector.model_validate(raw)
             for raw in step_selectors(spec["steps"], None if current is None else int(current))
         )
+        retries = spec.get("deviceRetries") or {}
         return RolloutView(
+            retry_limit=int(retries.get("limit", 2)),
+            retry_backoff_seconds=int(retries.get("backoffSeconds", 30)),
             name=meta["name"],
             uid=meta["uid"],
             created=meta.get("creationTimestamp", ""),
@@ -157,6 +164,8 @@ class Desired:
     version: int
     rollout: str | None  # the FleetRollout that chose the version, None for the baseline
     cohort: Cohort
+    #: (limit, backoff seconds) of the rollout that chose the version; None: the agent's
+    retries: tuple[int, int] | None = None
 
 
 def governing_rollout(
@@ -234,7 +243,8 @@ def desired_version(
     if rollout is not None:
         if moved(rollout, device_name, labels):
             cohort: Cohort = "stable" if rollout.phase == "Succeeded" else "canary"
-            return Desired(rollout.model, rollout.version, rollout.name, cohort)
+            retries = (rollout.retry_limit, rollout.retry_backoff_seconds)
+            return Desired(rollout.model, rollout.version, rollout.name, cohort, retries)
         stable = rollout.stable_version or current_versions.get(rollout.model)
         if stable is None:
             return None

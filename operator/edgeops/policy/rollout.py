@@ -68,6 +68,7 @@ from typing import Any, Final
 from edgeops.api.common import LabelSelector, format_time
 from edgeops.api.conditions import Verdict
 from edgeops.api.constants import ConditionType, Reason
+from edgeops.api.device import RETRYABLE_REASONS
 from edgeops.api.edgemodel import Target
 from edgeops.api.fleetrollout import (
     TERMINAL_PHASES,
@@ -151,6 +152,8 @@ class FleetDevice:
     update_time: str | None  # status.update.time (RFC 3339)
     last_seen: str | None
     report_interval_seconds: int
+    update_attempt: int = 1  # status.update.attempt
+    update_reason: str | None = None  # status.update.reasonCode
 
 
 def fleet_device(body: Mapping[str, Any]) -> FleetDevice:
@@ -173,6 +176,8 @@ def fleet_device(body: Mapping[str, Any]) -> FleetDevice:
         update_time=update.get("time"),
         last_seen=status.get("lastSeen"),
         report_interval_seconds=int(spec.get("reportIntervalSeconds") or 60),
+        update_attempt=_int(update.get("attempt")) or 1,
+        update_reason=update.get("reasonCode"),
     )
 
 
@@ -286,6 +291,8 @@ def own_view(
         stable_version=status.stable_version,
         admitted=status.admitted_buckets,
         chosen=chosen,
+        retry_limit=spec.device_retries.limit,
+        retry_backoff_seconds=spec.device_retries.backoff_seconds,
     )
 
 
@@ -296,15 +303,24 @@ def classify(
     now: datetime,
     timeout: timedelta,
     targets: Sequence[Target],
+    retry_limit: int = 0,
 ) -> tuple[str, datetime | None]:
     """The device's state for target ``version`` (one of :data:`STATES`) and, for a
     terminal one, when it was reached (the agent's report time; for a silent device the
-    moment its timeout expired; None when unknown)."""
+    moment its timeout expired; None when unknown). A ``Failed`` attempt with a
+    :data:`~edgeops.api.device.RETRYABLE_REASONS` reason is not terminal while the device
+    has retries left (attempt ≤ ``retry_limit``): the agent tries again, so it counts as
+    in progress (and still times out)."""
     if device.version == version or (
         device.update_target == version and device.update_phase == "Committed"
     ):
         return "updated", parse_time(device.update_time)
-    if device.update_target == version and device.update_phase in _REPORTED:
+    retrying = (
+        device.update_phase == "Failed"
+        and device.update_reason in RETRYABLE_REASONS
+        and device.update_attempt <= retry_limit
+    )
+    if device.update_target == version and device.update_phase in _REPORTED and not retrying:
         return _REPORTED[device.update_phase], parse_time(device.update_time)
     if targets and choose_target(targets, device.target_type, device.hardware) is None:
         return "incompatible", None
@@ -420,7 +436,9 @@ def tally(
         targeted += 1
         bucket = cohort_bucket(view.uid, device.name)
         told_at = _told_at(bucket, starts, fallback, ramp, device.labels)
-        state, when = classify(device, view.version, told_at, now, timeout, model.targets)
+        state, when = classify(
+            device, view.version, told_at, now, timeout, model.targets, view.retry_limit
+        )
         counts[state] += 1
         if state in _OUTCOME_OF_STATE:
             result.outcomes.append((state, when))
