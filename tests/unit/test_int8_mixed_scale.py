@@ -152,13 +152,15 @@ def test_a_failed_int8_check_is_a_failed_gate_with_its_reason(
 
     monkeypatch.setattr(exports, "run_tflite", crashing)
     data = _data(1, (120, 20, 60))
-    result = train(data, Hyperparameters(epochs=2, batch_size=32, seed=1), tmp_path, ALL)
+    # No onnx: tf2onnx is the slowest export and has nothing to do with this.
+    formats = ["tflite", "tflite-int8", "tflm"]
+    result = train(data, Hyperparameters(epochs=2, batch_size=32, seed=1), tmp_path, formats)
     reason = f"RuntimeError: {XNNPACK}"
     assert result.export_errors == {
         "tflite-int8": reason,
         "tflm": f"needs the int8 model, whose export failed: {reason}",
     }
-    assert set(result.exports) == {"savedmodel", "onnx", "tflite"}
+    assert set(result.exports) == {"savedmodel", "tflite"}
 
     # The evaluator carries the trainer's reasons (results.json exportErrors) to status...
     reported = reported_export_errors({"exportErrors": result.export_errors})
