@@ -334,3 +334,58 @@ def test_v2_wrong_shape_or_datatype_names_what_the_model_expects(server: str) ->
     # An integer tensor of the right shape is converted, not refused.
     ok = httpx.post(url, json=_v2([1, 6], "INT32", [1] * 6), timeout=10)
     assert ok.status_code == 200, ok.text
+
+
+# --- issue 16 item 10: the exact 400 bodies over HTTP, for both protocols ---
+
+_EXPECTS = "input 'x' expects shape [None, 6] of FP32"
+
+
+def _exactly(response: httpx.Response, error: str, received: dict[str, Any]) -> None:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": f"{error}; {_EXPECTS}",
+        "input": "x",
+        "expectedShape": [None, FEATURES],
+        "expectedDatatype": "FP32",
+        "received": received,
+    }
+
+
+def test_v1_400_bodies_name_the_input_shape_and_datatype(server: str) -> None:
+    url = f"{server}/v1/models/motion:predict"
+    cases = [
+        ([[0.1] * 5], "expected 6 features, got 5", {"shape": [1, 5], "datatype": "FP64"}),
+        ([["a"] * 6], "expected numbers, got BYTES", {"shape": [1, 6], "datatype": "BYTES"}),
+        ([[True] * 6], "expected numbers, got BOOL", {"shape": [1, 6], "datatype": "BOOL"}),
+        (
+            [[[0.1] * 6]],
+            "expected 2 dimensions, got shape [1, 1, 6]",
+            {"shape": [1, 1, 6], "datatype": "FP64"},
+        ),
+    ]
+    for instances, error, received in cases:
+        response = httpx.post(url, json={"instances": instances}, timeout=10)
+        _exactly(response, error, received)
+
+
+def test_v2_400_bodies_name_the_input_shape_and_datatype(server: str) -> None:
+    url = f"{server}/v2/models/motion/infer"
+    cases = [
+        (_v2([1, 5], "FP32", [0.1] * 5), "expected 6 features, got 5"),
+        (_v2([1, 6], "BYTES", ["a"] * 6), "datatype BYTES is not numeric"),
+        (
+            _v2([2, 6], "FP32", [0.1] * 6),
+            "data does not match shape [2, 6] (12 values) and datatype FP32: got 6 values",
+        ),
+        (_v2([1, 6], "INT32", [0.5] * 6), "data holds 0.5, which is not of datatype INT32"),
+        (
+            {"inputs": [{"name": "y", "shape": [1, 6], "datatype": "FP32", "data": [0.1] * 6}]},
+            "the model has no input 'y'",
+        ),
+    ]
+    for body, error in cases:
+        tensor = body["inputs"][0]
+        received = {k: tensor[k] for k in ("name", "shape", "datatype")}
+        _exactly(httpx.post(url, json=body, timeout=10), error, received)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgeops import standardization as std
 from edgeops.device.agent import Agent, AgentConfig
 from edgeops.device.models import Model, load_model, tflm_flatbuffer
 from edgeops.device.runtime import InputRow
@@ -181,7 +182,11 @@ def _endless(rows: list[InputRow]) -> Iterator[InputRow]:
 
 def tensorflow_int8_scores(model: bytes, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Class scores of a full-integer TFLite model from TensorFlow's own interpreter (not the
-    agent's LiteRT), with its tensors' quantisation."""
+    agent's LiteRT), with its tensors' quantisation, after the per-feature standardisation
+    the model carries (its int8 input is the standardised vector, issue 16 item 7)."""
+    standardization = std.read(model)
+    assert standardization is not None
+    x = standardization.apply(x)
     interp = tf.lite.Interpreter(model_content=model)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]

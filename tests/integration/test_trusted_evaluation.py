@@ -9,6 +9,11 @@ image would run anything):
 * ``forged-metrics`` trains a real (deliberately poor) model and reports accuracy 0.999;
 * ``forged-model`` trains nothing, uploads arbitrary bytes as ``model.onnx`` and reports
   accuracy 0.999.
+
+A third EdgeModel (issue 16 item 7) runs the real trainer with its int8 accuracy check
+forced to fail as LiteRT's XNNPACK delegate did on mixed-scale data: the run still
+succeeds with its other exports, names the failure in ``status.metrics.exportErrors``, and
+the version is rejected by its int8 gate with that reason.
 """
 
 from __future__ import annotations
@@ -60,6 +65,23 @@ print("results published")
 """
 
 
+#: The real trainer, with the int8 model's accuracy check crashing (the int8 model is the one
+#: carrying an input standardisation).
+XNNPACK = "failed to create XNNPACK runtime (forced by the test)"
+FORCE_INT8_FAILURE = f"""
+import sys
+from edgeops import standardization
+from edgeops.training import exports, run
+real = exports.run_tflite
+def crashing(content, x):
+    if standardization.read(content) is not None:
+        raise RuntimeError("{XNNPACK}")
+    return real(content, x)
+exports.run_tflite = crashing
+sys.exit(run.main(sys.argv[1:]))
+"""
+
+
 def _model(name: str, trainer: dict[str, Any], serving: bool) -> dict[str, Any]:
     return {
         "apiVersion": "edgeops.dev/v1alpha1",
@@ -95,7 +117,17 @@ def ns(cluster: Cluster) -> Iterator[str]:
         serving=False,
     )
     forged_model = _model("forged-model", {"command": ["python", "-c", FORGE_MODEL]}, serving=True)
-    for manifest in (forged_metrics, forged_model):
+    int8_fails = _model(
+        "int8-fails",
+        {
+            "command": ["python", "-c", FORCE_INT8_FAILURE],
+            "hyperparameters": {"epochs": 1, "batchSize": 8, "seed": 7},
+        },
+        serving=False,
+    )
+    int8_fails["spec"]["training"]["exports"] = ["onnx", "tflite-int8"]
+    int8_fails["spec"]["gates"] = {"requireInt8AccuracyWithin": 0.05}
+    for manifest in (forged_metrics, forged_model, int8_fails):
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
     yield namespace
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
@@ -170,3 +202,31 @@ def test_arbitrary_bytes_as_the_model_fail_evaluation(cluster: Cluster, ns: str)
     assert condition(model_status, "Serving")["reason"] == "NoVersion"
     assert not cluster.get("inferenceservice.serving.kserve.io", "forged-model", "-n", ns)
     assert "EvaluationFailed" in {e["reason"] for e in cluster.events(ns, run["metadata"]["name"])}
+
+
+def test_a_failed_int8_check_is_a_failed_gate_with_its_reason(cluster: Cluster, ns: str) -> None:
+    version: dict[str, Any] = wait_for(
+        lambda: _version(cluster, ns, "int8-fails"), 420, "int8-fails v1"
+    )
+    run = cluster.get("trainingrun", version["trainingRun"], "-n", ns)
+    status = run["status"]
+    reason = f"the trainer's export failed: RuntimeError: {XNNPACK}"
+    assert status["phase"] == "Succeeded", condition(status, "Succeeded")
+    assert status["metrics"]["exportErrors"] == {"tflite-int8": reason}, status["metrics"]
+    assert "onnx_accuracy" in status["metrics"]["overall"]
+    assert "tflite_int8_accuracy" not in status["metrics"]["overall"]
+    assert {a["format"] for a in status["artifacts"]} >= {"onnx"}
+    assert "tflite-int8" not in {a["format"] for a in status["artifacts"]}
+    succeeded = condition(status, "Succeeded")
+    assert f"failed exports (their gates fail): tflite-int8: {reason}" in succeeded["message"]
+
+    assert version["state"] == "Rejected", version
+    check = next(c for c in version["gates"]["checks"] if c["name"] == "int8/accuracy")
+    assert not check["passed"]
+    assert check["message"] == (
+        "int8/accuracy: metric tflite_int8_accuracy was not reported by the trainer: "
+        f"the tflite-int8 export failed: {reason}"
+    )
+    messages = [e.get("message", "") for e in cluster.events(ns, "int8-fails")]
+    assert any("v1 rejected" in m and XNNPACK in m for m in messages), messages
+    _nothing_signed(cluster, ns, "int8-fails", version)

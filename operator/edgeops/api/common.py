@@ -406,6 +406,10 @@ class SliceMetrics(StatusModel):
     )
 
 
+#: Longest reason kept for a failed export (status stays small).
+MAX_EXPORT_ERROR = 600
+
+
 class EvaluationMetrics(StatusModel):
     """Metrics on the test split: overall and per slice (for fairness gates)."""
 
@@ -416,6 +420,14 @@ class EvaluationMetrics(StatusModel):
     )
     per_slice: list[SliceMetrics] = Field(
         default_factory=list, max_length=256, description="Metrics per slice value."
+    )
+    export_errors: dict[str, Annotated[str, Field(max_length=MAX_EXPORT_ERROR)]] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Export format to why it failed: its conversion, or running it with its "
+        "runtime on the test split (e.g. {tflite-int8: 'RuntimeError: ...'}). A failed "
+        "export has no metrics and no artifact, so the gates and targets that need it fail "
+        "with this reason.",
     )
 
 

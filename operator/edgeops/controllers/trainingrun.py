@@ -489,6 +489,11 @@ def _evaluated_message(current: dict[str, Any], evaluation: dict[str, Any]) -> s
     )
     if "tflite_int8_accuracy" in overall:
         message += f", int8 accuracy={overall['tflite_int8_accuracy']:.4f}"
+    failed = evaluation["metrics"].get("exportErrors") or {}
+    if failed:
+        message += "; failed exports (their gates fail): " + "; ".join(
+            f"{fmt}: {reason}" for fmt, reason in sorted(failed.items())
+        )
     if isinstance(claimed.get("accuracy"), int | float):
         message += f"; the trainer reported accuracy={claimed['accuracy']:.4f} (not trusted)"
     return message

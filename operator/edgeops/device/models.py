@@ -4,7 +4,10 @@ embeds as a C array, run with the LiteRT interpreter (what firmware would link, 
 a working model).
 
 A :class:`Model` maps a float32 batch ``[n, *input_shape]`` to class scores ``[n, classes]``
-(float32; int8 models are (de)quantised with their tensors' scale and zero point).
+(float32; int8 models are (de)quantised with their tensors' scale and zero point). The
+batch holds raw sensor values: an int8 model that carries a per-feature input
+standardisation (:mod:`edgeops.standardization`) gets ``(x - mean) / scale`` before its
+input is quantised, so a 0..1 feature next to a ~101,000 one keeps both.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from edgeops import standardization as std
 
 #: Formats each target type runs (what the agent refuses otherwise: TargetMismatch).
 FORMATS_BY_TARGET: Final[dict[str, frozenset[str]]] = {
@@ -80,6 +85,7 @@ class LiteRtModel:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
+            self._standardization = std.read(data)
             self._interp: Any = Interpreter(model_content=data, num_threads=1)
             self._interp.allocate_tensors()
         except Exception as exc:  # the interpreter raises ValueError/RuntimeError
@@ -95,6 +101,8 @@ class LiteRtModel:
     def predict(self, batch: Array) -> Array:
         in_scale, in_zero = self._in["quantization"]
         out_scale, out_zero = self._out["quantization"]
+        if self._standardization is not None:
+            batch = self._standardization.apply(batch)
         rows = []
         for row in batch:
             sample = row[None].astype(np.float32)

@@ -38,11 +38,14 @@ def evaluate(
     checks = [_absolute(g, overall) for g in gates.absolute]
     checks += [_relative(g, overall, current) for g in gates.relative]
     for target in spec.targets:
-        checks += _target_budgets(target, overall, artifacts)
+        checks += _failed_export(
+            _target_budgets(target, overall, artifacts), target.format, metrics
+        )
     if gates.max_fairness_gap is not None:
         checks.append(_fairness(gates, metrics))
     if gates.require_int8_accuracy_within is not None:
-        checks.append(_int8(gates.require_int8_accuracy_within, overall, spec))
+        int8 = _int8(gates.require_int8_accuracy_within, overall, spec)
+        checks += _failed_export([int8], "tflite-int8", metrics)
     return GateVerdict(passed=all(c.passed for c in checks), checks=checks)
 
 
@@ -53,6 +56,25 @@ def summary(verdict: GateVerdict) -> str:
         return f"{len(failed)} of {len(verdict.checks)} gates failed: " + "; ".join(failed)
     passed = "; ".join(c.message for c in verdict.checks)
     return f"all {len(verdict.checks)} gates passed" + (f": {passed}" if passed else "")
+
+
+def _failed_export(
+    checks: list[GateCheck], fmt: str, metrics: EvaluationMetrics
+) -> list[GateCheck]:
+    """``checks`` with the reason the ``fmt`` export failed (conversion or its run on the
+    test split, ``metrics.export_errors``) in the message of every failed check."""
+    reason = metrics.export_errors.get(fmt)
+    if reason is None:
+        return checks
+    return [
+        c
+        if c.passed
+        # Bounded like GateCheck.message (1024): the status write must not fail on it.
+        else c.model_copy(
+            update={"message": f"{c.message}: the {fmt} export failed: {reason}"[:1024]}
+        )
+        for c in checks
+    ]
 
 
 def _compare(value: float, op: str, threshold: float) -> bool:

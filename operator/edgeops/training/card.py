@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeops.standardization import METADATA_NAME, Standardization
+
 
 def model_card(
     run: dict[str, str],
@@ -15,7 +17,12 @@ def model_card(
     classes: list[str],
     samples: dict[str, int],
     fairness_detail: str,
+    export_errors: dict[str, str] | None = None,
+    standardization: Standardization | None = None,
 ) -> str:
+    """The card as Markdown. ``export_errors`` (format → reason) lists exports that failed;
+    ``standardization`` is the per-feature ``(x - mean) / scale`` the int8 exports expect
+    applied to raw inputs before their int8 quantisation."""
     lines = [
         f"# Model card: {run['namespace']}/{run['name']}",
         "",
@@ -58,6 +65,28 @@ def model_card(
     lines += [
         f"| {fmt} | {e['size']} | {e['latency_ms']:.3f} |" for fmt, e in sorted(exports.items())
     ]
+    for fmt, reason in sorted((export_errors or {}).items()):
+        lines.append(f"| {fmt} | export failed: {reason} | - |")
+    if standardization is not None:
+        names = standardization.features or tuple(
+            f"feature {i}" for i in range(len(standardization.mean))
+        )
+        lines += [
+            "",
+            "## Input standardisation (int8 exports)",
+            "The float exports (onnx, tflite) take raw sensor values. The int8 exports "
+            "(tflite-int8, tflm) take the standardised vector `(x - mean) / scale`, computed "
+            "before the input is quantised with the model's int8 input scale; the numbers "
+            f"are stored in the .tflite metadata entry `{METADATA_NAME}` and in the "
+            "TFLite-Micro bundle's model_data.h.",
+            "",
+            "| feature | mean | scale |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {m:.9g} | {s:.9g} |"
+            for n, m, s in zip(names, standardization.mean, standardization.scale, strict=True)
+        ]
     lines += [
         "",
         "## Limitations",

@@ -23,6 +23,13 @@ says). It
 A failure prints ``EDGEOPS_EVALUATION {"error": ...}`` and exits 2 when the exports
 cannot be evaluated (the Job fails at once) or 1 for anything else (retried once).
 
+One export failing is that export's verdict, not the run's: an export the trainer reports
+as failed (``exportErrors`` in ``results.json``, e.g. a converter error) or one its runtime
+cannot run on the test split (e.g. an XNNPACK error, outputs that are not probabilities)
+is left out of the artifacts and metrics and named with its reason in
+``metrics.exportErrors``, so the gates and targets that need it fail with that reason. Only
+when no export can be evaluated does the evaluation fail.
+
 The overall metrics (accuracy, macro_f1, ece, fairness_gap, per class, per slice) are those
 of the first float export (onnx, tflite) or else the int8 one; ``<format>_accuracy``,
 ``<format>_size_bytes`` and ``<format>_latency_ms`` are per export. A SavedModel is never
@@ -56,6 +63,8 @@ from edgeops.training.pipeline import EXPORT_FORMATS, TrainingData
 SCHEMA: Final = "edgeops.dev/evaluation/v1"
 #: Largest export the evaluator downloads (bytes): edge models are far smaller.
 MAX_ARTIFACT_BYTES: Final = 256 * 1024 * 1024
+#: Longest reason kept for a failed export (the status field's bound).
+MAX_EXPORT_ERROR: Final = 600
 #: Export whose probabilities give the overall metrics, in order of preference.
 REFERENCE_ORDER: Final = ("onnx", "tflite", "tflite-int8", "tflm")
 EXIT_FAILED: Final = 1
@@ -185,23 +194,38 @@ def _check_probs(fmt: str, probs: np.ndarray[Any, Any], rows: int, classes: int)
 
 
 def evaluate_exports(
-    data: TrainingData, blobs: Mapping[str, bytes]
+    data: TrainingData, blobs: Mapping[str, bytes], errors: dict[str, str] | None = None
 ) -> tuple[str, Evaluation, dict[str, float]]:
     """Runs every export on the test split. Returns ``(reference format, its evaluation,
     flat metrics)``; the flat metrics hold the reference's accuracy, macro_f1, ece and
     fairness_gap and, per export, ``<fmt>_accuracy``, ``<fmt>_size_bytes`` and (except
     tflm, which runs on a microcontroller) ``<fmt>_latency_ms``. Raises
-    :class:`EvaluationError`."""
+    :class:`EvaluationError`.
+
+    With ``errors``, an export that cannot be run (while another can) is left out of the
+    metrics and its reason stored in ``errors[format]``; without it, or when no export
+    runs, the first such failure raises."""
     if not blobs:
         raise EvaluationError("no exported model to evaluate")
     if len(data.y_test) == 0:
         raise EvaluationError("the dataset version's test split is empty")
     x = data.x_test.astype(np.float32)
     measured: dict[str, Measured] = {}
+    failures: dict[str, EvaluationError] = {}
     for fmt in sorted(blobs):
-        result = measure(fmt, blobs[fmt], x)
-        _check_probs(fmt, result.probs, len(data.y_test), len(data.classes))
+        try:
+            result = measure(fmt, blobs[fmt], x)
+            _check_probs(fmt, result.probs, len(data.y_test), len(data.classes))
+        except EvaluationError as exc:
+            if errors is None:
+                raise
+            failures[fmt] = exc
+            continue
         measured[fmt] = result
+    if not measured:
+        raise next(iter(failures.values()))
+    if errors is not None:
+        errors.update({fmt: str(exc)[:MAX_EXPORT_ERROR] for fmt, exc in failures.items()})
     reference = next(f for f in REFERENCE_ORDER if f in measured)
     evaluation = evaluate(measured[reference].probs, data.y_test, data.classes, data.test_slices)
     flat: dict[str, float] = dict(evaluation.flat_metrics())
@@ -211,6 +235,22 @@ def evaluate_exports(
         if result.latency_ms is not None:
             flat[f"{_key(fmt)}_latency_ms"] = round(result.latency_ms, 4)
     return reference, evaluation, flat
+
+
+def reported_export_errors(results: Mapping[str, Any]) -> dict[str, str]:
+    """The exports the trainer says failed (``exportErrors``: format → reason), limited to
+    known formats, each reason prefixed so status says whose words they are. Raises
+    :class:`EvaluationError` when the field is not a mapping of strings."""
+    reported = results.get("exportErrors") or {}
+    if not isinstance(reported, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in reported.items()
+    ):
+        raise EvaluationError("results.json: exportErrors must map formats to reasons")
+    return {
+        fmt: f"the trainer's export failed: {reason}"[:MAX_EXPORT_ERROR]
+        for fmt, reason in reported.items()
+        if fmt in EXPORT_FORMATS
+    }
 
 
 def _trainer_claims(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -232,9 +272,18 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
     results = store.get_json(str(config["results"]))
     if not isinstance(results, dict):
         raise EvaluationError("results.json is not a JSON object")
+    errors = reported_export_errors(results)
     artifacts, blobs = verified_artifacts(
-        store, results.get("artifacts"), list(config.get("exports") or [])
+        store,
+        results.get("artifacts"),
+        [f for f in config.get("exports") or [] if f not in errors],
     )
+    for fmt in errors:  # a listed artifact of a failed export is not evaluated or signed
+        blobs.pop(fmt, None)
+    if not blobs and errors:
+        raise EvaluationError(
+            "every export failed: " + "; ".join(f"{f}: {e}" for f, e in sorted(errors.items()))
+        )
     dataset = config["dataset"]
     print(
         f"evaluating {', '.join(sorted(blobs))} on {dataset['namespace']}/{dataset['name']}"
@@ -248,7 +297,8 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
         dataset["version"],
         list(config.get("sliceColumns") or []),
     )
-    reference, evaluation, flat = evaluate_exports(data, blobs)
+    reference, evaluation, flat = evaluate_exports(data, blobs, errors)
+    artifacts = [a for a in artifacts if a["format"] not in errors]
     document = {
         "schema": SCHEMA,
         "evaluator": {"version": __version__},
@@ -257,13 +307,19 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
         "reference": reference,
         "samples": {"test": len(data.y_test)},
         "classes": data.classes,
-        "metrics": {"overall": flat, "perSlice": per_slice_status(evaluation)},
+        "metrics": {
+            "overall": flat,
+            "perSlice": per_slice_status(evaluation),
+            "exportErrors": dict(sorted(errors.items())),
+        },
         "detail": evaluation.to_dict(),
         "artifacts": artifacts,
         "trainerReported": {"overall": _trainer_claims(results), "trusted": False},
     }
     shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items()) if k.endswith("accuracy"))
     print(f"evaluated with {reference} as reference: {shown}", flush=True)
+    for fmt, reason in sorted(errors.items()):
+        print(f"export {fmt} FAILED: {reason}", flush=True)
     return document
 
 

@@ -4,6 +4,12 @@ ONNX goes through a `tf.function` signature (tf2onnx), is validated with `onnx.c
 and must match Keras outputs within tolerance under ONNX Runtime. The int8 model is
 full-integer quantized with a representative dataset and its accuracy is *measured* with
 the LiteRT interpreter, never assumed.
+
+The int8 model is the Keras model *after* its ``standardize`` layer: a TFLite int8 input has
+one scale for all features, so raw sensors on different scales (0..1 g next to ~101,000 Pa)
+would share one grid and lose their signal. Its input is the standardised vector, and the
+per-feature mean/scale ride in the flatbuffer (:mod:`edgeops.standardization`); every
+runtime here applies them before quantising, so callers still pass raw values.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edgeops import standardization as std
 from edgeops.training import tflm
 
 ONNX_OPSET = 17
@@ -92,7 +99,13 @@ def _interpreter(content: bytes) -> Any:
 
 
 def run_tflite(content: bytes, x: Array) -> Array:
-    """Class probabilities from a .tflite model, de/quantizing int8 I/O as needed."""
+    """Class probabilities ``[n, classes]`` from a .tflite model for raw inputs ``x``
+    ``[n, *input_shape]``: standardised first when the model carries its standardisation,
+    then de/quantizing int8 I/O as needed. Raises ``ValueError``/``RuntimeError`` from the
+    interpreter."""
+    standardization = std.read(content)
+    if standardization is not None:
+        x = standardization.apply(x)
     interp = _interpreter(content)
     inp = interp.get_input_details()[0]
     outp = interp.get_output_details()[0]
@@ -136,9 +149,26 @@ def export_tflite(model: Any, out: Path, x: Array) -> ExportResult:
     )
 
 
-def export_tflite_int8(model: Any, out: Path, x: Array, representative: Array) -> ExportResult:
+def export_tflite_int8(
+    model: Any,
+    out: Path,
+    x: Array,
+    representative: Array,
+    standardization: std.Standardization | None = None,
+) -> ExportResult:
+    """Full-integer int8 model (int8 input and output) written to ``model_int8.tflite``,
+    its probabilities on ``x`` (raw values) measured with LiteRT.
+
+    With ``standardization`` (the statistics the model's ``standardize`` layer was built
+    from) the exported graph starts after that layer, is calibrated on standardised
+    ``representative`` rows, and carries ``standardization`` as metadata."""
     import tensorflow as tf
 
+    if standardization is not None:
+        # The sub-graph after the float standardisation: its input tensor is what gets the
+        # single int8 scale, and standardised features share one range.
+        model = tf.keras.Model(model.get_layer("standardize").output, model.output)
+        representative = standardization.apply(representative)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: (
@@ -148,6 +178,8 @@ def export_tflite_int8(model: Any, out: Path, x: Array, representative: Array) -
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     content = converter.convert()
+    if standardization is not None:
+        content = std.embed(content, standardization)
     path = out / "model_int8.tflite"
     path.write_bytes(content)
     probs = run_tflite(content, x)
@@ -157,10 +189,12 @@ def export_tflite_int8(model: Any, out: Path, x: Array, representative: Array) -
 
 
 def export_tflm(int8_model: bytes, out: Path) -> ExportResult:
+    """The TFLite-Micro bundle (``tflm/model_data.{h,cc}``) of the int8 flatbuffer, with
+    the input standardisation it carries as C arrays for the firmware."""
     bundle = out / "tflm"
     bundle.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name, text in tflm.model_data_files(int8_model).items():
+    for name, text in tflm.model_data_files(int8_model, std.read(int8_model)).items():
         (bundle / name).write_text(text)
         files[f"tflm/{name}"] = bundle / name
     # The bundle is what firmware links; its size on flash is the int8 flatbuffer's.

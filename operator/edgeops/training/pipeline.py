@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edgeops.standardization import Standardization
 from edgeops.training import exports, zoo
 from edgeops.training.evaluation import Evaluation, evaluate
 
@@ -109,6 +110,11 @@ class TrainingResult:
     export_accuracy: dict[str, float]
     history: list[dict[str, float]]
     train_seconds: float
+    #: Export format → why it failed (conversion, or its accuracy check under its runtime);
+    #: a failed export is absent from ``exports`` and fails the gates that need it.
+    export_errors: dict[str, str] = field(default_factory=dict)
+    #: The per-feature standardisation the int8 exports expect their callers to apply.
+    standardization: Standardization | None = None
 
     def metrics(self) -> dict[str, Any]:
         flat: dict[str, Any] = dict(self.evaluation.flat_metrics())
@@ -169,8 +175,15 @@ def train(
     family = zoo.family_for(tuple(data.x_train.shape[1:]), hp.model_family)
     # Per-feature statistics (the last axis), so sensors on different scales train together.
     axes = tuple(range(data.x_train.ndim - 1))
-    mean = data.x_train.mean(axis=axes)
-    variance = np.maximum(data.x_train.var(axis=axes), 1e-6)
+    # float64: float32 sums of values near 101,000 lose the small variance that matters.
+    mean = data.x_train.astype(np.float64).mean(axis=axes)
+    variance = np.maximum(data.x_train.astype(np.float64).var(axis=axes), 1e-6)
+    names = data.feature_names if len(data.feature_names) == len(mean) else []
+    standardization = Standardization(
+        tuple(float(m) for m in mean),
+        tuple(float(s) for s in np.sqrt(variance)),
+        tuple(str(n) for n in names),
+    )
     model = zoo.build_model(
         family,
         tuple(data.x_train.shape[1:]),
@@ -215,17 +228,35 @@ def train(
         "savedmodel": exports.export_saved_model(model, out)
     }
     accuracy: dict[str, float] = {}
+    errors: dict[str, str] = {}
     x_test = data.x_test.astype(np.float32)
-    if "onnx" in formats:
-        results["onnx"] = exports.export_onnx(model, out, x_test, probs)
-    if "tflite" in formats:
-        results["tflite"] = exports.export_tflite(model, out, x_test)
-    if "tflite-int8" in formats or "tflm" in formats:
-        rep = data.x_train[: options.representative_samples].astype(np.float32)
-        int8 = exports.export_tflite_int8(model, out, x_test, rep)
-        results["tflite-int8"] = int8
-        if "tflm" in formats:
-            results["tflm"] = exports.export_tflm(int8.files["model_int8.tflite"].read_bytes(), out)
+    rep = data.x_train[: options.representative_samples].astype(np.float32)
+    steps: list[tuple[str, Any]] = [
+        ("onnx", lambda: exports.export_onnx(model, out, x_test, probs)),
+        ("tflite", lambda: exports.export_tflite(model, out, x_test)),
+        (
+            "tflite-int8",
+            lambda: exports.export_tflite_int8(model, out, x_test, rep, standardization),
+        ),
+        (
+            "tflm",
+            lambda: exports.export_tflm(
+                results["tflite-int8"].files["model_int8.tflite"].read_bytes(), out
+            ),
+        ),
+    ]
+    wanted = set(formats) | ({"tflite-int8"} if "tflm" in formats else set())
+    for fmt, export in steps:
+        if fmt not in wanted:
+            continue
+        if fmt == "tflm" and "tflite-int8" in errors:
+            errors[fmt] = f"needs the int8 model, whose export failed: {errors['tflite-int8']}"
+            continue
+        try:
+            results[fmt] = export()
+        except Exception as exc:  # a converter or runtime failure is this export's verdict
+            errors[fmt] = export_error(exc)
+            print(f"export {fmt} FAILED: {errors[fmt]}", flush=True)
     for fmt, res in results.items():
         if res.probs is not None:
             accuracy[fmt] = float((res.probs.argmax(axis=1) == data.y_test).mean())
@@ -234,7 +265,20 @@ def train(
                 f"accuracy={accuracy[fmt]:.4f}",
                 flush=True,
             )
-    return TrainingResult(family, evaluation, results, accuracy, progress.history, seconds)
+    return TrainingResult(
+        family, evaluation, results, accuracy, progress.history, seconds, errors, standardization
+    )
+
+
+#: Longest export error kept (status messages and results.json stay small).
+MAX_EXPORT_ERROR = 500
+
+
+def export_error(exc: BaseException) -> str:
+    """One line for a failed export: the exception's type and first line of message,
+    e.g. ``RuntimeError: failed to create XNNPACK runtime...`` (bounded)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:MAX_EXPORT_ERROR]
 
 
 def write_json(path: Path, data: Any) -> None:

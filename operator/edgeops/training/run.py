@@ -87,6 +87,8 @@ def publish(
         classes,
         samples,
         result.evaluation.fairness_gap_detail,
+        export_errors=result.export_errors,
+        standardization=result.standardization,
     )
     artifacts.append(_artifact(store, store.put_blob(card.encode()), "model-card", "MODEL_CARD.md"))
     detailed = {
@@ -109,6 +111,8 @@ def publish(
         },
         "metricsUri": f"s3://{store.bucket}/{metrics_ref.key}",
         "artifacts": artifacts,
+        # Exports that failed (format → reason): the evaluator carries them to the gates.
+        "exportErrors": result.export_errors,
     }
     # Last: the operator treats the run as done only when this object exists.
     store.put_json(f"{config['output']['prefix']}/results.json", results)
