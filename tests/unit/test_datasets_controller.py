@@ -171,3 +171,30 @@ def test_versions_deleted_by_retention_leave_the_status_history(
     harness.an_hour_passes()
     assert harness.tick()["versions"] == [current]
     assert [r for r, _ in harness.events][-1] == "RetentionEnforced"
+
+
+def test_objects_not_read_are_named_in_status_and_counted_against_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16.1/16.6: a CSV refused for a repeated column counts all of its rows, and
+    the status and Event say which object and how many rows."""
+    harness = Harness(monkeypatch, SPEC)
+    harness.drop("a.csv", ROWS[:40])
+    harness.store.put_bytes(
+        f"inbox/{NS}/{NAME}/twice.csv",
+        ("t,ax,label,ax\n" + "".join(f"{i},1,run,2\n" for i in range(100, 110))).encode(),
+    )
+    status = harness.tick()
+    source = f"s3://edgeops/inbox/{NS}/{NAME}/twice.csv"
+    detail = (
+        "csv file: column 'ax' appears 2 times in the header (columns 2, 4); the file is refused"
+    )
+    assert status["rejected"] == {
+        "total": 10,
+        "byReason": {"Malformed": 10},
+        "unread": [{"source": source, "rows": 10, "reason": "Malformed", "detail": detail}],
+    }
+    validated = harness.condition("Validated")
+    assert validated[:2] == ("False", "TooManyRejected")  # 10 of 50 > 10 %
+    assert validated[2].startswith("10 of 50 rows rejected (20.0% > limit 10.0%)")
+    assert f"not read: {source}: 10 rows" in validated[2]
