@@ -348,6 +348,19 @@ def _jsonl(data: bytes, source: str, encoding: str | None) -> Iterator[Row | Rej
                 source, number, RejectReason.MALFORMED, "not a JSON object", {"_raw": record}
             )
             continue
+        try:
+            # A "\ud800" escape parses to a lone surrogate, which is not text: it could not
+            # be stored or hashed (UTF-8), so it would fail the whole collection later.
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            yield Rejected(
+                source,
+                number,
+                RejectReason.MALFORMED,
+                "a string holds a lone UTF-16 surrogate escape (not text)",
+                {"_raw": _shown(line)},
+            )
+            continue
         yield record
 
 
