@@ -218,7 +218,11 @@ class DatasetSchema(ApiModel):
         description="Input columns, in model input order.",
     )
     label: Identifier | None = Field(
-        None, description="Column holding the class label; absent for unlabelled data."
+        None,
+        description="Column holding the class label; absent for unlabelled data. Classes "
+        "are compared by value: integral numbers are written as integers (0, 0.0 and '0.0' "
+        "are class '0'), other numbers as the shortest float text ('2.50' is '2.5'), other "
+        "text stripped of surrounding spaces; the same holds for slice and row-key values.",
     )
     slice_columns: list[Identifier] | None = Field(
         None,

@@ -259,6 +259,7 @@ def _report(
         rejected=result.rejected,
         limit=spec.validation.max_rejected_fraction,
         counts=counts,
+        uncounted=sum(1 for u in result.unread if u.get("rows") is None),
     )
     validated = updates[ConditionType.VALIDATED]
     _storage_recovered(body, status)
@@ -267,7 +268,10 @@ def _report(
     patch.status["versions"] = [_status_version(v) for v in result.history[-spec.history_limit :]]
     rejected: dict[str, Any] = {"total": result.rejected, "byReason": result.by_reason}
     if result.unread:
-        rejected["unread"] = result.unread[:32]
+        # An unknown row count is left out (null is not an integer to the API server).
+        rejected["unread"] = [
+            {k: v for k, v in u.items() if v is not None} for u in result.unread[:32]
+        ]
     patch.status["rejected"] = rejected
     if result.repeated:
         return  # the last collection's result again: its time and Events stand
