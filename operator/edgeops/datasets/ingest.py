@@ -26,6 +26,7 @@ from .inflight import hold
 from .manifest import ManifestEntry, manifest_bytes, version_id
 from .profile import build_profile, class_balance
 from .protocol import Store
+from .readers import READ_RULES
 from .rows import Row
 from .sources import (
     HttpFetch,
@@ -344,6 +345,7 @@ def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceB
         "governance": _governance_labels(spec),
         "sources": sorted(b.fingerprint for b in batches),
     }
+    relevant["readRules"] = READ_RULES
     if any(s.encoding for s in spec.sources):
         # Only when declared, so the fingerprints of existing Datasets stay as they were.
         relevant["encodings"] = [s.encoding for s in spec.sources]

@@ -35,6 +35,12 @@ from edgeops.settings import settings
 
 from .rows import Rejected, RejectReason, Row
 
+#: The rules by which files become typed rows (readers and cleaning). A collection's
+#: fingerprint includes it, so a change to them (2: issue 16's exact ints, declared missing
+#: tokens, labels by value, rows after a bad record) re-reads unchanged sources once; the
+#: same content still gets the same version id.
+READ_RULES: Final = 2
+
 #: Bytes in a MiB, the unit of the size settings.
 MIB: Final = 1024 * 1024
 
