@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,21 @@ def test_npz_arrays_of_different_lengths_count_every_row() -> None:
     assert (reject.reason, reject.rows) == ("Malformed", 40)
     assert "x: 40, n: 40, label: 39" in reject.detail
     assert _clean([reject]).invalid_count == 40
+
+
+def test_npz_member_that_does_not_inflate_counts_the_rows_its_headers_declare() -> None:
+    rows = 3000
+    values = np.random.default_rng(7).normal(size=rows)  # 24 kB that deflate cannot shrink
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=values, n=np.arange(rows), label=np.array(["a"] * rows))
+    data = bytearray(buffer.getvalue())
+    member = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("x.npy")
+    start = member.header_offset + 30 + len("x.npy") + len(member.extra) + 12_000
+    data[start : start + 64] = bytes(64)  # past the .npy header: the headers still read
+    (reject,) = _read(bytes(data), "npz")
+    assert isinstance(reject, Rejected)
+    assert (reject.reason, reject.rows) == ("Unreadable", rows)
+    assert "an array does not load" in reject.detail
 
 
 def test_npz_column_in_x_and_as_an_array_is_refused() -> None:

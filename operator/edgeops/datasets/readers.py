@@ -23,6 +23,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -223,6 +224,7 @@ _READ_ERRORS: Final = (
     EOFError,
     csv.Error,
     zipfile.BadZipFile,
+    zlib.error,  # a deflated npz member that does not inflate
 )
 
 
@@ -518,8 +520,15 @@ def _npz(data: bytes, columns: Sequence[str], label: str, limits: ReadLimits) ->
             f"not a NumPy archive ({type(error).__name__}): its rows cannot be counted", None
         ) from None
     with archive:
-        _check_npz(archive, limits)
-        arrays = {name: archive[name] for name in archive.files}
+        declared = _check_npz(archive, limits)
+        try:
+            arrays = {name: archive[name] for name in archive.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            # A member that does not inflate (bad CRC, cut short): the headers said how
+            # many rows the archive holds.
+            raise UnreadableError(
+                f"an array does not load ({type(error).__name__})", declared
+            ) from None
     longest = max((len(a) if a.ndim else 1 for a in arrays.values()), default=0)
     if "X" in arrays:
         matrix = arrays.pop("X")
@@ -572,9 +581,10 @@ def _npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
-def _check_npz(archive: Any, limits: ReadLimits) -> None:
+def _check_npz(archive: Any, limits: ReadLimits) -> int:
     """Raises LimitExceededError (or ValueError for a malformed header) unless every
-    array of ``archive`` (an open ``NpzFile``) fits ``limits``, from headers alone."""
+    array of ``archive`` (an open ``NpzFile``) fits ``limits``, from headers alone.
+    Returns the rows the headers declare (the longest array's length, at least 1)."""
     members = archive.zip.infolist()
     if len(members) > MAX_NPZ_ARRAYS:
         raise LimitExceededError(f"{len(members)} arrays, more than {MAX_NPZ_ARRAYS}")
@@ -596,3 +606,4 @@ def _check_npz(archive: Any, limits: ReadLimits) -> None:
         raise LimitExceededError(_too_much_data("arrays of", declared, limits), rows)
     if allocated > limits.max_decompressed_bytes:
         raise LimitExceededError(_too_much_data("arrays that declare", allocated, limits), rows)
+    return max(rows, 1)
