@@ -171,3 +171,64 @@ def test_versions_deleted_by_retention_leave_the_status_history(
     harness.an_hour_passes()
     assert harness.tick()["versions"] == [current]
     assert [r for r, _ in harness.events][-1] == "RetentionEnforced"
+
+
+def test_objects_not_read_are_named_in_status_and_counted_against_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16.1/16.6: a CSV refused for a repeated column counts all of its rows, and
+    the status and Event say which object and how many rows."""
+    harness = Harness(monkeypatch, SPEC)
+    harness.drop("a.csv", ROWS[:40])
+    harness.store.put_bytes(
+        f"inbox/{NS}/{NAME}/twice.csv",
+        ("t,ax,label,ax\n" + "".join(f"{i},1,run,2\n" for i in range(100, 110))).encode(),
+    )
+    status = harness.tick()
+    source = f"s3://edgeops/inbox/{NS}/{NAME}/twice.csv"
+    detail = (
+        "csv file: column 'ax' appears 2 times in the header (columns 2, 4); the file is refused"
+    )
+    assert status["rejected"] == {
+        "total": 10,
+        "byReason": {"Malformed": 10},
+        "unread": [{"source": source, "rows": 10, "reason": "Malformed", "detail": detail}],
+    }
+    validated = harness.condition("Validated")
+    assert validated[:2] == ("False", "TooManyRejected")  # 10 of 50 > 10 %
+    assert validated[2].startswith("10 of 50 rows rejected (20.0% > limit 10.0%)")
+    assert f"not read: {source}: 10 rows" in validated[2]
+
+
+def test_an_object_whose_rows_cannot_be_counted_refuses_the_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16.1: a Parquet file cut before its footer hides how many rows it held, so
+    no rejected share can be claimed: nothing is published and the message says why."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"t": i, "ax": i * 0.5, "label": "run" if i % 3 else "walk", "site": "a"} for i in range(60)
+    ]
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    data = buffer.getvalue()
+    harness = Harness(monkeypatch, {**SPEC, "format": "parquet"})
+    harness.store.put_bytes(f"inbox/{NS}/{NAME}/good.parquet", data)
+    harness.store.put_bytes(f"inbox/{NS}/{NAME}/cut.parquet", data[: len(data) // 2])
+    status = harness.tick()
+    source = f"s3://edgeops/inbox/{NS}/{NAME}/cut.parquet"
+    (unread,) = status["rejected"]["unread"]
+    assert unread["source"] == source and "rows" not in unread  # unknown
+    assert unread["reason"] == "Unreadable"
+    assert status["latestVersion"] is None
+    validated = harness.condition("Validated")
+    assert validated[:2] == ("False", "TooManyRejected")
+    assert validated[2].startswith(
+        "1 source object(s) could not be read and their rows cannot be counted"
+    )
+    assert f"not read: {source}: unknown rows" in validated[2]
+    assert "60 rows accepted" in validated[2]

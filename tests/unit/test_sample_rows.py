@@ -82,13 +82,33 @@ def test_a_valid_row_becomes_features_label_and_slice_columns() -> None:
         (_row(steps=2**60), "rows[1].features.steps: must be within"),
         (_row(mode=3), "rows[1].features.mode: must be a string"),
         (_row(moving="yes"), "rows[1].features.moving: must be true or false"),
-        (_row(moving="NA"), "rows[1].features.moving: has no value"),
+        (_row(moving=" "), "rows[1].features.moving: has no value"),
+        (_row(moving="NA"), "rows[1].features.moving: must be true or false"),  # not declared
         (_row(label=None), "rows[1].label: required: the Dataset is labelled"),
-        (_row(label="nan"), "rows[1].label: required"),
+        (_row(label=" "), "rows[1].label: required"),
     ],
 )  # fmt: skip
 def test_an_invalid_row_is_named_by_index_and_field(row: SampleRow, message: str) -> None:
     assert message in _fails(row)
+
+
+def test_only_declared_tokens_are_missing_na_is_a_value() -> None:
+    """Issue 16.5, mirrored at upload: 'NA' (Namibia) is a value unless declared."""
+    schema = DatasetSchema.model_validate(
+        {
+            "features": [
+                {"name": "country", "type": "string"},
+                {"name": "ax", "type": "float", "nullable": True, "missingTokens": ["NA"]},
+            ],
+            "label": "label",
+        }
+    )
+    records = sample_records([_row_of(country="NA", ax="NA", label="nan")], schema, RULES, LABELS)
+    assert records == [{"country": "NA", "ax": None, "label": "nan"}]
+
+
+def _row_of(label: str, **features: Any) -> SampleRow:
+    return SampleRow.model_validate({"features": features, "label": label})
 
 
 def test_the_datasets_rules_decide_missing_values_and_ranges() -> None:

@@ -71,7 +71,9 @@ from .dataset import (
     InboxSource,
     LegalBasis,
     RejectedSummary,
+    SourceEncoding,
     Split,
+    UnreadObject,
     ValidationRules,
 )
 from .device import (
@@ -227,6 +229,7 @@ __all__ = [
     "SliceMetrics",
     "Slot",
     "Slots",
+    "SourceEncoding",
     "Split",
     "StatusBase",
     "StatusModel",
@@ -240,6 +243,7 @@ __all__ = [
     "TrainingRunStatus",
     "TrainingTemplate",
     "TriggerState",
+    "UnreadObject",
     "UpdateResult",
     "Uri",
     "ValidationRules",

@@ -7,9 +7,9 @@ object, so the same content always gets the same version and retraining is repro
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from .common import (
     CRON,
@@ -34,6 +34,15 @@ DataFormat = Literal["csv", "jsonl", "parquet", "npz"]
 FeatureType = Literal["float", "int", "string", "bool"]
 Classification = Literal["public", "internal", "confidential", "personal"]
 DeletionPolicy = Literal["Retain", "Delete"]
+#: Encodings a CSV or JSON Lines source may declare (Python codec names): UTF-8 (the
+#: default; a byte-order mark is dropped), UTF-16 (with a byte-order mark, as Windows tools
+#: write "Unicode" text; -le/-be without one), and the common legacy single- and multi-byte
+#: code pages.
+SourceEncoding = Literal[
+    "utf-8", "utf-16", "utf-16-le", "utf-16-be", "iso-8859-1", "iso-8859-15",
+    "windows-1250", "windows-1251", "windows-1252", "shift_jis", "euc-jp", "gb18030", "big5",
+    "euc-kr", "koi8-r",
+]  # fmt: skip
 LegalBasis = Literal[
     "consent", "contract", "legal-obligation", "vital-interests", "public-task",
     "legitimate-interests",
@@ -46,6 +55,8 @@ _INBOX_NAMESPACE = r"^inbox/[a-z0-9]([-a-z0-9]*[a-z0-9])?/"
 _INBOX_ROOT = "sources[].inbox.prefix: must start with inbox/<namespace>/"
 _INBOX_SLASH = "sources[].inbox.prefix: must end with /"
 _INBOX_DOTS = "sources[].inbox.prefix: must not contain '..'"
+_ENCODING_FORMAT = "sources[].encoding: only for format csv or jsonl (text files)"
+_ENCODING_BUILTIN = "sources[].encoding: a builtin source brings its own files"
 
 
 class HttpSource(ApiModel):
@@ -127,6 +138,13 @@ class DatasetSource(ApiModel):
     http: HttpSource | None = Field(None, description="A file downloaded over HTTP(S).")
     inbox: InboxSource | None = Field(None, description="The gateway's device sample inbox.")
     builtin: BuiltinSource | None = Field(None, description="A dataset shipped with EdgeOps.")
+    encoding: SourceEncoding | None = Field(
+        None,
+        description="Text encoding of the source's CSV or JSON Lines files (not for parquet "
+        "or npz, nor for builtin sources). Absent: UTF-8, a byte-order mark dropped; bytes "
+        "that do not decode reject only the rows they are in (reason Unreadable, with the "
+        "line).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetSource:
@@ -156,6 +174,21 @@ class Feature(ApiModel):
     min: float | None = Field(None, description="Smallest valid value (range check).")
     max: float | None = Field(None, description="Largest valid value (range check).")
     nullable: bool = Field(False, description="Whether missing values are valid.")
+    missing_tokens: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] | None = (
+        Field(
+            None,
+            max_length=16,
+            json_schema_extra=LIST_SET,
+            description="Text that means 'missing' in this column, compared case-sensitively "
+            "with the cell stripped of spaces, e.g. ['NA', 'null', '-999']. Absent: only an "
+            "empty cell (or JSON/Parquet null, NaN) is missing, so 'NA' (Namibia) is a value.",
+        )
+    )
+
+    @field_validator("missing_tokens")
+    @classmethod
+    def _unique_tokens(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else unique(value)
 
     @model_validator(mode="after")
     def _range(self) -> Feature:
@@ -185,7 +218,11 @@ class DatasetSchema(ApiModel):
         description="Input columns, in model input order.",
     )
     label: Identifier | None = Field(
-        None, description="Column holding the class label; absent for unlabelled data."
+        None,
+        description="Column holding the class label; absent for unlabelled data. Classes "
+        "are compared by value: integral numbers are written as integers (0, 0.0 and '0.0' "
+        "are class '0'), other numbers as the shortest float text ('2.50' is '2.5'), other "
+        "text stripped of surrounding spaces; the same holds for slice and row-key values.",
     )
     slice_columns: list[Identifier] | None = Field(
         None,
@@ -354,7 +391,12 @@ class DatasetSpec(ApiModel):
             cel(
                 "has(self.schema) || self.sources.all(s, has(s.builtin))",
                 "spec.schema: required unless every source is builtin",
-            )
+            ),
+            cel(
+                "self.format in ['csv', 'jsonl'] || self.sources.all(s, !has(s.encoding))",
+                _ENCODING_FORMAT,
+            ),
+            cel("self.sources.all(s, !has(s.builtin) || !has(s.encoding))", _ENCODING_BUILTIN),
         )
     )
 
@@ -381,6 +423,11 @@ class DatasetSpec(ApiModel):
     def _schema_needed(self) -> DatasetSpec:
         if self.data_schema is None and not all(s.builtin for s in self.sources):
             raise ValueError("spec.schema: required unless every source is builtin")
+        encoded = [s for s in self.sources if s.encoding is not None]
+        if encoded and self.format not in ("csv", "jsonl"):
+            raise ValueError(_ENCODING_FORMAT)
+        if any(s.builtin is not None for s in encoded):
+            raise ValueError(_ENCODING_BUILTIN)
         return self
 
 
@@ -400,6 +447,21 @@ class DatasetVersion(StatusModel):
     )
 
 
+class UnreadObject(StatusModel):
+    """A source object (or part of one) that was not read, so its rows are counted as
+    rejected without being seen."""
+
+    source: str = Field(max_length=2048, description="The object: s3:// URI or URL.")
+    rows: int | None = Field(
+        None,
+        ge=0,
+        description="Rows not read (counted as rejected). Absent: unknown (the object does "
+        "not say, e.g. a Parquet file cut before its footer), which fails the collection.",
+    )
+    reason: str = Field(max_length=64, description="Unreadable, Malformed or TooLarge.")
+    detail: str = Field("", max_length=512, description="What was wrong, and where.")
+
+
 class RejectedSummary(StatusModel):
     """Rows rejected by the last collection."""
 
@@ -408,6 +470,13 @@ class RejectedSummary(StatusModel):
         default_factory=dict,
         max_length=32,
         description="Rejected rows per reason (MissingValue, OutOfRange, Duplicate, ...).",
+    )
+    unread: list[UnreadObject] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Objects, or parts of them, that were not read, with how many rows each "
+        "held (included in total): a header with a repeated column, a Parquet row group "
+        "that does not decode, npz arrays that do not line up, an object over a size limit.",
     )
 
 

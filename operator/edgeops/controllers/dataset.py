@@ -259,13 +259,20 @@ def _report(
         rejected=result.rejected,
         limit=spec.validation.max_rejected_fraction,
         counts=counts,
+        uncounted=sum(1 for u in result.unread if u.get("rows") is None),
     )
     validated = updates[ConditionType.VALIDATED]
     _storage_recovered(body, status)
     _write(patch, status, generation, now, conditions, updates)
     patch.status["latestVersion"] = latest["id"] if latest else None
     patch.status["versions"] = [_status_version(v) for v in result.history[-spec.history_limit :]]
-    patch.status["rejected"] = {"total": result.rejected, "byReason": result.by_reason}
+    rejected: dict[str, Any] = {"total": result.rejected, "byReason": result.by_reason}
+    if result.unread:
+        # An unknown row count is left out (null is not an integer to the API server).
+        rejected["unread"] = [
+            {k: v for k, v in u.items() if v is not None} for u in result.unread[:32]
+        ]
+    patch.status["rejected"] = rejected
     if result.repeated:
         return  # the last collection's result again: its time and Events stand
     patch.status["lastCollectionTime"] = format_time(now)
@@ -285,7 +292,16 @@ def _counts(result: CollectionResult) -> str:
         text += f" ({reasons})"
     if result.duplicates:
         text += f", {result.duplicates} duplicates dropped"
-    return text + f", from {result.sources} source objects"
+    text += f", from {result.sources} source objects"
+    if result.unread:
+        # Object names and counts only (details are in status.rejected.unread).
+        parts = [
+            f"{u['source']}: {'unknown' if u['rows'] is None else u['rows']} rows"
+            for u in result.unread[:5]
+        ]
+        more = len(result.unread) - len(parts)
+        text += "; not read: " + ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+    return text
 
 
 def _status_version(record: dict[str, Any]) -> dict[str, Any]:

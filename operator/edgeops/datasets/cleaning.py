@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 from edgeops.api import DatasetSchema, Feature, ValidationRules
 from edgeops.canonical_json import sorted_json
@@ -45,7 +47,7 @@ class CleanResult:
     def rejected_by_reason(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for rejected in self.rejected:
-            counts[rejected.reason] += rejected.rows
+            counts[rejected.reason] += rejected.counted
         if self.duplicates:
             counts[RejectReason.DUPLICATE] = self.duplicates
         return dict(sorted(counts.items()))
@@ -54,10 +56,33 @@ class CleanResult:
     def invalid_count(self) -> int:
         """Rows rejected as invalid; duplicates are redundant, not invalid, so they do not
         count against the rejected-fraction limit. A whole object rejected unread counts
-        as the rows it declares."""
-        return sum(r.rows for r in self.rejected)
+        as the rows it declares (one when it declares none)."""
+        return sum(r.counted for r in self.rejected)
+
+    @property
+    def unread(self) -> list[dict[str, Any]]:
+        """Per source object, the rows of it that were not read (``rows`` ``None``:
+        unknown) and why: whole objects refused, Parquet row groups that did not decode."""
+        by_source: dict[str, dict[str, Any]] = {}
+        for rejected in self.rejected:
+            if not rejected.unread:
+                continue
+            entry = by_source.setdefault(
+                rejected.source,
+                {"source": rejected.source, "rows": 0, "reason": rejected.reason, "detail": ""},
+            )
+            known = entry["rows"] is not None and rejected.rows is not None
+            entry["rows"] = entry["rows"] + rejected.rows if known else None
+            entry["detail"] = (
+                rejected.detail if not entry["detail"] else f"{entry['detail']}; {rejected.detail}"
+            )[:512]
+        return [by_source[source] for source in sorted(by_source)]
 
     def invalid_fraction(self) -> float:
+        """Rejected rows over rows seen; 1 when an object could not be read and does not
+        say how many rows it holds, since then no fraction below 1 can be known true."""
+        if any(r.rows is None for r in self.rejected):
+            return 1.0
         seen = len(self.accepted) + self.invalid_count
         return self.invalid_count / seen if seen else 0.0
 
@@ -128,7 +153,7 @@ def _typed_row(
         value = raw.get(name, _MISSING)
         if value is _MISSING:
             raise _InvalidError(RejectReason.MISSING_COLUMN, f"column {name} is absent")
-        if _is_missing(value):
+        if _is_missing(value, feature.missing_tokens):
             if feature.nullable:
                 typed[name] = None
                 continue
@@ -153,12 +178,12 @@ def _typed_row(
         typed[name] = converted
     for name in extras:
         value = raw.get(name, _MISSING)
-        if value is _MISSING or _is_missing(value):
+        if value is _MISSING or _is_missing(value, None):
             raise _InvalidError(RejectReason.MISSING_VALUE, f"column {name} has no value")
         _require_finite(name, value)
-        # Labels, slice and key columns are categories: one canonical string form, so "1"
-        # from CSV and 1 from JSON are the same class.
-        typed[name] = _as_category(value)
+        # Labels, slice and key columns are categories: one canonical string form by value,
+        # so "1" from CSV, 1 and 1.0 from JSON and "1.0" from another CSV are one class.
+        typed[name] = category(value)
     return typed, gaps
 
 
@@ -174,13 +199,7 @@ def _coerce(value: Any, feature: Feature, coercions: Counter[str]) -> Any:
             converted: Any = float(value)
             _require_finite(feature.name, converted)
         elif kind == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value) if not isinstance(value, int) else value
-            _require_finite(feature.name, number)
-            if isinstance(number, float) and not number.is_integer():
-                raise ValueError
-            converted = int(number)
+            converted = _exact_int(feature.name, value)
         elif kind == "bool":
             if isinstance(value, bool):
                 converted = value
@@ -191,7 +210,7 @@ def _coerce(value: Any, feature: Feature, coercions: Counter[str]) -> Any:
             else:
                 raise ValueError
         else:
-            converted = value if isinstance(value, str) else _as_category(value)
+            converted = value if isinstance(value, str) else category(value)
     except (ValueError, TypeError, OverflowError):
         raise _InvalidError(
             RejectReason.TYPE_MISMATCH, f"column {feature.name} is not a valid {kind}"
@@ -206,20 +225,75 @@ def _require_finite(name: str, value: Any) -> None:
         raise _InvalidError(RejectReason.NOT_FINITE, f"column {name} is not finite")
 
 
-def _is_missing(value: Any) -> bool:
+def _exact_int(name: str, value: Any) -> int:
+    """``value`` as an exact ``int``: integer text ("9007199254740993") is parsed as an
+    integer, never through ``float``, so values beyond 2**53 (nanosecond timestamps,
+    64-bit counters) stay exact; other numeric text ("4.0", "1e3") is parsed as a decimal
+    and must be integral. Raises ValueError, or _InvalidError (NotFinite)."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        _require_finite(name, value)
+        if not value.is_integer():
+            raise ValueError
+        return int(value)
+    text = str(value).strip()
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    _require_finite(name, float(text))  # "1e999", "inf": NotFinite, as for floats
+    number = Decimal(text)
+    if number != number.to_integral_value():
+        raise ValueError
+    return int(number)
+
+
+#: Integer text: optional sign, ASCII digits (parsed with int(); anything else goes the
+#: decimal way, as a float feature's text does).
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+#: Decimal text with a point or an exponent: the spellings of a number that a float
+#: writes ("1.0", "2.50", "1e3").
+_DECIMAL: Final = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][+-]?[0-9]+)?")
+
+
+def _is_missing(value: Any, tokens: Sequence[str] | None) -> bool:
+    """Whether ``value`` is missing: ``None``, a float NaN (JSON null, Parquet null or
+    NaN), text that is empty or only spaces, or text equal (after stripping spaces,
+    case-sensitive) to one of the column's declared ``tokens``. Nothing else: "NA" is
+    Namibia unless the schema declares it a missing token."""
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip() == "" or value.strip().lower() in ("na", "nan", "null")
+        text = value.strip()
+        return text == "" or (tokens is not None and text in tokens)
     return isinstance(value, float) and math.isnan(value)
 
 
-def _as_category(value: Any) -> str:
+def category(value: Any) -> str:
+    """The canonical text of a label, slice or key value, by value, not Python type:
+    booleans "true"/"false"; a number that is integral is written as an integer (1, 1.0,
+    "1.0" and "1.00" are all "1"; -0.0 is "0"), any other number as the shortest text
+    that reads back as the same float ("2.50" and 2.5 are "2.5"); other text stripped of
+    surrounding spaces and otherwise kept ("01" and "A" stay). Numeric text counts as a
+    number only when written with a decimal point or exponent, so identifiers with
+    leading zeros keep them."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).strip()
+    if _DECIMAL.fullmatch(text):
+        number = float(text)
+        if not math.isfinite(number):
+            return text  # beyond a float: no number a JSON reader would give either
+        exact = Decimal(text)
+        if exact == exact.to_integral_value():
+            return str(int(exact))
+        return repr(number)
+    return text
 
 
 def _fill(feature: Feature, mean: float) -> Any:

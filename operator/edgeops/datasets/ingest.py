@@ -26,6 +26,7 @@ from .inflight import hold
 from .manifest import ManifestEntry, manifest_bytes, version_id
 from .profile import build_profile, class_balance
 from .protocol import Store
+from .readers import READ_RULES
 from .rows import Row
 from .sources import (
     HttpFetch,
@@ -61,6 +62,8 @@ class CollectionResult:
     coercions: dict[str, int] = field(default_factory=dict)
     rejected_uri: str | None = None
     sources: int = 0
+    #: Per source object, the rows of it that were not read (CleanResult.unread).
+    unread: list[dict[str, Any]] = field(default_factory=list)
     #: Sources and spec unchanged: nothing was read and the last collection's counts are
     #: replayed; its outcome too if it was TooManyRejected (the same rows are still bad),
     #: NoNewData otherwise.
@@ -82,6 +85,7 @@ class CollectionResult:
             "coercions": self.coercions,
             "rejectedUri": self.rejected_uri,
             "sources": self.sources,
+            "unread": self.unread,
         }
 
 
@@ -144,6 +148,7 @@ def collect(
         by_reason=cleaned.rejected_by_reason,
         coercions=dict(cleaned.coercions),
         sources=len(batches),
+        unread=cleaned.unread,
     )
     if cleaned.invalid_fraction() > spec.validation.max_rejected_fraction:
         key = layout.failed_rejects_key(namespace, name, fingerprint)
@@ -191,6 +196,7 @@ def _repeat(
         coercions=dict(last.get("coercions") or {}),
         rejected_uri=last.get("rejectedUri"),
         sources=int(last.get("sources", 0)),
+        unread=list(last.get("unread") or []),
         repeated=True,
     )
 
@@ -331,7 +337,7 @@ def _rejects_jsonl(cleaned: CleanResult) -> bytes:
 def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceBatch]) -> str:
     """What a collection depends on: every source object's identity and the parts of the
     spec that change the result."""
-    relevant = {
+    relevant: dict[str, Any] = {
         "format": spec.format,
         "schema": schema.model_dump(mode="json", by_alias=True, exclude_none=True),
         "validation": spec.validation.model_dump(mode="json", by_alias=True),
@@ -339,6 +345,10 @@ def _fingerprint(spec: DatasetSpec, schema: DatasetSchema, batches: list[SourceB
         "governance": _governance_labels(spec),
         "sources": sorted(b.fingerprint for b in batches),
     }
+    relevant["readRules"] = READ_RULES
+    if any(s.encoding for s in spec.sources):
+        # Only when declared, so the fingerprints of existing Datasets stay as they were.
+        relevant["encodings"] = [s.encoding for s in spec.sources]
     return hashlib.sha256(sorted_json(relevant)).hexdigest()
 
 

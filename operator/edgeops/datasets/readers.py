@@ -1,16 +1,30 @@
 """Parsing CSV, JSON Lines, Parquet and NumPy archives into rows.
 
 A reader yields a row dict per record, or a :class:`Rejected` for a record it cannot parse,
-so one bad line never hides the good ones and every failure is counted.
+so one bad line never hides the good ones and every failure is counted. A failure partway
+through an object never drops the rest silently: the reader goes on after a bad CSV
+record, JSON line or Parquet row group, and what cannot be read at all is rejected with the
+number of rows it holds (``Rejected.rows``; ``None`` when not even that can be known, which
+fails the collection's rejected-fraction gate, see :mod:`edgeops.datasets.cleaning`).
+
+Text (CSV, JSON Lines) is decoded with the source's declared encoding, UTF-8 by default;
+a byte-order mark is dropped. Bytes that do not decode spoil only the records they are in:
+they are decoded to a marker no valid text holds, and a record that contains it is
+rejected (``Unreadable``) with its line, so a file in another encoding keeps its ASCII
+rows and says how many it could not read.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
 import json
 import math
+import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,6 +35,12 @@ from edgeops.api import DataFormat
 from edgeops.settings import settings
 
 from .rows import Rejected, RejectReason, Row
+
+#: The rules by which files become typed rows (readers and cleaning). A collection's
+#: fingerprint includes it, so a change to them (2: issue 16's exact ints, declared missing
+#: tokens, labels by value, rows after a bad record) re-reads unchanged sources once; the
+#: same content still gets the same version id.
+READ_RULES: Final = 2
 
 #: Bytes in a MiB, the unit of the size settings.
 MIB: Final = 1024 * 1024
@@ -35,6 +55,56 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
 
 def matches_format(key: str, fmt: DataFormat) -> bool:
     return key.lower().endswith(EXTENSIONS[fmt])
+
+
+#: What an undecodable byte sequence becomes: a lone surrogate, which no strict decoder
+#: produces from valid input, so its presence in a record means "bytes lost here".
+_UNDECODABLE: Final = "\udcff"
+_ERRORS: Final = "edgeops-undecodable"
+
+
+def _mark(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return _UNDECODABLE, error.end
+
+
+codecs.register_error(_ERRORS, _mark)
+
+
+class UnreadableError(Exception):
+    """A whole object (or what is left of it) cannot be read. ``rows``: how many rows
+    that loses, ``None`` when the object does not say (e.g. a Parquet file cut before
+    its footer). ``reason``: Unreadable, or Malformed for an object that reads but whose
+    structure is wrong (a repeated column, arrays that do not line up)."""
+
+    def __init__(
+        self, message: str, rows: int | None, reason: str = RejectReason.UNREADABLE
+    ) -> None:
+        super().__init__(message)
+        self.rows = rows
+        self.reason = reason
+
+
+def decode_text(data: bytes, encoding: str | None) -> str:
+    """``data`` decoded with ``encoding`` (a Python codec name; ``None``: UTF-8), without a
+    leading byte-order mark. Undecodable bytes become ``_UNDECODABLE`` (see
+    :func:`undecodable`); never raises for bad bytes."""
+    return data.decode(encoding or "utf-8", errors=_ERRORS).removeprefix("\ufeff")
+
+
+def undecodable(text: str) -> bool:
+    """Whether ``text`` (from :func:`decode_text`) held bytes that did not decode."""
+    return _UNDECODABLE in text
+
+
+def _encoding_hint(data: bytes, encoding: str | None) -> str:
+    """Why text did not decode and what to do, for a reject's detail."""
+    name = encoding or "utf-8"
+    hint = f"bytes that are not valid {name}"
+    if encoding is None and data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        hint += " (the object starts with a UTF-16 byte-order mark)"
+    return hint + "; declare the source's encoding (sources[].encoding)"
 
 
 @dataclass(frozen=True)
@@ -79,9 +149,17 @@ def read_rows(
     features: Sequence[str] = (),
     label: str | None = None,
     limits: ReadLimits | None = None,
+    encoding: str | None = None,
 ) -> Iterator[Row | Rejected]:
     """Rows of one file. ``features`` and ``label`` name an npz archive's ``X`` columns and
-    its ``y`` vector.
+    its ``y`` vector; ``encoding`` (a Python codec name, default UTF-8) decodes CSV and
+    JSON Lines.
+
+    A record that cannot be parsed is a :class:`Rejected` with its reason and line (or
+    row position), and reading goes on. What cannot be read at all (a CSV header with a
+    repeated column, a Parquet row group that does not decode, npz arrays of different
+    lengths) is one :class:`Rejected` whose ``rows`` counts the rows it loses (``None``:
+    unknown).
 
     An object over one of ``limits`` (default: the settings) yields a single
     :class:`Rejected` with reason ``TooLarge`` whose detail names the setting, and no
@@ -102,11 +180,11 @@ def read_rows(
     held: list[Row | Rejected] = []
     try:
         if fmt == "csv":
-            records = _csv(data, source)
+            records = _csv(data, source, encoding)
         elif fmt == "jsonl":
-            records = _jsonl(data, source)
+            records = _jsonl(data, source, encoding)
         elif fmt == "parquet":
-            records = _parquet(data, limits)
+            records = _parquet(data, source, limits)
         else:
             records = _npz(data, features, label or "label", limits)
         for record in records:
@@ -118,18 +196,42 @@ def read_rows(
     except LimitExceededError as error:
         yield too_large(source, error)
         return
-    except (UnicodeDecodeError, ValueError, OSError, KeyError, csv.Error) as error:
-        # The records before the failure are kept; the rest of the file is unreadable.
+    except UnreadableError as error:
         yield from held
-        yield Rejected(source, None, RejectReason.UNREADABLE, f"{fmt} file: {type(error).__name__}")
+        yield Rejected(source, None, error.reason, f"{fmt} file: {error}", rows=error.rows)
+        return
+    except _READ_ERRORS as error:
+        # The records before the failure are kept; how many follow it is unknown.
+        yield from held
+        yield Rejected(
+            source,
+            None,
+            RejectReason.UNREADABLE,
+            f"{fmt} file: {type(error).__name__} after {len(held)} records; "
+            "the rest could not be read or counted",
+            rows=None,
+        )
         return
     yield from held
+
+
+#: What a reader's libraries raise for input they cannot parse.
+_READ_ERRORS: Final = (
+    UnicodeError,
+    ValueError,
+    OSError,
+    KeyError,
+    EOFError,
+    csv.Error,
+    zipfile.BadZipFile,
+    zlib.error,  # a deflated npz member that does not inflate
+)
 
 
 def _count(records: Iterator[Row | Rejected]) -> int:
     """How many more records ``records`` yields (those before a parse error)."""
     counted = 0
-    with contextlib.suppress(UnicodeDecodeError, ValueError, OSError, KeyError, csv.Error):
+    with contextlib.suppress(*_READ_ERRORS):
         for _ in records:
             counted += 1
     return counted
@@ -146,17 +248,50 @@ def _too_much_data(what: str, size: int, limits: ReadLimits) -> str:
     )
 
 
-def _csv(data: bytes, source: str) -> Iterator[Row | Rejected]:
-    text = data.decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
+def _csv(data: bytes, source: str, encoding: str | None) -> Iterator[Row | Rejected]:
+    """Rows of a CSV file (header first). A record the csv module refuses (e.g. a field
+    over its field size limit, 131072 characters) or that holds undecodable bytes is
+    rejected with its line, and reading goes on with the next line. A header that repeats
+    a column (also after stripping spaces) or does not decode refuses the whole file,
+    counting its records."""
+    reader = csv.reader(io.StringIO(decode_text(data, encoding), newline=""))
+    raw_header = next(reader, None)
+    if raw_header is None:
         return
-    header = [h.strip() for h in header]
-    for values in reader:
+    header = [h.strip() for h in raw_header]
+    if any(undecodable(h) for h in header):
+        raise UnreadableError(
+            f"the header holds {_encoding_hint(data, encoding)}", _count_csv(reader)
+        )
+    repeated = [name for name, n in Counter(header).items() if n > 1]
+    if repeated:
+        positions = [i + 1 for i, h in enumerate(header) if h == repeated[0]]
+        raise UnreadableError(
+            f"column {repeated[0]!r} appears {len(positions)} times in the header "
+            f"(columns {', '.join(map(str, positions))}); the file is refused",
+            _count_csv(reader),
+            RejectReason.MALFORMED,
+        )
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # the reader resumes at the next line
+            yield Rejected(source, reader.line_num, RejectReason.MALFORMED, f"csv: {error}")
+            continue
         if not values or (len(values) == 1 and not values[0].strip()):
             continue  # blank line
         line = reader.line_num
+        if any(undecodable(v) for v in values):
+            yield Rejected(
+                source,
+                line,
+                RejectReason.UNREADABLE,
+                _encoding_hint(data, encoding),
+                {"_raw": [_shown(v) for v in values]},
+            )
+            continue
         if len(values) != len(header):
             yield Rejected(
                 source,
@@ -169,12 +304,50 @@ def _csv(data: bytes, source: str) -> Iterator[Row | Rejected]:
         yield dict(zip(header, values, strict=True))
 
 
-def _jsonl(data: bytes, source: str) -> Iterator[Row | Rejected]:
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
+def _count_csv(reader: Iterator[list[str]]) -> int:
+    """The records left in ``reader`` (blank lines not counted), at least 1."""
+    counted = 0
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return max(counted, 1)
+        except csv.Error:
+            counted += 1
+            continue
+        if values and (len(values) > 1 or values[0].strip(" \t\x00")):
+            counted += 1
+
+
+def _shown(text: str) -> str:
+    """``text`` with undecodable bytes as U+FFFD, so a rejected row can be stored."""
+    return text.replace(_UNDECODABLE, "\ufffd")
+
+
+def _jsonl(data: bytes, source: str, encoding: str | None) -> Iterator[Row | Rejected]:
+    """Records of a JSON Lines file: separated by ``\\n`` only, a ``\\r`` before it
+    dropped (JSON Lines spec), so U+2028, U+0085 or a form feed inside a string never
+    split a record and line numbers are the file's. A key repeated within a record is
+    rejected (which value was meant is unknown)."""
+    text = decode_text(data, encoding)
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.removesuffix("\r")
+        if not line.strip(" \t\r"):
+            continue
+        if undecodable(line):
+            yield Rejected(
+                source,
+                number,
+                RejectReason.UNREADABLE,
+                _encoding_hint(data, encoding),
+                {"_raw": _shown(line)},
+            )
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
+        except _RepeatedKeyError as error:
+            yield Rejected(source, number, RejectReason.MALFORMED, str(error), {"_raw": line})
+            continue
         except json.JSONDecodeError:
             yield Rejected(source, number, RejectReason.MALFORMED, "not valid JSON", {"_raw": line})
             continue
@@ -183,69 +356,128 @@ def _jsonl(data: bytes, source: str) -> Iterator[Row | Rejected]:
                 source, number, RejectReason.MALFORMED, "not a JSON object", {"_raw": record}
             )
             continue
+        try:
+            # A "\ud800" escape parses to a lone surrogate, which is not text: it could not
+            # be stored or hashed (UTF-8), so it would fail the whole collection later.
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            yield Rejected(
+                source,
+                number,
+                RejectReason.MALFORMED,
+                "a string holds a lone UTF-16 surrogate escape (not text)",
+                {"_raw": _shown(line)},
+            )
+            continue
         yield record
 
 
-def _parquet(data: bytes, limits: ReadLimits) -> Iterator[Row]:
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = Counter(key for key, _ in pairs)
+    repeated = [key for key, n in keys.items() if n > 1]
+    if repeated:
+        raise _RepeatedKeyError(f"key {repeated[0]!r} appears {keys[repeated[0]]} times")
+    return dict(pairs)
+
+
+def _parquet(data: bytes, source: str, limits: ReadLimits) -> Iterator[Row | Rejected]:
     """Rows of a Parquet file, judged from its footer first: the footer's length, its row
     count and its row groups' uncompressed sizes must fit ``limits`` before any column is
     read. Row groups are then decoded a batch at a time, string and binary columns as
     dictionaries; each batch's size as plain values (a dictionary repeats a long string
-    cheaply) is added up against the limit before the batch becomes Python rows."""
+    cheaply) is added up against the limit before the batch becomes Python rows.
+
+    A row group that does not decode is one :class:`Rejected` counting its rows not yet
+    read (the footer says how many), and the next group is read. Without a readable
+    footer (e.g. a truncated file) nothing can be read or counted: UnreadableError with
+    ``rows=None``. Repeated column names refuse the file (a row is a dict by name)."""
     import pyarrow as pa  # type: ignore[import-untyped]  # lazily: only Parquet needs it
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     if len(data) < 12 or data[-4:] != b"PAR1":
-        raise ValueError("not a Parquet file")
+        raise UnreadableError(
+            "not a Parquet file, or cut short (no footer): its rows cannot be counted", None
+        )
     footer = int.from_bytes(data[-8:-4], "little")
     if footer > limits.max_decompressed_bytes or footer > len(data) - 8:
         raise LimitExceededError(_too_much_data("a Parquet footer of", footer, limits))
     try:
         probe = pq.ParquetFile(io.BytesIO(data))
-        meta = probe.metadata
-        rows = int(meta.num_rows)
-        if rows > limits.max_rows:
-            raise LimitExceededError(_too_many_rows(rows, limits), rows)
-        declared = 0
-        for group in range(meta.num_row_groups):
-            row_group = meta.row_group(group)
-            declared += max(
-                int(row_group.total_byte_size),
-                sum(
-                    int(row_group.column(c).total_uncompressed_size)
-                    for c in range(row_group.num_columns)
-                ),
-            )
-        if declared > limits.max_decompressed_bytes:
-            raise LimitExceededError(
-                _too_much_data("declares an uncompressed size of", declared, limits), rows
-            )
-        strings = [
-            field.name
-            for field in probe.schema_arrow
-            if pa.types.is_string(field.type)
-            or pa.types.is_large_string(field.type)
-            or pa.types.is_binary(field.type)
-            or pa.types.is_large_binary(field.type)
-        ]
-        reader = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings)
-        decoded = 0
-        for batch in reader.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
-            decoded += _plain_size(batch, pa, pc)
-            if decoded > limits.max_decompressed_bytes:
-                raise LimitExceededError(_too_much_data("decodes to over", decoded, limits), rows)
-            yield from _plain_rows(batch, pa)
     except pa.ArrowException as error:
-        raise ValueError(str(error)) from None
+        raise UnreadableError(f"the footer does not decode ({error})", None) from None
+    meta = probe.metadata
+    rows = int(meta.num_rows)
+    if rows > limits.max_rows:
+        raise LimitExceededError(_too_many_rows(rows, limits), rows)
+    repeated = [n for n, k in Counter(probe.schema_arrow.names).items() if k > 1]
+    if repeated:
+        raise UnreadableError(
+            f"column {repeated[0]!r} appears more than once; the file is refused",
+            rows,
+            RejectReason.MALFORMED,
+        )
+    declared = 0
+    for group in range(meta.num_row_groups):
+        row_group = meta.row_group(group)
+        declared += max(
+            int(row_group.total_byte_size),
+            sum(
+                int(row_group.column(c).total_uncompressed_size)
+                for c in range(row_group.num_columns)
+            ),
+        )
+    if declared > limits.max_decompressed_bytes:
+        raise LimitExceededError(
+            _too_much_data("declares an uncompressed size of", declared, limits), rows
+        )
+    strings = [
+        field.name
+        for field in probe.schema_arrow
+        if pa.types.is_string(field.type)
+        or pa.types.is_large_string(field.type)
+        or pa.types.is_binary(field.type)
+        or pa.types.is_large_binary(field.type)
+    ]
+    reader = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings)
+    decoded, start = 0, 0
+    for group in range(meta.num_row_groups):
+        size = int(meta.row_group(group).num_rows)
+        done = 0
+        try:
+            for batch in reader.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=[group]):
+                decoded += _plain_size(batch)
+                if decoded > limits.max_decompressed_bytes:
+                    raise LimitExceededError(
+                        _too_much_data("decodes to over", decoded, limits), rows
+                    )
+                batch_rows = list(_plain_rows(batch))
+                done += len(batch_rows)
+                yield from batch_rows
+        except (pa.ArrowException, OSError, ValueError) as error:
+            yield Rejected(
+                source,
+                start + done + 1,
+                RejectReason.UNREADABLE,
+                f"parquet row group {group} (rows {start + 1}-{start + size}): "
+                f"{type(error).__name__}; {size - done} rows not read",
+                rows=size - done,
+            )
+        start += size
 
 
 #: Rows of a Parquet file decoded at a time.
 _PARQUET_BATCH_ROWS: Final = 4096
 
 
-def _plain_size(batch: Any, pa: Any, pc: Any) -> int:
+def _plain_size(batch: Any) -> int:
     """Bytes ``batch`` takes with its dictionary columns expanded to plain values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
     size = 0
     for column in batch.columns:
         if pa.types.is_dictionary(column.type):
@@ -256,7 +488,9 @@ def _plain_size(batch: Any, pa: Any, pc: Any) -> int:
     return size
 
 
-def _plain_rows(batch: Any, pa: Any) -> Iterator[Row]:
+def _plain_rows(batch: Any) -> Iterator[Row]:
+    import pyarrow as pa
+
     columns = [
         c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns
     ]
@@ -275,24 +509,61 @@ def _npz(data: bytes, columns: Sequence[str], label: str, limits: ReadLimits) ->
 
     Before any array is decompressed, each member's zip header (its uncompressed size,
     which also caps what decompression may produce) and its ``.npy`` header (shape and
-    dtype: what loading allocates) must fit ``limits``, as must the row count."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        _check_npz(archive, limits)
-        arrays = {name: archive[name] for name in archive.files}
+    dtype: what loading allocates) must fit ``limits``, as must the row count. Arrays
+    whose lengths disagree (rows cannot be lined up), an ``X`` of the wrong width or a
+    column given twice (in ``X`` and as an array) refuse the archive: UnreadableError
+    counting its longest array's rows."""
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise UnreadableError(
+            f"not a NumPy archive ({type(error).__name__}): its rows cannot be counted", None
+        ) from None
+    with archive:
+        declared = _check_npz(archive, limits)
+        try:
+            arrays = {name: archive[name] for name in archive.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            # A member that does not inflate (bad CRC, cut short): the headers said how
+            # many rows the archive holds.
+            raise UnreadableError(
+                f"an array does not load ({type(error).__name__})", declared
+            ) from None
+    longest = max((len(a) if a.ndim else 1 for a in arrays.values()), default=0)
     if "X" in arrays:
         matrix = arrays.pop("X")
         if matrix.ndim != 2 or matrix.shape[1] != len(columns):
-            raise ValueError(f"X has shape {matrix.shape}, expected (n, {len(columns)})")
+            raise UnreadableError(
+                f"X has shape {matrix.shape}, expected (n, {len(columns)})",
+                max(longest, 1),
+                RejectReason.MALFORMED,
+            )
         named: dict[str, Any] = {c: matrix[:, i] for i, c in enumerate(columns)}
         if "y" in arrays:
             named[label] = arrays.pop("y")
+        twice = sorted(set(named) & set(arrays))
+        if twice:
+            raise UnreadableError(
+                f"column {twice[0]!r} is both in X (or y) and an array of its own",
+                max(longest, 1),
+                RejectReason.MALFORMED,
+            )
         named.update(arrays)
         arrays = named
-    lengths = {len(a) for a in arrays.values()}
-    if len(lengths) > 1:
-        raise ValueError("npz columns have different lengths")
+    if any(a.ndim == 0 for a in arrays.values()):
+        raise UnreadableError(
+            "an array is a scalar, not a column", max(longest, 1), RejectReason.MALFORMED
+        )
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name}: {n}" for name, n in lengths.items())
+        raise UnreadableError(
+            f"columns of different lengths ({shown}): rows cannot be lined up",
+            longest,
+            RejectReason.MALFORMED,
+        )
     names = list(arrays)
-    for i in range(lengths.pop() if lengths else 0):
+    for i in range(next(iter(lengths.values()), 0)):
         yield {name: arrays[name][i].item() for name in names}
 
 
@@ -310,9 +581,10 @@ def _npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
-def _check_npz(archive: Any, limits: ReadLimits) -> None:
+def _check_npz(archive: Any, limits: ReadLimits) -> int:
     """Raises LimitExceededError (or ValueError for a malformed header) unless every
-    array of ``archive`` (an open ``NpzFile``) fits ``limits``, from headers alone."""
+    array of ``archive`` (an open ``NpzFile``) fits ``limits``, from headers alone.
+    Returns the rows the headers declare (the longest array's length, at least 1)."""
     members = archive.zip.infolist()
     if len(members) > MAX_NPZ_ARRAYS:
         raise LimitExceededError(f"{len(members)} arrays, more than {MAX_NPZ_ARRAYS}")
@@ -334,3 +606,4 @@ def _check_npz(archive: Any, limits: ReadLimits) -> None:
         raise LimitExceededError(_too_much_data("arrays of", declared, limits), rows)
     if allocated > limits.max_decompressed_bytes:
         raise LimitExceededError(_too_much_data("arrays that declare", allocated, limits), rows)
+    return max(rows, 1)

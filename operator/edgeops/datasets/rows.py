@@ -37,9 +37,23 @@ class Rejected:
     reason: str
     detail: str
     row: Row | None = None
-    #: How many rows this stands for: 1, or a whole object's declared row count when the
-    #: object was rejected without being read (reason TooLarge).
-    rows: int = 1
+    #: How many rows this stands for: 1, or the rows of a part of an object that was not
+    #: read (a whole object over a limit, a Parquet row group that does not decode, a CSV
+    #: file with a repeated column). ``None``: an object that could not be read whose row
+    #: count is unknown too (a Parquet file cut before its footer); it fails the
+    #: collection's rejected-fraction gate, since the true fraction cannot be known.
+    rows: int | None = 1
+
+    @property
+    def counted(self) -> int:
+        """The rows this counts as rejected: ``rows``, or 1 when unknown."""
+        return 1 if self.rows is None else self.rows
+
+    @property
+    def unread(self) -> bool:
+        """Whether this stands for a part of an object that was not read (rather than
+        one row that was read and found invalid)."""
+        return self.rows != 1 or self.line is None
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {

@@ -437,7 +437,9 @@ def _batches(
         yield SourceBatch(f"builtin:{data.name}", data.fingerprint(), data.rows)
         return
     if source.http is not None:
-        yield _http_batch(source.http.url, source.http.sha256, spec, fetch_url, known)
+        yield _http_batch(
+            source.http.url, source.http.sha256, spec, fetch_url, known, source.encoding
+        )
         return
     if source.s3 is not None:
         bucket, prefix = source.s3.bucket, source.s3.prefix
@@ -460,7 +462,8 @@ def _batches(
         def fetch(key: str = info.key) -> bytes:
             return store.get_bytes(key, bucket=bucket)
 
-        yield SourceBatch(name, fingerprint, _reader(fetch, fmt, name, features, label))
+        encoding = source.encoding if fmt == spec.format else None  # inbox uploads: UTF-8
+        yield SourceBatch(name, fingerprint, _reader(fetch, fmt, name, features, label, encoding))
 
 
 def _object_format(key: str, fmt: DataFormat, *, inbox: bool) -> DataFormat | None:
@@ -490,6 +493,7 @@ def _http_batch(
     spec: DatasetSpec,
     fetch_url: HttpFetch,
     known: Mapping[str, HttpValidators],
+    encoding: str | None = None,
 ) -> SourceBatch:
     schema = spec.data_schema
     features = [f.name for f in schema.features] if schema else []
@@ -512,7 +516,10 @@ def _http_batch(
     if response.etag or response.last_modified:
         validators = HttpValidators(key, digest, response.etag, response.last_modified)
     return SourceBatch(
-        shown, digest, _reader(lambda: body, spec.format, shown, features, label), validators
+        shown,
+        digest,
+        _reader(lambda: body, spec.format, shown, features, label, encoding),
+        validators,
     )
 
 
@@ -529,5 +536,6 @@ def _reader(
     name: str,
     features: list[str],
     label: str | None,
+    encoding: str | None = None,
 ) -> Callable[[], Iterator[Row | Rejected]]:
-    return lambda: read_rows(fetch(), fmt, name, features, label)
+    return lambda: read_rows(fetch(), fmt, name, features, label, encoding=encoding)

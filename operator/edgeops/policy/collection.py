@@ -125,6 +125,7 @@ def report_verdicts(
     rejected: int,
     limit: float,
     counts: str,
+    uncounted: int = 0,
 ) -> dict[str, Verdict]:
     """The Dataset's conditions after a collection that reached S3.
 
@@ -132,8 +133,18 @@ def report_verdicts(
     published). Ready is True while a version exists (``latest``, a short id), even when
     the last collection was refused, and says which version is served; StorageAvailable is
     True. ``counts`` is the human summary of the row counts, used in every message.
+    ``uncounted``: source objects that could not be read and do not say how many rows they
+    hold; with any, the rejected share cannot be known, which refuses the collection.
     """
-    if too_many_rejected:
+    if too_many_rejected and uncounted:
+        validated = Verdict(
+            "False",
+            Reason.TOO_MANY_REJECTED,
+            f"{uncounted} source object(s) could not be read and their rows cannot be "
+            f"counted, so the rejected share is unknown (limit {limit:.1%}): {counts}; "
+            "no version published",
+        )
+    elif too_many_rejected:
         seen = accepted + rejected
         validated = Verdict(
             "False",

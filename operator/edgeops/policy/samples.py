@@ -8,10 +8,10 @@ writes is never one cleaning rejects: a rejected row counts against the Dataset'
 ``maxRejectedFraction``, and one device must not be able to stop a Dataset from
 publishing new versions by uploading rows that will be rejected. Hence:
 
-* every feature of the schema is present, no other one; a missing value (``null``, or a
-  string such as ``""``, ``"NA"``, ``"nan"`` that cleaning reads as missing) only where the
-  feature is nullable or the Dataset imputes missing values (``missingValues`` FillZero or
-  FillMean);
+* every feature of the schema is present, no other one; a missing value (``null``, an
+  empty string, or a string the feature declares in ``missingTokens``: what cleaning reads
+  as missing; ``"NA"`` is a value unless declared) only where the feature is nullable or the
+  Dataset imputes missing values (``missingValues`` FillZero or FillMean);
 * types are strict: float takes JSON numbers, int takes integral numbers, string takes
   strings, bool takes ``true``/``false``; numbers are finite and within ``min``/``max``
   (when ``rangeChecks`` is on) and within ±(2**53 - 1), which JSON carries exactly;
@@ -44,8 +44,6 @@ INBOX_ROOT: Final = "inbox/"
 INBOX_OBJECT_SUFFIX: Final = ".jsonl"
 #: Integers a double holds exactly (I-JSON, RFC 7493 §2.2): what the JCS encoding carries.
 SAFE_INTEGER: Final = 2**53 - 1
-#: Strings cleaning reads as a missing value (compared stripped and lower-cased).
-_MISSING_STRINGS: Final = frozenset({"", "na", "nan", "null"})
 
 
 class InvalidSampleError(ValueError):
@@ -101,18 +99,21 @@ def dataset_inbox(namespace: str, dataset: str, spec: DatasetSpec) -> str | None
     return None
 
 
-def is_missing(value: Any) -> bool:
-    """Whether cleaning reads ``value`` as a missing value."""
+def is_missing(value: Any, tokens: Sequence[str] | None = None) -> bool:
+    """Whether cleaning reads ``value`` as a missing value: ``None``, NaN, a string that is
+    empty after stripping spaces or (stripped) one of the column's declared ``tokens``
+    (:func:`edgeops.datasets.cleaning` applies the same rule)."""
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip().lower() in _MISSING_STRINGS
+        text = value.strip()
+        return text == "" or (tokens is not None and text in tokens)
     return isinstance(value, float) and math.isnan(value)
 
 
 def _typed(value: Any, feature: Feature, rules: ValidationRules) -> Any:
     """``value`` as written for ``feature``; raises ValueError naming the rule."""
-    if is_missing(value):
+    if is_missing(value, feature.missing_tokens):
         if feature.nullable or rules.missing_values != "Reject":
             return None
         raise ValueError("has no value and the feature is not nullable")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgeops.datasets import layout
+from edgeops.datasets.cleaning import category
 from edgeops.datasets.manifest import parse_manifest
 from edgeops.datasets.protocol import Store
 from edgeops.training.pipeline import TrainingData
@@ -51,7 +52,9 @@ def to_arrays(
     label = schema["label"]
     if not splits["train"]:
         raise DatasetFormatError("the train split is empty")
-    classes = sorted({str(r[label]) for rows in splits.values() for r in rows})
+    # Classes by value, as ingestion writes them (edgeops.datasets.cleaning.category), so a
+    # version published before labels were normalised ("0" and "0.0") still has 2 classes.
+    classes = sorted({category(r[label]) for rows in splits.values() for r in rows})
     if len(classes) < 2:
         raise DatasetFormatError(f"label {label!r} has {len(classes)} class(es); need 2 or more")
     index = {c: i for i, c in enumerate(classes)}
@@ -70,7 +73,7 @@ def to_arrays(
         return np.where(np.isnan(x), means, x).astype(np.float32)
 
     def labels(rows: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
-        return np.array([index[str(r[label])] for r in rows], dtype=np.int64)
+        return np.array([index[category(r[label])] for r in rows], dtype=np.int64)
 
     test = splits["test"]
     missing = [c for c in slice_columns if test and c not in test[0]]
@@ -85,7 +88,7 @@ def to_arrays(
         y_test=labels(test),
         classes=classes,
         feature_names=names,
-        test_slices={c: np.array([str(r.get(c)) for r in test]) for c in slice_columns},
+        test_slices={c: np.array([category(r.get(c)) for r in test]) for c in slice_columns},
     )
 
 
