@@ -118,7 +118,8 @@ def test_the_real_installer_killed_at_each_phase_boots_the_committed_slot(
     )
     assert (journal.active, journal.committed) == ("A", "A")
     assert (SlotStore(tmp_path).slot_dir("A") / "model.onnx").read_bytes() == v1
-    # The next attempt of the same manifest is a retry, and it completes.
+    # The next attempt of the same manifest is a retry, at once (the restart was the
+    # pause; no backoff as after a failed download), and it completes.
     device.installer.on_phase = None
     done = asyncio.run(device.installer.install(device.gateway.desired))  # type: ignore[arg-type]
     assert done is not None and (done.phase, done.attempt) == ("Committed", 2)

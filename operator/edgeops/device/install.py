@@ -29,8 +29,9 @@ the same write that ends the attempt, so it is sent even if the agent restarts b
 gateway acknowledged it. A (version, manifest) that failed is not tried again, except after
 a transient failure (``Interrupted``, ``DownloadFailed``): up to ``retries.limit`` more
 attempts of the desired state (the governing rollout's ``spec.deviceRetries``; without one
-:data:`DEFAULT_RETRIES`), the k-th after ``backoffSeconds · 2^(k-1)`` (at most
-:data:`MAX_BACKOFF_SECONDS`) from the end of the previous one, so a fleet whose downloads
+:data:`DEFAULT_RETRIES`). After an interrupted one (the agent restarted) at once; after a
+failed download the k-th retry waits ``backoffSeconds · 2^(k-1)`` (at most
+:data:`MAX_BACKOFF_SECONDS`) from the end of the previous attempt, so a fleet whose downloads
 failed together does not retry together against a struggling gateway or store (a device
 retries at its first cycle after the backoff, so the fleet's retries also spread over the
 jittered report interval).
@@ -58,6 +59,7 @@ from edgeops.device.files import fsync_dir
 from edgeops.device.health import HealthCheckError, check_artifact
 from edgeops.device.models import FORMATS_BY_TARGET, ModelLoadError, tflm_flatbuffer
 from edgeops.device.slots import (
+    INTERRUPTED,
     InFlight,
     Journal,
     Outcome,
@@ -205,7 +207,9 @@ def decide(
         retries = desired.retries or DEFAULT_RETRIES
         if last.reason_code not in TRANSIENT_REASONS or last.attempt > retries.limit:
             return "GaveUp", last.attempt
-        finished = _parse_time(last.finished_at)
+        # An install cut short by a restart is retried at once: the restart was the pause,
+        # and nothing suggests the network or the store is struggling.
+        finished = None if last.reason_code == INTERRUPTED else _parse_time(last.finished_at)
         now = now or datetime.now(UTC)
         if finished is not None and (now - finished).total_seconds() < retry_delay(
             retries, last.attempt
