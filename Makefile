@@ -35,7 +35,7 @@ status:
 
 ## test: lint, then unit and integration tests against a fresh session devcluster
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-unit: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m pytest -q tests/unit
