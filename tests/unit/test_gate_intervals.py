@@ -174,3 +174,18 @@ def test_the_evaluator_reports_counts_and_intervals() -> None:
     assert gap["detail"] == "site=b vs site=a: 6/6 vs 6/6 correct"
     assert (round(gap["low"], 4), round(gap["high"], 4)) == (-0.3903, 0.3903)
     EvaluationMetrics.model_validate({"intervals": result.intervals})  # the status shape
+
+
+def test_the_trainingrun_message_names_the_sample_count() -> None:
+    from edgeops.controllers.trainingrun import _evaluated_message
+
+    evaluation = {
+        "reference": {"format": "onnx"},
+        "artifacts": [{}],
+        "metrics": {
+            "overall": {"accuracy": 1.0},
+            "intervals": {"accuracy": wilson_interval(12, 12)},
+        },
+    }
+    message = _evaluated_message({"datasetVersion": "ab" * 32}, evaluation)
+    assert "accuracy=1.0000 (n=12, 95 % CI 0.7575-1), 1 artifacts" in message
