@@ -55,7 +55,14 @@ EDGE_MODEL = {
                 "maxSizeBytes": 2_000_000,
                 "maxLatencyMs": 50,
             },
-            {"name": "mcu", "targetType": "mcu", "format": "tflm", "maxSizeBytes": 1_000_000},
+            {
+                "name": "mcu",
+                "targetType": "mcu",
+                "hardware": "esp32-s3",
+                "format": "tflm",
+                "maxSizeBytes": 1_000_000,
+                "maxLatencyMs": 50,
+            },
         ],
         "gates": {
             "absolute": [{"metric": "accuracy", "op": ">=", "threshold": ACCURACY_FLOOR}],
@@ -192,6 +199,19 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
     assert {"size/pi", "latency/pi", "size/mcu", "int8/accuracy", "relative/accuracy"} <= set(
         checks
     )
+    # What stands behind the numbers: test counts and intervals, and where latency comes from.
+    accuracy = v1["metrics"]["intervals"]["accuracy"]
+    assert (
+        accuracy["method"] == "wilson"
+        and accuracy["samples"] == checks["absolute/accuracy"]["samples"] > 0
+    )
+    assert accuracy["low"] <= v1["metrics"]["overall"]["accuracy"] <= accuracy["high"]
+    assert f"(n={accuracy['samples']}, 95 % CI " in checks["absolute/accuracy"]["message"]
+    assert checks["latency/pi"]["source"] == "host"
+    mcu = checks["latency/mcu"]
+    assert mcu["passed"] and mcu["source"] == "estimate", mcu
+    assert "source: estimate for esp32-s3: " in mcu["message"]
+    assert v1["metrics"]["overall"]["tflm_macs"] > 0
     assert v1["signature"]["keyId"].startswith("ed25519:")
     assert status["currentVersion"] == 1 and status["latestVersion"] == 1
     gates = condition(status, "GatesPassed")

@@ -124,6 +124,22 @@ def test_gates_on_metrics_the_evaluation_never_reports_are_refused() -> None:
     assert "exports onnx, tflite-int8" in errors[1]
 
 
+def test_a_gate_confidence_needs_a_metric_with_an_interval_at_that_level() -> None:
+    def gate(metric: str, confidence: float) -> dict[str, Any]:
+        return {"metric": metric, "op": ">=", "threshold": 0.8, "confidence": confidence}
+
+    ok = [gate("accuracy", 0.99), gate("tflite_int8_accuracy", 0.9), gate("macro_f1", 0.95)]
+    assert review("edgemodels", _model(gates={"absolute": ok})).errors == []
+    bad = {"absolute": [gate("ece", 0.99), gate("onnx_latency_ms", 0.95)]}
+    errors = review("edgemodels", _model(gates=bad)).errors
+    assert errors == [
+        "spec.gates.absolute[0].confidence: ece has a bootstrap interval at 0.95 only (set "
+        "confidence 0.95 or gate a proportion such as accuracy)",
+        "spec.gates.absolute[1].confidence: 'onnx_latency_ms' has no confidence interval (only "
+        "accuracy, <export>_accuracy, macro_f1 and ece have one)",
+    ]
+
+
 def test_likely_mistakes_are_warnings_not_refusals() -> None:
     drift = {"onDrift": {"enabled": True, "window": "1m", "interval": "5m"}}
     result = review("edgemodels", _model(retrain=drift))

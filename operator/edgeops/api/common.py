@@ -409,6 +409,28 @@ class SliceMetrics(StatusModel):
 #: Longest reason kept for a failed export (status stays small).
 MAX_EXPORT_ERROR = 600
 
+IntervalMethod = Literal["wilson", "newcombe", "bootstrap"]
+
+
+class MetricInterval(StatusModel):
+    """How much a test metric can be trusted: its sample count and a two-sided confidence
+    interval. Proportions (accuracy, ``<format>_accuracy``) use the Wilson score interval
+    (``successes`` of ``samples``); a difference of two proportions (the fairness gap)
+    Newcombe's hybrid score interval; other metrics (macro_f1, ece) a percentile bootstrap
+    over the test rows."""
+
+    samples: int = Field(ge=0, description="Test samples the metric was computed on.")
+    successes: int | None = Field(
+        None, ge=0, description="For a proportion: the count it is the share of."
+    )
+    low: float = Field(description="Lower bound of the interval.")
+    high: float = Field(description="Upper bound of the interval.")
+    confidence: float = Field(gt=0, lt=1, description="Two-sided confidence level, e.g. 0.95.")
+    method: IntervalMethod = Field(description="wilson, newcombe or bootstrap.")
+    detail: str | None = Field(
+        None, max_length=256, description="What the interval is of, e.g. the two slices."
+    )
+
 
 class EvaluationMetrics(StatusModel):
     """Metrics on the test split: overall and per slice (for fairness gates)."""
@@ -428,6 +450,13 @@ class EvaluationMetrics(StatusModel):
         "runtime on the test split (e.g. {tflite-int8: 'RuntimeError: ...'}). A failed "
         "export has no metrics and no artifact, so the gates and targets that need it fail "
         "with this reason.",
+    )
+    intervals: dict[str, MetricInterval] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Sample count and confidence interval per overall metric (the "
+        "evaluator's, at 0.95), so a gate can require the bound rather than the point "
+        "estimate.",
     )
 
 

@@ -79,12 +79,29 @@ class Target(ApiModel):
         return self
 
 
+_FAIRNESS_CONFIDENCE = (
+    "spec.gates.fairnessConfidence: needs fairnessMetric accuracy (a proportion, whose gap "
+    "has Newcombe's interval)"
+)
+
+
 class AbsoluteGate(ApiModel):
     """A metric must meet a fixed threshold."""
 
     metric: Identifier = Field(description="Overall test metric, e.g. accuracy.")
     op: Comparison = Field(description=">= or <=.")
     threshold: float = Field(description="Threshold the metric is compared with.")
+    confidence: float | None = Field(
+        None,
+        ge=0.5,
+        le=0.999,
+        description="Require the bound of the metric's two-sided confidence interval at this "
+        "level (the lower bound for >=, the upper for <=) to clear the threshold, not the "
+        "point estimate: accuracy 12/12 has a 0.95 Wilson lower bound of 0.757. Proportions "
+        "(accuracy, <format>_accuracy) use the Wilson score interval at this level; other "
+        "metrics the evaluator's bootstrap interval, computed at 0.95 only. Absent: the "
+        "point estimate is compared.",
+    )
 
 
 class RelativeGate(ApiModel):
@@ -107,6 +124,17 @@ class RelativeGate(ApiModel):
 class Gates(ApiModel):
     """Checks a new version must pass before it can be promoted."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.fairnessConfidence) || !has(self.fairnessMetric) || "
+                "self.fairnessMetric == 'accuracy'",
+                _FAIRNESS_CONFIDENCE,
+                field_path=".fairnessConfidence",
+            )
+        )
+    )
+
     absolute: list[AbsoluteGate] = Field(
         default_factory=list, max_length=16, description="Fixed thresholds."
     )
@@ -121,6 +149,16 @@ class Gates(ApiModel):
         "worst slice.",
     )
     fairness_metric: Identifier = Field("accuracy", description="Metric compared across slices.")
+    fairness_confidence: float | None = Field(
+        None,
+        ge=0.5,
+        le=0.999,
+        description="Require the upper bound of every slice pair's gap (Newcombe's hybrid "
+        "score interval for a difference of two proportions, at this two-sided level) to be "
+        "at most maxFairnessGap, not the measured gap: a gap of 0.10 on two slices of 150 "
+        "rows cannot show that the true gap is below 0.05. Needs fairnessMetric accuracy. "
+        "Absent: the measured gap is compared.",
+    )
     require_int8_accuracy_within: float | None = Field(
         None,
         ge=0,
@@ -128,6 +166,12 @@ class Gates(ApiModel):
         description="Largest allowed accuracy drop of the int8 (tflite-int8, tflm) artifacts "
         "against the float model.",
     )
+
+    @model_validator(mode="after")
+    def _fairness_confidence(self) -> Gates:
+        if self.fairness_confidence is not None and self.fairness_metric != "accuracy":
+            raise ValueError(_FAIRNESS_CONFIDENCE)
+        return self
 
 
 DriftMethod = Literal["psi", "js", "ks", "wasserstein"]
@@ -357,6 +401,18 @@ class GateCheck(StatusModel):
     value: float | None = Field(None, description="Measured value.")
     threshold: float | None = Field(None, description="Threshold it was compared with.")
     op: str | None = Field(None, max_length=8, description="Comparison used.")
+    samples: int | None = Field(None, ge=0, description="Test samples behind the value.")
+    low: float | None = Field(None, description="Lower bound of the value's interval.")
+    high: float | None = Field(None, description="Upper bound of the value's interval.")
+    confidence: float | None = Field(
+        None, description="Level of that interval; set when the gate required its bound."
+    )
+    source: str | None = Field(
+        None,
+        max_length=32,
+        description="Latency checks: where the number comes from - estimate (operation count "
+        "and the hardware profile) or host (timed on the evaluator's CPU).",
+    )
     passed: bool = Field(description="Whether the check passed.")
     message: str = Field("", max_length=1024, description="Explanation with the numbers.")
 

@@ -478,13 +478,27 @@ def track(
         events.normal(body, reason=reason, message=message)
 
 
+def _interval(evaluation: dict[str, Any], metric: str) -> str:
+    """`` (n=12, 95 % CI 0.7575-1)`` from the evaluation's intervals, or nothing."""
+    known = (evaluation["metrics"].get("intervals") or {}).get(metric)
+    if not isinstance(known, dict):
+        return ""
+    try:
+        return (
+            f" (n={int(known['samples'])}, {float(known['confidence']) * 100:.4g} % CI "
+            f"{float(known['low']):.4g}-{float(known['high']):.4g})"
+        )
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
 def _evaluated_message(current: dict[str, Any], evaluation: dict[str, Any]) -> str:
     overall = evaluation["metrics"].get("overall", {})
     claimed = (evaluation.get("trainerReported") or {}).get("overall") or {}
     message = (
         f"evaluated by EdgeOps on {current.get('datasetVersion', '')[:12]} "
         f"({evaluation.get('reference', {}).get('format', '?')} as reference): accuracy="
-        f"{overall.get('accuracy', float('nan')):.4f}, "
+        f"{overall.get('accuracy', float('nan')):.4f}{_interval(evaluation, 'accuracy')}, "
         f"{len(evaluation['artifacts'])} artifacts"
     )
     if "tflite_int8_accuracy" in overall:

@@ -13,8 +13,9 @@ Refused (HTTP 422 from the webhook, the field named in every message):
 - a cron schedule the controllers' parser refuses (``61 * * * *``, ``*/0 * * * *``, a
   weekday 8: the CRD's pattern only checks the shape);
 - a gate on a metric the evaluator never reports (it would hold every version back
-  forever): the overall metrics plus ``<export>_accuracy|_size_bytes|_latency_ms`` of the
-  exports the model's training asks for;
+  forever): the overall metrics plus ``<export>_accuracy|_size_bytes|_latency_ms|_macs|
+  _elementwise_ops|_operators`` of the exports the model's training asks for; likewise a
+  gate's ``confidence`` on a metric without an interval at that level;
 - a free-form trainer ``config`` over :data:`MAX_FREE_FORM_BYTES` of JSON (kubectl keeps a
   copy of the spec in a 256 KiB annotation; etcd takes 1.5 MiB per object);
 - any pydantic validation error of the spec models (the same messages the controllers
@@ -54,7 +55,19 @@ MAX_DURATION: Final = timedelta(days=3650)
 #: Overall metrics every evaluation reports (``edgeops.training.evaluation``).
 OVERALL_METRICS: Final = frozenset({"accuracy", "macro_f1", "ece", "fairness_gap"})
 #: Per-export metrics, as ``<export with - as _>_<suffix>`` (``edgeops.training.evaluate``).
-EXPORT_METRIC_SUFFIXES: Final = ("accuracy", "size_bytes", "latency_ms")
+EXPORT_METRIC_SUFFIXES: Final = (
+    "accuracy",
+    "size_bytes",
+    "latency_ms",
+    "macs",
+    "elementwise_ops",
+    "operators",
+)
+#: Metrics whose interval is a proportion's (Wilson, recomputed at any level) and those
+#: with the evaluator's bootstrap interval at :data:`BOOTSTRAP_CONFIDENCE` only.
+PROPORTION_METRICS: Final = frozenset({"accuracy"})
+BOOTSTRAP_METRICS: Final = frozenset({"macro_f1", "ece"})
+BOOTSTRAP_CONFIDENCE: Final = 0.95
 
 SPECS: Final[dict[str, type[BaseModel]]] = {
     "datasets": DatasetSpec,
@@ -358,6 +371,29 @@ def _gate_metrics(spec: Mapping[str, Any]) -> Iterator[str]:
                     f"evaluation of this model (exports {', '.join(sorted(exports))}); it "
                     f"reports {', '.join(sorted(known))}"
                 )
+            elif isinstance(metric, str) and kind == "absolute":
+                problem = _interval_problem(metric, gate.get("confidence"))
+                if problem:
+                    yield f"spec.gates.absolute[{index}].confidence: {problem}"
+
+
+def _interval_problem(metric: str, confidence: Any) -> str | None:
+    """Why a gate's ``confidence`` can never be honoured for ``metric``, or None."""
+    if confidence is None:
+        return None
+    if metric in PROPORTION_METRICS or metric.endswith("_accuracy"):
+        return None
+    if metric in BOOTSTRAP_METRICS:
+        if isinstance(confidence, int | float) and abs(confidence - BOOTSTRAP_CONFIDENCE) < 1e-9:
+            return None
+        return (
+            f"{metric} has a bootstrap interval at {BOOTSTRAP_CONFIDENCE} only (set confidence "
+            f"{BOOTSTRAP_CONFIDENCE} or gate a proportion such as accuracy)"
+        )
+    return (
+        f"{metric!r} has no confidence interval (only accuracy, <export>_accuracy, macro_f1 "
+        "and ece have one)"
+    )
 
 
 def _model_warnings(spec: Mapping[str, Any]) -> Iterator[str]:

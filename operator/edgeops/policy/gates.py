@@ -3,14 +3,21 @@
 Pure: (spec, candidate metrics and artifacts, current version) -> verdict. Every check is
 reported with its value and threshold, passed or not, so status and Events show the
 numbers behind a rejection (the MLflow/TFMA style of absolute and relative thresholds).
+
+What stands behind a number is part of it: a metric's check carries its test sample count
+and confidence interval (``metrics.intervals``), and a gate with ``confidence`` compares
+the interval's bound, not the point estimate. A latency budget is checked against an
+estimate for the target's hardware (:mod:`edgeops.policy.hardware`) when there is a
+profile; a timing on the evaluator's host is labelled ``host`` and never gates an MCU.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from edgeops.api.common import MIN_SLICE_SAMPLES, ArtifactRef, EvaluationMetrics
+from edgeops.api.common import MIN_SLICE_SAMPLES, ArtifactRef, EvaluationMetrics, MetricInterval
 from edgeops.api.edgemodel import (
     AbsoluteGate,
     EdgeModelSpec,
@@ -21,6 +28,8 @@ from edgeops.api.edgemodel import (
     RelativeGate,
     Target,
 )
+from edgeops.policy import hardware
+from edgeops.policy.intervals import newcombe, wilson
 
 #: Artifacts quantised to int8, whose accuracy is compared with the float model.
 INT8_FORMATS = ("tflite-int8", "tflm")
@@ -35,7 +44,7 @@ def evaluate(
     """All checks of the spec's gates and target budgets for one candidate."""
     gates = spec.gates
     overall = metrics.overall
-    checks = [_absolute(g, overall) for g in gates.absolute]
+    checks = [_absolute(g, metrics) for g in gates.absolute]
     checks += [_relative(g, overall, current) for g in gates.relative]
     for target in spec.targets:
         checks += _failed_export(
@@ -101,21 +110,89 @@ def _number(overall: dict[str, float], metric: str) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _absolute(gate: AbsoluteGate, overall: dict[str, float]) -> GateCheck:
+def _pct(confidence: float) -> str:
+    return f"{confidence * 100:.4g} %"
+
+
+def _interval_at(
+    known: MetricInterval | None, confidence: float
+) -> tuple[float, float, str] | None:
+    """``(low, high, method)`` of a metric at ``confidence``: a proportion's Wilson interval
+    is recomputed from its counts at any level; another interval only at its own level."""
+    if known is None:
+        return None
+    if known.method == "wilson" and known.successes is not None:
+        low, high = wilson(known.successes, known.samples, confidence)
+        return low, high, "Wilson"
+    if math.isclose(known.confidence, confidence):
+        return known.low, known.high, known.method
+    return None
+
+
+def _stated(interval: MetricInterval | None) -> str:
+    """`` (n=12, 95 % CI 0.7575-1)`` for a message, or nothing."""
+    if interval is None:
+        return ""
+    return (
+        f" (n={interval.samples}, {_pct(interval.confidence)} CI "
+        f"{_fmt(interval.low)}-{_fmt(interval.high)})"
+    )
+
+
+def _absolute(gate: AbsoluteGate, metrics: EvaluationMetrics) -> GateCheck:
     name = f"absolute/{gate.metric}"
-    value = _number(overall, gate.metric)
+    value = _number(metrics.overall, gate.metric)
     if value is None:
         return _missing(name, gate.metric, gate.threshold, gate.op)
-    passed = _compare(value, gate.op, gate.threshold)
-    return GateCheck(
+    known = metrics.intervals.get(gate.metric)
+    check = GateCheck(
         name=name,
         metric=gate.metric,
         value=value,
         threshold=gate.threshold,
         op=gate.op,
-        passed=passed,
-        message=f"{gate.metric}={_fmt(value)} {'' if passed else 'not '}{gate.op} "
-        f"{_fmt(gate.threshold)}",
+        samples=known.samples if known else None,
+        low=known.low if known else None,
+        high=known.high if known else None,
+        passed=False,
+    )
+    if gate.confidence is None:
+        passed = _compare(value, gate.op, gate.threshold)
+        return check.model_copy(
+            update={
+                "passed": passed,
+                "message": f"{gate.metric}={_fmt(value)} {'' if passed else 'not '}{gate.op} "
+                f"{_fmt(gate.threshold)}{_stated(known)}",
+            }
+        )
+    level = _pct(gate.confidence)
+    interval = _interval_at(known, gate.confidence)
+    if interval is None or known is None:
+        why = (
+            "no interval was reported for it"
+            if known is None
+            else f"its interval is the evaluator's {known.method} one at {_pct(known.confidence)}"
+        )
+        return check.model_copy(
+            update={
+                "confidence": gate.confidence,
+                "message": f"{gate.metric}={_fmt(value)}: the gate requires its {level} "
+                f"interval bound and {why}",
+            }
+        )
+    low, high, method = interval
+    bound, side = (low, "lower") if gate.op == ">=" else (high, "upper")
+    passed = _compare(bound, gate.op, gate.threshold)
+    return check.model_copy(
+        update={
+            "low": low,
+            "high": high,
+            "confidence": gate.confidence,
+            "passed": passed,
+            "message": f"{gate.metric}={_fmt(value)} (n={known.samples}): {level} {method} "
+            f"{side} bound {_fmt(bound)} {'' if passed else 'not '}{gate.op} "
+            f"{_fmt(gate.threshold)} (interval {_fmt(low)}-{_fmt(high)})",
+        }
     )
 
 
@@ -201,46 +278,109 @@ def _target_budgets(
             )
         )
     if target.max_latency_ms is not None:
-        metric = _metric_key(target.format, "latency_ms")
-        name = f"latency/{target.name}"
-        # tflm runs on the device; its latency is that of the int8 TFLite model it embeds.
-        value = _number(overall, metric)
-        if value is None and target.format == "tflm":
-            value = _number(overall, _metric_key("tflite-int8", "latency_ms"))
-        if value is None:
-            checks.append(_missing(name, metric, target.max_latency_ms, "<="))
-        else:
-            passed = value <= target.max_latency_ms
-            checks.append(
-                GateCheck(
-                    name=name,
-                    metric=metric,
-                    value=value,
-                    threshold=target.max_latency_ms,
-                    op="<=",
-                    passed=passed,
-                    message=f"{target.name} {target.format} latency {_fmt(value)} ms "
-                    f"{'' if passed else 'not '}<= {_fmt(target.max_latency_ms)} ms",
-                )
-            )
+        checks.append(_latency(target, target.max_latency_ms, overall))
     return checks
+
+
+def _op_counts(target: Target, overall: dict[str, float]) -> tuple[float, float, float] | None:
+    """``(macs, elementwise ops, operators)`` of one inference of the target's artifact;
+    tflm runs the int8 flatbuffer, so tflite-int8's counts stand in for an older evaluation."""
+    formats = [target.format] + (["tflite-int8"] if target.format == "tflm" else [])
+    for fmt in formats:
+        macs = _number(overall, _metric_key(fmt, "macs"))
+        if macs is not None:
+            elementwise = _number(overall, _metric_key(fmt, "elementwise_ops")) or 0.0
+            return macs, elementwise, _number(overall, _metric_key(fmt, "operators")) or 0.0
+    return None
+
+
+def _latency(target: Target, budget: float, overall: dict[str, float]) -> GateCheck:
+    """A target's latency budget against an estimate for its hardware (a profile and the
+    model's operation counts) or, for a Linux target without a profile, the host timing,
+    labelled as such. An MCU target is never gated by a host timing."""
+    name = f"latency/{target.name}"
+    metric = _metric_key(target.format, "latency_ms")
+    profile = hardware.profile_for(target.hardware)
+    counts = _op_counts(target, overall)
+    base = GateCheck(name=name, metric=metric, threshold=budget, op="<=", passed=False)
+    if profile is not None and counts is not None:
+        macs, elementwise, operators = counts
+        value = hardware.estimate_ms(profile, macs, elementwise, operators)
+        passed = value <= budget
+        return base.model_copy(
+            update={
+                "value": value,
+                "passed": passed,
+                "source": "estimate",
+                "message": f"{target.name} {target.format} latency {_fmt(value)} ms "
+                f"{'' if passed else 'not '}<= {_fmt(budget)} ms (source: estimate for "
+                f"{profile.name}: {macs:.0f} MACs at {profile.macs_per_second:.3g}/s + "
+                f"{elementwise:.0f} element ops at {profile.elementwise_per_second:.3g}/s + "
+                f"{operators:.0f} operators x {profile.operator_overhead_us:g} us; "
+                f"{profile.source})",
+            }
+        )
+    if target.target_type == "mcu" or profile is not None:
+        why = (
+            f"no hardware profile for {target.hardware!r} (known: {hardware.known()})"
+            if profile is None
+            else "the evaluation reported no operation counts for the model"
+        )
+        if target.hardware is None:
+            why = f"targets[].hardware is not set (profiles: {hardware.known()})"
+        return base.model_copy(
+            update={
+                "message": f"{name}: cannot estimate the latency on the device: {why}; a "
+                "timing on the evaluator's host never gates "
+                f"{'an MCU' if target.target_type == 'mcu' else 'other hardware'}",
+            }
+        )
+    timed = _number(overall, metric)
+    if timed is None:
+        return _missing(name, metric, budget, "<=")
+    passed = timed <= budget
+    return base.model_copy(
+        update={
+            "value": timed,
+            "passed": passed,
+            "source": "host",
+            "message": f"{target.name} {target.format} latency {_fmt(timed)} ms "
+            f"{'' if passed else 'not '}<= {_fmt(budget)} ms (source: host, timed on the "
+            "evaluator's CPU; set targets[].hardware to estimate for the device)",
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _Slice:
+    column: str
+    value: str
+    rate: float
+    samples: int
+
+    @property
+    def successes(self) -> int:
+        # The evaluator reports a slice's accuracy as correct / samples.
+        return round(self.rate * self.samples)
 
 
 def _fairness(gates: Gates, metrics: EvaluationMetrics) -> GateCheck:
     assert gates.max_fairness_gap is not None
     metric = gates.fairness_metric
     name = f"fairness/{metric}"
-    by_column: dict[str, list[tuple[float, str]]] = {}
+    by_column: dict[str, list[_Slice]] = {}
     for piece in metrics.per_slice:
         value = piece.metrics.get(metric)
         if value is not None and piece.samples >= MIN_SLICE_SAMPLES:
-            by_column.setdefault(piece.column, []).append((value, piece.value))
-    gaps = [
-        (max(values)[0] - min(values)[0], column, max(values)[1], min(values)[1])
-        for column, values in by_column.items()
-        if len(values) >= 2
+            by_column.setdefault(piece.column, []).append(
+                _Slice(piece.column, piece.value, value, piece.samples)
+            )
+    pairs = [
+        (max(slices, key=_rate), min(slices, key=_rate))
+        for slices in by_column.values()
+        if len(slices) >= 2
     ]
-    if not gaps:
+    if not pairs:
         return GateCheck(
             name=name,
             metric=metric,
@@ -251,18 +391,64 @@ def _fairness(gates: Gates, metrics: EvaluationMetrics) -> GateCheck:
             f"least {MIN_SLICE_SAMPLES} test samples (set evaluation.sliceColumns or the "
             "Dataset's schema.sliceColumns)",
         )
-    gap, column, best, worst = max(gaps)
-    passed = gap <= gates.max_fairness_gap
-    return GateCheck(
+    best, worst = max(pairs, key=lambda p: (p[0].rate - p[1].rate, p[0].column))
+    gap = best.rate - worst.rate
+    which = f"{best.column}={best.value} vs {worst.column}={worst.value}"
+    base = GateCheck(
         name=name,
         metric=metric,
         value=gap,
         threshold=gates.max_fairness_gap,
         op="<=",
-        passed=passed,
-        message=f"largest {metric} gap {_fmt(gap)} ({column}={best} vs {column}={worst}) "
-        f"{'' if passed else 'not '}<= {_fmt(gates.max_fairness_gap)}",
+        samples=best.samples + worst.samples,
+        passed=False,
     )
+    if gates.fairness_confidence is None:
+        passed = gap <= gates.max_fairness_gap
+        counts = ""
+        if metric == "accuracy":
+            low, high = newcombe((best.successes, best.samples), (worst.successes, worst.samples))
+            counts = (
+                f" ({best.successes}/{best.samples} vs {worst.successes}/{worst.samples}, "
+                f"95 % CI {_fmt(low)}-{_fmt(high)})"
+            )
+            base = base.model_copy(update={"low": low, "high": high})
+        return base.model_copy(
+            update={
+                "passed": passed,
+                "message": f"largest {metric} gap {_fmt(gap)} ({which}){counts} "
+                f"{'' if passed else 'not '}<= {_fmt(gates.max_fairness_gap)}",
+            }
+        )
+    # The claim "no two slices differ by more than maxFairnessGap" needs every pair's upper
+    # bound below it: a small slice with a smaller gap can have the widest interval.
+    confidence = gates.fairness_confidence
+    bounds = [
+        (newcombe((a.successes, a.samples), (b.successes, b.samples), confidence), a, b)
+        for slices in by_column.values()
+        for a in slices
+        for b in slices
+        if a is not b and a.rate >= b.rate
+    ]
+    (low, high), a, b = max(bounds, key=lambda item: item[0][1])
+    passed = high <= gates.max_fairness_gap
+    return base.model_copy(
+        update={
+            "low": low,
+            "high": high,
+            "confidence": confidence,
+            "passed": passed,
+            "message": f"largest {metric} gap {_fmt(gap)} ({which}); widest {_pct(confidence)} "
+            f"Newcombe upper bound {_fmt(high)} ({a.column}={a.value} {a.successes}/{a.samples}"
+            f" vs {b.column}={b.value} {b.successes}/{b.samples}, gap "
+            f"{_fmt(a.rate - b.rate)}, interval {_fmt(low)}-{_fmt(high)}) "
+            f"{'' if passed else 'not '}<= {_fmt(gates.max_fairness_gap)}",
+        }
+    )
+
+
+def _rate(piece: _Slice) -> tuple[float, str]:
+    return piece.rate, piece.value
 
 
 def _int8(within: float, overall: dict[str, float], spec: EdgeModelSpec) -> GateCheck:

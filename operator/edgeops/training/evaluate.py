@@ -42,6 +42,7 @@ import argparse
 import io
 import json
 import os
+import platform
 import sys
 import tarfile
 import traceback
@@ -57,7 +58,8 @@ from edgeops.settings import settings
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import blob_key
 from edgeops.training.data import load_version
-from edgeops.training.evaluation import Evaluation, evaluate, per_slice_status
+from edgeops.training.evaluation import Evaluation, evaluate, per_slice_status, wilson_interval
+from edgeops.training.opcount import OpCount
 from edgeops.training.pipeline import EXPORT_FORMATS, TrainingData
 
 SCHEMA: Final = "edgeops.dev/evaluation/v1"
@@ -67,6 +69,12 @@ MAX_ARTIFACT_BYTES: Final = 256 * 1024 * 1024
 MAX_EXPORT_ERROR: Final = 600
 #: Export whose probabilities give the overall metrics, in order of preference.
 REFERENCE_ORDER: Final = ("onnx", "tflite", "tflite-int8", "tflm")
+#: Where the ``<fmt>_latency_ms`` metrics come from: this host, whatever the targets run.
+LATENCY_SOURCE: Final = {
+    "source": "host",
+    "machine": platform.machine(),
+    "processor": platform.processor()[:128] or platform.machine(),
+}
 EXIT_FAILED: Final = 1
 #: The exports cannot be evaluated: retrying gives the same answer (the Job's
 #: podFailurePolicy fails the Job at once on it).
@@ -84,6 +92,7 @@ class Measured:
     probs: np.ndarray[Any, Any]
     size_bytes: int
     latency_ms: float | None
+    ops: OpCount | None = None
 
 
 def _key(fmt: str) -> str:
@@ -160,7 +169,7 @@ def _tflm_flatbuffer(bundle: bytes) -> bytes:
 def measure(fmt: str, blob: bytes, x: np.ndarray[Any, Any]) -> Measured:
     """Runs one export on ``x`` with its runtime. Raises :class:`EvaluationError` when the
     runtime refuses the bytes."""
-    from edgeops.training import exports
+    from edgeops.training import exports, opcount
 
     try:
         if fmt == "onnx":
@@ -170,11 +179,11 @@ def measure(fmt: str, blob: bytes, x: np.ndarray[Any, Any]) -> Measured:
             name = session.get_inputs()[0].name
             probs = np.asarray(session.run(None, {name: x})[0])
             onnx_ms = exports.latency_ms(lambda s: session.run(None, {name: s}), x)
-            return Measured(probs, len(blob), onnx_ms)
+            return Measured(probs, len(blob), onnx_ms, opcount.count_onnx(blob))
         content = _tflm_flatbuffer(blob) if fmt == "tflm" else blob
         probs = exports.run_tflite(content, x)
         tflite_ms = None if fmt == "tflm" else exports.tflite_latency(content, x)
-        return Measured(probs, len(content), tflite_ms)
+        return Measured(probs, len(content), tflite_ms, opcount.count_tflite(content))
     except EvaluationError:
         raise
     except Exception as exc:  # whatever the runtime raises for bytes that are no model
@@ -198,8 +207,11 @@ def evaluate_exports(
 ) -> tuple[str, Evaluation, dict[str, float]]:
     """Runs every export on the test split. Returns ``(reference format, its evaluation,
     flat metrics)``; the flat metrics hold the reference's accuracy, macro_f1, ece and
-    fairness_gap and, per export, ``<fmt>_accuracy``, ``<fmt>_size_bytes`` and (except
-    tflm, which runs on a microcontroller) ``<fmt>_latency_ms``. Raises
+    fairness_gap and, per export, ``<fmt>_accuracy``, ``<fmt>_size_bytes``, the operation
+    counts of one inference read from its graph (``<fmt>_macs``, ``<fmt>_elementwise_ops``,
+    ``<fmt>_operators``) and (except tflm, which runs on a microcontroller)
+    ``<fmt>_latency_ms``, timed on this host (see :data:`LATENCY_SOURCE`). The evaluation's
+    ``intervals`` gain a Wilson interval per ``<fmt>_accuracy``. Raises
     :class:`EvaluationError`.
 
     With ``errors``, an export that cannot be run (while another can) is left out of the
@@ -230,10 +242,16 @@ def evaluate_exports(
     evaluation = evaluate(measured[reference].probs, data.y_test, data.classes, data.test_slices)
     flat: dict[str, float] = dict(evaluation.flat_metrics())
     for fmt, result in measured.items():
-        flat[f"{_key(fmt)}_accuracy"] = float((result.probs.argmax(axis=1) == data.y_test).mean())
+        correct = int((result.probs.argmax(axis=1) == data.y_test).sum())
+        flat[f"{_key(fmt)}_accuracy"] = correct / len(data.y_test)
+        evaluation.intervals[f"{_key(fmt)}_accuracy"] = wilson_interval(correct, len(data.y_test))
         flat[f"{_key(fmt)}_size_bytes"] = float(result.size_bytes)
         if result.latency_ms is not None:
             flat[f"{_key(fmt)}_latency_ms"] = round(result.latency_ms, 4)
+        if result.ops is not None:
+            flat[f"{_key(fmt)}_macs"] = float(result.ops.macs)
+            flat[f"{_key(fmt)}_elementwise_ops"] = float(result.ops.elementwise)
+            flat[f"{_key(fmt)}_operators"] = float(result.ops.operators)
     return reference, evaluation, flat
 
 
@@ -311,7 +329,11 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
             "overall": flat,
             "perSlice": per_slice_status(evaluation),
             "exportErrors": dict(sorted(errors.items())),
+            "intervals": evaluation.intervals,
         },
+        # Every <fmt>_latency_ms is a timing on the evaluator's CPU, not on a device: the
+        # gates never use it for an MCU target or hardware with a profile.
+        "latency": LATENCY_SOURCE,
         "detail": evaluation.to_dict(),
         "artifacts": artifacts,
         "trainerReported": {"overall": _trainer_claims(results), "trusted": False},
