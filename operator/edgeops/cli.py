@@ -431,8 +431,11 @@ def token_create(
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Enrolled devices start Approved.")
     ] = False,
+    output: OutputOpt = Output.TABLE,
 ) -> None:
-    """Create a bootstrap token (its hash in a Secret) and print it, once."""
+    """Create a bootstrap token (its hash in a Secret) and print it, once. With -o json|yaml:
+    the token, its Secret, expiry, uses and labels as one document (for provisioning
+    scripts)."""
     from datetime import UTC, datetime, timedelta
 
     from edgeops.gateway.tokens import new_token, token_data
@@ -446,6 +449,20 @@ def token_create(
         token, expires_at=expires, max_uses=max_uses, labels=parsed, auto_approve=auto_approve
     )
     fleet.create_token_secret(namespace, secret, data)
+    if output is not Output.TABLE:
+        emit(
+            {
+                "token": token,
+                "namespace": namespace,
+                "secret": secret,
+                "expiresAt": data["expiresAt"],
+                "maxUses": max_uses,
+                "autoApprove": auto_approve,
+                "labels": parsed,
+            },
+            output,
+        )
+        return
     console.print(f"Secret {namespace}/{secret}; expires {data['expiresAt']}; shown only once:")
     typer.echo(token)
 
@@ -670,9 +687,11 @@ def fleet_inject(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for the simulator's answer.", min=0)
     ] = 10.0,
+    output: OutputOpt = Output.TABLE,
 ) -> None:
     """Start or stop injections in a running `edgeops fleet simulate` (same --state-dir):
-    each is a line in DIR/control.jsonl; the simulator answers in DIR/injections.json."""
+    each is a line in DIR/control.jsonl; the simulator answers in DIR/injections.json.
+    ``--list -o json|yaml`` prints the injections as the simulator reported them."""
     from edgeops.device.control import Command, new_id, read_state, send, wait_for_answer
 
     starts = [
@@ -700,11 +719,15 @@ def fleet_inject(
         elif not answer.get("applied"):
             console.print(f"[red]{what}: refused:[/] {answer.get('message')}")
             failed = True
-        else:
+        elif output is Output.TABLE:
             typer.echo(str(answer.get("message")))
+        else:  # stdout carries only the document
+            console.print(str(answer.get("message")), markup=False)
     if list_:
         state = read_state(state_dir) or {}
-        for item in state.get("injections") or []:
+        if output is not Output.TABLE:
+            emit(list(state.get("injections") or []), output)
+        for item in [] if output is not Output.TABLE else state.get("injections") or []:
             until = item.get("until")
             typer.echo(
                 f"{item['id']}\t{item['kind']}\t{item['spec']}\tfrom {item['from']:.0f} s"

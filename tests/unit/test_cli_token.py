@@ -74,3 +74,21 @@ def test_invalid_labels_fail_before_any_secret(monkeypatch: pytest.MonkeyPatch) 
     assert result.exit_code == 2 and "label key 'a b'" in result.output and not created
     result = CliRunner().invoke(cli.app, ["device", "token", "create", "-n", "x", "--ttl", "0s"])
     assert result.exit_code == 2 and "positive" in result.output and not created
+
+
+def test_a_token_as_a_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored: dict[str, dict[str, str]] = {}
+    monkeypatch.setattr(
+        "edgeops.k8s.fleet.create_token_secret",
+        lambda ns, name, data: stored.setdefault(f"{ns}/{name}", data),
+    )
+    result = CliRunner().invoke(
+        cli.app,
+        ["device", "token", "create", "-n", "plant", "--max-uses", "3", "--labels", "site=a",
+         "--auto-approve", "-o", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["token"].startswith("ebt.") and f"plant/{doc['secret']}" in stored
+    assert (doc["maxUses"], doc["autoApprove"], doc["labels"]) == (3, True, {"site": "a"})
+    assert doc["expiresAt"] == stored[f"plant/{doc['secret']}"]["expiresAt"]

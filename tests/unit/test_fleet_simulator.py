@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from pathlib import Path
 
 import httpx
@@ -276,6 +277,11 @@ def test_edgeops_fleet_inject_starts_lists_and_stops_through_a_running_simulator
         assert "stopped drift-1 at 42 s" in listed.output
         assert "concept-drift-2\tconcept-drift\teu\tfrom 42 s\tactive" in listed.output
         assert live.drift[0].until == 42.0 and live.concept_drift[0].until is None
+        as_json = runner.invoke(cli.app, [*base, "--list", "-o", "json"])
+        assert as_json.exit_code == 0, as_json.output
+        listed_doc = {item["id"]: item for item in json.loads(as_json.stdout)}
+        assert listed_doc["concept-drift-2"]["active"] is True
+        assert listed_doc["drift-1"]["until"] == 42.0
     finally:
         stop.set()
         thread.join(5)

@@ -57,7 +57,8 @@ def test_an_esp32_budget_is_checked_against_the_estimate_not_the_host() -> None:
     assert not check.passed and check.source == "estimate"
     assert check.message.startswith(
         "esp32 tflm latency 0.04739 ms not <= 0.01 ms (source: estimate for esp32-s3: "
-        "736 MACs at 1e+08/s + 2 element ops at 6e+07/s + 4 operators x 10 us; ESP-NN README"
+        "736 MACs at 1e+08/s + 2 element ops at 6e+07/s + 4 operators x 10 us; "
+        "espressif/esp-tflite-micro README"
     )
     roomy = _latency(_spec(_esp32(hardware="ESP32-S3", maxLatencyMs=0.05)), overall, "esp32")
     assert roomy.passed and roomy.value == pytest.approx(expected)
