@@ -9,9 +9,10 @@ every trigger that fired is listed, so nothing is lost and nothing starts twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from edgeops.api.common import format_time
 from edgeops.api.constants import Reason
@@ -329,3 +330,31 @@ def batch_wait(first_signal: datetime, now: datetime, window_seconds: float) -> 
     """Seconds still to wait before starting a run whose first trigger fired at
     ``first_signal``: triggers firing within ``window_seconds`` of it join the same run."""
     return max(window_seconds - (now - first_signal).total_seconds(), 0.0)
+
+
+def field_data(
+    reason: TrainingReason | None,
+    drift: DriftSummary | None,
+    versions: Sequence[tuple[str, datetime]],
+    dataset_version: str,
+) -> dict[str, Any] | None:
+    """The ``fieldData`` of a run started for ``reason`` (camelCase JSON for its spec), or
+    None when the run trains on its dataset version as a whole.
+
+    A run for Drift with a standing drift (``driftSince``, or ``conceptDriftSince`` when
+    earlier) gets as baseline the newest of the Dataset's ``versions`` (id, published)
+    published at or before the drift began and other than ``dataset_version``: rows it
+    lacks are what the fleet uploaded since (:mod:`edgeops.training.selection`). No such
+    version (the drift predates every version still listed): None."""
+    if reason != "Drift" or drift is None:
+        return None
+    starts = [s for s in (drift.drift_since, drift.concept_drift_since) if s]
+    if not starts:
+        return None
+    began = datetime.fromisoformat(min(starts))
+    before = [(created, vid) for vid, created in versions if created <= began]
+    before = [(c, v) for c, v in before if v != dataset_version]
+    if not before:
+        return None
+    _, baseline = max(before)
+    return {"baselineVersion": baseline, "driftSince": min(starts)}
