@@ -88,10 +88,16 @@ def test_a_drift_run_pins_the_newest_version_published_before_the_drift() -> Non
     ]
     chosen = retrain.field_data("Drift", drift, versions, "c" * 64)
     assert chosen == {"baselineVersion": "b" * 64, "driftSince": "2026-11-30T10:00:00Z"}
-    # Other reasons, no standing drift, or nothing published before it: the whole version.
+    # Pre-drift versions pruned from status: the oldest listed (post-drift) one, never the
+    # run's own version.
+    assert retrain.field_data("Drift", drift, versions[2:], "c" * 64) == {
+        "baselineVersion": "d" * 64,
+        "driftSince": "2026-11-30T10:00:00Z",
+    }
+    assert retrain.field_data("Drift", drift, versions[2:3], "c" * 64) is None
+    # Other reasons or no standing drift: the whole version.
     assert retrain.field_data("DataChange", drift, versions, "c" * 64) is None
     assert retrain.field_data("Drift", None, versions, "c" * 64) is None
-    assert retrain.field_data("Drift", drift, versions[2:], "c" * 64) is None
     calm = DriftSummary.model_validate({"measuredAt": "2026-11-30T10:05:00Z"})
     assert retrain.field_data("Drift", calm, versions, "c" * 64) is None
 

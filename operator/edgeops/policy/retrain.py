@@ -343,18 +343,23 @@ def field_data(
 
     A run for Drift with a standing drift (``driftSince``, or ``conceptDriftSince`` when
     earlier) gets as baseline the newest of the Dataset's ``versions`` (id, published)
-    published at or before the drift began and other than ``dataset_version``: rows it
-    lacks are what the fleet uploaded since (:mod:`edgeops.training.selection`). No such
-    version (the drift predates every version still listed): None."""
+    published at or before the drift began: rows it lacks are what the fleet uploaded
+    since (:mod:`edgeops.training.selection`). When status no longer lists such a version
+    (``historyLimit`` pruned it while the fleet kept uploading), the oldest listed one: it
+    was published after the drift began, so the rows it lacks are still post-drift rows,
+    only fewer. Never ``dataset_version`` itself; None when no other version is listed."""
     if reason != "Drift" or drift is None:
         return None
     starts = [s for s in (drift.drift_since, drift.concept_drift_since) if s]
     if not starts:
         return None
     began = datetime.fromisoformat(min(starts))
-    before = [(created, vid) for vid, created in versions if created <= began]
-    before = [(c, v) for c, v in before if v != dataset_version]
-    if not before:
+    others = sorted((created, vid) for vid, created in versions if vid != dataset_version)
+    before = [(c, v) for c, v in others if c <= began]
+    if before:
+        baseline = before[-1][1]
+    elif others:
+        baseline = others[0][1]
+    else:
         return None
-    _, baseline = max(before)
     return {"baselineVersion": baseline, "driftSince": min(starts)}
