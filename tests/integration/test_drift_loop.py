@@ -6,8 +6,10 @@ promotion rollouts.
 v1 trained on the built-in recordings → signed → rolled out → data drift injected on a
 share of devices → the drift monitor measures it (numbers in ``status.drift``, DataDrift
 True) → the devices' random samples land in the Dataset's inbox → a new dataset version
-with the field rows → a TrainingRun with reason ``Drift`` on it → v2 passes its gates → the
-Auto rollout of v2 Succeeds → the fleet runs v2 and DataDrift is False. The time from the
+with the field rows → a TrainingRun with reason ``Drift`` on it, its ``fieldData`` pinning
+the version published before the drift (v2's reference profile is the rows since) → v2
+passes its gates → the Auto rollout of v2 Succeeds → the fleet runs v2 and DataDrift is
+False on two measurements in a row, at the default ``minEffect``. The time from the
 injection to the whole fleet on v2 is printed."""
 
 from __future__ import annotations
