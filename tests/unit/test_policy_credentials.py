@@ -91,3 +91,19 @@ def test_training_credentials_live_as_long_as_the_job_may(
 
 def test_predictor_credentials_are_renewed_at_half_life() -> None:
     assert credentials.renew_after(43200) == 21600
+
+
+def test_a_drift_run_also_reads_its_baseline_version_and_nothing_else() -> None:
+    baseline = "cd" * 32
+    policy = credentials.training_policy(
+        BUCKET,
+        f"datasets/team-a/motions/versions/{VERSION}/",
+        "blobs/sha256/",
+        RUN_PREFIX,
+        f"datasets/team-a/motions/versions/{baseline}/",
+    )
+    grants = _grants(policy)
+    assert grants[f"arn:aws:s3:::{BUCKET}/datasets/team-a/motions/versions/{baseline}/*"] == {
+        "s3:GetObject"
+    }
+    assert len(grants) == len(_grants(_training())) + 1

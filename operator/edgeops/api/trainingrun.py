@@ -136,6 +136,40 @@ class TrainingTemplate(ApiModel):
         return value
 
 
+class FieldData(ApiModel):
+    """The drifted world's rows in a run started for drift, so the run is reproducible and
+    its lineage says what it learnt from. Field rows are the rows of ``datasetRef.version``
+    that ``baselineVersion`` (the newest version published before the drift began) does
+    not hold: what the fleet uploaded since. The trainer builds the reference profile
+    (what the drift monitor compares the fleet with) from the field rows when there are at
+    least ``minReferenceRows`` of them, else from all rows; it trains on all rows, with
+    each field row repeated (at most ``maxRepeats`` times) so field rows carry at least
+    ``weightShare`` of the training set, and earlier classes are not forgotten."""
+
+    baseline_version: Sha256 = Field(
+        description="Dataset version published at or before the drift began: rows it holds "
+        "are pre-drift data."
+    )
+    drift_since: Timestamp | None = Field(
+        None, description="status.drift.driftSince of the EdgeModel when the run started."
+    )
+    min_reference_rows: int = Field(
+        50,
+        ge=1,
+        le=10_000_000,
+        description="Fewest field rows the reference profile is built from; fewer: all rows.",
+    )
+    weight_share: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Least share of the training rows the field rows make up (by repetition).",
+    )
+    max_repeats: int = Field(
+        10, ge=1, le=100, description="Most copies of one field row in the training set."
+    )
+
+
 class TrainingRunSpec(TrainingTemplate):
     """Desired state of a TrainingRun. Immutable after creation."""
 
@@ -155,6 +189,11 @@ class TrainingRunSpec(TrainingTemplate):
     )
     model_ref: LocalObjectReference | None = Field(
         None, description="The EdgeModel this run trains a version for, if any."
+    )
+    field_data: FieldData | None = Field(
+        None,
+        description="Set on runs started for drift: which rows are field data collected "
+        "since the drift, and how they shape the training set and the reference profile.",
     )
 
 

@@ -688,11 +688,29 @@ def _published(dataset: dict[str, Any] | None, version: str | None) -> dt.dateti
     return None
 
 
+def _versions(dataset: dict[str, Any] | None) -> list[tuple[str, dt.datetime]]:
+    """The Dataset's listed versions as (id, published), skipping unreadable entries."""
+    found = []
+    for entry in ((dataset or {}).get("status") or {}).get("versions") or []:
+        try:
+            found.append((str(entry["id"]), dt.datetime.fromisoformat(str(entry["created"]))))
+        except (KeyError, ValueError):
+            continue
+    return found
+
+
 def _start_run(tick: Tick, decision: retrain.Decision, dataset_version: str) -> dict[str, Any]:
     spec = tick.spec.training.model_dump(by_alias=True, exclude_none=True, mode="json")
     # Pinned: the run trains exactly the version that triggered it (lineage).
     spec["datasetRef"]["version"] = dataset_version
     spec.update(reason=decision.reason, modelRef={"name": tick.name})
+    # A run for drift learns mostly from what the fleet uploaded since the drift began;
+    # the baseline version that tells those rows apart is pinned in its spec (lineage).
+    selected = retrain.field_data(
+        decision.reason, tick.status.drift, _versions(tick.observed.dataset), dataset_version
+    )
+    if selected is not None:
+        spec["fieldData"] = selected
     manifest = {
         "apiVersion": API_VERSION,
         "kind": TRAINING_RUN,

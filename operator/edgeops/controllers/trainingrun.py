@@ -201,6 +201,9 @@ def _issue_credentials(
         layout.version_prefix(namespace, spec.dataset_ref.name, dataset_version),
         BLOB_PREFIX,
         policy.results_prefix(namespace, name, uid),
+        layout.version_prefix(namespace, spec.dataset_ref.name, spec.field_data.baseline_version)
+        if spec.field_data is not None
+        else None,
     )
     conf = settings()
     seconds = credentials.training_seconds(

@@ -494,6 +494,13 @@ def _loop(
         f"version {version[:12]}: {counts.get(version, '?')} rows (80 lab recordings, the "
         f"rest field samples from the devices{more})"
     )
+    field = run["spec"].get("fieldData") or {}
+    if field.get("baselineVersion"):
+        story.say(
+            f"  field data: rows not in version {field['baselineVersion'][:12]} (published "
+            f"before the drift began at {field.get('driftSince', '?')}) make the reference "
+            "profile and at least half of the training rows"
+        )
     _wait(story, fleet, deadline, "v2's rollout", lambda: _rollout_done(story, 2))
     _wait(story, fleet, deadline, "every device on v2", lambda: fleet.all_on(2))
     story.say(

@@ -72,12 +72,18 @@ def _location(bucket: str) -> dict[str, Any]:
 
 
 def training_policy(
-    bucket: str, dataset_version_prefix: str, blob_prefix: str, results_prefix: str
+    bucket: str,
+    dataset_version_prefix: str,
+    blob_prefix: str,
+    results_prefix: str,
+    baseline_version_prefix: str | None = None,
 ) -> dict[str, Any]:
     """The session policy of one TrainingRun's pod.
 
     ``dataset_version_prefix`` is ``datasets/<ns>/<dataset>/versions/<version>/``,
     ``blob_prefix`` ``blobs/sha256/`` and ``results_prefix`` ``runs/<ns>/<run>/<uid>``.
+    A run for drift (``spec.fieldData``) also reads its baseline version's manifest, to
+    tell the field rows apart: ``baseline_version_prefix``, the same shape; None: no grant.
 
     Raises:
         ValueError: a prefix segment or the bucket holds a wildcard, ``/`` or ``$``.
@@ -90,6 +96,17 @@ def training_policy(
                 "ReadDatasetVersion",
                 ["s3:GetObject"],
                 [_objects(bucket, dataset_version_prefix)],
+            ),
+            *(
+                [
+                    _statement(
+                        "ReadBaselineVersion",
+                        ["s3:GetObject"],
+                        [_objects(bucket, baseline_version_prefix)],
+                    )
+                ]
+                if baseline_version_prefix
+                else []
             ),
             _statement(
                 "ReadWriteContentAddressedBlobs",

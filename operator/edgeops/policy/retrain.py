@@ -9,9 +9,10 @@ every trigger that fired is listed, so nothing is lost and nothing starts twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from edgeops.api.common import format_time
 from edgeops.api.constants import Reason
@@ -329,3 +330,36 @@ def batch_wait(first_signal: datetime, now: datetime, window_seconds: float) -> 
     """Seconds still to wait before starting a run whose first trigger fired at
     ``first_signal``: triggers firing within ``window_seconds`` of it join the same run."""
     return max(window_seconds - (now - first_signal).total_seconds(), 0.0)
+
+
+def field_data(
+    reason: TrainingReason | None,
+    drift: DriftSummary | None,
+    versions: Sequence[tuple[str, datetime]],
+    dataset_version: str,
+) -> dict[str, Any] | None:
+    """The ``fieldData`` of a run started for ``reason`` (camelCase JSON for its spec), or
+    None when the run trains on its dataset version as a whole.
+
+    A run for Drift with a standing drift (``driftSince``, or ``conceptDriftSince`` when
+    earlier) gets as baseline the newest of the Dataset's ``versions`` (id, published)
+    published at or before the drift began: rows it lacks are what the fleet uploaded
+    since (:mod:`edgeops.training.selection`). When status no longer lists such a version
+    (``historyLimit`` pruned it while the fleet kept uploading), the oldest listed one: it
+    was published after the drift began, so the rows it lacks are still post-drift rows,
+    only fewer. Never ``dataset_version`` itself; None when no other version is listed."""
+    if reason != "Drift" or drift is None:
+        return None
+    starts = [s for s in (drift.drift_since, drift.concept_drift_since) if s]
+    if not starts:
+        return None
+    began = datetime.fromisoformat(min(starts))
+    others = sorted((created, vid) for vid, created in versions if vid != dataset_version)
+    before = [(c, v) for c, v in others if c <= began]
+    if before:
+        baseline = before[-1][1]
+    elif others:
+        baseline = others[0][1]
+    else:
+        return None
+    return {"baselineVersion": baseline, "driftSince": min(starts)}

@@ -141,9 +141,10 @@ def trainer_config(
     dataset_version: str,
     slice_columns: list[str],
 ) -> dict[str, Any]:
-    """The JSON document the trainer reads (mounted from the run's ConfigMap)."""
+    """The JSON document the trainer reads (mounted from the run's ConfigMap); a run for
+    drift carries its ``fieldData`` (:mod:`edgeops.training.selection`)."""
     hp = spec.trainer.hyperparameters.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return {
+    document: dict[str, Any] = {
         "run": {"namespace": namespace, "name": run_name, "uid": run_uid},
         "dataset": {
             "namespace": namespace,
@@ -156,6 +157,11 @@ def trainer_config(
         "sliceColumns": slice_columns,
         "output": {"prefix": results_prefix(namespace, run_name, run_uid)},
     }
+    if spec.field_data is not None:
+        document["fieldData"] = spec.field_data.model_dump(
+            by_alias=True, exclude_none=True, mode="json"
+        )
+    return document
 
 
 def owner_reference(run: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from edgeops.api import DatasetSchema
+from edgeops.canonical_json import sorted_json
 from edgeops.datasets import layout
 from edgeops.datasets.cleaning import category
 from edgeops.datasets.manifest import parse_manifest
+from edgeops.datasets.profile import build_profile
 from edgeops.datasets.protocol import Store
+from edgeops.store.errors import ObjectMissingError
+from edgeops.training import selection
 from edgeops.training.pipeline import TrainingData
 
 NUMERIC_TYPES = ("float", "int", "bool")
@@ -21,10 +26,10 @@ class DatasetFormatError(ValueError):
     """The version cannot be trained on as is (message names the column)."""
 
 
-def load_version(
-    store: Store, namespace: str, name: str, version: str, slice_columns: list[str]
-) -> tuple[TrainingData, bytes]:
-    """The version's splits as arrays, and its reference profile (raw JSON bytes)."""
+def read_version(
+    store: Store, namespace: str, name: str, version: str
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The version's schema document and its rows per split, in stored order."""
     manifest = store.get_bytes(layout.manifest_key(namespace, name, version))
     entries = {e.key: e for e in parse_manifest(manifest)}
     # get_blob re-hashes the content: a corrupted shard fails here, not in training.
@@ -34,8 +39,53 @@ def load_version(
         split: [json.loads(line) for line in files[f"data/{split}.jsonl"].splitlines() if line]
         for split in ("train", "validation", "test")
     }
+    return schema, splits
+
+
+def load_version(
+    store: Store, namespace: str, name: str, version: str, slice_columns: list[str]
+) -> tuple[TrainingData, bytes]:
+    """The version's splits as arrays, and its reference profile (raw JSON bytes)."""
+    schema, splits = read_version(store, namespace, name, version)
     profile = store.get_bytes(layout.profile_key(namespace, name, version))
     return to_arrays(schema, splits, slice_columns), profile
+
+
+def load_selected(
+    store: Store,
+    namespace: str,
+    name: str,
+    version: str,
+    slice_columns: list[str],
+    field_data: dict[str, Any],
+) -> tuple[TrainingData, bytes, dict[str, Any]]:
+    """For a run with ``field_data`` (its spec's ``fieldData``, camelCase JSON): the arrays
+    and the reference profile (JSON bytes) by the selection rule of
+    :mod:`edgeops.training.selection`, and the selection's summary for the results.
+
+    A baseline version that is gone (retention deleted it) leaves no way to tell field
+    rows apart: the run trains as without ``field_data`` on all rows and the version's own
+    profile, and the summary says so (``baselineMissing``). Other store errors raise."""
+    schema, splits = read_version(store, namespace, name, version)
+    try:
+        _, old = read_version(store, namespace, name, str(field_data["baselineVersion"]))
+    except ObjectMissingError as error:
+        print(f"baseline version unreadable ({error}): training on all rows", flush=True)
+        profile = store.get_bytes(layout.profile_key(namespace, name, version))
+        summary: dict[str, Any] = {"referenceFrom": "all", "baselineMissing": True}
+        return to_arrays(schema, splits, slice_columns), profile, summary
+    chosen = selection.select(
+        splits,
+        [r for rows in old.values() for r in rows],
+        min_reference_rows=int(field_data.get("minReferenceRows", 50)),
+        weight_share=float(field_data.get("weightShare", 0.5)),
+        max_repeats=int(field_data.get("maxRepeats", 10)),
+    )
+    counts = {s: len(rows) for s, rows in splits.items()}
+    document = build_profile(chosen.reference, DatasetSchema.model_validate(schema), counts)
+    summary = chosen.summary()
+    print(f"field data since the drift: {json.dumps(summary, sort_keys=True)}", flush=True)
+    return to_arrays(schema, chosen.splits, slice_columns), sorted_json(document), summary
 
 
 def to_arrays(

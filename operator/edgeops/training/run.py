@@ -23,7 +23,7 @@ from edgeops.settings import settings, trainer_settings
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import BlobRef
 from edgeops.training.card import model_card
-from edgeops.training.data import load_version
+from edgeops.training.data import load_selected, load_version
 from edgeops.training.evaluation import per_slice_status
 from edgeops.training.pipeline import Hyperparameters, TrainerOptions, TrainingResult, train
 
@@ -63,7 +63,10 @@ def publish(
     profile: bytes,
     samples: dict[str, int],
     classes: list[str],
+    selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Uploads the exports, profile, model card and metrics, then ``results.json`` (last).
+    ``selection`` is the field-data summary of a run for drift (lineage), else None."""
     artifacts = []
     for fmt, export in sorted(result.exports.items()):
         if fmt in ("savedmodel", "tflm"):
@@ -114,6 +117,8 @@ def publish(
         # Exports that failed (format → reason): the evaluator carries them to the gates.
         "exportErrors": result.export_errors,
     }
+    if selection is not None:
+        results["fieldData"] = selection
     # Last: the operator treats the run as done only when this object exists.
     store.put_json(f"{config['output']['prefix']}/results.json", results)
     return results
@@ -142,13 +147,19 @@ def main(argv: list[str] | None = None) -> int:
             f"loading dataset {dataset['namespace']}/{dataset['name']}@{dataset['version'][:12]}",
             flush=True,
         )
-        data, profile = load_version(
-            store,
-            dataset["namespace"],
-            dataset["name"],
-            dataset["version"],
-            list(config.get("sliceColumns") or []),
-        )
+        slices = list(config.get("sliceColumns") or [])
+        field_data = config.get("fieldData")
+        chosen: dict[str, Any] | None = None
+        if field_data:
+            # A run for drift: field rows since the drift shape training and the profile.
+            data, profile, chosen = load_selected(
+                store, dataset["namespace"], dataset["name"], dataset["version"], slices,
+                field_data,
+            )  # fmt: skip
+        else:
+            data, profile = load_version(
+                store, dataset["namespace"], dataset["name"], dataset["version"], slices
+            )
         with tempfile.TemporaryDirectory(prefix="edgeops-train-") as tmp:
             result = train(data, hp, Path(tmp), list(config["exports"]), options)
             samples = {
@@ -156,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 "validation": len(data.y_val),
                 "test": len(data.y_test),
             }
-            publish(store, config, result, profile, samples, data.classes)
+            publish(store, config, result, profile, samples, data.classes, chosen)
     except ValueError as exc:
         store.put_json(f"{prefix}/failure.json", {"error": str(exc), "kind": "InvalidConfig"})
         print(f"error: {exc}", file=sys.stderr, flush=True)
