@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from edgeops.api.common import parse_time
 from edgeops.device.simulator import (
     FailingVersion,
     Offline,
@@ -40,7 +41,6 @@ from edgeops.device.simulator import (
     share_hit,
 )
 from edgeops.policy.desired import cohort_bucket
-from edgeops.policy.rollout import parse_time
 from tests.conftest import Cluster, condition, wait_for
 from tests.integration.device_fleet import (
     CLASSES,

@@ -143,6 +143,17 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(stamp: str | None) -> datetime | None:
+    """An RFC 3339 timestamp (as Kubernetes and :func:`format_time` write it) as an aware
+    datetime, or None when absent or unreadable."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 #: Kept as the string the API server returns; datetimes are accepted and formatted.
 Timestamp = Annotated[
     str,

@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from edgeops.api.common import format_time
+from edgeops.api.common import format_time, parse_time
 from edgeops.api.device import RETRYABLE_REASONS
 from edgeops.api.wire import DesiredRetries, DesiredState, UpdateReport
 from edgeops.device.client import DownloadError, GatewayError
@@ -209,7 +209,7 @@ def decide(
             return "GaveUp", last.attempt
         # An install cut short by a restart is retried at once: the restart was the pause,
         # and nothing suggests the network or the store is struggling.
-        finished = None if last.reason_code == INTERRUPTED else _parse_time(last.finished_at)
+        finished = None if last.reason_code == INTERRUPTED else parse_time(last.finished_at)
         now = now or datetime.now(UTC)
         if finished is not None and (now - finished).total_seconds() < retry_delay(
             retries, last.attempt
@@ -217,15 +217,6 @@ def decide(
             return "Wait", last.attempt + 1
         return "Install", last.attempt + 1
     return "Install", 1
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from edgeops.api.common import format_time
+from edgeops.api.common import format_time, parse_time
 from edgeops.api.conditions import Verdict, get_condition, update_conditions
 from edgeops.api.constants import API_VERSION, DEVICE, ConditionType, Reason
 from edgeops.api.device import TERMINAL_UPDATE_PHASES
@@ -145,19 +145,10 @@ def staleness_threshold(report_interval_seconds: float, last_seen_write_seconds:
     return MISSED_REPORTS * max(float(report_interval_seconds), float(last_seen_write_seconds))
 
 
-def _parse(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def seconds_since_seen(view: DeviceView, now: datetime) -> float | None:
     """Seconds from status.lastSeen to ``now`` (never negative: a gateway clock ahead of
     ours counts as just seen); None when the device was never seen."""
-    seen = _parse(view.last_seen)
+    seen = parse_time(view.last_seen)
     return None if seen is None else max(0.0, (now - seen).total_seconds())
 
 
@@ -336,7 +327,7 @@ def _announcements(
         if old is not None:
             fresh = (old.get("reason"), old.get("message")) != (verdict.reason, verdict.message)
         else:
-            when = _parse(str((view.update or {}).get("time") or ""))
+            when = parse_time(str((view.update or {}).get("time") or ""))
             horizon = staleness_threshold(view.report_interval_seconds, last_seen_write_seconds)
             fresh = when is not None and (now - when).total_seconds() <= horizon
         if fresh:

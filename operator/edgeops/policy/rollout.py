@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from edgeops.api.common import LabelSelector, format_time
+from edgeops.api.common import LabelSelector, format_time, parse_time
 from edgeops.api.conditions import Verdict
 from edgeops.api.constants import ConditionType, Reason
 from edgeops.api.device import RETRYABLE_REASONS
@@ -245,16 +245,6 @@ class Tally:
 
 
 # --- time helpers -------------------------------------------------------------------------
-
-
-def parse_time(stamp: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime, or None (absent or unreadable)."""
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def seconds(duration: str | None) -> float:
