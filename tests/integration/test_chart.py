@@ -289,8 +289,12 @@ def test_the_charts_operator_and_gateway_do_the_job(
 ) -> None:
     """`helm install` of the whole chart: its operator and gateway run as pods on the local
     node under the chart's ServiceAccounts, a Dataset gets a version through that operator,
-    a device enrolls through that gateway, and `helm test` passes."""
+    a device enrolls through that gateway, and `helm test` passes. Installed in the
+    per-namespace mode (`watchNamespaces`, the narrower RBAC: the cluster-wide ClusterRole
+    holds the same rules in every namespace, test_chart_rbac.py), with the Dataset and the
+    device in a tenant namespace other than the release's."""
     ns = cluster.namespace("chart")
+    tenant = cluster.namespace("tenant")
     # The S3 credentials Secret the chart's pods read, in the release namespace.
     secret = cluster.get("secret", S3_SECRET, "-n", SYSTEM_NAMESPACE)
     cluster.kubectl(
@@ -314,6 +318,7 @@ def test_the_charts_operator_and_gateway_do_the_job(
         "--set", f"tests.operatorHealthUrl={local.format(health)}/healthz",
         "--set", f"tests.operatorMetricsUrl={local.format(metrics)}/metrics",
         "--set", f"tests.gatewayUrl={local.format(gateway_port)}",
+        "--set", f"watchNamespaces={{{tenant}}}",
     )  # fmt: skip
     try:
 
@@ -340,17 +345,17 @@ def test_the_charts_operator_and_gateway_do_the_job(
         wait_for(lambda: answers(local.format(gateway_port) + "/healthz"), 120, "the gateway")
 
         # The operator (the only one running): a Dataset gets a version.
-        version = cluster.motions_dataset(ns)
+        version = cluster.motions_dataset(tenant)
         assert int(version, 16) >= 0  # a content hash
-        dataset = cluster.get("dataset", "motions", "-n", ns)
+        dataset = cluster.get("dataset", "motions", "-n", tenant)
         assert dataset["status"]["observedGeneration"] == dataset["metadata"]["generation"]
         # The gateway: a device enrolls with a bootstrap token and is Pending approval.
         with httpx.Client(base_url=local.format(gateway_port), timeout=30) as http:
-            device = Device(http, ns, "chart-dev")
-            enrolled = device.enroll(token(cluster, ns))
+            device = Device(http, tenant, "chart-dev")
+            enrolled = device.enroll(token(cluster, tenant))
         assert enrolled.status_code == 201, enrolled.text
         assert enrolled.json()["enrollment"] == "Pending"
-        assert cluster.get("device", "chart-dev", "-n", ns)["spec"]["approval"] == "Pending"
+        assert cluster.get("device", "chart-dev", "-n", tenant)["spec"]["approval"] == "Pending"
 
         # `helm test`: the chart's hook pods find both answering.
         out = _helm(cluster, "test", "eo", "--namespace", ns, "--timeout", "3m", timeout=240)

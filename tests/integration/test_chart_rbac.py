@@ -5,6 +5,7 @@ accounts)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -134,6 +135,7 @@ def test_namespaced_mode_has_a_role_per_namespace_and_a_minimal_cluster_role() -
     cluster = _verbs(_roles(docs, "ClusterRole", "eo-operator")[None])
     assert cluster == {
         **CRDS_READ,
+        "/namespaces": {"list", "watch"},
         "admissionregistration.k8s.io/validatingwebhookconfigurations": {"create"},
         "admissionregistration.k8s.io/validatingwebhookconfigurations#admission.edgeops.dev": {
             "get",
@@ -260,12 +262,17 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
             # Cluster-wide: reading CRDs (operator) and the fleet caches (gateway) only.
             (True, "operator", "list", "customresourcedefinitions.apiextensions.k8s.io", own, ()),
             (False, "operator", "list", "jobs.batch", own, ("--all-namespaces",)),
-            (False, "operator", "list", "namespaces", own, ()),
+            (True, "operator", "list", "namespaces", own, ()),
+            (False, "operator", "get", "namespaces", own, ()),
+            (False, "operator", "create", "namespaces", own, ()),
             (False, "operator", "create", WEBHOOKS, own, ()),
             (True, "gateway", "watch", "devices.edgeops.dev", own, ("--all-namespaces",)),
             (False, "gateway", "get", "secrets", own, ("--all-namespaces",)),
         ]  # fmt: skip
-        wrong = [c for c in checks if can(*c[1:5], *c[5]) != c[0]]
+        # A few kubectl processes at a time: each answer is one SubjectAccessReview.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda c: can(*c[1:5], *c[5]), checks))
+        wrong = [c for c, answer in zip(checks, answers, strict=True) if answer != c[0]]
         assert wrong == [], f"{len(wrong)} of {len(checks)} answers differ: {wrong}"
     finally:
         _helm(cluster, "uninstall", "eons", "--namespace", own)
