@@ -1,5 +1,6 @@
-"""``edgeops operator run --namespace``: repeated, it limits Kopf to those namespaces (the
-chart's ``watchNamespaces`` passes one flag per namespace); absent, the whole cluster."""
+"""``edgeops operator run --namespace``: repeated, it limits Kopf to those namespaces plus
+the operator's own (its evaluation Jobs run there; the chart's ``watchNamespaces`` passes
+one flag per namespace); absent, the whole cluster."""
 
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ def kopf_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     ("flags", "clusterwide", "namespaces"),
     [
         ([], True, []),
-        (["--namespace", "team-a"], False, ["team-a"]),
+        (["--namespace", "team-a"], False, ["team-a", "edgeops-system"]),
         (
             ["--namespace", "team-a", "--namespace", "team-b", "--namespace", "team-a"],
             False,
-            ["team-a", "team-b"],
+            ["team-a", "team-b", "edgeops-system"],
         ),
+        (["--namespace", "edgeops-system"], False, ["edgeops-system"]),
     ],
 )
 def test_namespaces_reach_kopf(

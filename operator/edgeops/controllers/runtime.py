@@ -82,9 +82,10 @@ def run(
     the settings (``EDGEOPS_HEALTH_PORT``, ``EDGEOPS_METRICS_PORT``,
     ``EDGEOPS_BIND_ADDRESS``).
 
-    ``namespaces``: the namespaces to serve (Kopf watches each); empty: the whole cluster.
-    The namespaced mode needs no cluster-wide permission on namespaced resources (the
-    chart's ``watchNamespaces``).
+    ``namespaces``: the namespaces to serve (Kopf watches each), to which the operator's own
+    (``EDGEOPS_NAMESPACE``) is added because its evaluation Jobs run there; empty: the
+    whole cluster. Serving namespaces needs no cluster-wide permission on namespaced
+    resources (the chart's ``watchNamespaces``).
 
     Peering (Kopf's coordination of several operator replicas) is off by default: the local
     and single-replica case needs no peering CRDs. Enable it for HA deployments.
@@ -107,7 +108,7 @@ def run(
         kopf.operator(
             standalone=not peering,
             clusterwide=not namespaces,
-            namespaces=list(dict.fromkeys(namespaces)),
+            namespaces=list(dict.fromkeys([*namespaces, config.namespace])) if namespaces else [],
             liveness_endpoint=f"http://{_url_host(bind_address)}:{health_port}/healthz",
         )
     )
