@@ -142,6 +142,7 @@ def test_rendered_chart_validates_against_the_real_schemas(cluster: Cluster) -> 
         + 2 * ["ServiceMonitor"]
         + ["Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
         + ["PrometheusRule", "ConfigMap"]
+        + ["Role", "RoleBinding"]  # the operator's own objects in the release namespace
         + 3 * ["Pod"]
     )
     # Every object, the ServiceMonitors against the Prometheus Operator's own CRD.
