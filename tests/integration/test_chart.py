@@ -63,6 +63,7 @@ def test_lint_strict_is_clean() -> None:
         (["gateway.service.port=http"], "at '/gateway/service/port'"),
         (["metrics.serviceMonitor.interval=30"], "at '/metrics/serviceMonitor/interval'"),
         (["gateway.ingress.hosts[0].paths[0].path=api"], "at '/gateway/ingress/hosts/0'"),
+        (["watchNamespaces={team-a,Team_B}"], "at '/watchNamespaces/1'"),
     ],
 )
 def test_a_wrong_value_fails_naming_the_field(values: list[str], named: str) -> None:
