@@ -246,7 +246,13 @@ def operator_run(
         ),
     ] = None,
     peering: Annotated[bool, typer.Option(help="Kopf peering for several replicas.")] = False,
-    namespace: Annotated[str | None, typer.Option(help="Watch one namespace only.")] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Watch only this namespace; repeat for several (the chart's watchNamespaces). "
+            "Default: the whole cluster."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the EdgeOps operator (Kopf) against the current kubeconfig or in-cluster config.
@@ -270,7 +276,7 @@ def operator_run(
         health_port=health_port,
         metrics_port=metrics_port,
         peering=peering,
-        namespace=namespace,
+        namespaces=namespace or [],
         bind_address=bind_address,
     )
 

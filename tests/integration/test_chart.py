@@ -63,6 +63,7 @@ def test_lint_strict_is_clean() -> None:
         (["gateway.service.port=http"], "at '/gateway/service/port'"),
         (["metrics.serviceMonitor.interval=30"], "at '/metrics/serviceMonitor/interval'"),
         (["gateway.ingress.hosts[0].paths[0].path=api"], "at '/gateway/ingress/hosts/0'"),
+        (["watchNamespaces={team-a,Team_B}"], "at '/watchNamespaces/1'"),
     ],
 )
 def test_a_wrong_value_fails_naming_the_field(values: list[str], named: str) -> None:
@@ -142,6 +143,7 @@ def test_rendered_chart_validates_against_the_real_schemas(cluster: Cluster) -> 
         + 2 * ["ServiceMonitor"]
         + ["Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
         + ["PrometheusRule", "ConfigMap"]
+        + ["Role", "RoleBinding"]  # the operator's own objects in the release namespace
         + 3 * ["Pod"]
     )
     # Every object, the ServiceMonitors against the Prometheus Operator's own CRD.
@@ -214,8 +216,11 @@ def test_installed_service_account_has_least_privilege(cluster: Cluster) -> None
         user = f"system:serviceaccount:{ns}:eo-operator"
 
         def can(verb: str, resource: str, namespace: str = "default") -> bool:
+            # resource: plural[.group], with /status or /log for a subresource, /NAME else.
+            base, _, rest = resource.partition("/")
+            what = [base, f"--subresource={rest}"] if rest in ("status", "log") else [resource]
             result = cluster.kubectl(
-                "auth", "can-i", verb, resource, "-n", namespace, "--as", user, check=False
+                "auth", "can-i", verb, *what, "-n", namespace, "--as", user, check=False
             )
             return result.stdout.strip() == "yes"
 
@@ -234,7 +239,6 @@ def test_installed_service_account_has_least_privilege(cluster: Cluster) -> None
             ("patch", "configmaps"),
             ("create", "serviceaccounts"),
             ("patch", "serviceaccounts"),
-            ("delete", "jobs.batch"),
             ("list", "pods"),
             ("patch", "servingruntimes.serving.kserve.io"),
             ("create", "servingruntimes.serving.kserve.io"),
@@ -254,7 +258,16 @@ def test_installed_service_account_has_least_privilege(cluster: Cluster) -> None
             ("create", "pods"),
             ("delete", "secrets"),
             ("create", "clusterroles"),
+            # Verbs no controller uses (README.md "RBAC").
+            ("delete", "jobs.batch"),
+            ("delete", "configmaps"),
+            ("update", "servingruntimes.serving.kserve.io"),
+            ("create", "events.events.k8s.io"),
+            ("list", "namespaces"),
+            # The evaluator's log is read in the release namespace only.
+            ("get", "pods/log"),
         ]
+        assert can("get", "pods/log", ns) and can("get", "secrets/edgeops-signing-key", ns)
         assert [a for a in allowed if not can(*a)] == []
         assert [d for d in denied if can(*d)] == []
     finally:
@@ -278,8 +291,12 @@ def test_the_charts_operator_and_gateway_do_the_job(
 ) -> None:
     """`helm install` of the whole chart: its operator and gateway run as pods on the local
     node under the chart's ServiceAccounts, a Dataset gets a version through that operator,
-    a device enrolls through that gateway, and `helm test` passes."""
+    a device enrolls through that gateway, and `helm test` passes. Installed in the
+    per-namespace mode (`watchNamespaces`, the narrower RBAC: the cluster-wide ClusterRole
+    holds the same rules in every namespace, test_chart_rbac.py), with the Dataset and the
+    device in a tenant namespace other than the release's."""
     ns = cluster.namespace("chart")
+    tenant = cluster.namespace("tenant")
     # The S3 credentials Secret the chart's pods read, in the release namespace.
     secret = cluster.get("secret", S3_SECRET, "-n", SYSTEM_NAMESPACE)
     cluster.kubectl(
@@ -303,6 +320,7 @@ def test_the_charts_operator_and_gateway_do_the_job(
         "--set", f"tests.operatorHealthUrl={local.format(health)}/healthz",
         "--set", f"tests.operatorMetricsUrl={local.format(metrics)}/metrics",
         "--set", f"tests.gatewayUrl={local.format(gateway_port)}",
+        "--set", f"watchNamespaces={{{tenant}}}",
     )  # fmt: skip
     try:
 
@@ -329,17 +347,17 @@ def test_the_charts_operator_and_gateway_do_the_job(
         wait_for(lambda: answers(local.format(gateway_port) + "/healthz"), 120, "the gateway")
 
         # The operator (the only one running): a Dataset gets a version.
-        version = cluster.motions_dataset(ns)
+        version = cluster.motions_dataset(tenant)
         assert int(version, 16) >= 0  # a content hash
-        dataset = cluster.get("dataset", "motions", "-n", ns)
+        dataset = cluster.get("dataset", "motions", "-n", tenant)
         assert dataset["status"]["observedGeneration"] == dataset["metadata"]["generation"]
         # The gateway: a device enrolls with a bootstrap token and is Pending approval.
         with httpx.Client(base_url=local.format(gateway_port), timeout=30) as http:
-            device = Device(http, ns, "chart-dev")
-            enrolled = device.enroll(token(cluster, ns))
+            device = Device(http, tenant, "chart-dev")
+            enrolled = device.enroll(token(cluster, tenant))
         assert enrolled.status_code == 201, enrolled.text
         assert enrolled.json()["enrollment"] == "Pending"
-        assert cluster.get("device", "chart-dev", "-n", ns)["spec"]["approval"] == "Pending"
+        assert cluster.get("device", "chart-dev", "-n", tenant)["spec"]["approval"] == "Pending"
 
         # `helm test`: the chart's hook pods find both answering.
         out = _helm(cluster, "test", "eo", "--namespace", ns, "--timeout", "3m", timeout=240)

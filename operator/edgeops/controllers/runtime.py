@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -74,12 +75,17 @@ def run(
     health_port: int | None = None,
     metrics_port: int | None = None,
     peering: bool = False,
-    namespace: str | None = None,
+    namespaces: Sequence[str] = (),
     bind_address: str | None = None,
 ) -> None:
     """Runs the operator until interrupted. Ports and bind address left as None come from
     the settings (``EDGEOPS_HEALTH_PORT``, ``EDGEOPS_METRICS_PORT``,
     ``EDGEOPS_BIND_ADDRESS``).
+
+    ``namespaces``: the namespaces to serve (Kopf watches each), to which the operator's own
+    (``EDGEOPS_NAMESPACE``) is added because its evaluation Jobs run there; empty: the
+    whole cluster. Serving namespaces needs no cluster-wide permission on namespaced
+    resources (the chart's ``watchNamespaces``).
 
     Peering (Kopf's coordination of several operator replicas) is off by default: the local
     and single-replica case needs no peering CRDs. Enable it for HA deployments.
@@ -101,8 +107,8 @@ def run(
     asyncio.run(
         kopf.operator(
             standalone=not peering,
-            clusterwide=namespace is None,
-            namespaces=[namespace] if namespace else [],
+            clusterwide=not namespaces,
+            namespaces=list(dict.fromkeys([*namespaces, config.namespace])) if namespaces else [],
             liveness_endpoint=f"http://{_url_host(bind_address)}:{health_port}/healthz",
         )
     )

@@ -1,0 +1,278 @@
+"""The chart's RBAC: the rules rendered in both modes (cluster-wide, and `watchNamespaces`
+with a Role per served namespace), and the namespaced mode's permissions as the real
+apiserver's RBAC authorizer answers them (`kubectl auth can-i --as` the chart's service
+accounts)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster
+from tests.integration.test_chart import CHART, _helm, _run_helm
+
+pytestmark = pytest.mark.integration
+
+#: Every call the operator makes (edgeops/k8s/*, Kopf handlers in edgeops/controllers/*) in
+#: a namespace it serves, as resource -> verbs: README.md "RBAC" explains each.
+OPERATOR_NAMESPACED = {
+    "edgeops.dev/datasets": {"get", "list", "watch", "patch"},
+    "edgeops.dev/trainingruns": {"get", "list", "watch", "patch", "create"},
+    "edgeops.dev/edgemodels": {"get", "list", "watch", "patch"},
+    "edgeops.dev/fleetrollouts": {"get", "list", "watch", "patch", "create"},
+    "edgeops.dev/devices": {"get", "list", "watch", "patch"},
+    **{
+        f"edgeops.dev/{kind}/status": {"patch"}
+        for kind in ("datasets", "trainingruns", "edgemodels", "fleetrollouts", "devices")
+    },
+    "batch/jobs": {"get", "list", "watch", "create", "patch"},
+    "/pods": {"list", "watch"},
+    "/configmaps": {"get", "create", "patch"},
+    "/secrets": {"get", "create", "patch"},
+    "/serviceaccounts": {"get", "create", "patch"},
+    "/events": {"create", "patch"},
+    "serving.kserve.io/inferenceservices": {"get", "list", "watch", "create", "patch", "delete"},
+    "serving.kserve.io/servingruntimes": {"get", "create", "patch"},
+}
+#: The gateway's calls in a namespace it serves (edgeops/gateway/*, edgeops/k8s/fleet.py).
+GATEWAY_NAMESPACED = {
+    "edgeops.dev/devices": {"get", "create", "patch"},
+    "edgeops.dev/devices/status": {"patch"},
+    "edgeops.dev/datasets": {"get"},
+    "/secrets": {"get", "patch"},
+}
+CRDS_READ = {"apiextensions.k8s.io/customresourcedefinitions": {"get", "list", "watch"}}
+WEBHOOKS = "validatingwebhookconfigurations.admissionregistration.k8s.io"
+GATEWAY_CACHES = {
+    f"edgeops.dev/{k}": {"list", "watch"} for k in ("devices", "edgemodels", "fleetrollouts")
+}
+
+
+def _render(*sets: str) -> list[dict[str, Any]]:
+    out = _run_helm("template", "eo", str(CHART), "--namespace", "eo-system", *sets)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def _verbs(role: dict[str, Any]) -> dict[str, set[str]]:
+    """resource (group/plural[/sub], names after #) -> verbs, merged over the rules."""
+    merged: dict[str, set[str]] = {}
+    for rule in role["rules"]:
+        names = ",".join(rule.get("resourceNames", []))
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = f"{group}/{resource}" + (f"#{names}" if names else "")
+                merged.setdefault(key, set()).update(rule["verbs"])
+    return merged
+
+
+def _roles(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str | None, dict[str, Any]]:
+    return {
+        d["metadata"].get("namespace"): d
+        for d in docs
+        if d["kind"] == kind and d["metadata"]["name"] == name
+    }
+
+
+def _merge(*tables: dict[str, set[str]]) -> dict[str, set[str]]:
+    merged: dict[str, set[str]] = {}
+    for table in tables:
+        for resource, verbs in table.items():
+            merged.setdefault(resource, set()).update(verbs)
+    return merged
+
+
+def _home() -> dict[str, set[str]]:
+    """The operator's Role in the release namespace (either mode)."""
+    return {
+        "/secrets": {"create"},
+        "/configmaps": {"create"},
+        "/secrets#edgeops-signing-key,edgeops-evaluator-s3": {"get", "patch"},
+        "/secrets#edgeops-s3": {"get"},
+        "/configmaps#edgeops-signing": {"get", "patch"},
+        "batch/jobs": {"get", "list", "watch", "create", "patch"},
+        "/pods": {"list", "watch"},
+        "/pods/log": {"get"},
+        "/events": {"create", "patch"},
+    }
+
+
+def _can(
+    cluster: Cluster, user: str, verb: str, resource: str, namespace: str, *extra: str
+) -> bool:
+    """`kubectl auth can-i` as ``user``. ``resource`` is ``plural[.group]``, with ``/name``
+    for one object or ``/status``, ``/log`` for a subresource."""
+    base, _, rest = resource.partition("/")
+    args = [base, f"--subresource={rest}"] if rest in ("status", "log") else [resource]
+    result = cluster.kubectl(
+        "auth", "can-i", verb, *args, "-n", namespace, *extra, "--as", user, check=False
+    )  # fmt: skip
+    return result.stdout.strip() == "yes"
+
+
+def test_cluster_wide_rules_are_exactly_the_calls_made() -> None:
+    docs = _render()
+    cluster = _roles(docs, "ClusterRole", "eo-operator")[None]
+    assert _verbs(cluster) == {**CRDS_READ, **OPERATOR_NAMESPACED}
+    # The operator's own objects: names fixed by the values, in the release namespace only.
+    own = _roles(docs, "Role", "eo-operator-own")
+    assert list(own) == ["eo-system"] and _verbs(own["eo-system"]) == _home()
+    gateway = _roles(docs, "ClusterRole", "eo-gateway")[None]
+    assert _verbs(gateway) == _merge(GATEWAY_CACHES, GATEWAY_NAMESPACED)
+    assert not _roles(docs, "Role", "eo-operator")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert "args" not in deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_namespaced_mode_has_a_role_per_namespace_and_a_minimal_cluster_role() -> None:
+    docs = _render(
+        "--set", "watchNamespaces={team-a,team-b}", "--set", "admission.port=9443",
+        "--set", "peering=true",
+    )  # fmt: skip
+    cluster = _verbs(_roles(docs, "ClusterRole", "eo-operator")[None])
+    assert cluster == {
+        **CRDS_READ,
+        "/namespaces": {"list", "watch"},
+        "admissionregistration.k8s.io/validatingwebhookconfigurations": {"create"},
+        "admissionregistration.k8s.io/validatingwebhookconfigurations#admission.edgeops.dev": {
+            "get",
+            "patch",
+        },
+    }
+    peering = {"kopf.dev/kopfpeerings": {"get", "list", "watch", "patch"}}
+    tenants = _roles(docs, "Role", "eo-operator")
+    assert set(tenants) == {"team-a", "team-b"}
+    assert all(_verbs(r) == {**OPERATOR_NAMESPACED, **peering} for r in tenants.values())
+    bindings = _roles(docs, "RoleBinding", "eo-operator")
+    assert set(bindings) == {"team-a", "team-b"}
+    for binding in bindings.values():
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "eo-operator", "namespace": "eo-system"}
+        ]
+    # The release namespace: the operator's own objects, plus reading what Kopf watches there.
+    own = _verbs(_roles(docs, "Role", "eo-operator-own")["eo-system"])
+    watch_only = {f"edgeops.dev/{k}" for k in ("datasets", "trainingruns", "edgemodels")}
+    assert _home().items() <= own.items() and all(own[k] == {"list", "watch"} for k in watch_only)
+    assert own["kopf.dev/kopfpeerings"] == {"get", "list", "watch", "patch"}
+    # The gateway: its caches cluster-wide, everything else in the served namespaces.
+    assert _verbs(_roles(docs, "ClusterRole", "eo-gateway")[None]) == GATEWAY_CACHES
+    gateway = _roles(docs, "Role", "eo-gateway")
+    assert set(gateway) == {"team-a", "team-b"}
+    assert all(_verbs(r) == GATEWAY_NAMESPACED for r in gateway.values())
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]
+    )
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+        "--namespace=eo-system",
+        "--peering",
+    ]
+    # The older single value joins the list; helm lint --strict stays clean in this mode.
+    docs = _render("--set", "watchNamespace=team-c", "--set", "watchNamespaces={team-a}")
+    assert set(_roles(docs, "Role", "eo-operator")) == {"team-a", "team-c"}
+    lint = _run_helm("lint", "--strict", str(CHART), "--set", "watchNamespaces={team-a,team-b}")
+    assert lint.returncode == 0 and "[WARNING]" not in lint.stdout, lint.stdout + lint.stderr
+
+
+def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: Cluster) -> None:
+    """Installed with watchNamespaces on the real apiserver (RBAC authorizer): the operator
+    and gateway can do their work in the listed namespaces and their own, and nothing in
+    kube-system or in a tenant's namespace that is not listed."""
+    own, team_a, team_b, other = (cluster.namespace(p) for p in ("own", "ta", "tb", "other"))
+    # replicas=0: only RBAC is under test here (test_chart runs the chart's pods).
+    _helm(
+        cluster,
+        "install", "eons", str(CHART), "--namespace", own, "--wait=false",
+        "--set", "crds.install=false", "--set", "replicas=0", "--set", "gateway.replicas=0",
+        "--set", f"watchNamespaces={{{team_a},{team_b}}}",
+    )  # fmt: skip
+    try:
+
+        def can(account: str, verb: str, resource: str, namespace: str, *extra: str) -> bool:
+            user = f"system:serviceaccount:{own}:eons-{account}"
+            return _can(cluster, user, verb, resource, namespace, *extra)
+
+        checks: list[tuple[bool, str, str, str, str, tuple[str, ...]]] = []
+        for ns in (team_a, team_b):
+            checks += [
+                (True, "operator", verb, resource, ns, ())
+                for verb, resource in [
+                    ("get", "secrets"), ("create", "secrets"), ("patch", "secrets"),
+                    ("create", "jobs.batch"), ("watch", "jobs.batch"), ("list", "pods"),
+                    ("create", "configmaps"), ("create", "serviceaccounts"),
+                    ("watch", "datasets.edgeops.dev"), ("patch", "trainingruns.edgeops.dev/status"),
+                    ("create", "fleetrollouts.edgeops.dev"), ("create", "events"),
+                    ("delete", "inferenceservices.serving.kserve.io"),
+                ]
+            ]  # fmt: skip
+            checks += [
+                (False, "operator", verb, resource, ns, ())
+                for verb, resource in [
+                    ("list", "secrets"), ("delete", "secrets"), ("delete", "configmaps"),
+                    ("delete", "jobs.batch"), ("create", "pods"),
+                    ("update", "datasets.edgeops.dev"),
+                    ("get", "pods/log"), ("delete", "trainingruns.edgeops.dev"),
+                    ("update", "trainingruns.edgeops.dev/status"),
+                ]
+            ]  # fmt: skip
+            checks += [
+                (True, "gateway", "get", "secrets", ns, ()),
+                (True, "gateway", "patch", "secrets", ns, ()),
+                (True, "gateway", "create", "devices.edgeops.dev", ns, ()),
+                (True, "gateway", "patch", "devices.edgeops.dev/status", ns, ()),
+                (False, "gateway", "list", "secrets", ns, ()),
+                (False, "gateway", "create", "secrets", ns, ()),
+                (False, "gateway", "patch", "edgemodels.edgeops.dev/status", ns, ()),
+            ]
+        for ns in (other, "kube-system", "default"):
+            checks += [
+                (False, "operator", verb, resource, ns, ())
+                for verb, resource in [
+                    ("get", "secrets"), ("create", "secrets"), ("patch", "secrets"),
+                    ("create", "jobs.batch"), ("create", "configmaps"),
+                    ("patch", "serviceaccounts"), ("list", "datasets.edgeops.dev"),
+                    ("patch", "edgemodels.edgeops.dev/status"), ("create", "events"),
+                ]
+            ]  # fmt: skip
+            checks += [
+                (False, "gateway", "get", "secrets", ns, ()),
+                (False, "gateway", "create", "devices.edgeops.dev", ns, ()),
+                (False, "gateway", "patch", "devices.edgeops.dev/status", ns, ()),
+            ]
+        # Its own namespace: the named objects, evaluation Jobs and their log.
+        checks += [
+            (True, "operator", "get", "secrets/edgeops-signing-key", own, ()),
+            (True, "operator", "patch", "secrets/edgeops-evaluator-s3", own, ()),
+            (True, "operator", "get", "secrets/edgeops-s3", own, ()),
+            (False, "operator", "patch", "secrets/edgeops-s3", own, ()),
+            (False, "operator", "get", "secrets/someone-elses", own, ()),
+            (False, "operator", "list", "secrets", own, ()),
+            (True, "operator", "create", "secrets", own, ()),
+            (True, "operator", "patch", "configmaps/edgeops-signing", own, ()),
+            (False, "operator", "patch", "configmaps/another", own, ()),
+            (True, "operator", "create", "jobs.batch", own, ()),
+            (True, "operator", "get", "pods/log", own, ()),
+            (True, "operator", "watch", "edgemodels.edgeops.dev", own, ()),
+            (False, "operator", "patch", "edgemodels.edgeops.dev", own, ()),
+            (False, "gateway", "get", "secrets", own, ()),
+            # Cluster-wide: reading CRDs (operator) and the fleet caches (gateway) only.
+            (True, "operator", "list", "customresourcedefinitions.apiextensions.k8s.io", own, ()),
+            (False, "operator", "list", "jobs.batch", own, ("--all-namespaces",)),
+            (True, "operator", "list", "namespaces", own, ()),
+            (False, "operator", "get", "namespaces", own, ()),
+            (False, "operator", "create", "namespaces", own, ()),
+            (False, "operator", "create", WEBHOOKS, own, ()),
+            (True, "gateway", "watch", "devices.edgeops.dev", own, ("--all-namespaces",)),
+            (False, "gateway", "get", "secrets", own, ("--all-namespaces",)),
+        ]  # fmt: skip
+        # A few kubectl processes at a time: each answer is one SubjectAccessReview.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda c: can(*c[1:5], *c[5]), checks))
+        wrong = [c for c, answer in zip(checks, answers, strict=True) if answer != c[0]]
+        assert wrong == [], f"{len(wrong)} of {len(checks)} answers differ: {wrong}"
+    finally:
+        _helm(cluster, "uninstall", "eons", "--namespace", own)
