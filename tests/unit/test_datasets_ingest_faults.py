@@ -355,7 +355,7 @@ def test_only_empty_cells_are_missing_unless_the_schema_declares_tokens() -> Non
         ("null", 1.5),
     ]
     (reject,) = result.rejected  # "nan" is not declared: a NaN number, never a value
-    assert (reject.line, reject.reason) == (5, "NotFinite")
+    assert (reject.line, reject.reason) == (6, "NotFinite")  # file line 6 (bug 6: not record 5)
 
 
 def test_undeclared_na_in_a_numeric_column_is_a_type_mismatch_not_a_gap() -> None:

@@ -57,6 +57,9 @@ _INBOX_SLASH = "sources[].inbox.prefix: must end with /"
 _INBOX_DOTS = "sources[].inbox.prefix: must not contain '..'"
 _ENCODING_FORMAT = "sources[].encoding: only for format csv or jsonl (text files)"
 _ENCODING_BUILTIN = "sources[].encoding: a builtin source brings its own files"
+_ENCODING_INBOX = (
+    "sources[].encoding: not for an inbox source (the gateway writes its objects as UTF-8)"
+)
 
 
 class HttpSource(ApiModel):
@@ -141,9 +144,9 @@ class DatasetSource(ApiModel):
     encoding: SourceEncoding | None = Field(
         None,
         description="Text encoding of the source's CSV or JSON Lines files (not for parquet "
-        "or npz, nor for builtin sources). Absent: UTF-8, a byte-order mark dropped; bytes "
-        "that do not decode reject only the rows they are in (reason Unreadable, with the "
-        "line).",
+        "or npz, nor for builtin or inbox sources: the gateway writes UTF-8). Absent: UTF-8, "
+        "a byte-order mark dropped; bytes that do not decode reject only the rows they are "
+        "in (reason Unreadable, with the line).",
     )
 
     @model_validator(mode="after")
@@ -397,6 +400,7 @@ class DatasetSpec(ApiModel):
                 _ENCODING_FORMAT,
             ),
             cel("self.sources.all(s, !has(s.builtin) || !has(s.encoding))", _ENCODING_BUILTIN),
+            cel("self.sources.all(s, !has(s.inbox) || !has(s.encoding))", _ENCODING_INBOX),
         )
     )
 
@@ -428,6 +432,8 @@ class DatasetSpec(ApiModel):
             raise ValueError(_ENCODING_FORMAT)
         if any(s.builtin is not None for s in encoded):
             raise ValueError(_ENCODING_BUILTIN)
+        if any(s.inbox is not None for s in encoded):
+            raise ValueError(_ENCODING_INBOX)
         return self
 
 

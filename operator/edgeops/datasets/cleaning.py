@@ -19,7 +19,7 @@ from typing import Any, Final
 from edgeops.api import DatasetSchema, Feature, ValidationRules
 from edgeops.canonical_json import sorted_json
 
-from .rows import Rejected, RejectReason, Row
+from .rows import Rejected, RejectReason, Row, SourceRow
 
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
@@ -47,7 +47,8 @@ class CleanResult:
     def rejected_by_reason(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for rejected in self.rejected:
-            counts[rejected.reason] += rejected.counted
+            if rejected.counted:  # unknown counts and notes are in ``unread``, not numbers
+                counts[rejected.reason] += rejected.counted
         if self.duplicates:
             counts[RejectReason.DUPLICATE] = self.duplicates
         return dict(sorted(counts.items()))
@@ -56,7 +57,9 @@ class CleanResult:
     def invalid_count(self) -> int:
         """Rows rejected as invalid; duplicates are redundant, not invalid, so they do not
         count against the rejected-fraction limit. A whole object rejected unread counts
-        as the rows it declares (one when it declares none)."""
+        as the rows it declares; one that declares none counts 0 here (``unread`` says
+        "unknown" and :meth:`invalid_fraction` is 1), so no count claims a number it does
+        not know."""
         return sum(r.counted for r in self.rejected)
 
     @property
@@ -118,8 +121,11 @@ def clean(
             try:
                 typed, gaps = _typed_row(item, features, extras, rules, result.coercions)
             except _InvalidError as invalid:
+                # The reader's line (a file line, a row position) where it says; else the
+                # row's position in its batch (builtin datasets).
+                line = item.line if isinstance(item, SourceRow) else number
                 result.rejected.append(
-                    Rejected(source, number, invalid.reason, invalid.detail, _jsonable(item))
+                    Rejected(source, line, invalid.reason, invalid.detail, _jsonable(item))
                 )
                 continue
             if gaps and rules.missing_values == "FillMean":
@@ -226,35 +232,56 @@ def _require_finite(name: str, value: Any) -> None:
 
 
 def _exact_int(name: str, value: Any) -> int:
-    """``value`` as an exact ``int``: integer text ("9007199254740993") is parsed as an
-    integer, never through ``float``, so values beyond 2**53 (nanosecond timestamps,
-    64-bit counters) stay exact; other numeric text ("4.0", "1e3") is parsed as a decimal
-    and must be integral. Raises ValueError, or _InvalidError (NotFinite)."""
+    """``value`` as an exact ``int`` within int64 (what a version's int column holds).
+
+    Integer text is ASCII only, ``[+-]?[0-9]+`` ("9007199254740993" is parsed as an
+    integer, never through ``float``, so values beyond 2**53 stay exact); a whole number
+    in a float's spelling ("4.0", "1e3", see ``_DECIMAL``) is parsed as a decimal
+    and must be integral. Python-only spellings ("1_000", non-ASCII digits such as
+    "١٢٣") are not integers. Raises ValueError (TypeMismatch), or _InvalidError:
+    NotFinite ("inf", "1e999"), OutOfRange (outside int64; the detail names the bounds,
+    never the value)."""
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, int):
-        return value
-    if isinstance(value, float):
+        number = value
+    elif isinstance(value, float):
         _require_finite(name, value)
         if not value.is_integer():
             raise ValueError
-        return int(value)
-    text = str(value).strip()
-    if _INTEGER.fullmatch(text):
-        return int(text)
-    _require_finite(name, float(text))  # "1e999", "inf": NotFinite, as for floats
-    number = Decimal(text)
-    if number != number.to_integral_value():
-        raise ValueError
-    return int(number)
+        number = int(value)
+    else:
+        text = str(value).strip()
+        if _INTEGER.fullmatch(text):
+            number = int(text)
+        elif _NOT_FINITE.fullmatch(text):
+            raise _InvalidError(RejectReason.NOT_FINITE, f"column {name} is not finite")
+        elif _DECIMAL.fullmatch(text):
+            _require_finite(name, float(text))  # "1e999": NotFinite, as for floats
+            decimal = Decimal(text)
+            if decimal != decimal.to_integral_value():
+                raise ValueError
+            number = int(decimal)
+        else:
+            raise ValueError
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise _InvalidError(
+            RejectReason.OUT_OF_RANGE,
+            f"column {name} is outside the int64 range [{INT64_MIN}, {INT64_MAX}]",
+        )
+    return number
 
 
-#: Integer text: optional sign, ASCII digits (parsed with int(); anything else goes the
-#: decimal way, as a float feature's text does).
+#: The range of an int feature: int64, what its column is stored as.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+#: Integer text: optional sign, ASCII digits (``re``'s [0-9] is ASCII only, unlike \d).
 _INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 #: Decimal text with a point or an exponent: the spellings of a number that a float
 #: writes ("1.0", "2.50", "1e3").
 _DECIMAL: Final = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][+-]?[0-9]+)?")
+#: What ``float`` reads as infinity or NaN: NotFinite for an int, as for a float.
+_NOT_FINITE: Final = re.compile(r"[+-]?(inf|infinity|nan)", re.IGNORECASE)
 
 
 def _is_missing(value: Any, tokens: Sequence[str] | None) -> bool:

@@ -25,7 +25,7 @@ import math
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,13 +34,14 @@ import numpy as np
 from edgeops.api import DataFormat
 from edgeops.settings import settings
 
-from .rows import Rejected, RejectReason, Row
+from .rows import Rejected, RejectReason, Row, SourceRow
 
 #: The rules by which files become typed rows (readers and cleaning). A collection's
 #: fingerprint includes it, so a change to them (2: issue 16's exact ints, declared missing
-#: tokens, labels by value, rows after a bad record) re-reads unchanged sources once; the
-#: same content still gets the same version id.
-READ_RULES: Final = 2
+#: tokens, labels by value, rows after a bad record; 3: ASCII int64 ints, record start
+#: lines, unnamed and unused repeated CSV columns ignored) re-reads unchanged sources once;
+#: the same content still gets the same version id.
+READ_RULES: Final = 3
 
 #: Bytes in a MiB, the unit of the size settings.
 MIB: Final = 1024 * 1024
@@ -150,10 +151,13 @@ def read_rows(
     label: str | None = None,
     limits: ReadLimits | None = None,
     encoding: str | None = None,
+    used: Collection[str] | None = None,
 ) -> Iterator[Row | Rejected]:
-    """Rows of one file. ``features`` and ``label`` name an npz archive's ``X`` columns and
-    its ``y`` vector; ``encoding`` (a Python codec name, default UTF-8) decodes CSV and
-    JSON Lines.
+    """Rows of one file, each a :class:`SourceRow` with its line (or row position).
+    ``features`` and ``label`` name an npz archive's ``X`` columns and its ``y`` vector;
+    ``encoding`` (a Python codec name, default UTF-8) decodes CSV and JSON Lines; ``used``
+    names the columns the schema uses (``None``: all), which decides whether a repeated
+    CSV column refuses the file.
 
     A record that cannot be parsed is a :class:`Rejected` with its reason and line (or
     row position), and reading goes on. What cannot be read at all (a CSV header with a
@@ -180,7 +184,7 @@ def read_rows(
     held: list[Row | Rejected] = []
     try:
         if fmt == "csv":
-            records = _csv(data, source, encoding)
+            records = _csv(data, source, encoding, used)
         elif fmt == "jsonl":
             records = _jsonl(data, source, encoding)
         elif fmt == "parquet":
@@ -248,13 +252,26 @@ def _too_much_data(what: str, size: int, limits: ReadLimits) -> str:
     )
 
 
-def _csv(data: bytes, source: str, encoding: str | None) -> Iterator[Row | Rejected]:
-    """Rows of a CSV file (header first). A record the csv module refuses (e.g. a field
-    over its field size limit, 131072 characters) or that holds undecodable bytes is
-    rejected with its line, and reading goes on with the next line. A header that repeats
-    a column (also after stripping spaces) or does not decode refuses the whole file,
-    counting its records."""
-    reader = csv.reader(io.StringIO(decode_text(data, encoding), newline=""))
+def _csv(
+    data: bytes, source: str, encoding: str | None, used: Collection[str] | None
+) -> Iterator[Row | Rejected]:
+    """Rows of a CSV file (header first), each a :class:`SourceRow` with the line its
+    record starts at. A record the csv module refuses (e.g. a field over its field size
+    limit, 131072 characters), with the wrong number of fields or with undecodable bytes
+    is rejected with the line it starts at, and reading goes on after it. Such a record
+    that spans several lines (an unterminated or stray quote swallows the lines after it)
+    counts each non-blank line it spans as a rejected row, since each was most likely a
+    record of its own; its lines are not re-read, as a quoted field's continuation lines
+    could pass for rows.
+
+    Columns: one with an empty name (Excel's trailing columns, pandas' index) is ignored,
+    with a note (reason IgnoredColumn, no row lost) if any of its cells holds a value. A
+    name repeated in the header (also after stripping spaces) refuses the whole file,
+    counting its records, when the column is in ``used`` (``None``: every column is);
+    otherwise its columns are ignored, with a note. A header that does not decode refuses
+    the file."""
+    lines: list[str] = []
+    reader = csv.reader(_remembered(io.StringIO(decode_text(data, encoding), newline=""), lines))
     raw_header = next(reader, None)
     if raw_header is None:
         return
@@ -263,45 +280,85 @@ def _csv(data: bytes, source: str, encoding: str | None) -> Iterator[Row | Rejec
         raise UnreadableError(
             f"the header holds {_encoding_hint(data, encoding)}", _count_csv(reader)
         )
-    repeated = [name for name, n in Counter(header).items() if n > 1]
-    if repeated:
-        positions = [i + 1 for i, h in enumerate(header) if h == repeated[0]]
+    counts = Counter(h for h in header if h)
+    repeated = [name for name, n in counts.items() if n > 1]
+    refused = [name for name in repeated if used is None or name in used]
+    if refused:
+        positions = [i + 1 for i, h in enumerate(header) if h == refused[0]]
         raise UnreadableError(
-            f"column {repeated[0]!r} appears {len(positions)} times in the header "
+            f"column {refused[0]!r} appears {len(positions)} times in the header "
             f"(columns {', '.join(map(str, positions))}); the file is refused",
             _count_csv(reader),
             RejectReason.MALFORMED,
         )
+    kept = [i for i, h in enumerate(header) if h and h not in repeated]
+    unnamed = [i for i, h in enumerate(header) if not h]
+    unnamed_values = False
+    end = reader.line_num
     while True:
+        begin = end + 1  # the record's first line: the line after the last record's end
         try:
             values = next(reader)
         except StopIteration:
-            return
+            break
         except csv.Error as error:  # the reader resumes at the next line
-            yield Rejected(source, reader.line_num, RejectReason.MALFORMED, f"csv: {error}")
+            end = reader.line_num
+            yield _malformed(source, lines, begin, end, f"csv: {error}", None)
             continue
+        end = reader.line_num
         if not values or (len(values) == 1 and not values[0].strip()):
             continue  # blank line
-        line = reader.line_num
         if any(undecodable(v) for v in values):
             yield Rejected(
                 source,
-                line,
+                begin,
                 RejectReason.UNREADABLE,
                 _encoding_hint(data, encoding),
                 {"_raw": [_shown(v) for v in values]},
             )
             continue
         if len(values) != len(header):
-            yield Rejected(
-                source,
-                line,
-                RejectReason.MALFORMED,
-                f"expected {len(header)} fields, found {len(values)}",
-                {"_raw": values},
-            )
+            detail = f"expected {len(header)} fields, found {len(values)}"
+            yield _malformed(source, lines, begin, end, detail, {"_raw": values})
             continue
-        yield dict(zip(header, values, strict=True))
+        unnamed_values = unnamed_values or any(values[i].strip() for i in unnamed)
+        yield SourceRow({header[i]: values[i] for i in kept}, begin)
+    ignored = [
+        f"column {name!r} appears {counts[name]} times in the header and is not used by "
+        "the schema: ignored"
+        for name in repeated
+    ]
+    if unnamed_values:
+        shown = ", ".join(str(i + 1) for i in unnamed)
+        ignored.append(f"columns with no name in the header ({shown}) hold values: ignored")
+    for note in ignored:
+        yield Rejected(source, None, RejectReason.IGNORED_COLUMN, f"csv file: {note}", rows=0)
+
+
+def _remembered(lines: Iterator[str], into: list[str]) -> Iterator[str]:
+    """``lines``, each also appended to ``into`` (line ``n`` is ``into[n - 1]``)."""
+    for line in lines:
+        into.append(line)
+        yield line
+
+
+def _malformed(
+    source: str, lines: list[str], begin: int, end: int, detail: str, row: Row | None
+) -> Rejected:
+    """A Malformed record that starts at line ``begin`` and ends at ``end``: one rejected
+    row, or one per non-blank line it spans (see :func:`_csv`)."""
+    spanned = sum(1 for text in lines[begin - 1 : end] if text.strip(" \t\r\n"))
+    if end <= begin or spanned <= 1:
+        return Rejected(source, begin, RejectReason.MALFORMED, detail, row)
+    return Rejected(
+        source,
+        begin,
+        RejectReason.MALFORMED,
+        f"{detail}; the record spans lines {begin}-{end} (an unterminated or stray quote?), "
+        f"counted as {spanned} rejected rows",
+        row,
+        rows=spanned,
+    )
 
 
 def _count_csv(reader: Iterator[list[str]]) -> int:
@@ -369,7 +426,7 @@ def _jsonl(data: bytes, source: str, encoding: str | None) -> Iterator[Row | Rej
                 {"_raw": _shown(line)},
             )
             continue
-        yield record
+        yield SourceRow(record, number)
 
 
 class _RepeatedKeyError(ValueError):
@@ -455,8 +512,9 @@ def _parquet(data: bytes, source: str, limits: ReadLimits) -> Iterator[Row | Rej
                         _too_much_data("decodes to over", decoded, limits), rows
                     )
                 batch_rows = list(_plain_rows(batch))
+                for offset, row in enumerate(batch_rows, start=start + done + 1):
+                    yield SourceRow(row, offset)
                 done += len(batch_rows)
-                yield from batch_rows
         except (pa.ArrowException, OSError, ValueError) as error:
             yield Rejected(
                 source,
@@ -564,7 +622,7 @@ def _npz(data: bytes, columns: Sequence[str], label: str, limits: ReadLimits) ->
         )
     names = list(arrays)
     for i in range(next(iter(lengths.values()), 0)):
-        yield {name: arrays[name][i].item() for name in names}
+        yield SourceRow({name: arrays[name][i].item() for name in names}, i + 1)
 
 
 def _npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:

@@ -31,6 +31,7 @@ from edgeops.settings import settings
 
 from . import builtin, layout
 from .addresses import AddressPolicy, AddressRefusedError, Resolver, check_host, system_resolver
+from .cleaning import kept_columns
 from .protocol import Store
 from .readers import MIB, ReadLimits, matches_format, read_rows
 from .rows import Rejected, RejectReason, Row
@@ -429,6 +430,7 @@ def _batches(
     schema = spec.data_schema
     features = [f.name for f in schema.features] if schema else []
     label = schema.label if schema else None
+    used = kept_columns(schema) if schema else None
     if source.builtin is not None:
         try:
             data = builtin.load(source.builtin.name)
@@ -438,7 +440,7 @@ def _batches(
         return
     if source.http is not None:
         yield _http_batch(
-            source.http.url, source.http.sha256, spec, fetch_url, known, source.encoding
+            source.http.url, source.http.sha256, spec, fetch_url, known, source.encoding, used
         )
         return
     if source.s3 is not None:
@@ -462,8 +464,12 @@ def _batches(
         def fetch(key: str = info.key) -> bytes:
             return store.get_bytes(key, bucket=bucket)
 
-        encoding = source.encoding if fmt == spec.format else None  # inbox uploads: UTF-8
-        yield SourceBatch(name, fingerprint, _reader(fetch, fmt, name, features, label, encoding))
+        # The gateway writes an inbox's objects as UTF-8: a declared encoding (refused for
+        # inbox sources at admission; older objects may hold one) never applies to them.
+        encoding = None if source.inbox is not None else source.encoding
+        yield SourceBatch(
+            name, fingerprint, _reader(fetch, fmt, name, features, label, encoding, used)
+        )
 
 
 def _object_format(key: str, fmt: DataFormat, *, inbox: bool) -> DataFormat | None:
@@ -494,6 +500,7 @@ def _http_batch(
     fetch_url: HttpFetch,
     known: Mapping[str, HttpValidators],
     encoding: str | None = None,
+    used: list[str] | None = None,
 ) -> SourceBatch:
     schema = spec.data_schema
     features = [f.name for f in schema.features] if schema else []
@@ -518,7 +525,7 @@ def _http_batch(
     return SourceBatch(
         shown,
         digest,
-        _reader(lambda: body, spec.format, shown, features, label, encoding),
+        _reader(lambda: body, spec.format, shown, features, label, encoding, used),
         validators,
     )
 
@@ -537,5 +544,8 @@ def _reader(
     features: list[str],
     label: str | None,
     encoding: str | None = None,
+    used: list[str] | None = None,
 ) -> Callable[[], Iterator[Row | Rejected]]:
-    return lambda: read_rows(fetch(), fmt, name, features, label, encoding=encoding)
+    """Reads ``fetch()`` when called; ``used``: the columns the schema uses (see
+    :func:`read_rows`)."""
+    return lambda: read_rows(fetch(), fmt, name, features, label, encoding=encoding, used=used)
