@@ -238,3 +238,48 @@ def test_a_relative_gate_states_both_sample_counts_and_intervals() -> None:
     assert (
         first.message == "accuracy=1 (n=12, 95 % CI 0.7575-1): no current version to compare with"
     )
+
+
+def test_a_relative_gate_with_confidence_bounds_the_change_by_newcombe() -> None:
+    # 12/12 after 37/37: the same point estimate, but 12 rows cannot show that it did not
+    # get worse by 2 points: the change's 95 % Newcombe interval is -0.2425 .. 0.09406.
+    spec = _spec(relative=[{"metric": "accuracy", "maxDegradation": 0.02, "confidence": 0.95}])
+    current = ModelVersion(
+        number=1,
+        training_run="r",
+        created="2026-01-01T00:00:00Z",
+        state="Approved",
+        metrics=EvaluationMetrics(
+            overall={"accuracy": 1.0}, intervals={"accuracy": _interval(37, 37)}
+        ),
+    )
+    low, high = newcombe((12, 12), (37, 37), 0.95)
+    check = _check(gates.evaluate(spec, _twelve_of_twelve(), [], current), "relative/accuracy")
+    assert not check.passed and check.confidence == 0.95
+    assert (round(low, 4), round(high, 5)) == (-0.2425, 0.09406)
+    assert check.message == (
+        "accuracy=1 (12/12) vs current v1 1 (37/37): change +0, 95 % Newcombe interval "
+        "-0.2425-0.09406; bound -0.2425 not >= -0.02 (allowed worsening 0.02)"
+    )
+    # 3000/3000 after 2990/3000: the interval's worst end is within 2 points.
+    large = EvaluationMetrics(
+        overall={"accuracy": 1.0}, intervals={"accuracy": _interval(3000, 3000)}
+    )
+    assert current.metrics is not None
+    current.metrics.intervals["accuracy"] = _interval(2990, 3000)
+    current.metrics.overall["accuracy"] = 2990 / 3000
+    assert _check(gates.evaluate(spec, large, [], current), "relative/accuracy").passed
+    # Without the counts behind both numbers the gate cannot hold its claim.
+    current.metrics.intervals.clear()
+    bare = _check(gates.evaluate(spec, large, [], current), "relative/accuracy")
+    assert not bare.passed
+    assert bare.message.endswith(
+        "the gate requires the 95 % interval of the change and a version lacks the test "
+        "counts (successes of samples) for it"
+    )
+
+
+def test_relative_confidence_needs_a_proportion() -> None:
+    with pytest.raises(ValidationError, match=r"relative\[\].confidence: needs metric accuracy"):
+        _spec(relative=[{"metric": "macro_f1", "maxDegradation": 0.02, "confidence": 0.95}])
+    _spec(relative=[{"metric": "tflite_int8_accuracy", "maxDegradation": 0, "confidence": 0.9}])

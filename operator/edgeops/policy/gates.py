@@ -255,6 +255,8 @@ def _relative(
         )
     assert current.metrics is not None
     was = current.metrics.intervals.get(gate.metric)
+    if gate.confidence is not None:
+        return _relative_bound(gate, base, (value, known), (baseline, was), current.number)
     threshold, passed, comparison = _against(gate, value, baseline)
     return base.model_copy(
         update={
@@ -262,6 +264,48 @@ def _relative(
             "passed": passed,
             "message": f"{gate.metric}={_fmt(value)}{_stated(known)} vs current "
             f"v{current.number} {_fmt(baseline)}{_stated(was)} {comparison}{source}",
+        }
+    )
+
+
+def _relative_bound(
+    gate: RelativeGate,
+    check: GateCheck,
+    candidate: tuple[float, MetricInterval | None],
+    current: tuple[float, MetricInterval | None],
+    number: int,
+) -> GateCheck:
+    """A relative gate with ``confidence``: the worst end of the Newcombe interval of the
+    change (candidate minus current, from both test counts) must stay within the allowed
+    worsening, as an absolute gate's bound must clear its threshold."""
+    assert gate.confidence is not None
+    level = _pct(gate.confidence)
+    (value, known), (baseline, was) = candidate, current
+    allowed = gate.max_degradation * (abs(baseline) if gate.mode == "relative" else 1.0)
+    check = check.model_copy(update={"confidence": gate.confidence, "passed": False})
+    if known is None or known.successes is None or was is None or was.successes is None:
+        return check.model_copy(
+            update={
+                "message": f"{gate.metric}={_fmt(value)} vs current v{number} "
+                f"{_fmt(baseline)}: the gate requires the {level} interval of the change "
+                "and a version lacks the test counts (successes of samples) for it",
+            }
+        )
+    low, high = newcombe(
+        (known.successes, known.samples), (was.successes, was.samples), gate.confidence
+    )
+    # Worse is down for higher-is-better: the lower bound is the worst plausible change.
+    bound, op, limit = (low, ">=", -allowed) if gate.higher_is_better else (high, "<=", allowed)
+    passed = _compare(bound, op, limit)
+    return check.model_copy(
+        update={
+            "threshold": baseline - allowed if gate.higher_is_better else baseline + allowed,
+            "passed": passed,
+            "message": f"{gate.metric}={_fmt(value)} ({known.successes}/{known.samples}) vs "
+            f"current v{number} {_fmt(baseline)} ({was.successes}/{was.samples}): change "
+            f"{value - baseline:+.4g}, {level} Newcombe interval {_fmt(low)}-{_fmt(high)}; "
+            f"bound {_fmt(bound)} {'' if passed else 'not '}{op} {_fmt(limit)} (allowed "
+            f"worsening {_fmt(allowed)})",
         }
     )
 
