@@ -207,6 +207,10 @@ def test_first_version_is_approved_signed_promoted_and_served(cluster: Cluster, 
     )
     assert accuracy["low"] <= v1["metrics"]["overall"]["accuracy"] <= accuracy["high"]
     assert f"(n={accuracy['samples']}, 95 % CI " in checks["absolute/accuracy"]["message"]
+    # ...in the int8 and relative gates too: both numbers of the int8 comparison.
+    assert checks["int8/accuracy"]["message"].count(f"(n={accuracy['samples']}, 95 % CI ") == 2
+    assert checks["relative/accuracy"]["message"].startswith("accuracy=")
+    assert f"(n={accuracy['samples']}, 95 % CI " in checks["relative/accuracy"]["message"]
     assert checks["latency/pi"]["source"] == "host"
     mcu = checks["latency/mcu"]
     assert mcu["passed"] and mcu["source"] == "estimate", mcu

@@ -357,8 +357,22 @@ def test_v1_400_bodies_name_the_input_shape_and_datatype(server: str) -> None:
     url = f"{server}/v1/models/motion:predict"
     cases = [
         ([[0.1] * 5], "expected 6 features, got 5", {"shape": [1, 5], "datatype": "FP64"}),
-        ([["a"] * 6], "expected numbers, got BYTES", {"shape": [1, 6], "datatype": "BYTES"}),
-        ([[True] * 6], "expected numbers, got BOOL", {"shape": [1, 6], "datatype": "BOOL"}),
+        (
+            [["a"] * 6],
+            'expected numbers, got "a" at [0][0]',
+            {"shape": [1, 6], "datatype": "BYTES"},
+        ),
+        (
+            [[True] * 6],
+            "expected numbers, got true at [0][0]",
+            {"shape": [1, 6], "datatype": "BOOL"},
+        ),
+        (
+            [[None, 1, 1, 1, 1, 1]],
+            "expected numbers, got null at [0][0]",
+            {"shape": [1, 6], "datatype": "BYTES"},
+        ),
+        ([], '"instances" is empty: send at least one [feature, ...] row', {}),
         (
             [[[0.1] * 6]],
             "expected 2 dimensions, got shape [1, 1, 6]",
@@ -374,7 +388,16 @@ def test_v2_400_bodies_name_the_input_shape_and_datatype(server: str) -> None:
     url = f"{server}/v2/models/motion/infer"
     cases = [
         (_v2([1, 5], "FP32", [0.1] * 5), "expected 6 features, got 5"),
-        (_v2([1, 6], "BYTES", ["a"] * 6), "datatype BYTES is not numeric"),
+        (
+            _v2([1, 6], "BYTES", ["a"] * 6),
+            "datatype BYTES is not numeric (the model takes FP16, FP32, FP64, INT16, INT32, "
+            "INT64, INT8, UINT16, UINT32, UINT64, UINT8, converted to FP32)",
+        ),
+        (
+            _v2([1, 6], "UINT8", [300] + [1] * 5),
+            "data holds 300, outside datatype UINT8's range 0 to 255",
+        ),
+        (_v2([-1, 6], "FP32", [0.1] * 6), "shape [-1, 6] has a negative dimension"),
         (
             _v2([2, 6], "FP32", [0.1] * 6),
             "data does not match shape [2, 6] (12 values) and datatype FP32: got 6 values",

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from scipy.stats import binomtest
 
 from edgeops.api.common import EvaluationMetrics, MetricInterval, SliceMetrics
-from edgeops.api.edgemodel import EdgeModelSpec, Gates
+from edgeops.api.edgemodel import EdgeModelSpec, Gates, ModelVersion
 from edgeops.policy import gates
 from edgeops.policy.intervals import newcombe, wilson
 from edgeops.training.evaluation import evaluate, wilson_interval
@@ -189,3 +189,97 @@ def test_the_trainingrun_message_names_the_sample_count() -> None:
     }
     message = _evaluated_message({"datasetVersion": "ab" * 32}, evaluation)
     assert "accuracy=1.0000 (n=12, 95 % CI 0.7575-1), 1 artifacts" in message
+
+
+def _interval(successes: int, samples: int) -> MetricInterval:
+    return MetricInterval.model_validate(wilson_interval(successes, samples))
+
+
+def test_the_int8_gate_states_both_sample_counts_and_intervals() -> None:
+    # The trial's case: the int8 model got 34 of 37 test rows right, the float one all 37.
+    spec = EdgeModelSpec.model_validate(
+        {
+            "training": {"datasetRef": {"name": "d"}, "exports": ["onnx", "tflite-int8"]},
+            "targets": [{"name": "pi", "targetType": "linux", "format": "onnx"}],
+            "gates": {"requireInt8AccuracyWithin": 0.03},
+        }
+    )
+    metrics = EvaluationMetrics(
+        overall={"accuracy": 1.0, "tflite_int8_accuracy": 34 / 37},
+        intervals={"accuracy": _interval(37, 37), "tflite_int8_accuracy": _interval(34, 37)},
+    )
+    check = _check(gates.evaluate(spec, metrics, [], None), "int8/accuracy")
+    assert not check.passed and check.samples == 37
+    assert check.message == (
+        "int8 accuracy 0.9189 (n=37, 95 % CI 0.787-0.972) vs float 1 "
+        "(n=37, 95 % CI 0.9059-1): drop 0.08108 not <= 0.03"
+    )
+
+
+def test_a_relative_gate_states_both_sample_counts_and_intervals() -> None:
+    spec = _spec(relative=[{"metric": "accuracy", "maxDegradation": 0}])
+    current = ModelVersion(
+        number=1,
+        training_run="r",
+        created="2026-01-01T00:00:00Z",
+        state="Approved",
+        metrics=EvaluationMetrics(
+            overall={"accuracy": 1.0}, intervals={"accuracy": _interval(37, 37)}
+        ),
+    )
+    check = _check(gates.evaluate(spec, _twelve_of_twelve(), [], current), "relative/accuracy")
+    assert check.passed and (check.samples, check.high) == (12, 1.0)
+    assert check.source is None
+    assert check.message == (
+        "accuracy=1 (n=12, 95 % CI 0.7575-1) vs current v1 1 (n=37, 95 % CI 0.9059-1) "
+        "(change +0, allowed worsening 0): >= 1"
+    )
+    first = _check(gates.evaluate(spec, _twelve_of_twelve(), [], None), "relative/accuracy")
+    assert (
+        first.message == "accuracy=1 (n=12, 95 % CI 0.7575-1): no current version to compare with"
+    )
+
+
+def test_a_relative_gate_with_confidence_bounds_the_change_by_newcombe() -> None:
+    # 12/12 after 37/37: the same point estimate, but 12 rows cannot show that it did not
+    # get worse by 2 points: the change's 95 % Newcombe interval is -0.2425 .. 0.09406.
+    spec = _spec(relative=[{"metric": "accuracy", "maxDegradation": 0.02, "confidence": 0.95}])
+    current = ModelVersion(
+        number=1,
+        training_run="r",
+        created="2026-01-01T00:00:00Z",
+        state="Approved",
+        metrics=EvaluationMetrics(
+            overall={"accuracy": 1.0}, intervals={"accuracy": _interval(37, 37)}
+        ),
+    )
+    low, high = newcombe((12, 12), (37, 37), 0.95)
+    check = _check(gates.evaluate(spec, _twelve_of_twelve(), [], current), "relative/accuracy")
+    assert not check.passed and check.confidence == 0.95
+    assert (round(low, 4), round(high, 5)) == (-0.2425, 0.09406)
+    assert check.message == (
+        "accuracy=1 (12/12) vs current v1 1 (37/37): change +0, 95 % Newcombe interval "
+        "-0.2425-0.09406; bound -0.2425 not >= -0.02 (allowed worsening 0.02)"
+    )
+    # 3000/3000 after 2990/3000: the interval's worst end is within 2 points.
+    large = EvaluationMetrics(
+        overall={"accuracy": 1.0}, intervals={"accuracy": _interval(3000, 3000)}
+    )
+    assert current.metrics is not None
+    current.metrics.intervals["accuracy"] = _interval(2990, 3000)
+    current.metrics.overall["accuracy"] = 2990 / 3000
+    assert _check(gates.evaluate(spec, large, [], current), "relative/accuracy").passed
+    # Without the counts behind both numbers the gate cannot hold its claim.
+    current.metrics.intervals.clear()
+    bare = _check(gates.evaluate(spec, large, [], current), "relative/accuracy")
+    assert not bare.passed
+    assert bare.message.endswith(
+        "the gate requires the 95 % interval of the change and a version lacks the test "
+        "counts (successes of samples) for it"
+    )
+
+
+def test_relative_confidence_needs_a_proportion() -> None:
+    with pytest.raises(ValidationError, match=r"relative\[\].confidence: needs metric accuracy"):
+        _spec(relative=[{"metric": "macro_f1", "maxDegradation": 0.02, "confidence": 0.95}])
+    _spec(relative=[{"metric": "tflite_int8_accuracy", "maxDegradation": 0, "confidence": 0.9}])

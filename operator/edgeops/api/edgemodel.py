@@ -104,8 +104,25 @@ class AbsoluteGate(ApiModel):
     )
 
 
+_RELATIVE_CONFIDENCE = (
+    "spec.gates.relative[].confidence: needs metric accuracy or <format>_accuracy (a "
+    "proportion, whose change has Newcombe's interval)"
+)
+
+
 class RelativeGate(ApiModel):
     """A metric must not be much worse than the current version's."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.confidence) || self.metric == 'accuracy' || "
+                "self.metric.endsWith('_accuracy')",
+                _RELATIVE_CONFIDENCE,
+                field_path=".confidence",
+            )
+        )
+    )
 
     metric: Identifier = Field(description="Overall test metric, e.g. accuracy.")
     max_degradation: float = Field(
@@ -119,6 +136,24 @@ class RelativeGate(ApiModel):
     higher_is_better: bool = Field(
         True, description="false for metrics such as latency_ms or loss."
     )
+    confidence: float | None = Field(
+        None,
+        ge=0.5,
+        le=0.999,
+        description="Require the bound of the change's two-sided Newcombe interval at this "
+        "level (candidate minus current, from both versions' test counts) to stay within "
+        "the allowed worsening, not the point change: 12/12 after 37/37 has a 0.95 lower "
+        "bound of -0.2425. Proportions only (accuracy, <format>_accuracy). Absent: the "
+        "point values are compared.",
+    )
+
+    @model_validator(mode="after")
+    def _confidence_needs_a_proportion(self) -> RelativeGate:
+        if self.confidence is not None and not (
+            self.metric == "accuracy" or self.metric.endswith("_accuracy")
+        ):
+            raise ValueError(_RELATIVE_CONFIDENCE)
+        return self
 
 
 class Gates(ApiModel):

@@ -9,6 +9,12 @@ and confidence interval (``metrics.intervals``), and a gate with ``confidence`` 
 the interval's bound, not the point estimate. A latency budget is checked against an
 estimate for the target's hardware (:mod:`edgeops.policy.hardware`) when there is a
 profile; a timing on the evaluator's host is labelled ``host`` and never gates an MCU.
+A relative gate on ``<format>_latency_ms`` follows the same rule: for a target of that
+format with a hardware profile it compares the two versions' estimates (host timings on a
+shared evaluator differ by noise between runs), for an MCU target without one it refuses
+to decide on host timings, and otherwise compares host timings, labelled ``source: host``.
+The int8 and relative gates state the sample counts and intervals of both numbers they
+compare.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ def evaluate(
     gates = spec.gates
     overall = metrics.overall
     checks = [_absolute(g, metrics) for g in gates.absolute]
-    checks += [_relative(g, overall, current) for g in gates.relative]
+    checks += [_relative(g, spec, metrics, current) for g in gates.relative]
     for target in spec.targets:
         checks += _failed_export(
             _target_budgets(target, overall, artifacts), target.format, metrics
@@ -53,7 +59,7 @@ def evaluate(
     if gates.max_fairness_gap is not None:
         checks.append(_fairness(gates, metrics))
     if gates.require_int8_accuracy_within is not None:
-        int8 = _int8(gates.require_int8_accuracy_within, overall, spec)
+        int8 = _int8(gates.require_int8_accuracy_within, metrics, spec)
         checks += _failed_export([int8], "tflite-int8", metrics)
     return GateVerdict(passed=all(c.passed for c in checks), checks=checks)
 
@@ -197,43 +203,198 @@ def _absolute(gate: AbsoluteGate, metrics: EvaluationMetrics) -> GateCheck:
 
 
 def _relative(
-    gate: RelativeGate, overall: dict[str, float], current: ModelVersion | None
+    gate: RelativeGate,
+    spec: EdgeModelSpec,
+    metrics: EvaluationMetrics,
+    current: ModelVersion | None,
 ) -> GateCheck:
+    """The candidate's ``gate.metric`` against the current version's; a latency of a
+    target's format goes to :func:`_relative_latency`."""
+    target = _latency_target(spec.targets, gate.metric)
+    if target is not None and (
+        target.target_type == "mcu" or hardware.profile_for(target.hardware) is not None
+    ):
+        return _relative_latency(gate, target, metrics.overall, current)
     name = f"relative/{gate.metric}"
     op = ">=" if gate.higher_is_better else "<="
-    value = _number(overall, gate.metric)
+    value = _number(metrics.overall, gate.metric)
     baseline = None
     if current is not None and current.metrics is not None:
         baseline = _number(current.metrics.overall, gate.metric)
     if value is None:
         return _missing(name, gate.metric, None, op)
+    known = metrics.intervals.get(gate.metric)
+    # A timing is the evaluator host's (no target of that format has a profile): say so.
+    host = target is not None or gate.metric.endswith("_latency_ms")
+    source = (
+        " (source: host, timed on the evaluator's CPU: runs differ by its load; set "
+        "targets[].hardware to compare estimates)"
+        if host
+        else ""
+    )
+    base = GateCheck(
+        name=name,
+        metric=gate.metric,
+        value=value,
+        op=op,
+        samples=known.samples if known else None,
+        low=known.low if known else None,
+        high=known.high if known else None,
+        source="host" if host else None,
+        passed=True,
+    )
     if current is None or baseline is None:
         # The first version (or one whose predecessor lacks the metric) has nothing to be
         # compared with; absolute gates still apply.
         what = "no current version" if current is None else f"v{current.number} lacks it"
-        return GateCheck(
-            name=name,
-            metric=gate.metric,
-            value=value,
-            op=op,
-            passed=True,
-            message=f"{gate.metric}={_fmt(value)}: {what} to compare with",
+        return base.model_copy(
+            update={
+                "message": f"{gate.metric}={_fmt(value)}{_stated(known)}: {what} to compare "
+                f"with{source}"
+            }
         )
+    assert current.metrics is not None
+    was = current.metrics.intervals.get(gate.metric)
+    if gate.confidence is not None:
+        return _relative_bound(gate, base, (value, known), (baseline, was), current.number)
+    threshold, passed, comparison = _against(gate, value, baseline)
+    return base.model_copy(
+        update={
+            "threshold": threshold,
+            "passed": passed,
+            "message": f"{gate.metric}={_fmt(value)}{_stated(known)} vs current "
+            f"v{current.number} {_fmt(baseline)}{_stated(was)} {comparison}{source}",
+        }
+    )
+
+
+def _relative_bound(
+    gate: RelativeGate,
+    check: GateCheck,
+    candidate: tuple[float, MetricInterval | None],
+    current: tuple[float, MetricInterval | None],
+    number: int,
+) -> GateCheck:
+    """A relative gate with ``confidence``: the worst end of the Newcombe interval of the
+    change (candidate minus current, from both test counts) must stay within the allowed
+    worsening, as an absolute gate's bound must clear its threshold."""
+    assert gate.confidence is not None
+    level = _pct(gate.confidence)
+    (value, known), (baseline, was) = candidate, current
+    allowed = gate.max_degradation * (abs(baseline) if gate.mode == "relative" else 1.0)
+    check = check.model_copy(update={"confidence": gate.confidence, "passed": False})
+    if known is None or known.successes is None or was is None or was.successes is None:
+        return check.model_copy(
+            update={
+                "message": f"{gate.metric}={_fmt(value)} vs current v{number} "
+                f"{_fmt(baseline)}: the gate requires the {level} interval of the change "
+                "and a version lacks the test counts (successes of samples) for it",
+            }
+        )
+    low, high = newcombe(
+        (known.successes, known.samples), (was.successes, was.samples), gate.confidence
+    )
+    # Worse is down for higher-is-better: the lower bound is the worst plausible change.
+    bound, op, limit = (low, ">=", -allowed) if gate.higher_is_better else (high, "<=", allowed)
+    passed = _compare(bound, op, limit)
+    return check.model_copy(
+        update={
+            "threshold": baseline - allowed if gate.higher_is_better else baseline + allowed,
+            "passed": passed,
+            "message": f"{gate.metric}={_fmt(value)} ({known.successes}/{known.samples}) vs "
+            f"current v{number} {_fmt(baseline)} ({was.successes}/{was.samples}): change "
+            f"{value - baseline:+.4g}, {level} Newcombe interval {_fmt(low)}-{_fmt(high)}; "
+            f"bound {_fmt(bound)} {'' if passed else 'not '}{op} {_fmt(limit)} (allowed "
+            f"worsening {_fmt(allowed)})",
+        }
+    )
+
+
+def _against(gate: RelativeGate, value: float, baseline: float) -> tuple[float, bool, str]:
+    """``(threshold, passed, "(change ..., allowed worsening ...): [not ]op threshold")``
+    of ``value`` against the ``baseline`` under ``gate``."""
+    op = ">=" if gate.higher_is_better else "<="
     allowed = gate.max_degradation * (abs(baseline) if gate.mode == "relative" else 1.0)
     threshold = baseline - allowed if gate.higher_is_better else baseline + allowed
     passed = _compare(value, op, threshold)
     change = value - baseline
     unit = f" ({gate.max_degradation:.0%} of {_fmt(baseline)})" if gate.mode == "relative" else ""
-    return GateCheck(
-        name=name,
-        metric=gate.metric,
-        value=value,
-        threshold=threshold,
-        op=op,
-        passed=passed,
-        message=f"{gate.metric}={_fmt(value)} vs current v{current.number} {_fmt(baseline)} "
+    return (
+        threshold,
+        passed,
         f"(change {change:+.4g}, allowed worsening {_fmt(allowed)}{unit}): "
         f"{'' if passed else 'not '}{op} {_fmt(threshold)}",
+    )
+
+
+def _latency_target(targets: Sequence[Target], metric: str) -> Target | None:
+    """The target whose artifact ``metric`` (``<format>_latency_ms``) times, preferring one
+    with a hardware profile, then an MCU; tflm runs the int8 flatbuffer, so
+    ``tflite_int8_latency_ms`` also times a tflm target. None when no target matches."""
+
+    def timed_by(target: Target) -> set[str]:
+        formats = {target.format} | ({"tflite-int8"} if target.format == "tflm" else set())
+        return {_metric_key(fmt, "latency_ms") for fmt in formats}
+
+    matching = [t for t in targets if metric in timed_by(t)]
+    matching.sort(key=lambda t: (hardware.profile_for(t.hardware) is None, t.target_type != "mcu"))
+    return matching[0] if matching else None
+
+
+def _relative_latency(
+    gate: RelativeGate, target: Target, overall: dict[str, float], current: ModelVersion | None
+) -> GateCheck:
+    """A relative latency gate for a ``target`` with a hardware profile (the two versions'
+    estimates compared) or an MCU target without one (not decided on host timings)."""
+    name = f"relative/{gate.metric}"
+    profile = hardware.profile_for(target.hardware)
+    op = ">=" if gate.higher_is_better else "<="
+    base = GateCheck(name=name, metric=gate.metric, op=op, passed=False)
+    counts = _op_counts(target, overall)
+    if profile is None or counts is None:
+        why = (
+            "the evaluation reported no operation counts for the model"
+            if profile is not None
+            else f"targets[].hardware is not set (profiles: {hardware.known()})"
+            if target.hardware is None
+            else f"no hardware profile for {target.hardware!r} (known: {hardware.known()})"
+        )
+        return base.model_copy(
+            update={
+                "message": f"{name}: cannot estimate the latency on {target.name}: {why}; a "
+                "timing on the evaluator's host never gates "
+                f"{'an MCU' if target.target_type == 'mcu' else 'other hardware'}",
+            }
+        )
+    value = hardware.estimate_ms(profile, *counts)
+    estimate = base.model_copy(update={"value": value, "source": "estimate", "passed": True})
+    how = (
+        f"(source: estimate for {target.name} on {profile.name} from operation counts: "
+        f"{counts[0]:.0f} MACs, {counts[1]:.0f} element ops, {counts[2]:.0f} operators"
+    )
+    previous = None
+    if current is not None and current.metrics is not None:
+        previous = _op_counts(target, current.metrics.overall)
+    if current is None or previous is None:
+        what = (
+            "no current version"
+            if current is None
+            else f"v{current.number} has no operation counts"
+        )
+        return estimate.model_copy(
+            update={"message": f"{gate.metric}={_fmt(value)} ms {how}): {what} to compare with"}
+        )
+    baseline = hardware.estimate_ms(profile, *previous)
+    threshold, passed, comparison = _against(gate, value, baseline)
+    return estimate.model_copy(
+        update={
+            "threshold": threshold,
+            "passed": passed,
+            "message": f"{gate.metric}={_fmt(value)} ms vs current v{current.number} "
+            f"{_fmt(baseline)} ms {comparison} {how}; v{current.number}: "
+            f"{previous[0]:.0f} MACs, {previous[1]:.0f} element ops, {previous[2]:.0f} "
+            "operators; host timings not compared)",
+        }
     )
 
 
@@ -451,24 +612,30 @@ def _rate(piece: _Slice) -> tuple[float, str]:
     return piece.rate, piece.value
 
 
-def _int8(within: float, overall: dict[str, float], spec: EdgeModelSpec) -> GateCheck:
+def _int8(within: float, metrics: EvaluationMetrics, spec: EdgeModelSpec) -> GateCheck:
     name = "int8/accuracy"
+    overall = metrics.overall
+    int8_key = _metric_key("tflite-int8", "accuracy")
     float_acc = _number(overall, "accuracy")
-    int8_acc = _number(overall, _metric_key("tflite-int8", "accuracy"))
+    int8_acc = _number(overall, int8_key)
     if float_acc is None or int8_acc is None:
-        missing = "accuracy" if float_acc is None else "tflite_int8_accuracy"
+        missing = "accuracy" if float_acc is None else int8_key
         hint = "" if "tflite-int8" in spec.training.exports else " (export tflite-int8)"
         check = _missing(name, missing, within, "<=")
         return check.model_copy(update={"message": check.message + hint})
     drop = float_acc - int8_acc
     passed = drop <= within
+    int8_interval = metrics.intervals.get(int8_key)
+    float_interval = metrics.intervals.get("accuracy")
     return GateCheck(
         name=name,
-        metric="tflite_int8_accuracy",
+        metric=int8_key,
         value=drop,
         threshold=within,
         op="<=",
+        samples=int8_interval.samples if int8_interval else None,
         passed=passed,
-        message=f"int8 accuracy {_fmt(int8_acc)} vs float {_fmt(float_acc)}: drop {_fmt(drop)} "
+        message=f"int8 accuracy {_fmt(int8_acc)}{_stated(int8_interval)} vs float "
+        f"{_fmt(float_acc)}{_stated(float_interval)}: drop {_fmt(drop)} "
         f"{'' if passed else 'not '}<= {_fmt(within)}",
     )
