@@ -171,6 +171,30 @@ def collect(
     return result
 
 
+def unchanged(
+    store: Store, namespace: str, name: str, spec: DatasetSpec
+) -> CollectionResult | None:
+    """The last collection's result again (``repeated``) when its fingerprint still holds,
+    found by listing the sources only (object keys, ETags and sizes; no row is read), so
+    the operator can answer "nothing new" without starting a collection Job. None when a
+    collection must run: the fingerprint changed, there was no collection yet, or a source
+    is HTTP(S) or built-in (those cannot be checked without downloading them).
+
+    Raises SourceUnavailableError (an s3 source refused), StoreError."""
+    if any(s.http is not None or s.builtin is not None for s in spec.sources):
+        return None
+    index = _load_index(store, namespace, name)
+    last = index.get("lastCollection") or {}
+    if not last.get("fingerprint"):
+        return None
+    batches = list_batches(spec, store, namespace, name)
+    fingerprint = _fingerprint(spec, effective_schema(spec), batches)
+    if last.get("fingerprint") != fingerprint:
+        return None
+    history: list[dict[str, Any]] = index.get("versions", [])
+    return _repeat(last, fingerprint, history[-1] if history else None, history)
+
+
 def _repeat(
     last: dict[str, Any],
     fingerprint: str,

@@ -102,6 +102,73 @@ def training_policy(
     }
 
 
+def _source_prefix(value: str) -> str:
+    """A user's s3 source prefix as a policy resource part: any characters but the IAM
+    wildcards and policy variables (``*``, ``?``, ``$``), which would widen the grant."""
+    if any(c in value for c in "*?$"):
+        raise ValueError(f"source prefix {value!r} cannot be part of an S3 policy resource")
+    return value
+
+
+def collection_policy(
+    bucket: str,
+    dataset_prefix: str,
+    blob_prefix: str,
+    sources: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """The session policy of one Dataset's collection Job.
+
+    ``dataset_prefix`` is ``datasets/<ns>/<dataset>/`` (read, write and delete: the index,
+    versions, staging markers and rejected rows of this Dataset only), ``blob_prefix``
+    ``blobs/sha256/`` (read and write content-addressed shards), and ``sources`` the
+    (bucket, prefix) pairs the Dataset's s3 and inbox sources read: list and read there,
+    nothing else (an empty prefix is the whole bucket, as the source says).
+
+    Raises:
+        ValueError: a bucket or dataset prefix segment holds a wildcard, ``/`` or ``$``,
+            or a source prefix holds ``*``, ``?`` or ``$``.
+    """
+    _part(bucket, "bucket")
+    statements = [
+        _statement(
+            "ReadWriteDataset",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            [_objects(bucket, dataset_prefix)],
+        ),
+        _statement(
+            "ReadWriteContentAddressedBlobs",
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            [_objects(bucket, blob_prefix)],
+        ),
+        _location(bucket),
+    ]
+    for number, (source_bucket, prefix) in enumerate(sorted(set(sources))):
+        _part(source_bucket, "bucket")
+        prefix = _source_prefix(prefix)
+        statements.append(
+            _statement(
+                f"ReadSource{number}",
+                ["s3:GetObject"],
+                [f"arn:aws:s3:::{source_bucket}/{prefix}*"],
+            )
+        )
+        listing = _statement(
+            f"ListSource{number}", ["s3:ListBucket"], [f"arn:aws:s3:::{source_bucket}"]
+        )
+        if prefix:
+            listing["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
+        statements.append(listing)
+        if source_bucket != bucket:
+            statements.append(_location(source_bucket) | {"Sid": f"SourceRegion{number}"})
+    return {"Version": VERSION, "Statement": statements}
+
+
+def collection_seconds(active_deadline_seconds: int, longest: int) -> int:
+    """How long a collection Job's credentials live: its deadline plus the margin, at
+    least MIN_SECONDS and at most ``longest`` (``EDGEOPS_S3_POD_CREDENTIALS_SECONDS``)."""
+    return training_seconds(active_deadline_seconds, longest)
+
+
 def serving_policy(bucket: str, serving_prefix: str) -> dict[str, Any]:
     """The session policy of an EdgeModel's KServe predictor: read (and list) the served
     version's prefix ``models/<ns>/<model>/<uid>/versions/<n>/serving``, nothing else.
