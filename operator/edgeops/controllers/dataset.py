@@ -60,6 +60,8 @@ MAX_INGEST_DELAY: Final = 300.0
 #: was read) is tried again this soon, whatever the schedule.
 RACE_RETRY_SECONDS: Final = 10.0
 COLLECTION_FAILED: Final = Reason.COLLECTION_FAILED
+#: Steps a failed collection Job's backoff starts further on: 4 s, 8 s ... (not 1 s, 2 s).
+JOB_BACKOFF_SHIFT: Final = 2
 #: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
 #: run and model, so one bucket-wide pass an hour serves them all.
 _gc_lock = threading.Lock()
@@ -305,40 +307,52 @@ def _follow(
             str(error.get("reason")),
             str(error.get("message")),
         )
+        # The collector's message is redacted already (URLs go through redact_url).
+        log.warning(
+            "dataset %s: collection Job %s failed (%s): %s",
+            body.get("metadata", {}).get("name"),
+            meta["name"],
+            reason,
+            detail,
+        )
         record.update(phase="Failed", reason=reason, message=detail[:2048])
         if kind == "storage":
             reason, detail = describe_store_error(store_error(error))
             record.update(reason=reason, message=detail[:2048])
-            _retry_later(memo, now)
+            _retry_later(memo, now, job=True)
             _storage_down(body, patch, status, generation, now, conditions, detail, reason)
         elif kind == "race":
             # Not an outage: a source object vanished or changed while it was read (e.g.
             # an inbox upload deleted between listing and reading). Collect again soon.
-            wait = _retry_later(memo, now, at_least=RACE_RETRY_SECONDS)
+            wait = _retry_later(memo, now, at_least=RACE_RETRY_SECONDS, job=True)
             detail = (
                 f"collection failed: {detail} (a source object was removed or changed while "
                 f"it was read); retrying in {wait:.0f}s"
             )
             _source_down(body, patch, status, generation, now, conditions, detail, reason)
         elif kind == "source":
-            _retry_later(memo, now)
+            _retry_later(memo, now, job=True)
             _source_down(body, patch, status, generation, now, conditions, detail, reason)
         else:  # invalid: the data cannot be collected as specified; on the next change
             _source_down(body, patch, status, generation, now, conditions, detail, reason)
     else:
         # Crashed, killed or over its deadline, with no report: nothing was published
         # (the manifest is written last). A new Job is tried with backoff.
-        wait = _retry_later(memo, now)
+        wait = _retry_later(memo, now, job=True)
         detail = f"{state.message}; a new collection Job in {wait:.0f}s"
+        log.warning("collection Job %s: %s", meta["name"], detail)
         record.update(phase="Failed", message=detail[:2048])
         _source_down(body, patch, status, generation, now, conditions, detail, state.reason)
     patch.status["collection"] = record
     return True
 
 
-def _retry_later(memo: kopf.Memo, now: datetime, at_least: float = 0.0) -> float:
+def _retry_later(
+    memo: kopf.Memo, now: datetime, at_least: float = 0.0, *, job: bool = False
+) -> float:
     """A failed collection: the next is tried after the reconciler's backoff for this
-    Dataset's consecutive failed collections (1 s doubling to 5 min, reset by a collection
+    Dataset's consecutive failed collections (1 s doubling to 5 min; from 4 s when a
+    collection Job failed, ``job``; reset by a collection
     that succeeds; at least ``at_least`` seconds), and not earlier, whatever the schedule,
     onNewObjects or a storage outage say. Returns the seconds."""
     # The Dataset's own count: passes in between that collect nothing (a poll, retention)
@@ -346,7 +360,9 @@ def _retry_later(memo: kopf.Memo, now: datetime, at_least: float = 0.0) -> float
     failures = int(memo.get("collection_failures") or 0) + 1
     memo["collection_failures"] = failures
     reconciler.retry_later(memo)  # counted as a failed pass (outcome "requeued")
-    wait = max(backoff(failures), at_least)
+    # A failed collection Job cost a pod start (seconds): its retries start at 4 s, so the
+    # gaps still double with that cost in them (1 s, 2 s would be lost in it).
+    wait = max(backoff(failures + (JOB_BACKOFF_SHIFT if job else 0)), at_least)
     memo["retry_at"] = now + timedelta(seconds=wait)
     return wait
 

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from edgeops.api import DatasetSpec, Reason
 from edgeops.policy.collection_job import EXIT_REPORTED, MARKER
+from edgeops.redaction import install_log_redaction
 from edgeops.settings import settings, trainer_settings
 from edgeops.store import (
     ArtifactStore,
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Source URLs may carry credentials: every record is redacted, as in the operator.
+    install_log_redaction()
     config = json.loads(args.config_json)
     dataset = config["dataset"]
     print(f"collecting dataset {dataset['namespace']}/{dataset['name']}", flush=True)
