@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -34,9 +35,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tests.conftest import Cluster, wait_for
 
 from edgeops.devcluster.cluster import DevCluster
+
+REPO = Path(__file__).resolve().parents[1]
+# The devcluster handle and wait helper of the integration tests.
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import Cluster, wait_for  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(8)]
 MIB = 1 << 20
