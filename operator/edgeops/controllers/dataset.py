@@ -139,6 +139,8 @@ def collect_dataset(
             # One collection at a time: none is due while this one runs (also after a
             # restart, which adopts the Job instead of starting another).
             memo.setdefault("last_attempt", now)
+    elif meta.get("deletionTimestamp"):
+        pass  # being deleted: its deletion handler owns the data now; no new collection
     elif collection.collection_due(parsed, status, generation, _clock(memo, now)):
         memo["last_attempt"] = now
         memo.pop("retry_at", None)
