@@ -149,3 +149,19 @@ def test_the_collector_reports_the_failures_it_understands(
 def test_a_crash_is_not_reported_so_the_job_retries_its_pod() -> None:
     assert collector.classify(RuntimeError("bug")) is None
     assert collector.classify(MemoryError()) is None
+
+
+def test_a_finished_pod_decides_before_the_job_controller_does() -> None:
+    done = {"metadata": {"name": "p"}, "status": {"phase": "Succeeded"}}
+    assert policy.state(_job(active=1), [done]).phase == "Succeeded"
+
+    def failed(code: int) -> dict[str, Any]:
+        terminated = {"state": {"terminated": {"exitCode": code}}}
+        return {
+            "metadata": {"name": "p"},
+            "status": {"phase": "Failed", "containerStatuses": [terminated]},
+        }
+
+    assert policy.state(_job(active=1), [failed(policy.EXIT_REPORTED)]).phase == "Failed"
+    # A crash (or a kill) is the Job's to retry: still running until its verdict.
+    assert policy.state(_job(failed=1), [failed(137)]).phase == "Running"

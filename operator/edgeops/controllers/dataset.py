@@ -321,7 +321,9 @@ def _follow(
         if kind == "storage":
             reason, detail = describe_store_error(store_error(error))
             record.update(reason=reason, message=detail[:2048])
-            _retry_later(memo, now, job=True)
+            # S3 trouble: the operator's own probe (the listing before any Job) sees it
+            # too, so the usual backoff applies, not the one sized for pod starts.
+            _retry_later(memo, now)
             _storage_down(body, patch, status, generation, now, conditions, detail, reason)
         elif kind == "race":
             # Not an outage: a source object vanished or changed while it was read (e.g.

@@ -276,6 +276,23 @@ def state(job_obj: dict[str, Any], pods: list[dict[str, Any]]) -> CollectionStat
                 f"collection Job {name} failed after {failed} attempt(s) (backoffLimit="
                 f"{spec.get('backoffLimit')}); nothing it did not finish was published: {detail}",
             )
+    # A pod that completed, or exited reporting a failure, decides the collection: its
+    # report is in its log now, and the Job controller's verdict (a second or so later)
+    # cannot change it.
+    for pod in pods:
+        phase = (pod.get("status") or {}).get("phase")
+        if phase == "Succeeded":
+            return CollectionState(
+                "Succeeded",
+                Reason.JOB_SUCCEEDED,
+                f"collection pod {pod['metadata']['name']} completed",
+            )
+        if phase == "Failed" and EXIT_REPORTED in _exit_codes(pod):
+            return CollectionState(
+                "Failed",
+                Reason.COLLECTION_FAILED,
+                f"collection pod {pod['metadata']['name']} reported a failure",
+            )
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
     if running:
         return CollectionState(
@@ -294,6 +311,15 @@ def state(job_obj: dict[str, Any], pods: list[dict[str, Any]]) -> CollectionStat
     return CollectionState(
         "Pending", Reason.JOB_CREATED, f"collection Job {name} created, waiting for its pod"
     )
+
+
+def _exit_codes(pod: dict[str, Any]) -> set[int]:
+    codes = set()
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if isinstance(terminated.get("exitCode"), int):
+            codes.add(terminated["exitCode"])
+    return codes
 
 
 def parse_marker(log: str) -> dict[str, Any] | None:
