@@ -14,6 +14,11 @@ what the pod needs, and nothing under another namespace's ``datasets/``, ``inbox
   know (from a manifest it may read). A blob written with content that does not match its
   key is refused by every reader (:meth:`edgeops.store.ArtifactStore.get_blob` and
   ``download_blob`` verify the hash), so writing blobs cannot forge another tenant's data.
+- a **dataset collection Job** may ``GetObject``, ``PutObject`` and ``DeleteObject`` under
+  its Dataset's prefix only (``datasets/<ns>/<dataset>/*``: index, versions, staging
+  markers, rejected rows), read and write blobs as a training run does, and ``ListBucket``
+  and ``GetObject`` under the prefixes its s3 and inbox sources name (a user's source
+  prefix may hold any character but ``*``, ``?`` and ``$``).
 - a **KServe predictor** may ``GetObject`` and ``ListBucket`` its model version's serving
   prefix only (``models/<ns>/<model>/<uid>/versions/<n>/serving/``): KServe's storage
   initializer lists the prefix and downloads what it finds.
