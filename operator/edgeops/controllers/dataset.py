@@ -302,6 +302,8 @@ def _follow(
         result = result_from_document(found["result"])
         record["message"] = f"{state.message}: {_counts(result)}"
         _report(body, patch, status, spec, generation, now, conditions, result)
+        if state.phase == "Succeeded" and (job.get("metadata") or {}).get("uid"):
+            dataset_collection.remove(job)  # status holds its outcome now
     elif isinstance(found.get("error"), dict):
         error = found["error"]
         kind, reason, detail = (

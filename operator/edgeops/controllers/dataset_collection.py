@@ -6,6 +6,7 @@ decides when and writes status.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from edgeops import __version__
@@ -19,6 +20,8 @@ from edgeops.policy import training as training_policy
 from edgeops.settings import settings
 from edgeops.store import ArtifactStore, assume_role
 from edgeops.store.artifacts import BLOB_PREFIX
+
+log = logging.getLogger(__name__)
 
 #: Operator settings a collection must share, passed to the collector as EDGEOPS_* env.
 _SHARED_SETTINGS = (
@@ -181,3 +184,14 @@ def report(job: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, Any] | 
         if found is not None:
             return found
     return None
+
+
+def remove(job: dict[str, Any]) -> None:
+    """Deletes a collection Job whose success status now records (its pods go with it).
+    Failed Jobs are left to their TTL, so their pods' logs can still be read. A failure
+    to delete is only logged: the TTL removes the Job anyway."""
+    meta = job["metadata"]
+    try:
+        objects.delete_job(meta["namespace"], meta["name"], meta["uid"])
+    except Exception as error:
+        log.warning("collection Job %s/%s not deleted: %s", meta["namespace"], meta["name"], error)

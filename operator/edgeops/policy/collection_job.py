@@ -46,8 +46,8 @@ MARKER: Final = "EDGEOPS_COLLECTION "
 #: The collector's exit code for a failure it reported on its marker line: the Job fails
 #: at once (no pod retry helps an unreachable source or a bad file).
 EXIT_REPORTED: Final = 2
-#: Finished collection Jobs are removed this long after they finish (the operator reads
-#: them at once; the versions they published live in S3).
+#: Failed collection Jobs are removed this long after they finish (their pods' logs say
+#: why); the operator deletes a Job that succeeded as soon as status records it.
 TTL_SECONDS: Final = 600
 #: Annotation on a collection Job: the Dataset generation it collects for.
 GENERATION_ANNOTATION: Final = "edgeops.dev/dataset-generation"
