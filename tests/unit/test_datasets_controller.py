@@ -229,3 +229,23 @@ def test_versions_deleted_by_retention_leave_the_status_history(
     harness.an_hour_passes()
     assert harness.tick()["versions"] == [current]
     assert [r for r, _ in harness.events][-1] == "RetentionEnforced"
+
+
+def test_an_older_failed_job_left_for_its_logs_is_not_reported_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch, SPEC)
+    harness.drop("a.csv", ROWS)
+    harness.tick()
+    assert harness.object["status"]["collection"]["phase"] == "Succeeded"
+    # Collection 1 failed and stays (TTL) while collection 2 succeeded and was deleted.
+    older = {
+        **harness.jobs[0],
+        "metadata": {**harness.jobs[0]["metadata"], "name": "imu-collect-0"},
+        "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+    }
+    older["metadata"]["labels"] = {"edgeops.dev/collection": "0"}
+    harness.jobs[:] = [older]
+    monkeypatch.setattr(collector, "collect", _never_collect)
+    assert harness.tick() == {}  # nothing due, nothing re-reported
+    assert harness.object["status"]["collection"]["phase"] == "Succeeded"

@@ -185,7 +185,12 @@ def _clock(memo: kopf.Memo, now: datetime) -> collection.Clock:
 
 
 def _recorded(job: dict[str, Any], recorded: dict[str, Any]) -> bool:
-    """Whether status already holds the outcome of this (finished) collection Job."""
+    """Whether status already holds the outcome of this collection Job: an older one than
+    status names (a failed Job kept for its logs while a later one succeeded and was
+    deleted), or the one it names, finished."""
+    number, done = collection_job.number_of(job), int(recorded.get("number") or 0)
+    if number != done:
+        return number < done
     return recorded.get("job") == job["metadata"]["name"] and recorded.get("phase") in (
         "Succeeded",
         "Failed",
