@@ -232,7 +232,7 @@ class OperatorSettings(BaseSettings):
         description="Seconds one HTTP(S) source download may take in all (name resolution, "
         "connecting, redirects, and the whole body), whatever the server's pace: a slow or "
         "trickling server is cut off and the collection fails with reason "
-        "SourceLimitExceeded, so it cannot hold an operator thread. Default 120: 64 MiB at "
+        "SourceLimitExceeded, so it cannot hold a collection Job. Default 120: 64 MiB at "
         "a modest 5 Mbit/s.",
         json_schema_extra={CHART: "datasets.http.deadlineSeconds"},
     )
@@ -242,8 +242,9 @@ class OperatorSettings(BaseSettings):
         description="MiB (2^20 bytes): the largest source object (an S3 object, inbox upload "
         "or HTTP(S) download) a collection reads. A larger S3 object is rejected (reason "
         "TooLarge) without being downloaded; an HTTP(S) download stops at this size and the "
-        "collection fails (SourceLimitExceeded). Default 64: collection runs in the "
-        "operator, which every tenant shares.",
+        "collection fails (SourceLimitExceeded). Default 64: a collection Job still holds "
+        "a source object's rows in memory. The collection Jobs get this limit from the "
+        "operator.",
         json_schema_extra={CHART: "datasets.maxObjectMiB"},
     )
     source_max_decompressed_mib: int = Field(

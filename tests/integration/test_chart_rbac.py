@@ -28,8 +28,9 @@ OPERATOR_NAMESPACED = {
         f"edgeops.dev/{kind}/status": {"patch"}
         for kind in ("datasets", "trainingruns", "edgemodels", "fleetrollouts", "devices")
     },
-    "batch/jobs": {"get", "list", "watch", "create", "patch"},
+    "batch/jobs": {"get", "list", "watch", "create", "patch", "delete"},
     "/pods": {"list", "watch"},
+    "/pods/log": {"get"},
     "/configmaps": {"get", "create", "patch"},
     "/secrets": {"get", "create", "patch"},
     "/serviceaccounts": {"get", "create", "patch"},
@@ -203,6 +204,7 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
                 for verb, resource in [
                     ("get", "secrets"), ("create", "secrets"), ("patch", "secrets"),
                     ("create", "jobs.batch"), ("watch", "jobs.batch"), ("list", "pods"),
+                    ("delete", "jobs.batch"), ("get", "pods/log"),
                     ("create", "configmaps"), ("create", "serviceaccounts"),
                     ("watch", "datasets.edgeops.dev"), ("patch", "trainingruns.edgeops.dev/status"),
                     ("create", "fleetrollouts.edgeops.dev"), ("create", "events"),
@@ -213,9 +215,8 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
                 (False, "operator", verb, resource, ns, ())
                 for verb, resource in [
                     ("list", "secrets"), ("delete", "secrets"), ("delete", "configmaps"),
-                    ("delete", "jobs.batch"), ("create", "pods"),
-                    ("update", "datasets.edgeops.dev"),
-                    ("get", "pods/log"), ("delete", "trainingruns.edgeops.dev"),
+                    ("create", "pods"), ("update", "datasets.edgeops.dev"),
+                    ("delete", "trainingruns.edgeops.dev"),
                     ("update", "trainingruns.edgeops.dev/status"),
                 ]
             ]  # fmt: skip

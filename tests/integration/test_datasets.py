@@ -262,7 +262,9 @@ def test_operator_killed_mid_ingest_leaves_no_partial_version(cluster: Cluster, 
         ns,
         "crashy",
         {"schema": SCHEMA, "sources": [{"inbox": {}}]},
-        annotations={"edgeops.dev/ingest-delay-seconds": "60"},
+        # The collection Job outlives the operator: it publishes this long after staging,
+        # whatever the annotation says by then (long enough for the checks below).
+        annotations={"edgeops.dev/ingest-delay-seconds": "20"},
     )
     staging = f"datasets/{ns}/crashy/staging/"
 
@@ -289,6 +291,64 @@ def test_operator_killed_mid_ingest_leaves_no_partial_version(cluster: Cluster, 
     assert marker.endswith(f"/{version}.json")  # the same content, the same version
     assert _manifests(s3, ns, "crashy") == [version]
     assert staged() == []
+
+
+def test_a_collection_job_killed_mid_way_publishes_nothing_and_the_next_gives_the_same_version(
+    cluster: Cluster, s3: Minio
+) -> None:
+    """Ingestion is a Job: its pod deleted between the data and the manifest writes (no
+    pod retry: backoffLimit 0) leaves no version; the operator's next Job publishes the
+    version the killed one had staged."""
+    ns = cluster.namespace("ds-jobkill")
+    _put(s3, f"inbox/{ns}/killed/batch-0.csv", _csv(ROWS))
+    _apply(
+        cluster,
+        ns,
+        "killed",
+        {"schema": SCHEMA, "sources": [{"inbox": {}}], "collection": {"backoffLimit": 0}},
+        annotations={"edgeops.dev/ingest-delay-seconds": "60"},
+    )
+    staging = f"datasets/{ns}/killed/staging/"
+
+    def staged() -> list[str]:
+        return [str(o.object_name) for o in s3.list_objects("edgeops", staging, recursive=True)]
+
+    marker = wait_for(staged, 60, "the collection Job to stage its data", interval=0.3)[0]
+    first = _status(cluster, ns, "killed").get("collection") or {}
+    assert first.get("job") == "killed-collect-1", first
+    # The delay is read when a Job is created: the next one publishes at once.
+    cluster.kubectl(
+        "annotate",
+        "dataset",
+        "killed",
+        "-n",
+        ns,
+        "--overwrite",
+        "edgeops.dev/ingest-delay-seconds=0",
+    )
+    cluster.kubectl("delete", "pod", "-n", ns, "-l", "job-name=killed-collect-1", "--wait=false")
+
+    def failed() -> dict[str, Any] | None:
+        found = _status(cluster, ns, "killed").get("collection") or {}
+        return (
+            found
+            if found.get("job") == "killed-collect-1" and found.get("phase") == "Failed"
+            else None
+        )
+
+    verdict = wait_for(failed, 60, "the killed collection to be reported", interval=0.3)
+    assert verdict["reason"] == "CollectionJobFailed", verdict
+    assert "nothing it did not finish was published" in verdict["message"]
+    assert _manifests(s3, ns, "killed") == []
+    assert not _status(cluster, ns, "killed").get("latestVersion")
+    version = _version(cluster, ns, "killed")
+    assert marker.endswith(f"/{version}.json")  # the same content, the same version
+    assert _manifests(s3, ns, "killed") == [version]
+    assert staged() == []
+    last = _status(cluster, ns, "killed")["collection"]
+    assert (last["job"], last["phase"]) == ("killed-collect-2", "Succeeded"), last
+    events = {e["reason"] for e in cluster.events(ns, "killed")}
+    assert {"CollectionStarted", "CollectionJobFailed", "VersionPublished"} <= events, events
 
 
 def test_s3_outage_sets_storage_unavailable_and_recovers(cluster: Cluster, s3: Minio) -> None:

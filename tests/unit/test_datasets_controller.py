@@ -1,4 +1,9 @@
-"""The Dataset timer: what it reports on repeated ticks and when it enforces retention."""
+"""The Dataset timer: what it reports on repeated ticks and when it enforces retention.
+
+Collections run in Jobs; here the collector runs in-process on the in-memory store
+(:func:`edgeops.datasets.job.run`, what the Job's pod runs) and its "Job" completes at
+once, so a tick is the pass that starts the Job plus the pass its completion wakes.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ import kopf
 import pytest
 
 from edgeops.controllers import dataset as controller
+from edgeops.datasets import job as collector
 from edgeops.datasets.retention import RetentionReport
+from edgeops.policy import collection_job
 from tests.unit.test_datasets_ingest import HEADER, NAME, NS, ROWS, MemoryStore
 from tests.unit.test_datasets_ingest import SPEC as INBOX_SPEC
 
@@ -23,12 +30,16 @@ class Harness:
         self.object: dict[str, Any] = {
             "apiVersion": "edgeops.dev/v1alpha1",
             "kind": "Dataset",
-            "metadata": {"name": NAME, "namespace": NS, "generation": 1},
+            "metadata": {"name": NAME, "namespace": NS, "generation": 1, "uid": "u-1"},
             "spec": spec,
             "status": {},
         }
         self.retentions = 0
         self.events: list[tuple[str, str]] = []
+        #: CollectionStarted Events (one per collection Job), apart from the others.
+        self.started: list[str] = []
+        self.jobs: list[dict[str, Any]] = []
+        self.reports: dict[str, dict[str, Any]] = {}
 
         self.retention_days: list[int | None] = []
 
@@ -40,17 +51,64 @@ class Harness:
         monkeypatch.setattr(controller, "artifact_store", lambda: self.store)
         monkeypatch.setattr(controller, "enforce_retention", enforce)
         monkeypatch.setattr(controller, "collect_garbage", lambda *_: 0)
+
+        def event(_body: Any, reason: str, message: str) -> None:
+            if reason == "CollectionStarted":
+                self.started.append(message)
+            else:
+                self.events.append((reason, message))
+
         for kind in ("normal", "warning"):
-            monkeypatch.setattr(
-                controller.events,
-                kind,
-                lambda _body, reason, message: self.events.append((reason, message)),
-            )
+            monkeypatch.setattr(controller.events, kind, event)
+        monkeypatch.setattr(controller.dataset_collection, "start", self._run_job)
+        monkeypatch.setattr(
+            controller.dataset_collection,
+            "report",
+            lambda job, _pods: self.reports.get(job["metadata"]["name"]),
+        )
+
+    def _run_job(
+        self,
+        body: dict[str, Any],
+        spec: Any,
+        raw_spec: dict[str, Any],
+        namespace: str,
+        number: int,
+        now: str,
+        store: Any,
+        ingest_delay: float,
+    ) -> dict[str, Any]:
+        """The collection Job, run to its end at once: the collector in-process."""
+        config = collection_job.collection_config(namespace, NAME, raw_spec, now)
+        report, code = collector.run(self.store, config)
+        name = collection_job.job_name(NAME, number)
+        self.reports[name] = report
+        verdict = "Complete" if code == 0 else "Failed"
+        job = {
+            "metadata": {
+                "name": name,
+                "labels": {"edgeops.dev/collection": str(number)},
+                "annotations": {
+                    collection_job.GENERATION_ANNOTATION: str(body["metadata"]["generation"])
+                },
+                "ownerReferences": [{"controller": True, "uid": body["metadata"]["uid"]}],
+            },
+            "status": {"conditions": [{"type": verdict, "status": "True"}]},
+        }
+        self.jobs.append(job)
+        return job
 
     def drop(self, name: str, lines: list[str]) -> None:
         self.store.put_bytes(f"inbox/{NS}/{NAME}/{name}", (HEADER + "".join(lines)).encode())
 
     def tick(self) -> dict[str, Any]:
+        jobs = len(self.jobs)
+        written = self._pass()
+        if len(self.jobs) > jobs:  # a collection Job ran: its completion wakes the Dataset
+            written = {**written, **self._pass()}
+        return written
+
+    def _pass(self) -> dict[str, Any]:
         body = kopf.Body(self.object)
         patch = kopf.Patch()
         controller.collect_dataset(
@@ -62,7 +120,7 @@ class Harness:
             namespace=NS,
             patch=patch,
             memo=self.memo,
-            observed=controller.Observed(protected=frozenset()),
+            observed=controller.Observed(protected=frozenset(), jobs=tuple(self.jobs)),
         )
         self.object["status"] = {**self.object["status"], **patch.get("status", {})}
         return dict(patch.get("status", {}))
@@ -87,7 +145,7 @@ def test_retention_runs_hourly_even_when_no_collection_is_due(
     harness.tick()
     assert harness.condition("Ready")[:2] == ("True", "Collected")
     assert harness.retentions == 1
-    monkeypatch.setattr(controller, "collect", _never_collect)
+    monkeypatch.setattr(collector, "collect", _never_collect)
     assert harness.tick() == {}  # nothing due: no status write at all
     assert harness.retentions == 1
     harness.an_hour_passes()
@@ -101,7 +159,7 @@ def test_retention_runs_when_the_collection_fails(monkeypatch: pytest.MonkeyPatc
     def broken(*_: Any, **__: Any) -> Any:
         raise ValueError("cannot be collected")
 
-    monkeypatch.setattr(controller, "collect", broken)
+    monkeypatch.setattr(collector, "collect", broken)
     harness.tick()
     assert harness.condition("Ready")[:2] == ("False", "CollectionFailed")
     assert harness.retentions == 1
@@ -167,7 +225,7 @@ def test_versions_deleted_by_retention_leave_the_status_history(
         "enforce_retention",
         lambda *_: RetentionReport(deleted_versions=[expired["id"]]),
     )
-    monkeypatch.setattr(controller, "collect", _never_collect)
+    monkeypatch.setattr(collector, "collect", _never_collect)
     harness.an_hour_passes()
     assert harness.tick()["versions"] == [current]
     assert [r for r, _ in harness.events][-1] == "RetentionEnforced"
@@ -232,3 +290,23 @@ def test_an_object_whose_rows_cannot_be_counted_refuses_the_collection(
     )
     assert f"not read: {source}: unknown rows" in validated[2]
     assert "60 rows accepted" in validated[2]
+
+
+def test_an_older_failed_job_left_for_its_logs_is_not_reported_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch, SPEC)
+    harness.drop("a.csv", ROWS)
+    harness.tick()
+    assert harness.object["status"]["collection"]["phase"] == "Succeeded"
+    # Collection 1 failed and stays (TTL) while collection 2 succeeded and was deleted.
+    older = {
+        **harness.jobs[0],
+        "metadata": {**harness.jobs[0]["metadata"], "name": "imu-collect-0"},
+        "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+    }
+    older["metadata"]["labels"] = {"edgeops.dev/collection": "0"}
+    harness.jobs[:] = [older]
+    monkeypatch.setattr(collector, "collect", _never_collect)
+    assert harness.tick() == {}  # nothing due, nothing re-reported
+    assert harness.object["status"]["collection"]["phase"] == "Succeeded"

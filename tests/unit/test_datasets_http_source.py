@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edgeops.datasets import layout
-from edgeops.datasets.ingest import Outcome, collect
+from edgeops.datasets.ingest import Outcome, collect, unchanged
 from edgeops.datasets.sources import SourceUnavailableError, http_fetch, redact_url
 from tests.unit.test_datasets_ingest import HEADER, NAME, NS, ROWS, MemoryStore, _spec
 
@@ -207,3 +207,32 @@ def test_source_errors_and_names_never_show_credentials(server: Server) -> None:
     stored = b"".join(data for data, _ in store.objects.values())
     assert b"hunter2" not in stored and b"s3cr3t" not in stored
     assert f"http://***@{host}/imu.csv?***".encode() in stored
+
+
+def test_the_operator_finds_an_unchanged_file_with_a_304_and_never_takes_a_body(
+    server: Server,
+) -> None:
+    """What the operator asks before starting a collection Job (``unchanged``): a
+    conditional request only; a changed file (200) is left for the Job to download."""
+    store, url = MemoryStore(), f"{server.base}/imu.csv"
+    server.body = _csv(ROWS)
+    assert unchanged(store, NS, NAME, _http_spec(url)) is None  # nothing collected yet
+    assert server.requests == []
+    first = collect(store, NS, NAME, _http_spec(url), store.clock)
+    same = unchanged(store, NS, NAME, _http_spec(url))
+    assert same is not None and same.repeated and same.outcome == Outcome.NO_NEW_DATA
+    assert same.latest == first.latest
+    assert server.requests[-1][1:] == (304, server.current_etag, LAST_MODIFIED)
+    server.body = _csv(ROWS[:30])
+    assert unchanged(store, NS, NAME, _http_spec(url)) is None
+    assert server.statuses()[-1] == 200  # answered, but its body was not read
+    server.status = 500
+    assert unchanged(store, NS, NAME, _http_spec(url)) is None  # the Job reports it
+
+
+def test_without_validators_the_operator_leaves_the_check_to_the_job(server: Server) -> None:
+    store, url = MemoryStore(), f"{server.base}/imu.csv"
+    server.body, server.etag, server.last_modified = _csv(ROWS), False, False
+    collect(store, NS, NAME, _http_spec(url), store.clock)
+    assert unchanged(store, NS, NAME, _http_spec(url)) is None
+    assert len(server.requests) == 1  # no request: only a download could tell

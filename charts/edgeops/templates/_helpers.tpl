@@ -74,14 +74,19 @@ edgeops/k8s/ or a Kopf handler in edgeops/controllers/ makes; README.md "RBAC" l
 - apiGroups: [edgeops.dev]
   resources: [trainingruns, fleetrollouts]
   verbs: [create]
-# Training Jobs: applied (get + create + patch), watched by Kopf indexes, never deleted.
+# Training and collection Jobs: applied (get + create + patch), watched by Kopf indexes;
+# a collection Job that succeeded is deleted once the Dataset's status records it.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch]
-# Training pods: a Kopf index (the pod's phase and exit reason), never read one by one.
+  verbs: [get, list, watch, create, patch, delete]
+# Training and collection pods: a Kopf index (the pod's phase and exit reason), never read
+# one by one; the collector's report is its pod's last log line.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # Per run: the trainer's config ConfigMap, a Secret of scoped short-lived S3 credentials
 # (<run>-train-s3, <model>-s3); per served model: a ServiceAccount listing that Secret for
 # KServe's storage initializer. Their names derive from the runs' and models', so

@@ -93,6 +93,10 @@ class Labels:
     JOB_ROLE: Final = f"{GROUP}/job-role"
     JOB_ROLE_TRAIN: Final = "train"
     JOB_ROLE_EVALUATE: Final = "evaluate"
+    #: a Dataset's collection Job (and its pods): reads the sources, publishes a version.
+    JOB_ROLE_COLLECT: Final = "collect"
+    #: on a collection Job: its sequence number among the Dataset's collections.
+    COLLECTION: Final = f"{GROUP}/collection"
     ROLLOUT: Final = f"{GROUP}/rollout"
 
 
@@ -155,6 +159,13 @@ class Reason:
     ROWS_REJECTED: Final = "RowsRejected"
     #: a collection failed for its data or sources (not for S3); retried.
     COLLECTION_FAILED: Final = "CollectionFailed"
+    #: Event: a collection Job was created (its name and what it reads are in the message).
+    COLLECTION_STARTED: Final = "CollectionStarted"
+    #: the collection Job's pod runs (or waits for its verdict / a retry).
+    COLLECTING: Final = "Collecting"
+    #: the collection Job's pod crashed, was killed or the Job ran over its deadline:
+    #: nothing was published (the manifest is written last); a new Job is tried with backoff.
+    COLLECTION_JOB_FAILED: Final = "CollectionJobFailed"
     #: Event: retention deleted expired data (counts in the message).
     RETENTION_ENFORCED: Final = "RetentionEnforced"
     #: Event on a Dataset being deleted with deletionPolicy Delete: what was deleted, which

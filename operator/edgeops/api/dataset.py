@@ -318,6 +318,21 @@ class Collection(ApiModel):
     on_new_objects: bool = Field(
         False, description="Collect as soon as new objects appear in an s3 or inbox source."
     )
+    backoff_limit: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of a collection Job whose pod crashed or was killed before the "
+        "collection fails (a failure the collector reports, such as an unreachable source, "
+        "is not retried by the Job: the operator retries it with backoff).",
+    )
+    active_deadline_seconds: int = Field(
+        3600,
+        ge=60,
+        le=604800,
+        description="Time limit of one collection Job, retries included; a Job over it fails "
+        "with reason DeadlineExceeded and publishes nothing.",
+    )
 
 
 class Governance(ApiModel):
@@ -486,6 +501,22 @@ class RejectedSummary(StatusModel):
     )
 
 
+class CollectionJob(StatusModel):
+    """One collection: the batch/v1 Job that reads the sources and publishes a version."""
+
+    job: str = Field(max_length=63, description="Name of the collection Job.")
+    number: int = Field(
+        ge=1, description="Collections started for this Dataset, this one included."
+    )
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(
+        description="Pending until its pod runs; Succeeded or Failed once finished."
+    )
+    reason: str | None = Field(None, max_length=128, description="Why it is in this phase.")
+    message: str | None = Field(None, max_length=2048, description="Details, with numbers.")
+    start_time: Timestamp | None = Field(None, description="When the Job was created.")
+    completion_time: Timestamp | None = Field(None, description="When it finished.")
+
+
 class DatasetStatus(StatusBase):
     """Observed state of a Dataset."""
 
@@ -498,3 +529,6 @@ class DatasetStatus(StatusBase):
     )
     rejected: RejectedSummary | None = Field(None, description="Last collection's rejects.")
     last_collection_time: Timestamp | None = Field(None, description="Last collection.")
+    collection: CollectionJob | None = Field(
+        None, description="The current or last collection Job and what it says."
+    )

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -31,20 +29,20 @@ from edgeops.api import (
 from edgeops.api.common import describe_validation_error
 from edgeops.api.conditions import Verdicts, update_conditions
 from edgeops.api.constants import DATASET, DATASETS
-from edgeops.controllers import events, reconciler
-from edgeops.controllers.watches import dataset_version_uses
+from edgeops.controllers import dataset_collection, events, reconciler
+from edgeops.controllers.watches import dataset_version_uses, items
 from edgeops.datasets import layout
-from edgeops.datasets.ingest import CollectionResult, Outcome, collect
+from edgeops.datasets.ingest import CollectionResult, Outcome, unchanged
+from edgeops.datasets.job import result_from_document, store_error
 from edgeops.datasets.retention import collect_garbage, enforce_retention
 from edgeops.datasets.sources import SourceUnavailableError
-from edgeops.policy import admission, collection
+from edgeops.k8s import custom
+from edgeops.policy import admission, collection, collection_job
 from edgeops.policy.collection import RETENTION_EVERY_SECONDS
 from edgeops.policy.retry import backoff
 from edgeops.settings import settings
 from edgeops.store import (
     ArtifactStore,
-    IntegrityError,
-    ObjectMissingError,
     StorageMisconfiguredError,
     StorageRejectedError,
     StoreError,
@@ -62,6 +60,8 @@ MAX_INGEST_DELAY: Final = 300.0
 #: was read) is tried again this soon, whatever the schedule.
 RACE_RETRY_SECONDS: Final = 10.0
 COLLECTION_FAILED: Final = Reason.COLLECTION_FAILED
+#: Steps a failed collection Job's backoff starts further on: 4 s, 8 s ... (not 1 s, 2 s).
+JOB_BACKOFF_SHIFT: Final = 2
 #: When this process last garbage-collected the bucket. Blobs are shared by every Dataset,
 #: run and model, so one bucket-wide pass an hour serves them all.
 _gc_lock = threading.Lock()
@@ -76,13 +76,20 @@ CONDITION_TYPES: Final = (
 @dataclass(frozen=True)
 class Observed:
     """What a Dataset's reconcile reads from the watch indexes: the dataset versions that
-    the namespace's EdgeModels and unfinished TrainingRuns still need."""
+    the namespace's EdgeModels and unfinished TrainingRuns still need, and the Dataset's
+    collection Jobs and their pods."""
 
     protected: frozenset[str]
+    jobs: tuple[dict[str, Any], ...] = ()
+    pods: tuple[dict[str, Any], ...] = ()
 
 
-def _gather(namespace: str, **indexes: Any) -> Observed:
-    return Observed(frozenset(dataset_version_uses(namespace, indexes)))
+def _gather(namespace: str, name: str, **indexes: Any) -> Observed:
+    return Observed(
+        frozenset(dataset_version_uses(namespace, indexes)),
+        tuple(items(indexes["collection_jobs"], (namespace, name))),
+        tuple(items(indexes["collection_pods"], (namespace, name))),
+    )
 
 
 @reconciler.controller(DATASETS, DATASET, gather=_gather)
@@ -123,11 +130,38 @@ def collect_dataset(
             {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
         )
         return None  # until the spec changes
-    if collection.collection_due(parsed, status, generation, _clock(memo, now)):
+    jobs = list(observed.jobs) if observed is not None else []
+    in_flight = dataset_collection.current(jobs, str(meta.get("uid")))
+    recorded = dict(status.get("collection") or {})
+    if in_flight is not None and not _recorded(in_flight, recorded):
+        pods = list(observed.pods) if observed is not None else []
+        if not _follow(body, patch, status, parsed, in_flight, pods, now, conditions, memo):
+            # One collection at a time: none is due while this one runs (also after a
+            # restart, which adopts the Job instead of starting another).
+            memo.setdefault("last_attempt", now)
+    elif meta.get("deletionTimestamp"):
+        pass  # being deleted: its deletion handler owns the data now; no new collection
+    elif collection.collection_due(parsed, status, generation, _clock(memo, now)):
         memo["last_attempt"] = now
         memo.pop("retry_at", None)
+        number = max(
+            int(recorded.get("number") or 0),
+            collection_job.number_of(in_flight) if in_flight is not None else 0,
+        )
         _collect_and_report(
-            body, patch, status, meta, parsed, generation, now, conditions, namespace, name, memo
+            body,
+            patch,
+            status,
+            meta,
+            parsed,
+            dict(spec),
+            generation,
+            now,
+            conditions,
+            namespace,
+            name,
+            memo,
+            number + 1,
         )
     # On its own hourly clock: neither a quiet schedule nor failing collections stop it.
     # Without retentionDays it still removes what crashed collections left behind.
@@ -150,40 +184,59 @@ def _clock(memo: kopf.Memo, now: datetime) -> collection.Clock:
     )
 
 
+def _recorded(job: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Whether status already holds the outcome of this collection Job: an older one than
+    status names (a failed Job kept for its logs while a later one succeeded and was
+    deleted), or the one it names, finished."""
+    number, done = collection_job.number_of(job), int(recorded.get("number") or 0)
+    if number != done:
+        return number < done
+    return recorded.get("job") == job["metadata"]["name"] and recorded.get("phase") in (
+        "Succeeded",
+        "Failed",
+    )
+
+
 def _collect_and_report(
     body: kopf.Body,
     patch: kopf.Patch,
     status: kopf.Status,
     meta: kopf.Meta,
     spec: DatasetSpec,
+    raw_spec: dict[str, Any],
     generation: Any,
     now: datetime,
     conditions: list[dict[str, Any]],
     namespace: str,
     name: str,
     memo: kopf.Memo,
+    number: int,
 ) -> None:
-    delay = _ingest_delay(meta)
+    """Answers "nothing new" from a listing when it can, else starts the ``number``-th
+    collection Job; reports what stops either in status."""
     try:
-        result = collect(
-            artifact_store(), namespace, name, spec, now, before_manifest=_pause(delay, name)
+        store = artifact_store()
+        repeated = unchanged(store, namespace, name, spec)
+        if repeated is not None:
+            memo.pop("collection_failures", None)
+            _report(body, patch, status, spec, generation, now, conditions, repeated)
+            return
+        job = dataset_collection.start(
+            dict(body),
+            spec,
+            raw_spec,
+            namespace,
+            number,
+            format_time(now),
+            store,
+            _ingest_delay(meta),
         )
     except (StorageMisconfiguredError, StorageRejectedError) as error:
         reason, detail = describe_store_error(error)
         _retry_later(memo, now)
         _storage_down(body, patch, status, generation, now, conditions, detail, reason)
         return
-    except (ObjectMissingError, IntegrityError) as error:
-        # Not an outage: a source object vanished or changed while it was read (e.g. an
-        # inbox upload deleted between listing and reading). S3 works; collect again soon.
-        wait = _retry_later(memo, now, at_least=RACE_RETRY_SECONDS)
-        detail = (
-            f"collection failed: {error} (a source object was removed or changed while it "
-            f"was read); retrying in {wait:.0f}s"
-        )
-        _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
-        return
-    except StoreError as error:  # StorageUnavailableError: S3 is down or keeps failing
+    except StoreError as error:  # StorageUnavailableError: S3 (or its STS) is down
         _retry_later(memo, now)
         _storage_down(body, patch, status, generation, now, conditions, str(error))
         return
@@ -191,18 +244,126 @@ def _collect_and_report(
         _retry_later(memo, now)
         _source_down(body, patch, status, generation, now, conditions, str(error), error.reason)
         return
+    except (custom.NameTakenError, custom.StaleOwnerError) as error:
+        wait = _retry_later(memo, now, at_least=RACE_RETRY_SECONDS)
+        detail = f"cannot start the collection Job: {error}; retrying in {wait:.0f}s"
+        _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
+        return
     except ValueError as error:
-        # Not an outage: the data or configuration cannot be collected as specified.
+        # Not an outage: the sources cannot be collected as specified.
         detail = f"collection failed: {error}"
         _source_down(body, patch, status, generation, now, conditions, detail, COLLECTION_FAILED)
         return
-    memo.pop("collection_failures", None)
-    _report(body, patch, status, spec, generation, now, conditions, result)
+    job_name = job["metadata"]["name"]
+    message = (
+        f"collection Job {job_name} created: reads {len(spec.sources)} source(s) with "
+        f"activeDeadlineSeconds={collection_job.settings_of(spec).active_deadline_seconds}, "
+        f"backoffLimit={collection_job.settings_of(spec).backoff_limit}"
+    )
+    patch.status["collection"] = {
+        "job": job_name,
+        "number": number,
+        "phase": "Pending",
+        "reason": Reason.JOB_CREATED,
+        "message": message,
+        "startTime": format_time(now),
+    }
+    events.normal(body, reason=Reason.COLLECTION_STARTED, message=message)
 
 
-def _retry_later(memo: kopf.Memo, now: datetime, at_least: float = 0.0) -> float:
+def _follow(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: kopf.Status,
+    spec: DatasetSpec,
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    memo: kopf.Memo,
+) -> bool:
+    """Follows the collection Job in flight; once it finished, writes what it reported
+    into status. Returns whether it finished."""
+    state = collection_job.state(job, dataset_collection.pods_of(job, pods))
+    meta = job["metadata"]
+    record: dict[str, Any] = {
+        "job": meta["name"],
+        "number": collection_job.number_of(job) or 1,
+        "phase": state.phase,
+        "reason": state.reason,
+        "message": state.message[:2048],
+        "startTime": meta.get("creationTimestamp") or format_time(now),
+    }
+    if not state.finished:
+        if dict(status.get("collection") or {}) != record:
+            patch.status["collection"] = record
+        return False
+    record["completionTime"] = (job.get("status") or {}).get("completionTime") or format_time(now)
+    # The generation the Job collected for: a spec changed meanwhile collects again.
+    generation = collection_job.generation_of(job) or (body.get("metadata") or {}).get("generation")
+    found = dataset_collection.report(job, pods) or {}
+    if isinstance(found.get("result"), dict):
+        memo.pop("collection_failures", None)
+        result = result_from_document(found["result"])
+        record["message"] = f"{state.message}: {_counts(result)}"
+        _report(body, patch, status, spec, generation, now, conditions, result)
+        if state.phase == "Succeeded" and (job.get("metadata") or {}).get("uid"):
+            dataset_collection.remove(job)  # status holds its outcome now
+    elif isinstance(found.get("error"), dict):
+        error = found["error"]
+        kind, reason, detail = (
+            error.get("kind"),
+            str(error.get("reason")),
+            str(error.get("message")),
+        )
+        # The collector's message is redacted already (URLs go through redact_url).
+        log.warning(
+            "dataset %s: collection Job %s failed (%s): %s",
+            body.get("metadata", {}).get("name"),
+            meta["name"],
+            reason,
+            detail,
+        )
+        record.update(phase="Failed", reason=reason, message=detail[:2048])
+        if kind == "storage":
+            reason, detail = describe_store_error(store_error(error))
+            record.update(reason=reason, message=detail[:2048])
+            # S3 trouble: the operator's own probe (the listing before any Job) sees it
+            # too, so the usual backoff applies, not the one sized for pod starts.
+            _retry_later(memo, now)
+            _storage_down(body, patch, status, generation, now, conditions, detail, reason)
+        elif kind == "race":
+            # Not an outage: a source object vanished or changed while it was read (e.g.
+            # an inbox upload deleted between listing and reading). Collect again soon.
+            wait = _retry_later(memo, now, at_least=RACE_RETRY_SECONDS, job=True)
+            detail = (
+                f"collection failed: {detail} (a source object was removed or changed while "
+                f"it was read); retrying in {wait:.0f}s"
+            )
+            _source_down(body, patch, status, generation, now, conditions, detail, reason)
+        elif kind == "source":
+            _retry_later(memo, now, job=True)
+            _source_down(body, patch, status, generation, now, conditions, detail, reason)
+        else:  # invalid: the data cannot be collected as specified; on the next change
+            _source_down(body, patch, status, generation, now, conditions, detail, reason)
+    else:
+        # Crashed, killed or over its deadline, with no report: nothing was published
+        # (the manifest is written last). A new Job is tried with backoff.
+        wait = _retry_later(memo, now, job=True)
+        detail = f"{state.message}; a new collection Job in {wait:.0f}s"
+        log.warning("collection Job %s: %s", meta["name"], detail)
+        record.update(phase="Failed", message=detail[:2048])
+        _source_down(body, patch, status, generation, now, conditions, detail, state.reason)
+    patch.status["collection"] = record
+    return True
+
+
+def _retry_later(
+    memo: kopf.Memo, now: datetime, at_least: float = 0.0, *, job: bool = False
+) -> float:
     """A failed collection: the next is tried after the reconciler's backoff for this
-    Dataset's consecutive failed collections (1 s doubling to 5 min, reset by a collection
+    Dataset's consecutive failed collections (1 s doubling to 5 min; from 4 s when a
+    collection Job failed, ``job``; reset by a collection
     that succeeds; at least ``at_least`` seconds), and not earlier, whatever the schedule,
     onNewObjects or a storage outage say. Returns the seconds."""
     # The Dataset's own count: passes in between that collect nothing (a poll, retention)
@@ -210,7 +371,9 @@ def _retry_later(memo: kopf.Memo, now: datetime, at_least: float = 0.0) -> float
     failures = int(memo.get("collection_failures") or 0) + 1
     memo["collection_failures"] = failures
     reconciler.retry_later(memo)  # counted as a failed pass (outcome "requeued")
-    wait = max(backoff(failures), at_least)
+    # A failed collection Job cost a pod start (seconds): its retries start at 4 s, so the
+    # gaps still double with that cost in them (1 s, 2 s would be lost in it).
+    wait = max(backoff(failures + (JOB_BACKOFF_SHIFT if job else 0)), at_least)
     memo["retry_at"] = now + timedelta(seconds=wait)
     return wait
 
@@ -221,21 +384,6 @@ def _ingest_delay(meta: kopf.Meta) -> float:
         return min(max(float(raw), 0.0), MAX_INGEST_DELAY) if raw else 0.0
     except ValueError:
         return 0.0
-
-
-def _pause(delay: float, name: str) -> Callable[[str], None]:
-    def pause(version: str) -> None:
-        if delay > 0:
-            log.info(
-                "dataset %s: version %s data written; manifest in %.0fs (%s)",
-                name,
-                version[:12],
-                delay,
-                INGEST_DELAY_ANNOTATION,
-            )
-            time.sleep(delay)
-
-    return pause
 
 
 def _report(

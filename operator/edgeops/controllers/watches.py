@@ -7,9 +7,10 @@ operator never mistakes "not listed yet" for "does not exist".
 
 Wakeups follow ownership and references, like controller-runtime's ``Owns``/``Watches``:
 a training or evaluation Job or pod wakes its TrainingRun (evaluation Jobs run in the
-operator's namespace, labelled with the run's); a TrainingRun wakes its EdgeModel; a Dataset
-wakes the EdgeModels and unfinished TrainingRuns that use it; an InferenceService wakes its
-EdgeModel. Every handler here is ``async`` so it runs in the event loop, not a thread.
+operator's namespace, labelled with the run's); a collection Job or pod wakes its Dataset;
+a TrainingRun wakes its EdgeModel; a Dataset wakes the EdgeModels and unfinished
+TrainingRuns that use it; an InferenceService wakes its EdgeModel. Every handler here is
+``async`` so it runs in the event loop, not a thread.
 """
 
 from __future__ import annotations
@@ -159,6 +160,30 @@ async def evaluation_pods(
     return {key: _copy(body)} if key else None
 
 
+def _collection_key(namespace: str | None, body: Mapping[str, Any]) -> Key | None:
+    dataset = _label(body, Labels.DATASET)
+    return (namespace, dataset) if namespace and dataset else None
+
+
+@kopf.index("batch", "v1", "jobs", labels={Labels.JOB_ROLE: Labels.JOB_ROLE_COLLECT})
+async def collection_jobs(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(namespace, dataset) -> that Dataset's collection Jobs (finished ones until their
+    TTL removes them)."""
+    key = _collection_key(namespace, body)
+    return {key: _copy(body)} if key else None
+
+
+@kopf.index("", "v1", "pods", labels={Labels.JOB_ROLE: Labels.JOB_ROLE_COLLECT})
+async def collection_pods(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    """(namespace, dataset) -> the pods of that Dataset's collection Jobs."""
+    key = _collection_key(namespace, body)
+    return {key: _copy(body)} if key else None
+
+
 @kopf.index(GROUP, VERSION, EDGE_MODELS)
 async def dataset_versions_models_use(
     namespace: str | None, body: kopf.Body, **_: Any
@@ -214,6 +239,16 @@ async def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels={Labels.TRAINING_RUN: kopf.PRESENT})
 async def pod_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
     _wake_run(namespace, body)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={Labels.JOB_ROLE: Labels.JOB_ROLE_COLLECT})
+async def collection_job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    wake(DATASETS, namespace, _label(body, Labels.DATASET))
+
+
+@kopf.on.event("", "v1", "pods", labels={Labels.JOB_ROLE: Labels.JOB_ROLE_COLLECT})
+async def collection_pod_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    wake(DATASETS, namespace, _label(body, Labels.DATASET))
 
 
 @kopf.on.event(GROUP, VERSION, TRAINING_RUNS)

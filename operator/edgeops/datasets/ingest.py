@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -29,7 +29,9 @@ from .protocol import Store
 from .readers import READ_RULES
 from .rows import Row
 from .sources import (
+    FetchLimits,
     HttpFetch,
+    HttpResponse,
     HttpValidators,
     SourceBatch,
     SourceUnavailableError,
@@ -174,6 +176,59 @@ def collect(
     # The index is written after the manifest: it only ever lists complete versions.
     store.put_json(layout.index_key(namespace, name), index)
     return result
+
+
+class _MustDownloadError(Exception):
+    """An HTTP(S) source whose sameness a conditional request could not confirm."""
+
+
+def headers_only(url: str, known: HttpValidators | None) -> HttpResponse:
+    """An :data:`HttpFetch` that never takes a body: a conditional request (the validators
+    of the last download) whose 304 Not Modified means unchanged. Anything else (no
+    validators, a 200 with a body, an error) raises ``_MustDownloadError``: the collection Job
+    downloads the file and reports what it finds. Same address policy and deadline as
+    every source download (`edgeops.datasets.sources.http_fetch`), a size limit of 0."""
+    if known is None or not (known.etag or known.last_modified):
+        raise _MustDownloadError
+    try:
+        response = http_fetch(url, known, limits=replace(FetchLimits.from_settings(), max_bytes=0))
+    except SourceUnavailableError:  # SourceLimitError: a body came; or refused, or failing
+        raise _MustDownloadError from None
+    if response.body is not None:
+        raise _MustDownloadError
+    return response
+
+
+def unchanged(
+    store: Store,
+    namespace: str,
+    name: str,
+    spec: DatasetSpec,
+    fetch_url: HttpFetch = headers_only,
+) -> CollectionResult | None:
+    """The last collection's result again (``repeated``) when its fingerprint still holds,
+    found without reading any row: S3 and inbox sources are listed (keys, ETags, sizes),
+    HTTP(S) sources asked with a conditional request (:func:`headers_only`). So the
+    operator answers "nothing new" without starting a collection Job. None when a
+    collection must run: the fingerprint changed, there was no collection yet, an HTTP(S)
+    file is not known unchanged, or a source is built in (read from installed files).
+
+    Raises SourceUnavailableError (an s3 source refused), StoreError."""
+    if any(s.builtin is not None for s in spec.sources):
+        return None
+    index = _load_index(store, namespace, name)
+    last = index.get("lastCollection") or {}
+    if not last.get("fingerprint"):
+        return None
+    try:
+        batches = list_batches(spec, store, namespace, name, fetch_url, _http_validators(last))
+    except _MustDownloadError:
+        return None
+    fingerprint = _fingerprint(spec, effective_schema(spec), batches)
+    if last.get("fingerprint") != fingerprint:
+        return None
+    history: list[dict[str, Any]] = index.get("versions", [])
+    return _repeat(last, fingerprint, history[-1] if history else None, history)
 
 
 def _repeat(

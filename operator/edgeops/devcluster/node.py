@@ -619,6 +619,8 @@ class LocalNode:
             return
         if meta.get("deletionTimestamp"):
             self._stop(uid)
+            if phase not in ("Succeeded", "Failed"):
+                self._mark_killed(pod)
             try:
                 self.core.delete_namespaced_pod(
                     meta["name"],
@@ -639,6 +641,42 @@ class LocalNode:
         runner = PodRunner(self, pod)
         self.runners[uid] = runner
         runner.start()
+
+    def _mark_killed(self, pod: Obj) -> None:
+        """A deleted pod whose containers were just killed ends Failed, as the kubelet
+        reports it: a pod held by a finalizer (a Job's ``job-tracking``) is only released
+        once it is terminal, and its Job counts it as a failed attempt."""
+        meta = pod["metadata"]
+        now = _now()
+        statuses = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "restartCount": 0,
+                "ready": False,
+                "started": False,
+                "containerID": f"local://{meta['uid']}/{c['name']}",
+                "state": {
+                    "terminated": {
+                        "exitCode": 143,  # 128 + SIGTERM, as the kubelet reports it
+                        "reason": "Error",
+                        "startedAt": (pod.get("status") or {}).get("startTime") or now,
+                        "finishedAt": now,
+                    }
+                },
+            }
+            for c in (pod.get("spec") or {}).get("containers") or []
+        ]
+        try:
+            self.core.patch_namespaced_pod_status(
+                meta["name"],
+                meta["namespace"],
+                {"status": {"phase": "Failed", "containerStatuses": statuses}},
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                log.warning("marking %s/%s Failed: %s", meta["namespace"], meta["name"], exc)
 
     def _stop(self, uid: str) -> None:
         runner = self.runners.pop(uid, None)

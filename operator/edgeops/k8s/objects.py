@@ -1,4 +1,5 @@
-"""Read helpers for the child objects controllers own (writes: `edgeops.k8s.apply`)."""
+"""Read helpers for the child objects controllers own (writes: `edgeops.k8s.apply`), and
+the deletion of a finished Job."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ def read_job(namespace: str, name: str) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
+
+
+def delete_job(namespace: str, name: str, uid: str) -> bool:
+    """Deletes a finished Job and, in the background, its pods; only the Job of ``uid``
+    (a Job created since under the same name is left alone). False when it is gone."""
+    options = client.V1DeleteOptions(
+        propagation_policy="Background", preconditions=client.V1Preconditions(uid=uid)
+    )
+    try:
+        client.BatchV1Api(api_client()).delete_namespaced_job(name, namespace, body=options)
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
 
 
 def read_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:

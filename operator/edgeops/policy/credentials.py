@@ -14,6 +14,11 @@ what the pod needs, and nothing under another namespace's ``datasets/``, ``inbox
   know (from a manifest it may read). A blob written with content that does not match its
   key is refused by every reader (:meth:`edgeops.store.ArtifactStore.get_blob` and
   ``download_blob`` verify the hash), so writing blobs cannot forge another tenant's data.
+- a **dataset collection Job** may ``GetObject``, ``PutObject`` and ``DeleteObject`` under
+  its Dataset's prefix only (``datasets/<ns>/<dataset>/*``: index, versions, staging
+  markers, rejected rows), read and write blobs as a training run does, and ``ListBucket``
+  and ``GetObject`` under the prefixes its s3 and inbox sources name (a user's source
+  prefix may hold any character but ``*``, ``?`` and ``$``).
 - a **KServe predictor** may ``GetObject`` and ``ListBucket`` its model version's serving
   prefix only (``models/<ns>/<model>/<uid>/versions/<n>/serving/``): KServe's storage
   initializer lists the prefix and downloads what it finds.
@@ -117,6 +122,73 @@ def training_policy(
             _location(bucket),
         ],
     }
+
+
+def _source_prefix(value: str) -> str:
+    """A user's s3 source prefix as a policy resource part: any characters but the IAM
+    wildcards and policy variables (``*``, ``?``, ``$``), which would widen the grant."""
+    if any(c in value for c in "*?$"):
+        raise ValueError(f"source prefix {value!r} cannot be part of an S3 policy resource")
+    return value
+
+
+def collection_policy(
+    bucket: str,
+    dataset_prefix: str,
+    blob_prefix: str,
+    sources: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """The session policy of one Dataset's collection Job.
+
+    ``dataset_prefix`` is ``datasets/<ns>/<dataset>/`` (read, write and delete: the index,
+    versions, staging markers and rejected rows of this Dataset only), ``blob_prefix``
+    ``blobs/sha256/`` (read and write content-addressed shards), and ``sources`` the
+    (bucket, prefix) pairs the Dataset's s3 and inbox sources read: list and read there,
+    nothing else (an empty prefix is the whole bucket, as the source says).
+
+    Raises:
+        ValueError: a bucket or dataset prefix segment holds a wildcard, ``/`` or ``$``,
+            or a source prefix holds ``*``, ``?`` or ``$``.
+    """
+    _part(bucket, "bucket")
+    statements = [
+        _statement(
+            "ReadWriteDataset",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            [_objects(bucket, dataset_prefix)],
+        ),
+        _statement(
+            "ReadWriteContentAddressedBlobs",
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            [_objects(bucket, blob_prefix)],
+        ),
+        _location(bucket),
+    ]
+    for number, (source_bucket, prefix) in enumerate(sorted(set(sources))):
+        _part(source_bucket, "bucket")
+        prefix = _source_prefix(prefix)
+        statements.append(
+            _statement(
+                f"ReadSource{number}",
+                ["s3:GetObject"],
+                [f"arn:aws:s3:::{source_bucket}/{prefix}*"],
+            )
+        )
+        listing = _statement(
+            f"ListSource{number}", ["s3:ListBucket"], [f"arn:aws:s3:::{source_bucket}"]
+        )
+        if prefix:
+            listing["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
+        statements.append(listing)
+        if source_bucket != bucket:
+            statements.append(_location(source_bucket) | {"Sid": f"SourceRegion{number}"})
+    return {"Version": VERSION, "Statement": statements}
+
+
+def collection_seconds(active_deadline_seconds: int, longest: int) -> int:
+    """How long a collection Job's credentials live: its deadline plus the margin, at
+    least MIN_SECONDS and at most ``longest`` (``EDGEOPS_S3_POD_CREDENTIALS_SECONDS``)."""
+    return training_seconds(active_deadline_seconds, longest)
 
 
 def serving_policy(bucket: str, serving_prefix: str) -> dict[str, Any]:
