@@ -184,6 +184,62 @@ def test_stable_version_when_promotion_already_made_the_version_current() -> Non
     assert "1" in sim.events[0][2] and "100 of the selected devices" in sim.events[0][2]
 
 
+def test_the_stable_version_is_what_the_fleet_runs_not_a_stale_current_version() -> None:
+    """A rollout applied by hand moved the fleet to v2 while the EdgeModel's current version
+    stayed v1 (manual promotion): a v3 rollout must leave the devices it does not move on
+    v2, not send them back to v1."""
+    model = ModelInfo(found=True, current_version=1, versions=frozenset({1, 2, 3}), targets=(PI,))
+    sim = Sim(make_spec(version=3), model=model)
+    sim.devices = {n: replace(d, version=2) for n, d in sim.devices.items()}
+    sim.tick()
+    assert sim.status.stable_version == 2
+    assert "v2, which 100 of the selected devices run" in sim.events[0][2]
+    untouched = [n for n in sim.devices if sim.desired(n) != 3]
+    assert untouched and {sim.desired(n) for n in untouched} == {2}
+
+
+def _older(version: int = 2) -> RolloutView:
+    return RolloutView(
+        name="old", uid="uid-old", created="2025-12-01T00:00:00Z", model="m", version=version,
+        phase="Succeeded", percent=100, selector=None,
+    )  # fmt: skip
+
+
+def test_the_first_step_ramps_although_an_older_rollout_governs_the_fleet() -> None:
+    """Before it starts, the devices an older rollout governs looked overlapping, so the
+    first step's ramp was skipped and the whole cohort was told at once."""
+    spec = make_spec(steps=[{"percent": 100}], maxUpdatesPerMinute=10)
+    sim = Sim(spec, 100, others=[_older()])
+    sim.tick()
+    assert sim.status.admitted_buckets is not None and sim.status.admitted_buckets < 10000
+    assert sim.status.admission_rate == pytest.approx(10 * 10000 / 100)
+    started_event = next(m for _, r, m in sim.events if r == "StepStarted")
+    assert "admitted gradually at maxUpdatesPerMinute 10" in started_event
+    assert len(sim.told()) < 100
+
+
+def test_a_rollout_whose_devices_a_newer_one_governs_never_completes_a_step() -> None:
+    """All selected devices governed by a newer rollout: no vacuous step completion (a
+    Succeeded rollout would move every selected device at once the day the newer one is
+    deleted)."""
+    newer = RolloutView(
+        name="newer", uid="uid-n", created="2026-05-01T00:00:00Z", model="m", version=3,
+        phase="Progressing", percent=100, selector=None,
+    )  # fmt: skip
+    sim = started(make_spec(), 20, others=[newer])
+    for _ in range(5):
+        sim.tick(advance=120)
+    assert sim.status.phase == "Progressing" and sim.status.current_step == 0
+    assert sim.status.step_completed_at is None
+    assert "governed by the newer rollout(s) newer" in (sim.status.message or "")
+    assert "StepCompleted" not in sim.reasons()
+    # The newer rollout gone, the devices are this rollout's again, one step at a time.
+    sim.others = []
+    sim.tick()
+    counts = sim.status.counts
+    assert counts is not None and 0 < counts.targeted < 20
+
+
 # --- steps ------------------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ Paused, and a step completes only once fully admitted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -459,16 +460,20 @@ def tally(
 def choose_stable(
     version: int, model_current: int | None, running: Mapping[int, int]
 ) -> tuple[int | None, str]:
-    """The version moved devices return to on rollback, and why. The model's current
-    version unless it is the rollout's own (promotion makes a version current before its
-    rollout moves the fleet); then the version most selected devices run (ties: the
-    higher); None when nothing else is known."""
-    if model_current is not None and model_current != version:
-        return model_current, f"the EdgeModel's current version v{model_current}"
+    """The version moved devices return to on rollback, and why: the version most selected
+    devices run (ties: the higher), other than the rollout's own — what the fleet really
+    runs, which the devices this rollout does not move keep. The EdgeModel's current
+    version only when no selected device runs another version (a new fleet), and never the
+    rollout's own (promotion makes a version current before its rollout moves the fleet);
+    None when nothing else is known. (The current version alone would be wrong where a
+    rollout applied by hand moved the fleet without promotion: every device outside the
+    new cohort would be sent back to it.)"""
     others = {v: n for v, n in running.items() if v != version}
     if others:
         best = max(others, key=lambda v: (others[v], v))
         return best, f"v{best}, which {others[best]} of the selected devices run"
+    if model_current is not None and model_current != version:
+        return model_current, f"the EdgeModel's current version v{model_current}"
     return None, "none: no other version is current or running on the selected devices"
 
 
@@ -937,6 +942,7 @@ def decide(
     ``measurements`` the results for :func:`due_metrics`; ``now`` timezone-aware;
     ``last_seen_write_seconds`` the gateway's lastSeen write interval (offline counting).
     Raises ValueError only for a spec the models refused (never for device data)."""
+    devices = devices if isinstance(devices, Sequence) else list(devices)  # read twice at start
     work = _Pass(spec, status.model_copy(deep=True), now)
     st = work.status
     if st.phase in TERMINAL_PHASES:
@@ -965,7 +971,14 @@ def decide(
             f"rolling {spec.model_ref.name} out to v{spec.version} in {len(spec.steps)} step(s); "
             f"stable version (rollback target): {why}",
         )  # fmt: skip
-        _start_step(work, 0, found.selected)
+        # Counted as Pending, the devices an older rollout governs now look overlapping;
+        # the ramp's rate is a share of the devices this rollout will govern once started.
+        starting = dataclasses.replace(view, phase="Progressing", percent=0)
+        selected = tally(
+            starting, rollouts, devices, st, timeout, model, now, last_seen_write_seconds,
+            spec.steps,
+        ).selected  # fmt: skip
+        _start_step(work, 0, selected)
         return _done(work, model, MIN_REQUEUE_SECONDS)
     st.counts = found.counts
     _record_step_counts(work)
@@ -1123,6 +1136,16 @@ def _progress(work: _Pass, found: Tally) -> None:
     step = spec.steps[index]
     last = index == len(spec.steps) - 1
     counts = found.counts
+    if st.step_completed_at is None and not counts.targeted and counts.overlapping:
+        # Every selected device is governed by a newer rollout: completing steps with no
+        # device of its own would make this rollout Succeeded, and the day the newer one
+        # is deleted, a Succeeded rollout moves every selected device at once.
+        st.message = (
+            f"{work.at()}: waiting: all {counts.overlapping} selected device(s) are governed "
+            f"by the newer rollout(s) {', '.join(sorted(found.overlap))}; no step completes "
+            "without a device of this rollout's own"
+        )
+        return
     if st.step_completed_at is None:
         share = 100.0 * counts.updated / counts.targeted if counts.targeted else 100.0
         if _ramping(st, step.percent):
