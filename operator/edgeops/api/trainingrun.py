@@ -22,6 +22,7 @@ from .common import (
     LocalObjectReference,
     ResourceRequirements,
     Sha256,
+    SpecRoot,
     StatusBase,
     StatusModel,
     Timestamp,
@@ -136,7 +137,7 @@ class TrainingTemplate(ApiModel):
         return value
 
 
-class TrainingRunSpec(TrainingTemplate):
+class TrainingRunSpec(TrainingTemplate, SpecRoot):
     """Desired state of a TrainingRun. Immutable after creation."""
 
     model_config = ConfigDict(
