@@ -321,6 +321,8 @@ def _check_schedule(value: str) -> str:
     return value
 
 
+#: GO_DURATION without backslashes: ``\.`` is not an escape CEL string literals know.
+_CEL_DURATION = GO_DURATION.replace("\\.", "[.]")
 #: A Dataset's collection schedule: a duration (1s to 10 years) or a cron expression.
 Schedule = Annotated[
     str,
@@ -328,7 +330,7 @@ Schedule = Annotated[
         max_length=128,
         pattern=f"^({GO_DURATION}|{CRON})$",
         json_schema_extra=duration_cel(
-            MIN_DURATION_SECONDS, guard=f"self.matches('^{GO_DURATION}$')"
+            MIN_DURATION_SECONDS, guard=f"self.matches('^{_CEL_DURATION}$')"
         ),
     ),
     AfterValidator(_check_schedule),

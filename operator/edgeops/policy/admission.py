@@ -26,7 +26,8 @@ Refused (HTTP 422 from the webhook, the field named in every message):
   would report as ``InvalidSpec``).
 
 Warned about (admitted; ``kubectl`` prints ``Warning: ...``): what is legal but most
-likely a mistake, see :func:`review`.
+likely a mistake (an onDrift window shorter than its interval, a cron that never fires such
+as ``0 0 31 2 *``), see :func:`review`.
 """
 
 from __future__ import annotations
