@@ -232,3 +232,24 @@ def test_an_object_whose_rows_cannot_be_counted_refuses_the_collection(
     )
     assert f"not read: {source}: unknown rows" in validated[2]
     assert "60 rows accepted" in validated[2]
+
+
+def test_a_spec_too_big_for_kopf_is_invalid_spec_with_an_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored while the webhook was down (trial of issue 16, bug 2): InvalidSpec in Ready
+    and a Warning Event naming the largest field, nothing collected, no retry loop."""
+    tokens = [f"{'é' * 30}{n:02d}" for n in range(16)]
+    features = [{"name": f"f{i}", "type": "float", "missingTokens": tokens} for i in range(256)]
+    spec = {**SPEC, "schema": {**SPEC["schema"], "features": features}}
+    harness = Harness(monkeypatch, spec)
+    monkeypatch.setattr(controller.collection, "collection_due", _never_collect)
+    harness.tick()
+    status, reason, message = harness.condition("Ready")
+    assert (status, reason) == ("False", "InvalidSpec")
+    assert message.startswith("spec: 770")
+    assert message.endswith(
+        "more than the 65536 a spec may hold; the largest field is spec.schema.features "
+        "(770195 bytes)"
+    ), message
+    assert harness.events == [("InvalidSpec", message)]
