@@ -206,3 +206,19 @@ def test_admission_warns_about_likely_mistakes_and_admits_them(
     )
     assert "Warning: spec.steps[0]: 100 % at once without analysis" in result.stderr
     assert "created (server dry run)" in result.stdout
+    dataset = {
+        "apiVersion": "edgeops.dev/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "never"},
+        "spec": {"sources": [{"builtin": {"name": "digits"}}],
+                 "governance": {"classification": "public"},
+                 "collection": {"schedule": "0 0 31 2 *"}},
+    }  # fmt: skip
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", fleet_ns, "-f", "-", input=json.dumps(dataset)
+    )
+    assert (
+        "Warning: spec.collection.schedule: '0 0 31 2 *' never fires: day-of-month 31 never "
+        "occurs in Feb" in result.stderr
+    )
+    assert "created (server dry run)" in result.stdout

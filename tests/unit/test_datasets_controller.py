@@ -310,3 +310,24 @@ def test_an_older_failed_job_left_for_its_logs_is_not_reported_again(
     monkeypatch.setattr(collector, "collect", _never_collect)
     assert harness.tick() == {}  # nothing due, nothing re-reported
     assert harness.object["status"]["collection"]["phase"] == "Succeeded"
+
+
+def test_a_spec_too_big_for_kopf_is_invalid_spec_with_an_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored while the webhook was down (trial of issue 16, bug 2): InvalidSpec in Ready
+    and a Warning Event naming the largest field, nothing collected, no retry loop."""
+    tokens = [f"{'é' * 30}{n:02d}" for n in range(16)]
+    features = [{"name": f"f{i}", "type": "float", "missingTokens": tokens} for i in range(256)]
+    spec = {**SPEC, "schema": {**SPEC["schema"], "features": features}}
+    harness = Harness(monkeypatch, spec)
+    monkeypatch.setattr(controller.collection, "collection_due", _never_collect)
+    harness.tick()
+    status, reason, message = harness.condition("Ready")
+    assert (status, reason) == ("False", "InvalidSpec")
+    assert message.startswith("spec: 770")
+    assert message.endswith(
+        "more than the 65536 a spec may hold; the largest field is spec.schema.features "
+        "(770195 bytes)"
+    ), message
+    assert harness.events == [("InvalidSpec", message)]

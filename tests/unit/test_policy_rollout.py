@@ -905,8 +905,11 @@ def test_a_status_written_elsewhere_is_adopted() -> None:
 def test_requeue_never_busy_loops() -> None:
     spec = make_spec(
         steps=[{"percent": 100, "analysis": True}],
-        analysis={"metrics": [metric()], "interval": "100ms"},
+        analysis={"metrics": [metric()], "interval": "1s"},
     )  # fmt: skip
+    # The API refuses intervals under 1 s now; one stored before that still must not spin.
+    assert spec.analysis is not None
+    spec.analysis.interval = "100ms"
     sim = started(spec, 2)
     assert sim.last is not None and sim.last.requeue == 0.5
     _complete_step(sim)

@@ -12,9 +12,10 @@ Conventions that the CRD generator (``edgeops.crdgen``) relies on:
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -88,7 +89,79 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=SHA256_HEX)]
-Duration = Annotated[str, Field(max_length=32, pattern=f"^{GO_DURATION}$")]
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: Shortest duration a period, timeout or window may be: a shorter one makes a loop that
+#: wakes the operator (and the API server) continuously (``0s`` reconciled a Dataset ~33
+#: times a second). One second, not a minute: the integration tests run schedules of 2 s.
+MIN_DURATION_SECONDS: Final = 1
+#: Longest duration any field may hold: ten years (87600h). Longer ones overflow the date
+#: arithmetic of the controllers (and Go's time.Duration, at 292 years, in CEL).
+MAX_DURATION_SECONDS: Final = 3650 * 86400
+_MAX_CEL = "87600h"
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds of a Go duration such as 90s, 1h30m or 1.5h (units ms, s, m, h); ValueError
+    for any other text."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h30m")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def duration_problem(text: str, minimum: int = MIN_DURATION_SECONDS) -> str | None:
+    """Why the Go duration ``text`` is outside [``minimum`` s, 10 years], or None. The
+    message starts with the value; callers prefix the field."""
+    try:
+        seconds = duration_seconds(text)
+    except ValueError as error:
+        return str(error)
+    if seconds < minimum:
+        return f"{text} is shorter than the {minimum}s any EdgeOps period or timeout must be"
+    if seconds > MAX_DURATION_SECONDS:
+        return (
+            f"{text} is longer than the {MAX_DURATION_SECONDS // (365 * 86400)} years "
+            f"({_MAX_CEL}) any EdgeOps duration may be"
+        )
+    return None
+
+
+def duration_cel(minimum: int, *, guard: str | None = None) -> JsonDict:
+    """The CEL twin of :func:`duration_problem` (Kubernetes CEL has ``duration()``);
+    ``guard`` limits it to strings that are durations (a schedule may be a cron)."""
+    rule = f"duration(self) >= duration('{minimum}s') && duration(self) <= duration('{_MAX_CEL}')"
+    if guard is not None:
+        rule = f"!({guard}) || ({rule})"
+    return validations(cel(rule, f"duration: must be from {minimum}s to {_MAX_CEL} (10 years)"))
+
+
+def _bounded(minimum: int) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = duration_problem(value, minimum)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+#: A period, timeout or window: 1s to 10 years.
+Duration = Annotated[
+    str,
+    Field(
+        max_length=32,
+        pattern=f"^{GO_DURATION}$",
+        json_schema_extra=duration_cel(MIN_DURATION_SECONDS),
+    ),
+    _bounded(MIN_DURATION_SECONDS),
+]
+#: A one-off wait, where 0s means "no wait": 0s to 10 years.
+Delay = Annotated[
+    str,
+    Field(max_length=32, pattern=f"^{GO_DURATION}$", json_schema_extra=duration_cel(0)),
+    _bounded(0),
+]
 Cron = Annotated[str, Field(max_length=128, pattern=f"^({CRON})$")]
 #: a column or metric name (CSV header, Keras metric name, PromQL-safe).
 Identifier = Annotated[str, Field(min_length=1, max_length=63, pattern=IDENTIFIER)]
@@ -474,4 +547,71 @@ class EvaluationMetrics(StatusModel):
 def describe_validation_error(error: ValidationError) -> str:
     """One line for an ``InvalidSpec`` condition: every message pydantic gave, ``; ``-joined
     (the field is named in each message by the models' validators and CEL mirrors)."""
-    return "; ".join(str(e["msg"]) for e in error.errors())
+    return "; ".join(_one_error(e["loc"], str(e["msg"])) for e in error.errors())
+
+
+def _one_error(loc: tuple[int | str, ...], message: str) -> str:
+    """``spec.<field>: <message>`` for a field's own check (its message does not name it),
+    the message alone for a model-level one (it names its fields)."""
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    return ".".join(str(part) for part in ("spec", *loc)) + ": " + message
+
+
+# --- total size -------------------------------------------------------------------------
+
+#: Largest spec, as compact JSON with non-ASCII escaped as \uXXXX (bytes). Kopf keeps a
+#: copy of the spec, written that way, in its last-handled-configuration annotation and
+#: kubectl apply another in last-applied-configuration; all annotations of an object share
+#: 256 KiB. A bigger Dataset spec made every Kopf patch fail with 422 ("Too long") and the
+#: object undeletable (its finalizer could not be removed).
+MAX_SPEC_BYTES: Final = 64 * 1024
+
+
+def json_size(value: object) -> int:
+    """Bytes of ``value`` as compact JSON with non-ASCII escaped (how Kopf stores it)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=True, default=str))
+
+
+def spec_size_problem(spec: object) -> str | None:
+    """Why ``spec`` (the raw JSON object) is too big, naming where its bytes are; None
+    when it is within :data:`MAX_SPEC_BYTES`."""
+    size = json_size(spec)
+    if size <= MAX_SPEC_BYTES:
+        return None
+    path, largest = _largest(spec, "spec")
+    return (
+        f"spec: {size} bytes of JSON (non-ASCII escaped), more than the {MAX_SPEC_BYTES} a "
+        f"spec may hold; the largest field is {path} ({largest} bytes)"
+    )
+
+
+def _largest(value: object, path: str) -> tuple[str, int]:
+    """The deepest field holding more than half of ``value`` (else ``value`` itself) and
+    its size in bytes: where to shrink."""
+    size = json_size(value)
+    children: list[tuple[str, object]] = []
+    if isinstance(value, dict):
+        children = [(f"{path}.{key}", item) for key, item in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    for child_path, child in children:
+        if json_size(child) * 2 > size:
+            return _largest(child, child_path)
+    return path, size
+
+
+class SpecRoot(ApiModel):
+    """Base of each kind's top-level spec: bounds its total size (:data:`MAX_SPEC_BYTES`);
+    the admission webhook refuses a bigger one and the controllers report it as
+    ``InvalidSpec`` through this same check."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_size(cls, data: object) -> object:
+        if isinstance(data, dict):
+            problem = spec_size_problem(data)
+            if problem:
+                raise ValueError(problem)
+        return data

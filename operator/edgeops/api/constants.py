@@ -137,6 +137,9 @@ class ConditionType:
     #: FleetRollout, abnormal-true: a newer rollout of the same model governs some of the
     #: devices this one selects; they are not counted here.
     OVERLAPPING: Final = "Overlapping"
+    #: EdgeModel: spec.retrain.schedule can be run. Present only while it cannot (False,
+    #: InvalidSpec): that one trigger is off, the rest of the model keeps working.
+    SCHEDULE_VALID: Final = "ScheduleValid"
 
 
 class Reason:
@@ -292,6 +295,9 @@ class Reason:
     NO_OVERLAP: Final = "NoOverlap"
     #: Overlapping True: some selected devices are governed by a newer rollout.
     OVERLAPPING: Final = "Overlapping"
+    #: EdgeModel: spec.retrain.schedule can be run. Present only while it cannot (False,
+    #: InvalidSpec): that one trigger is off, the rest of the model keeps working.
+    SCHEDULE_VALID: Final = "ScheduleValid"
     #: EdgeModel Event: a FleetRollout of the model succeeded; status.fleetVersion moved.
     FLEET_UPDATED: Final = "FleetUpdated"
     # Device

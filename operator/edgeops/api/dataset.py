@@ -9,21 +9,32 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from .common import (
     CRON,
     GO_DURATION,
     LIST_SET,
+    MIN_DURATION_SECONDS,
     ApiModel,
     Identifier,
     S3Location,
     Sha256,
+    SpecRoot,
     StatusBase,
     StatusModel,
     Timestamp,
     Uri,
     cel,
+    duration_cel,
+    duration_problem,
     list_map,
     unique,
     validations,
@@ -305,13 +316,35 @@ class Split(ApiModel):
         return self
 
 
+def _check_schedule(value: str) -> str:
+    if re.fullmatch(GO_DURATION, value):
+        problem = duration_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+#: GO_DURATION without backslashes: ``\.`` is not an escape CEL string literals know.
+_CEL_DURATION = GO_DURATION.replace("\\.", "[.]")
+#: A Dataset's collection schedule: a duration (1s to 10 years) or a cron expression.
+Schedule = Annotated[
+    str,
+    Field(
+        max_length=128,
+        pattern=f"^({GO_DURATION}|{CRON})$",
+        json_schema_extra=duration_cel(
+            MIN_DURATION_SECONDS, guard=f"self.matches('^{_CEL_DURATION}$')"
+        ),
+    ),
+    AfterValidator(_check_schedule),
+]
+
+
 class Collection(ApiModel):
     """When to look for new samples."""
 
-    schedule: str | None = Field(
+    schedule: Schedule | None = Field(
         None,
-        max_length=128,
-        pattern=f"^({GO_DURATION}|{CRON})$",
         description="An interval such as 5m or 1h, or a cron expression ('0 3 * * *'). "
         "Absent: collect once, then only on new objects if onNewObjects is true.",
     )
@@ -401,7 +434,7 @@ class Governance(ApiModel):
         return self
 
 
-class DatasetSpec(ApiModel):
+class DatasetSpec(SpecRoot):
     """Desired state of a Dataset."""
 
     model_config = ConfigDict(

@@ -11,6 +11,7 @@ from pydantic import Field
 from .common import (
     ApiModel,
     Sha256,
+    SpecRoot,
     StatusBase,
     StatusModel,
     TargetType,
@@ -75,7 +76,7 @@ class DeviceIdentity(ApiModel):
     )
 
 
-class DeviceSpec(ApiModel):
+class DeviceSpec(SpecRoot):
     """Desired state of a Device."""
 
     target_type: TargetType = Field(

@@ -20,6 +20,7 @@ from .common import (
     Identifier,
     LocalObjectReference,
     Sha256,
+    SpecRoot,
     StatusBase,
     StatusModel,
     TargetType,
@@ -391,7 +392,7 @@ class SamplingPolicy(ApiModel):
     )
 
 
-class EdgeModelSpec(ApiModel):
+class EdgeModelSpec(SpecRoot):
     """Desired state of an EdgeModel."""
 
     model_config = ConfigDict(
@@ -523,7 +524,7 @@ class DriftSummary(StatusModel):
         default_factory=dict, max_length=256, description="PSI per feature."
     )
     samples: int | None = Field(None, ge=0, description="Samples in the window.")
-    window: Duration | None = Field(None, description="Window measured.")
+    window: str | None = Field(None, max_length=32, description="Window measured.")
     measured_at: Timestamp | None = Field(None, description="When it was measured.")
     version: int | None = Field(None, ge=1, description="Model version measured.")
     verdict: DriftVerdict | None = Field(

@@ -14,10 +14,12 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .common import (
     ApiModel,
+    Delay,
     Duration,
     Identifier,
     LabelSelector,
     LocalObjectReference,
+    SpecRoot,
     StatusBase,
     StatusModel,
     Timestamp,
@@ -69,7 +71,7 @@ class Pause(ApiModel):
         json_schema_extra=validations(cel("has(self.duration) != has(self.manual)", _ONE_PAUSE))
     )
 
-    duration: Duration | None = Field(None, description="Wait this long, e.g. 10m.")
+    duration: Delay | None = Field(None, description="Wait this long, e.g. 10m (0s: no wait).")
     manual: bool | None = Field(
         None,
         description="Wait until spec.approvedStep is at least this step's index (set by a "
@@ -150,7 +152,7 @@ class AnalysisMetric(ApiModel):
         "edgeops_device_inferences_total of the cohort, not the query) make the result "
         "Inconclusive, never a pass.",
     )
-    initial_delay: Duration | None = Field(
+    initial_delay: Delay | None = Field(
         None, description="Wait this long after the analysis starts before the first measurement."
     )
     count: int = Field(
@@ -321,7 +323,7 @@ class FleetRolloutTemplate(ApiModel):
         description="Retries of failed downloads on each device, with backoff. Retries "
         "count within deviceTimeout.",
     )
-    bake_time: Duration | None = Field(
+    bake_time: Delay | None = Field(
         None,
         description="After the last step completes, keep measuring this long before Succeeded.",
     )
@@ -354,7 +356,7 @@ class FleetRolloutTemplate(ApiModel):
         return self
 
 
-class FleetRolloutSpec(FleetRolloutTemplate):
+class FleetRolloutSpec(FleetRolloutTemplate, SpecRoot):
     """Desired state of a FleetRollout."""
 
     # What is rolled out is fixed for the life of the object: a different model or version

@@ -22,6 +22,7 @@ from .common import (
     LocalObjectReference,
     ResourceRequirements,
     Sha256,
+    SpecRoot,
     StatusBase,
     StatusModel,
     Timestamp,
@@ -170,7 +171,7 @@ class FieldData(ApiModel):
     )
 
 
-class TrainingRunSpec(TrainingTemplate):
+class TrainingRunSpec(TrainingTemplate, SpecRoot):
     """Desired state of a TrainingRun. Immutable after creation."""
 
     model_config = ConfigDict(

@@ -118,7 +118,9 @@ def collect_dataset(
         if unrunnable:
             events.warning(body, reason=Reason.INVALID_SPEC, message="; ".join(unrunnable))
     except ValidationError as error:
+        # E.g. a spec too big for Kopf's annotation (stored while the webhook was down).
         unrunnable = [describe_validation_error(error)]
+        events.warning(body, reason=Reason.INVALID_SPEC, message=unrunnable[0])
     if unrunnable:
         message = "; ".join(unrunnable)
         _write(

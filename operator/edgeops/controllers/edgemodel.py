@@ -186,25 +186,26 @@ def _reconcile(
     old = dict(status)
     try:
         parsed = EdgeModelSpec.model_validate(dict(spec))
-        unrunnable = admission.schedule_errors("edgemodels", dict(spec))
-        if unrunnable:
-            events.warning(body, reason=Reason.INVALID_SPEC, message="; ".join(unrunnable))
     except ValidationError as error:
-        unrunnable = [describe_validation_error(error)]
-    if unrunnable:
-        message = "; ".join(unrunnable)
         _write(
             patch,
             old,
             EdgeModelStatus.model_validate(old),
             meta.get("generation"),
             now,
-            {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)},
+            {ConditionType.READY: ("False", Reason.INVALID_SPEC, describe_validation_error(error))},
         )
         return None
+    # A schedule the cron parser refuses (stored while the webhook was down) switches off
+    # that one trigger: gates, promotion, rollouts and the other triggers go on.
+    bad_schedule = "; ".join(admission.schedule_errors("edgemodels", dict(spec)))
+    if bad_schedule:
+        retrain_off = parsed.retrain.model_copy(update={"schedule": None})
+        parsed = parsed.model_copy(update={"retrain": retrain_off})
     tick = Tick(
         body, namespace, name, parsed, EdgeModelStatus.model_validate(old), now, observed=observed
     )
+    _schedule_condition(tick, old, bad_schedule)
     runs = [r for r in observed.runs if _owned_by(r, body)]
     try:
         for run in _unregistered(tick, runs):
@@ -287,6 +288,25 @@ def _reconcile(
         drift=tick.drift_measured, dropped=tick.dropped_conditions,
     )  # fmt: skip
     return tick.requeue
+
+
+def _schedule_condition(tick: Tick, old: dict[str, Any], problem: str) -> None:
+    """ScheduleValid=False (InvalidSpec) while spec.retrain.schedule cannot be run, with a
+    Warning Event when that starts or its message changes; removed once it can."""
+    if not problem:
+        tick.dropped_conditions.add(ConditionType.SCHEDULE_VALID)
+        return
+    message = (
+        f"{problem}; the schedule trigger is off until it is fixed (the other triggers, "
+        "gates, promotion and rollouts keep working)"
+    )
+    before = next(
+        (c for c in old.get("conditions") or [] if c.get("type") == ConditionType.SCHEDULE_VALID),
+        None,
+    )
+    if before is None or before.get("message") != message:
+        events.warning(tick.body, reason=Reason.INVALID_SPEC, message=message)
+    tick.conditions[ConditionType.SCHEDULE_VALID] = ("False", Reason.INVALID_SPEC, message)
 
 
 def _measure_drift(tick: Tick) -> None:

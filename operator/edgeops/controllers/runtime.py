@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -39,6 +40,36 @@ class _KopfBookkeeping(logging.Filter):
 logging.getLogger("kopf.objects").addFilter(_KopfBookkeeping())
 
 
+#: Largest copy of an object Kopf may keep in its last-handled-configuration annotation
+#: (compact JSON, non-ASCII escaped, bytes). All annotations of an object share 256 KiB
+#: and kubectl apply keeps another copy of the spec in last-applied-configuration.
+MAX_DIFFBASE_BYTES = 128 * 1024
+
+
+class BoundedDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's annotation diff-base, skipped for an object too big for it. Written anyway,
+    it fails every Kopf patch of the object with 422 "Too long", including the removal of
+    its finalizer: the object could never be deleted. Only the Dataset's deletion handler
+    is a change-detecting Kopf handler here (reconciliation is a daemon, which needs no
+    diff-base), and deletion does not diff: nothing is lost by not storing it. The spec
+    models refuse such a spec (``edgeops.api.common.MAX_SPEC_BYTES``); this covers objects
+    stored while the webhook was down, and big labels or annotations."""
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Stores ``essence`` unless it is over :data:`MAX_DIFFBASE_BYTES` (then logs why)."""
+        size = len(json.dumps(essence, separators=(",", ":")))
+        if size > MAX_DIFFBASE_BYTES:
+            log.warning(
+                "%s/%s: not storing Kopf's last-handled-configuration: %d bytes, more than %d",
+                body.metadata.namespace,
+                body.metadata.name,
+                size,
+                MAX_DIFFBASE_BYTES,
+            )
+            return
+        super().store(body=body, patch=patch, essence=essence)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Kopf's settings for this operator, from :func:`edgeops.settings.settings`."""
@@ -57,7 +88,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="kopf.edgeops.dev"
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = BoundedDiffBaseStorage(
         prefix="kopf.edgeops.dev", key="last-handled-configuration"
     )
     # Events through the API, repeats counted on one Event (controllers.events).

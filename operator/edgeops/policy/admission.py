@@ -5,8 +5,9 @@ Refused (HTTP 422 from the webhook, the field named in every message):
 
 - a Device key that is not an Ed25519 public key (base64 of exactly 32 bytes, or PEM), a
   ``fingerprint`` that is not the SHA-256 of the key, a ``nextPublicKey`` equal to the key;
-- a duration longer than :data:`MAX_DURATION` (a Go duration such as ``99999999h`` passes
-  the pattern, then overflows date arithmetic in the controllers);
+- a duration shorter than 1 s or longer than 10 years (``0s`` made a busy loop, and
+  ``99999999h`` passes the pattern, then overflows date arithmetic in the controllers):
+  checked by the models (:func:`edgeops.api.common.duration_problem`) and by CEL;
 - label-selector syntax inside values: ``matchLabels`` keys and values, and
   ``matchExpressions`` keys and values, as in the Kubernetes API conventions (qualified
   names; values of at most 63 characters, alphanumeric at both ends);
@@ -18,24 +19,26 @@ Refused (HTTP 422 from the webhook, the field named in every message):
   gate's ``confidence`` on a metric without an interval at that level;
 - a free-form trainer ``config`` over :data:`MAX_FREE_FORM_BYTES` of JSON (kubectl keeps a
   copy of the spec in a 256 KiB annotation; etcd takes 1.5 MiB per object);
+- a spec over :data:`edgeops.api.common.MAX_SPEC_BYTES` of compact, ASCII-escaped JSON
+  (Kopf's copy of it must fit the 256 KiB of annotations), naming its largest field
+  (checked by the spec models, :class:`edgeops.api.common.SpecRoot`);
 - any pydantic validation error of the spec models (the same messages the controllers
   would report as ``InvalidSpec``).
 
 Warned about (admitted; ``kubectl`` prints ``Warning: ...``): what is legal but most
-likely a mistake, see :func:`review`.
+likely a mistake (an onDrift window shorter than its interval, a cron that never fires such
+as ``0 0 31 2 *``), see :func:`review`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Final
 
 from cryptography.hazmat.primitives import serialization
@@ -48,10 +51,8 @@ from edgeops.api.device import DeviceSpec
 from edgeops.api.edgemodel import EdgeModelSpec
 from edgeops.api.fleetrollout import FleetRolloutSpec
 from edgeops.api.trainingrun import TrainingRunSpec
-from edgeops.policy.cron import parse_cron, parse_duration
+from edgeops.policy.cron import never_fires, parse_cron, parse_duration
 
-#: Longest duration any field may hold: ten years.
-MAX_DURATION: Final = timedelta(days=3650)
 #: Overall metrics every evaluation reports (``edgeops.training.evaluation``).
 OVERALL_METRICS: Final = frozenset({"accuracy", "macro_f1", "ece", "fairness_gap"})
 #: Per-export metrics, as ``<export with - as _>_<suffix>`` (``edgeops.training.evaluate``).
@@ -105,10 +106,11 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
     except ValidationError as error:
         for detail in error.errors():
             where = ".".join(str(p) for p in ("spec", *detail["loc"]))
-            result.errors.append(f"{where}: {detail['msg']}")
-    result.errors.extend(_durations(spec, _duration_fields()))
+            message = detail["msg"].removeprefix("Value error, ").removeprefix(f"{where}: ")
+            result.errors.append(f"{where}: {message}")
     result.errors.extend(_selectors(spec, "spec"))
     result.errors.extend(schedule_errors(plural, spec))
+    result.warnings.extend(schedule_warnings(plural, spec))
     result.errors.extend(_free_form_sizes(spec))
     if plural == "devices":
         result.errors.extend(_device_keys(spec))
@@ -120,53 +122,6 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
     return result
 
 
-# --- durations ------------------------------------------------------------------------------
-
-
-@functools.cache
-def _duration_fields() -> frozenset[str]:
-    """The JSON names of every field of the API models declared as a Go duration."""
-    names: set[str] = set()
-    seen: set[type[BaseModel]] = set()
-
-    def visit(model: type[BaseModel]) -> None:
-        if model in seen:
-            return
-        seen.add(model)
-        for name, info in model.model_fields.items():
-            if _is_duration(info.metadata) or _is_duration_type(info.annotation):
-                names.add(info.alias or name)
-            for nested in _models_in(info.annotation):
-                visit(nested)
-
-    for spec in SPECS.values():
-        visit(spec)
-    return frozenset(names)
-
-
-def _is_duration(metadata: Any) -> bool:
-    for item in metadata or ():
-        if getattr(item, "pattern", None) == _DURATION_PATTERN:
-            return True
-        if _is_duration(getattr(item, "metadata", ())):  # a FieldInfo inside Annotated
-            return True
-    return False
-
-
-def _is_duration_type(annotation: Any) -> bool:
-    """Whether ``annotation`` is the Duration type, also inside ``X | None`` or a list."""
-    if _is_duration(getattr(annotation, "__metadata__", ())):
-        return True
-    return any(_is_duration_type(a) for a in getattr(annotation, "__args__", ()) or ())
-
-
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-    for argument in getattr(annotation, "__args__", ()) or ():
-        yield from _models_in(argument)
-
-
 def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
     """(path, key, value) of every mapping entry under ``value``."""
     if isinstance(value, Mapping):
@@ -176,21 +131,6 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _walk(item, f"{path}[{index}]")
-
-
-def _durations(spec: Any, fields: frozenset[str]) -> Iterator[str]:
-    for path, key, value in _walk(spec, "spec"):
-        if key in fields and isinstance(value, str):
-            try:
-                length = parse_duration(value)
-            except (ValueError, OverflowError):
-                yield f"{path}.{key}: {value!r} is not a duration this operator can use"
-                continue
-            if length > MAX_DURATION:
-                yield (
-                    f"{path}.{key}: {value} is longer than the {MAX_DURATION.days // 365} years "
-                    "any EdgeOps duration may be"
-                )
 
 
 # --- free-form fields -----------------------------------------------------------------------
@@ -244,6 +184,24 @@ def schedule_errors(plural: str, spec: Mapping[str, Any]) -> list[str]:
     except ValueError as error:
         return [f"spec.{parent}.{key}: {error}"]
     return []
+
+
+def schedule_warnings(plural: str, spec: Mapping[str, Any]) -> list[str]:
+    """A valid cron schedule that never fires (``0 0 31 2 *``): legal, almost surely a
+    mistake, so admitted with a warning. Empty when fine or not a cron."""
+    if plural not in _SCHEDULES:
+        return []
+    parent, key = _SCHEDULES[plural]
+    schedule = (spec.get(parent) or {}).get(key)
+    if not isinstance(schedule, str) or schedule_errors(plural, spec):
+        return []
+    try:
+        parse_duration(schedule)
+        return []  # a duration fires
+    except ValueError:
+        pass
+    why = never_fires(schedule)
+    return [f"spec.{parent}.{key}: {schedule!r} never fires: {why}"] if why else []
 
 
 # --- label selectors ------------------------------------------------------------------------

@@ -5,12 +5,12 @@ both are restricted."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from edgeops.api.common import duration_seconds
+
 _MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -27,10 +27,7 @@ _MAX_SCAN = timedelta(days=366)
 
 def parse_duration(text: str) -> timedelta:
     """A Go duration such as 90s, 1h30m or 1.5h; ValueError otherwise."""
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h30m")
-    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+    return timedelta(seconds=duration_seconds(text))
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,27 @@ def latest_tick(expression: str, after: datetime, until: datetime) -> datetime |
     return None
 
 
+def never_fires(expression: str) -> str | None:
+    """Why a valid cron ``expression`` never fires, or None when it does: a day-of-month
+    that no chosen month has (``0 0 31 2 *``, ``0 0 30 2 *``) with an unrestricted
+    day-of-week (a restricted one fires on its weekdays). Day 29 of February fires in leap
+    years. ValueError when ``expression`` is not valid."""
+    cron = parse_cron(expression)
+    if cron.weekdays_restricted and cron.days_restricted:
+        return None
+    if any(day <= _DAYS_IN_MONTH[month] for month in cron.months for day in cron.days):
+        return None
+    days = ",".join(str(d) for d in sorted(cron.days))
+    months = ",".join(_MONTHS[m - 1].capitalize() for m in sorted(cron.months))
+    return f"day-of-month {days} never occurs in {months}"
+
+
+#: Longest month lengths (February in a leap year).
+_DAYS_IN_MONTH: Final = {
+    1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31,
+}  # fmt: skip
+
+
 def _field(
     text: str,
     low: int,
@@ -104,8 +122,10 @@ def _field(
     offset: int = 0,
 ) -> frozenset[int]:
     values: set[int] = set()
-    for part in text.lower().split(","):
+    for part in text.split(","):
         body, _, step_text = part.partition("/")
+        if not step_text.isdigit() and step_text:
+            raise ValueError(f"cron {what} {text!r}: step {step_text!r} is not a number")
         step = int(step_text) if step_text else 1
         if step < 1:
             raise ValueError(f"cron {what} {text!r}: step must be >= 1")
@@ -114,6 +134,8 @@ def _field(
         elif "-" in body:
             first, last = body.split("-", 1)
             start, end = _value(first, names, offset), _value(last, names, offset)
+            if start > end:
+                raise ValueError(_reversed(what, text, body, low, high, names, offset))
         else:
             start = _value(body, names, offset)
             end = high if step_text else start
@@ -123,9 +145,33 @@ def _field(
     return frozenset(values)
 
 
+def _reversed(
+    what: str, text: str, body: str, low: int, high: int, names: list[str] | None, offset: int
+) -> str:
+    """The message for a range written high-low (``5-1``, ``FRI-MON``), with the list of
+    two ranges it most likely means, in the user's notation (names or numbers)."""
+    first, last = body.split("-", 1)
+    top = 6 if what == "day-of-week" else high  # 7 is Sunday again: end the week at SAT
+    if names and first.isalpha():
+        upper, lower = names[top - offset].upper(), names[low - offset].upper()
+    else:
+        upper, lower = str(top), str(low)
+    start, end = _value(first, names, offset), _value(last, names, offset)
+    head = first if start == top else f"{first}-{upper}"
+    tail = last if end == low else f"{lower}-{last}"
+    return (
+        f"cron {what} {text!r}: the range {body} is reversed ({start} > {end}); cron ranges "
+        f"do not wrap around, write {head},{tail}"
+    )
+
+
 def _value(text: str, names: list[str] | None, offset: int) -> int:
-    if names and text in names:
-        return names.index(text) + offset
+    """A field value as written (a number, or a name in any case); the error message
+    echoes ``text`` unchanged."""
+    if names and text.lower() in names:
+        return names.index(text.lower()) + offset
     if not text.isdigit():
-        raise ValueError(f"cron value {text!r} is not a number")
+        raise ValueError(
+            f"cron value {text!r} is not a number (this cron has no L, W, ? or # fields)"
+        )
     return int(text)
