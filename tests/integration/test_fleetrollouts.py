@@ -298,6 +298,8 @@ def test_failed_downloads_are_retried_before_they_count(
     )
     status = fleet.status("fr-retry")
     assert status["phase"] == "Progressing" and status["counts"]["failed"] == 0
+    assert status["counts"]["retrying"] == 4
+    assert "4 in progress (4 retrying a failed download)" in status["message"]
     for name in others:
         fleet.report(name, "Committed", attempt=2)
     fleet.report(first, "Failed", "DownloadFailed", attempt=2)  # its last attempt

@@ -825,6 +825,18 @@ def test_a_device_retrying_a_failed_download_is_in_progress_until_its_last_attem
     assert state(failed(1, "DownloadFailed"), limit=2, now=late) == "timedOut"
 
 
+def test_the_rollout_counts_and_says_how_many_devices_are_retrying() -> None:
+    sim = started(make_spec(steps=[{"percent": 100}]), 10)
+    told = sim.told()
+    sim.report(told[:3], "Failed")
+    for name in told[:3]:
+        sim.devices[name] = replace(sim.devices[name], update_reason="DownloadFailed")
+    sim.tick()
+    counts = sim.status.counts
+    assert counts is not None and (counts.in_progress, counts.retrying, counts.failed) == (3, 3, 0)
+    assert "3 in progress (3 retrying a failed download)" in (sim.status.message or "")
+
+
 def test_the_retries_reach_the_device_from_its_rollout() -> None:
     body = {
         "metadata": {"name": "r", "uid": "u", "creationTimestamp": "2026-05-01T00:00:00Z"},

@@ -404,7 +404,16 @@ class DeviceCounts(StatusModel):
     targeted: int = Field(0, ge=0, description="Devices in the current step's cohort.")
     updated: int = Field(0, ge=0, description="Devices running the target version.")
     in_progress: int = Field(
-        0, ge=0, description="Downloading, verifying, installing or health-checking it."
+        0,
+        ge=0,
+        description="Downloading, verifying, installing or health-checking it, or waiting to "
+        "retry a failed download (see retrying).",
+    )
+    retrying: int = Field(
+        0,
+        ge=0,
+        description="Of in progress: devices whose last attempt failed with a retryable "
+        "reason (DownloadFailed, Interrupted) and that have spec.deviceRetries left.",
     )
     pending: int = Field(0, ge=0, description="Targeted, not yet reporting any update of it.")
     failed: int = Field(0, ge=0, description="Devices whose update reported Failed.")

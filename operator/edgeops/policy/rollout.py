@@ -405,7 +405,7 @@ def tally(
     )
     result = Tally()
     counts: dict[str, int] = dict.fromkeys(STATES, 0)
-    offline = overlapping = targeted = 0
+    offline = overlapping = targeted = retrying = 0
     for device in devices:
         if not device.eligible:
             continue
@@ -431,6 +431,8 @@ def tally(
             device, view.version, told_at, now, timeout, model.targets, view.retry_limit
         )
         counts[state] += 1
+        if state == "inProgress" and device.update_phase == "Failed":
+            retrying += 1  # classify kept a retryable failure with retries left in progress
         if state in _OUTCOME_OF_STATE:
             result.outcomes.append((state, when))
         if state in _OUTCOME_OF_STATE or state == "updated":
@@ -446,6 +448,7 @@ def tally(
         targeted=targeted,
         updated=counts["updated"],
         in_progress=counts["inProgress"],
+        retrying=retrying,
         pending=counts["pending"],
         failed=counts["failed"],
         rolled_back=counts["rolledBack"],
@@ -701,8 +704,9 @@ class _Pass:
 
 def _counts_text(counts: DeviceCounts) -> str:
     text = (
-        f"{counts.updated}/{counts.targeted} updated, {counts.in_progress} in progress, "
-        f"{counts.pending} pending, {counts.failed} failed, {counts.rolled_back} rolled back, "
+        f"{counts.updated}/{counts.targeted} updated, {counts.in_progress} in progress"
+        + (f" ({counts.retrying} retrying a failed download)" if counts.retrying else "")
+        + f", {counts.pending} pending, {counts.failed} failed, {counts.rolled_back} rolled back, "
         f"{counts.timed_out} timed out, {counts.incompatible} incompatible, "
         f"{counts.offline} offline"
     )
