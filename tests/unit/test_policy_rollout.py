@@ -727,6 +727,7 @@ def test_bake_keeps_analysing_after_the_last_step() -> None:
         ({}, 0.85, None, 500, "Fail", "value 0.85 < 0.9"),
         ({"op": "<=", "threshold": 0.2}, 0.3, None, 500, "Fail", "0.3 > 0.2"),
         ({}, 0.95, None, 99, "Inconclusive", "99 canary inferences"),
+        ({}, None, None, 0, "Inconclusive", "at least twice Prometheus' scrape interval"),
         ({}, None, None, 500, "Inconclusive", "no value"),
         ({}, math.nan, None, 500, "Inconclusive", "NaN"),
         ({"baseline": "VsStable", "threshold": -0.02}, 0.90, 0.91, 500, "Pass", "stable 0.91"),

@@ -597,7 +597,14 @@ def evaluate_value(
             "Inconclusive",
             canary,
             f"{samples} canary inferences in the interval, fewer than minSamples "
-            f"{metric.min_samples}: no verdict",
+            f"{metric.min_samples}: no verdict"
+            + (
+                " (none at all: are canary devices reporting, and is spec.analysis.interval "
+                "at least twice Prometheus' scrape interval? increase() over a shorter "
+                "window sees no change)"
+                if samples == 0
+                else ""
+            ),
         )
     if canary is None or math.isnan(canary):
         return "Inconclusive", None, "the query returned no value (empty or NaN): no verdict"
