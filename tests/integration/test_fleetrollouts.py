@@ -92,9 +92,9 @@ class Fleet:
     def report(self, name: str, phase: str, reason: str | None = None, attempt: int = 1) -> None:
         """The device's report of an update to v2, written as the gateway writes it."""
         now = format_time(datetime.now(UTC))
-        update = {"targetVersion": 2, "phase": phase, "time": now, "attempt": attempt}
-        if reason is not None:
-            update["reasonCode"] = reason
+        # reasonCode null: a merge patch would otherwise keep an earlier attempt's reason.
+        update = {"targetVersion": 2, "phase": phase, "time": now, "attempt": attempt,
+                  "reasonCode": reason}  # fmt: skip
         status: dict[str, Any] = {
             "update": update,
             "lastSeen": now,
@@ -304,7 +304,7 @@ def test_failed_downloads_are_retried_before_they_count(
         fleet.report(name, "Committed", attempt=2)
     fleet.report(first, "Failed", "DownloadFailed", attempt=2)  # its last attempt
     try:
-        wait_for(lambda: fleet.status("fr-retry").get("phase") == "RolledBack", 60, "rollback")
+        wait_for(lambda: fleet.status("fr-retry").get("phase") == "RolledBack", 180, "rollback")
     except AssertionError:
         raise AssertionError(json.dumps(fleet.status("fr-retry"))) from None
     counts = fleet.status("fr-retry")["counts"]
