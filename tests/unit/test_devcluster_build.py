@@ -45,3 +45,22 @@ def test_pki_is_generated_once_with_envtest_identities(tmp_path: Path) -> None:
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
     assert next(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)) == "127.0.0.1"
     assert oct(pki.admin_key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_progress_shows_a_bar_and_percentage_when_the_total_is_known() -> None:
+    line = build.progress_line("Kubernetes", 1321, 2642, 95.4)
+    assert "[##########----------]  50% (1321/2642 packages, 95s elapsed)" in line
+    # Linking follows the last package: the report never claims 100 % before the exit.
+    assert " 99% (2642/2642" in build.progress_line("Kubernetes", 2700, 2642, 400)
+    assert build.progress_line("MinIO", 12, None, 3) == (
+        "  ... MinIO: 12 packages compiled, 3s elapsed"
+    )
+
+
+def test_stale_packages_are_counted_by_go_list(tmp_path: Path) -> None:
+    (tmp_path / "go.mod").write_text("module example.test/hello\n\ngo 1.26\n")
+    (tmp_path / "main.go").write_text('package main\n\nfunc main() { println("hi") }\n')
+    total = build.count_stale_packages(["."], tmp_path, ["-trimpath"])
+    assert total is not None and total >= 1  # at least the never-built main package
+    # `module@version` arguments are go-install-only: no total, progress without percentage.
+    assert build.count_stale_packages(["example.test/none@v1.0.0"], tmp_path, []) is None

@@ -130,6 +130,44 @@ def wrapper_gomod(version: str, staging: list[str]) -> str:
     )
 
 
+def progress_line(what: str, compiled: int, total: int | None, elapsed: float) -> str:
+    """One progress report of a Go build: a bar and percentage when the total is known.
+
+    `compiled` counts the package lines `go build -v` printed so far; `elapsed` is in
+    seconds. The percentage stops at 99 until the build exits, because linking the
+    commands comes after the last package and can take minutes.
+    """
+    if not total:
+        return f"  ... {what}: {compiled} packages compiled, {elapsed:.0f}s elapsed"
+    done = min(compiled, total)
+    percent = min(99, done * 100 // total)
+    filled = percent * 20 // 100
+    bar = "#" * filled + "-" * (20 - filled)
+    return f"  ... {what}: [{bar}] {percent:3d}% ({done}/{total} packages, {elapsed:.0f}s elapsed)"
+
+
+def count_stale_packages(
+    packages: list[str], cwd: Path, flags: list[str], extra_env: dict[str, str] | None = None
+) -> int | None:
+    """How many packages a `go build flags packages` in `cwd` will compile, or None.
+
+    Asks `go list -deps` for the packages whose cached build is stale (the `Stale` field of
+    `go help list`). Returns None when go list fails (e.g. `module@version` arguments, which
+    only `go install` accepts), so progress falls back to counts without a percentage.
+    """
+    result = subprocess.run(
+        [_go(), "list", "-deps", *flags, "-f", "{{if .Stale}}stale{{end}}", *packages],
+        cwd=cwd,
+        env={**go_env(), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    return sum(1 for line in result.stdout.splitlines() if line == "stale")
+
+
 def _run_go_build(
     args: list[str],
     cwd: Path,
@@ -137,9 +175,15 @@ def _run_go_build(
     log_path: Path,
     report: Reporter,
     extra_env: dict[str, str] | None = None,
+    total: int | None = None,
 ) -> None:
-    """Runs `go build -v`-style commands, reporting progress every few hundred packages."""
-    report(f"building {what} (first run only; this takes several minutes, log: {log_path})")
+    """Runs `go build -v`-style commands, reporting progress every 30 s.
+
+    `total` is the number of packages the build will compile (see `count_stale_packages`);
+    when known, progress lines carry a percentage, otherwise only the count so far.
+    """
+    size = f", {total} packages to compile" if total else ""
+    report(f"building {what} (first run only; this takes several minutes{size}, log: {log_path})")
     started = time.monotonic()
     compiled = 0
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,8 +212,7 @@ def _run_go_build(
         while reader.is_alive():
             reader.join(timeout=30)
             if reader.is_alive():
-                elapsed = time.monotonic() - started
-                report(f"  ... {what}: {compiled} packages compiled, {elapsed:.0f}s elapsed")
+                report(progress_line(what, compiled, total, time.monotonic() - started))
         code = proc.wait()
     if code != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
@@ -212,6 +255,8 @@ def _build_kubernetes(version: str, out: Path, report: Reporter) -> None:
     shutil.rmtree(tmp_out, ignore_errors=True)
     tmp_out.mkdir()
     packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBE_COMMANDS]
+    report("counting the packages to compile (go list; downloads the modules first)")
+    total = count_stale_packages(packages, work, ["-trimpath"])
     _run_go_build(
         [
             go,
@@ -227,6 +272,7 @@ def _build_kubernetes(version: str, out: Path, report: Reporter) -> None:
         f"Kubernetes {version} ({', '.join(KUBE_COMMANDS)})",
         work / "build.log",
         report,
+        total=total,
     )
     # Publish the whole directory at once so an interrupted build is never mistaken for done.
     out.parent.mkdir(parents=True, exist_ok=True)
