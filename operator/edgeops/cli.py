@@ -374,6 +374,13 @@ def gateway_run(
         str | None,
         typer.Option(help="Address [default: EDGEOPS_GATEWAY_BIND_ADDRESS or 127.0.0.1]."),
     ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Serve only this namespace's devices; repeat for several (the chart's "
+            "watchNamespaces). Default: the whole cluster."
+        ),
+    ] = None,
 ) -> None:
     """Run the fleet gateway (uvicorn) against the current kubeconfig or in-cluster config.
     It serves signed bundle manifests from the operator's S3 store (EDGEOPS_S3_*)."""
@@ -385,7 +392,7 @@ def gateway_run(
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    serve(config, operator_config, port=port, bind_address=bind_address)
+    serve(config, operator_config, port=port, bind_address=bind_address, namespaces=namespace or [])
 
 
 DeviceNamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Device namespace.")]

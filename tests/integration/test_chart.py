@@ -355,6 +355,10 @@ def test_the_charts_operator_and_gateway_do_the_job(
         with httpx.Client(base_url=local.format(gateway_port), timeout=30) as http:
             device = Device(http, tenant, "chart-dev")
             enrolled = device.enroll(token(cluster, tenant))
+            # A namespace the release does not serve: neither caches nor RBAC there.
+            elsewhere = Device(http, ns, "chart-dev").enroll("x" * 43)
+        assert elsewhere.status_code == 404, elsewhere.text
+        assert elsewhere.json()["reason"] == "NamespaceNotServed"
         assert enrolled.status_code == 201, enrolled.text
         assert enrolled.json()["enrollment"] == "Pending"
         assert cluster.get("device", "chart-dev", "-n", tenant)["spec"]["approval"] == "Pending"

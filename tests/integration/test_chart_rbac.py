@@ -158,11 +158,17 @@ def test_namespaced_mode_has_a_role_per_namespace_and_a_minimal_cluster_role() -
     watch_only = {f"edgeops.dev/{k}" for k in ("datasets", "trainingruns", "edgemodels")}
     assert _home().items() <= own.items() and all(own[k] == {"list", "watch"} for k in watch_only)
     assert own["kopf.dev/kopfpeerings"] == {"get", "list", "watch", "patch"}
-    # The gateway: its caches cluster-wide, everything else in the served namespaces.
-    assert _verbs(_roles(docs, "ClusterRole", "eo-gateway")[None]) == GATEWAY_CACHES
+    # The gateway: everything, its caches included, in the served namespaces only, which it
+    # is told with --namespace (one namespaced list + watch per kind and namespace).
+    assert not _roles(docs, "ClusterRole", "eo-gateway")
+    assert not _roles(docs, "ClusterRoleBinding", "eo-gateway")
     gateway = _roles(docs, "Role", "eo-gateway")
     assert set(gateway) == {"team-a", "team-b"}
-    assert all(_verbs(r) == GATEWAY_NAMESPACED for r in gateway.values())
+    assert all(_verbs(r) == _merge(GATEWAY_CACHES, GATEWAY_NAMESPACED) for r in gateway.values())
+    gateway_pod = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "eo-gateway"
+    )["spec"]["template"]["spec"]
+    assert gateway_pod["containers"][0]["args"] == ["--namespace=team-a", "--namespace=team-b"]
     deployment = next(
         d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]
     )
@@ -225,6 +231,8 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
                 (True, "gateway", "patch", "secrets", ns, ()),
                 (True, "gateway", "create", "devices.edgeops.dev", ns, ()),
                 (True, "gateway", "patch", "devices.edgeops.dev/status", ns, ()),
+                (True, "gateway", "watch", "devices.edgeops.dev", ns, ()),
+                (True, "gateway", "list", "fleetrollouts.edgeops.dev", ns, ()),
                 (False, "gateway", "list", "secrets", ns, ()),
                 (False, "gateway", "create", "secrets", ns, ()),
                 (False, "gateway", "patch", "edgemodels.edgeops.dev/status", ns, ()),
@@ -243,6 +251,7 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
                 (False, "gateway", "get", "secrets", ns, ()),
                 (False, "gateway", "create", "devices.edgeops.dev", ns, ()),
                 (False, "gateway", "patch", "devices.edgeops.dev/status", ns, ()),
+                (False, "gateway", "list", "devices.edgeops.dev", ns, ()),
             ]
         # Its own namespace: the named objects, evaluation Jobs and their log.
         checks += [
@@ -260,14 +269,14 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
             (True, "operator", "watch", "edgemodels.edgeops.dev", own, ()),
             (False, "operator", "patch", "edgemodels.edgeops.dev", own, ()),
             (False, "gateway", "get", "secrets", own, ()),
-            # Cluster-wide: reading CRDs (operator) and the fleet caches (gateway) only.
+            # Cluster-wide: reading CRDs and listing namespaces (operator) only.
             (True, "operator", "list", "customresourcedefinitions.apiextensions.k8s.io", own, ()),
             (False, "operator", "list", "jobs.batch", own, ("--all-namespaces",)),
             (True, "operator", "list", "namespaces", own, ()),
             (False, "operator", "get", "namespaces", own, ()),
             (False, "operator", "create", "namespaces", own, ()),
             (False, "operator", "create", WEBHOOKS, own, ()),
-            (True, "gateway", "watch", "devices.edgeops.dev", own, ("--all-namespaces",)),
+            (False, "gateway", "watch", "devices.edgeops.dev", own, ("--all-namespaces",)),
             (False, "gateway", "get", "secrets", own, ("--all-namespaces",)),
         ]  # fmt: skip
         # A few kubectl processes at a time: each answer is one SubjectAccessReview.

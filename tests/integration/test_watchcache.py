@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from edgeops.k8s.watchcache import WatchCache
+from edgeops.k8s.watchcache import NamespacedCaches, WatchCache
 from tests.conftest import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -49,5 +49,26 @@ def test_a_gone_resource_version_is_listed_again(cluster: Cluster) -> None:
             wait_for(lambda: cache.get(ns, "after"), 30, "the new Device in the cache")
             assert cache.events >= 1  # it came by the watch, not by another list
             assert cache.lists == 2
+        finally:
+            cache.stop()
+
+
+def test_namespaced_caches_see_only_their_namespaces(cluster: Cluster) -> None:
+    """What a gateway with --namespace runs: one namespaced list + watch per namespace, so
+    a Device of a namespace it does not serve never reaches its cache."""
+    served, other = cluster.namespace("wcs"), cluster.namespace("wco")
+    cluster.kubectl("apply", "-n", served, "-f", "-", input=_device("mine"))
+    cluster.kubectl("apply", "-n", other, "-f", "-", input=_device("theirs"))
+    with cluster.dev.environment():
+        cache = NamespacedCaches("devices", [served], max_backoff=1.0)
+        cache.start()
+        try:
+            wait_for(lambda: cache.synced, 30, "the namespaced list")
+            assert [d["metadata"]["name"] for d in cache.list(served)] == ["mine"]
+            assert cache.get(other, "theirs") is None and cache.list(other) == []
+            cluster.kubectl("apply", "-n", served, "-f", "-", input=_device("later"))
+            cluster.kubectl("apply", "-n", other, "-f", "-", input=_device("later"))
+            wait_for(lambda: cache.get(served, "later"), 30, "the new Device by the watch")
+            assert cache.get(other, "later") is None
         finally:
             cache.stop()

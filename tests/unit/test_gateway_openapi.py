@@ -84,3 +84,22 @@ def test_per_inference_counts_cannot_exceed_inferences(field: str, value: Any, w
     with pytest.raises(ValidationError, match=why):
         TelemetryReport.model_validate({**body, field: value})
     TelemetryReport.model_validate({**body, "inferences": 10, field: value})
+
+
+def test_devices_of_namespaces_not_served_are_refused_before_any_lookup() -> None:
+    """`edgeops gateway run --namespace team-a`: the gateway has neither caches nor RBAC
+    elsewhere, so it says so (404 NamespaceNotServed) instead of a misleading 401/5xx."""
+    served = TestClient(create_app(GatewaySettings(), _no_store, namespaces=["team-a"]))
+    refused = served.get("/v1/devices/team-b/dev-1/desired")
+    assert refused.status_code == 404
+    assert refused.json() == {
+        "reason": "NamespaceNotServed",
+        "message": "namespace 'team-b' is not served by this gateway",
+    }
+    enroll = {
+        "token": "x" * 43, "namespace": "team-b", "name": "dev-1", "publicKey": "A" * 43 + "=",
+        "targetType": "linux",
+    }  # fmt: skip
+    assert served.post("/v1/enroll", json=enroll).json()["reason"] == "NamespaceNotServed"
+    # A served namespace goes on to authentication (no signature here: 401).
+    assert served.get("/v1/devices/team-a/dev-1/desired").status_code == 401

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -92,12 +92,14 @@ def create_app(
     *,
     wall_clock: Callable[[], float] = time.time,
     caches: tuple[ObjectCache, ObjectCache, ObjectCache] | None = None,
+    namespaces: Collection[str] = (),
 ) -> FastAPI:
     """The gateway app; ``store`` is called when S3 is first needed, ``wall_clock`` (Unix
     seconds) is what signature ages are measured against, ``caches`` the Devices,
     EdgeModels and FleetRollouts caches (default: watch caches of the cluster), started
-    and stopped by the app's lifespan."""
-    gw = Gateway(config, store, wall_clock, caches)
+    and stopped by the app's lifespan; ``namespaces`` the ones served (empty: all; devices of
+    any other get 404 ``NamespaceNotServed``)."""
+    gw = Gateway(config, store, wall_clock, caches, namespaces)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

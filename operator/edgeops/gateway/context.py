@@ -13,7 +13,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
@@ -35,7 +35,7 @@ from edgeops.api.common import format_time
 from edgeops.api.constants import DATASETS, DEVICES, EDGE_MODELS, FLEET_ROLLOUTS
 from edgeops.gateway.limits import NonceCache, RateLimiter, RowBudget
 from edgeops.k8s import fleet
-from edgeops.k8s.watchcache import WatchCache
+from edgeops.k8s.watchcache import NamespacedCaches, WatchCache
 from edgeops.metrics.fleet import FleetTelemetry
 from edgeops.policy.device import enrollment_state as policy_enrollment_state
 from edgeops.settings import GatewaySettings
@@ -304,8 +304,15 @@ class Fleet:
         return value
 
 
-def watch_caches() -> tuple[WatchCache, WatchCache, WatchCache]:
-    """Unstarted watch caches of Devices, EdgeModels and FleetRollouts (all namespaces)."""
+def watch_caches(
+    namespaces: Collection[str] = (),
+) -> tuple[ObjectCache, ObjectCache, ObjectCache]:
+    """Unstarted watch caches of Devices, EdgeModels and FleetRollouts: of the whole cluster,
+    or one namespaced list + watch per kind and namespace when ``namespaces`` is given."""
+    kinds = (DEVICES, EDGE_MODELS, FLEET_ROLLOUTS)
+    if namespaces:
+        devices, models, rollouts = (NamespacedCaches(kind, namespaces) for kind in kinds)
+        return devices, models, rollouts
     return WatchCache(DEVICES), WatchCache(EDGE_MODELS), WatchCache(FLEET_ROLLOUTS)
 
 
@@ -318,13 +325,16 @@ class Gateway:
         store: Callable[[], ArtifactStore],
         wall_clock: Callable[[], float] = time.time,
         caches: tuple[ObjectCache, ObjectCache, ObjectCache] | None = None,
+        namespaces: Collection[str] = (),
     ) -> None:
         """``caches`` are the Devices, EdgeModels and FleetRollouts caches (default:
-        :func:`watch_caches`, started by the app's lifespan)."""
+        :func:`watch_caches` of ``namespaces``, started by the app's lifespan);
+        ``namespaces`` are the ones served (empty: every namespace)."""
         self.config = config
         self.store = store
         self.wall_clock = wall_clock
-        self.caches = caches if caches is not None else watch_caches()
+        self.namespaces = frozenset(namespaces)
+        self.caches = caches if caches is not None else watch_caches(self.namespaces)
         self.fleet = Fleet(*self.caches, ttl=config.gateway_cache_seconds)
         self.window = config.gateway_signature_window_seconds
         # Per replica, the first line against replays: a replay to another replica is
@@ -427,16 +437,26 @@ class Gateway:
             )
         return verified
 
+    def check_served(self, namespace: str) -> None:
+        """Raises 404 ``NamespaceNotServed`` for a namespace this gateway does not serve
+        (``--namespace``): it has neither caches nor permissions there."""
+        if self.namespaces and namespace not in self.namespaces:
+            raise ApiError(
+                404, "NamespaceNotServed", f"namespace {namespace!r} is not served by this gateway"
+            )
+
     async def signed_device(
         self, request: Request, namespace: str, name: str, body: bytes
     ) -> dict[str, Any]:
         """The Device the request is signed by, which must be the one in the path (403
         ``WrongDevice`` otherwise) and neither rejected nor decommissioned."""
+        self.check_served(namespace)
         parsed = self.parse_signature(request)
         keyid = parsed.params.get("keyid")
         if not isinstance(keyid, str) or keyid.count("/") != 1:
             raise ApiError(401, "BadSignatureInput", 'keyid must be "<namespace>/<device>"')
         key_ns, key_name = keyid.split("/")
+        self.check_served(key_ns)
         signer = await self.cache_first(self.fleet.device, key_ns, key_name, False, True)
         if signer is None:
             # Not in the watch cache: a Device another replica enrolled a moment ago, or

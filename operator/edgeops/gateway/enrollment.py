@@ -72,6 +72,7 @@ def router(gw: Gateway) -> APIRouter:
     async def _checked(request: Request) -> Response:
         body = await gw.read_body(request)
         req = parse_body(EnrollRequest, body)
+        gw.check_served(req.namespace)
         if any(k.startswith(_RESERVED_LABEL_PREFIX) for k in req.labels):
             raise ApiError(
                 422, "InvalidRequest", f"labels under {_RESERVED_LABEL_PREFIX} come from the token"

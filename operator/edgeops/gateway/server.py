@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection
 from typing import Any, Final
 
 import uvicorn
@@ -32,10 +33,12 @@ def serve(
     *,
     port: int | None = None,
     bind_address: str | None = None,
+    namespaces: Collection[str] = (),
 ) -> None:
     """Serves until interrupted. S3 credentials come from ``EDGEOPS_S3_ACCESS_KEY`` and
     ``EDGEOPS_S3_SECRET_KEY`` or, when ``EDGEOPS_S3_SECRET`` names one, that Secret (read on
-    first use, so the gateway starts while S3 is down)."""
+    first use, so the gateway starts while S3 is down). ``namespaces``: the ones served
+    (empty: the whole cluster)."""
 
     @functools.cache
     def store() -> ArtifactStore:
@@ -48,7 +51,7 @@ def serve(
     )
     install_log_redaction()
     uvicorn.run(
-        create_app(config, store),
+        create_app(config, store, namespaces=namespaces),
         host=bind_address or config.gateway_bind_address,
         port=port or config.gateway_port,
         **UVICORN_OPTIONS,

@@ -1,5 +1,5 @@
-"""In-memory caches of one EdgeOps kind across all namespaces, fed by list + watch (an
-informer, built on the ``kubernetes`` client's :class:`kubernetes.watch.Watch`).
+"""In-memory caches of one EdgeOps kind, across all namespaces or in one, fed by list +
+watch (an informer, built on the ``kubernetes`` client's :class:`kubernetes.watch.Watch`).
 
 A :class:`WatchCache` lists the kind once (``synced`` turns True), then watches from the
 list's resourceVersion with bookmarks, resuming from the last resourceVersion seen when
@@ -9,7 +9,8 @@ version is gone (410 Gone: the watch fell behind etcd's compaction). Reads
 never do I/O. :meth:`WatchCache.apply` stores an object a writer just got back from the
 API server (read-your-writes) ahead of its watch event; an older version arriving later
 never replaces a newer one. Used by the fleet gateway for Devices, EdgeModels and
-FleetRollouts.
+FleetRollouts; :class:`NamespacedCaches` joins one cache per namespace when the gateway
+serves only some namespaces (so it needs no cluster-wide list permission).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class _PlainWatch(watch.Watch):  # type: ignore[misc]
 
 
 class WatchCache:
-    """All objects of ``plural`` (group ``edgeops.dev``), by namespace and name.
+    """All objects of ``plural`` (group ``edgeops.dev``), by namespace and name: of the whole
+    cluster, or only of ``namespace`` when given (a namespaced list + watch).
 
     ``timeout_seconds`` bounds each watch request (the server ends it, the cache resumes
     from the last resourceVersion); ``max_backoff`` bounds the wait between attempts after
@@ -70,12 +72,14 @@ class WatchCache:
         self,
         plural: str,
         *,
+        namespace: str | None = None,
         group: str = GROUP,
         version: str = VERSION,
         timeout_seconds: int = 300,
         max_backoff: float = 30.0,
     ) -> None:
         self.plural, self.group, self.version = plural, group, version
+        self.namespace = namespace
         self.timeout_seconds, self.max_backoff = timeout_seconds, max_backoff
         self.lists = 0
         self.events = 0
@@ -148,7 +152,7 @@ class WatchCache:
         """Starts listing and watching in a daemon thread (once)."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._run, name=f"watch-{self.plural}", daemon=True
+                target=self._run, name=f"watch-{self.plural}-{self.namespace or 'all'}", daemon=True
             )
             self._thread.start()
 
@@ -164,8 +168,21 @@ class WatchCache:
     def _api(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(api_client())
 
+    def _lister(self) -> tuple[Any, tuple[str, ...]]:
+        """The list call and its leading arguments (namespaced when the cache is)."""
+        api = self._api()
+        if self.namespace is None:
+            return api.list_cluster_custom_object, (self.group, self.version, self.plural)
+        return api.list_namespaced_custom_object, (
+            self.group,
+            self.version,
+            self.namespace,
+            self.plural,
+        )
+
     def _list(self) -> str:
-        result = self._api().list_cluster_custom_object(self.group, self.version, self.plural)
+        call, args = self._lister()
+        result = call(*args)
         self._replace(list(result.get("items", [])))
         self.lists += 1
         self._synced.set()
@@ -177,11 +194,10 @@ class WatchCache:
         while not self._stopping.is_set():
             stream = _PlainWatch()
             self._watch = stream
+            call, args = self._lister()
             for event in stream.stream(
-                self._api().list_cluster_custom_object,
-                self.group,
-                self.version,
-                self.plural,
+                call,
+                *args,
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self.timeout_seconds,
@@ -218,3 +234,50 @@ class WatchCache:
             if self._stopping.wait(backoff):
                 return
             backoff = min(self.max_backoff, backoff * 2)
+
+
+class NamespacedCaches:
+    """One :class:`WatchCache` of ``plural`` per namespace in ``namespaces``, read as one
+    cache: a namespace outside the set holds nothing (``get`` gives None, ``list`` an empty
+    list), and ``apply`` of an object from outside it is dropped.
+
+    For a gateway that serves only some namespaces: each list + watch is namespaced, so
+    its ServiceAccount needs Roles in those namespaces only, not a ClusterRole."""
+
+    def __init__(self, plural: str, namespaces: Iterable[str], **options: Any) -> None:
+        """``options`` are passed to each :class:`WatchCache`. Raises ValueError when
+        ``namespaces`` is empty (that is the cluster-wide cache's job)."""
+        self.caches = {ns: WatchCache(plural, namespace=ns, **options) for ns in namespaces}
+        if not self.caches:
+            raise ValueError("NamespacedCaches needs at least one namespace")
+
+    @property
+    def synced(self) -> bool:
+        """Whether every namespace's first list has been stored."""
+        return all(cache.synced for cache in self.caches.values())
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as last seen, or None (always None outside the namespaces)."""
+        cache = self.caches.get(namespace)
+        return cache.get(namespace, name) if cache is not None else None
+
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's objects (empty outside the namespaces)."""
+        cache = self.caches.get(namespace)
+        return cache.list(namespace) if cache is not None else []
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        """Stores a fresh write in its namespace's cache (dropped outside the namespaces)."""
+        cache = self.caches.get(str((obj.get("metadata") or {}).get("namespace") or ""))
+        if cache is not None:
+            cache.apply(obj)
+
+    def start(self) -> None:
+        """Starts every namespace's loop."""
+        for cache in self.caches.values():
+            cache.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops every namespace's loop, waiting up to ``timeout`` seconds for each."""
+        for cache in self.caches.values():
+            cache.stop(timeout)
