@@ -24,7 +24,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -722,6 +722,20 @@ class GatewaySettings(BaseSettings):
         "slow link (S3 checks the expiry when the request starts), short enough that a "
         "leaked URL is soon useless. At most 3600 (the store caps URLs at one hour).",
         json_schema_extra={CHART: "gateway.presignSeconds"},
+    )
+    gateway_replay_scope: Literal["cluster", "replica"] = Field(
+        "cluster",
+        description="Where a report's sequence is remembered against replays. `cluster`: "
+        "every accepted report (telemetry included) stores its sequence in the Device's "
+        "status by compare-and-swap, so a report replayed to any replica is refused; the "
+        "price is one API write per report (1000 devices reporting every 30 s: 33 writes/s). "
+        "`replica`: this process remembers sequences and nonces itself and writes a Device's "
+        "status only when the report changes it or lastSeen is due; exact with one replica "
+        "only, so the chart refuses it with more than one or with autoscaling. Its limit: "
+        "memory does not survive a restart, so a report signed within the signature window "
+        "before a restart, with a sequence above the last one written, can be replayed once "
+        "after it (as with any per-process nonce cache). Default `cluster`.",
+        json_schema_extra={CHART: "gateway.replayScope"},
     )
     gateway_last_seen_seconds: float = Field(
         60.0,

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -192,3 +193,48 @@ def test_an_enrollment_the_api_server_refuses_uses_no_token(
     assert _uses(cluster, ns, token) == 0
     assert Device(replicas.b, ns, "goodlabel").enroll(token).status_code == 201
     assert _uses(cluster, ns, token) == 1
+
+
+def test_a_single_replica_remembers_sequences_without_writing_each_report(
+    cluster: Cluster, replicas: Replicas
+) -> None:
+    """EDGEOPS_GATEWAY_REPLAY_SCOPE=replica: the replica checks sequences in memory and
+    writes a Device only when a report changes it (or lastSeen is due), yet a replay or an
+    old sequence is still refused."""
+    ns = replicas.namespace
+    with gateway_process(cluster, EDGEOPS_GATEWAY_REPLAY_SCOPE="replica") as (http, _):
+        token = _token(cluster, ns, "--auto-approve", "--labels", f"edgeops.dev/model={MODEL}")
+        device = Device(http, ns, "single")
+        assert device.enroll(token).status_code == 201
+        path = f"{device.path}/status"
+
+        def send(
+            sequence: int, health: str = "Healthy"
+        ) -> tuple[httpx.Response, bytes, dict[str, str]]:
+            # Status and telemetry reports take their sequence the same way
+            # (Gateway.take_sequence); a repeated health changes nothing.
+            body = json.dumps({"sequence": sequence, "health": health}).encode()
+            headers = {**device.headers("POST", path, body), "Content-Type": "application/json"}
+            return http.post(path, content=body, headers=headers), body, headers
+
+        def stored() -> dict[str, Any]:
+            return cluster.get("device", "single", "-n", ns)
+
+        first, _, _ = send(1)
+        assert first.status_code == 200 and first.json()["written"] == ["health"], first.text
+        assert stored()["status"]["sequence"] == 1  # a change: written with its sequence
+        version = stored()["metadata"]["resourceVersion"]
+        for sequence in (2, 3, 4):
+            assert send(sequence)[0].status_code == 200
+        again, body, headers = send(5)
+        assert again.status_code == 200 and again.json()["written"] == []
+        # Nothing changed and lastSeen (60 s) is not due: no write.
+        assert stored()["metadata"]["resourceVersion"] == version
+        assert http.post(path, content=body, headers=headers).json()["reason"] == "Replayed"
+        stale = send(4)[0]
+        assert stale.status_code == 409 and stale.json()["message"] == "sequence must exceed 5"
+        # A report that changes the status is written, with its sequence.
+        changed = send(6, "Degraded")[0]
+        assert changed.status_code == 200 and changed.json()["written"] == ["health"]
+        written = stored()["status"]
+        assert (written["sequence"], written["health"]) == (6, "Degraded")

@@ -340,6 +340,9 @@ class Gateway:
         # Per replica, the first line against replays: a replay to another replica is
         # refused by the stored report sequence (take_sequence) instead.
         self.nonces = NonceCache(2 * self.window)
+        #: With gateway_replay_scope "replica": the last sequence accepted per Device UID.
+        self.sequences: dict[str, int] = {}
+        self._sequences_lock = threading.Lock()
         self.limiter = RateLimiter(config.gateway_requests_per_minute)
         #: Failed enrollments per client address: enrollment is the one endpoint anybody
         #: may call, so guessing tokens or flooding it with bad requests is bounded here.
@@ -548,6 +551,31 @@ class Gateway:
             return True
         return now - seen >= self.config.gateway_last_seen_seconds
 
+    def remembers_sequences(self) -> bool:
+        """Whether this replica keeps report sequences in memory (gateway_replay_scope
+        ``replica``) rather than in every Device write."""
+        return self.config.gateway_replay_scope == "replica"
+
+    def _needs_write(
+        self,
+        device: dict[str, Any],
+        sequence: int,
+        changes: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ) -> bool:
+        """Accepts ``sequence`` in memory (409 ``StaleSequence`` unless it exceeds both the
+        remembered and the stored one); whether the report must still be written because
+        it changes the status or lastSeen is due."""
+        status = device.get("status") or {}
+        uid = str((device.get("metadata") or {}).get("uid"))
+        with self._sequences_lock:
+            last = max(self.sequences.get(uid, -1), int(status.get("sequence", -1)))
+            if sequence <= last:
+                raise ApiError(409, "StaleSequence", f"sequence must exceed {last}")
+            self.sequences[uid] = sequence
+        if changes is not None and changes(status):
+            return True
+        return self.last_seen_due(status, self.wall_clock())
+
     def take_sequence(
         self,
         device: dict[str, Any],
@@ -562,10 +590,14 @@ class Gateway:
         sequence) is refused: 409 ``StaleSequence`` unless ``sequence`` exceeds it. A lost
         race reads the Device again and decides again, up to 5 times (then 503 ``Busy``
         with Retry-After); a Device deleted or enrolled again meanwhile (another UID) is 404
-        ``UnknownDevice``. Blocking I/O: call it from a worker thread. Returns the Device
-        as stored."""
+        ``UnknownDevice``. With gateway_replay_scope ``replica`` (:meth:`remembers_sequences`)
+        the sequence is checked in memory and the write is skipped when the report changes
+        nothing and lastSeen is not due. Blocking I/O: call it from a worker thread.
+        Returns the Device as stored (or as cached, when nothing was written)."""
         meta = device.get("metadata") or {}
         namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
+        if self.remembers_sequences() and not self._needs_write(device, sequence, changes):
+            return device
         current: dict[str, Any] | None = device
         for _ in range(5):
             if current is None or (current.get("metadata") or {}).get("uid") != uid:
