@@ -3,6 +3,7 @@ running.
 
     PYTHONPATH=operator .venv/bin/python -P benchmarks/fleet.py [--steps 1000,1500,2000]
         [--interval 30] [--window 60] [--ramp 60] [--warmup 900] [--home /tmp/bench-fleet]
+        [--replay-scope cluster|replica]
 
 (``-P``: the script's directory holds ``operator.py``, which must not shadow the standard
 library's ``operator`` module.)
@@ -28,6 +29,10 @@ committed the model (or the warm-up timed out)
       gateway pod's process, and the machine's load.
     A step "keeps up" when the accepted reports reach 90 % of N / interval with no 5xx; the
     steps stop at the first that does not.
+
+``--replay-scope replica`` sets the gateway pod's ``EDGEOPS_GATEWAY_REPLAY_SCOPE`` (one
+Device write per change instead of per report; README, "Writes") and waits for the new pod:
+run once with each to see what the per-report write costs.
 """
 
 from __future__ import annotations
@@ -233,10 +238,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=900.0)
     parser.add_argument("--home", type=Path, default=Path("/tmp/bench-fleet"))
     parser.add_argument("--name", default="bench")
+    parser.add_argument("--replay-scope", choices=("cluster", "replica"), default="cluster")
     args = parser.parse_args()
     dev = DevCluster(name=args.name, home=args.home)
     dev.up(with_operator=True)
     cluster = Cluster(dev)
+    gateway = ("-n", "edgeops-system", "deployment/edgeops-gateway")
+    cluster.kubectl("set", "env", *gateway, f"EDGEOPS_GATEWAY_REPLAY_SCOPE={args.replay_scope}")
+    cluster.kubectl("rollout", "status", *gateway, "--timeout=180s")
+    print(f"gateway replay scope: {args.replay_scope}", flush=True)
     ns = cluster.namespace("bench-fleet")
     key, trusted = operator_signing_key(cluster)
     line = Line.apply(cluster, ns, edge_model("motion-classifier"), key)
