@@ -17,6 +17,10 @@ What runs
       defaults of every gateway setting (``--cache-seconds`` sets the 2 s cache of bundle
       manifests and Datasets)
       except the per-device rate limit, raised so the load generator is never refused;
+    * gw-replica: the same gateway with ``EDGEOPS_GATEWAY_REPLAY_SCOPE=replica``: report
+      sequences kept in memory, a Device written only when a report changes it or its
+      lastSeen is due (one replica only; README, "Writes"), so the difference to
+      ``gateway`` is what the per-report compare-and-swap write costs;
     * baseline: a bare ASGI callable that reads the request body and answers 200 ``{}``,
       served by uvicorn with the gateway's own options
       (:data:`edgeops.gateway.server.UVICORN_OPTIONS`: log level, proxy headers).
@@ -47,7 +51,7 @@ The numbers
                  and the ratio understates the gap... or overstates it for the baseline).
     ratios       gateway / baseline: req/s (higher is better), p50, p99 and CPU ms per
                  request (lower is better).
-    ``--rounds`` R > 1 alternates baseline and gateway R times and reports each round.
+    ``--rounds`` R > 1 runs baseline, gateway and gw-replica R times and reports each round.
 
 Caveats: one machine, the load generator on the same cores as the server (with 2 cores a
 server can use about one while the client uses the other); absolute figures depend on the
@@ -237,6 +241,14 @@ def set_up_fleet(dev: DevCluster, count: int) -> list[BenchDevice]:
     return devices
 
 
+def split(total: int, parts: int, rng: random.Random) -> list[int]:
+    """``parts`` random non-negative counts that add up to ``total`` (a histogram of
+    ``total`` observations: the gateway refuses one that counts more than the report's
+    inferences)."""
+    cuts = sorted(rng.randrange(total + 1) for _ in range(parts - 1))
+    return [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
+
+
 def report_body(device: BenchDevice) -> bytes:
     """The next telemetry report of ``device``: plausible deltas of one minute."""
     device.sequence += 1
@@ -251,16 +263,14 @@ def report_body(device: BenchDevice) -> bytes:
             "inferences": inferences,
             "errors": rng.randrange(3),
             "latencySeconds": {
-                "counts": [rng.randrange(100) for _ in range(len(LATENCY_BUCKETS_SECONDS) + 1)],
+                "counts": split(inferences, len(LATENCY_BUCKETS_SECONDS) + 1, rng),
                 "sum": 1.5,
             },
             "predictions": {"ok": inferences - 50, "fault": 50},
-            "confidence": {
-                "counts": [rng.randrange(100) for _ in range(len(CONFIDENCE_BUCKETS) + 1)]
-            },
+            "confidence": {"counts": split(inferences, len(CONFIDENCE_BUCKETS) + 1, rng)},
             "features": {
-                "temp": {"counts": [rng.randrange(200) for _ in range(4)]},
-                "humidity": {"counts": [rng.randrange(200) for _ in range(5)], "missing": 1},
+                "temp": {"counts": split(inferences, 4, rng)},
+                "humidity": {"counts": split(inferences - 1, 5, rng), "missing": 1},
                 "site": {"categories": {"a": 300, "b": 290, "c": 10}},
             },
             "feedback": {"correct": 9, "incorrect": 1},
@@ -471,9 +481,9 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
           f"{os.cpu_count()} CPUs")  # fmt: skip
     header = ("server", "round", "req/s", "p50 ms", "p99 ms", "server CPU", "CPU ms/req",
               "client CPU", "errors")  # fmt: skip
-    print("{:<9}{:>6}{:>9}{:>9}{:>9}{:>12}{:>12}{:>12}{:>8}".format(*header))
+    print("{:<11}{:>6}{:>9}{:>9}{:>9}{:>12}{:>12}{:>12}{:>8}".format(*header))
     for r in results:
-        print(f"{r.server:<9}{r.round:>6}{r.req_per_s:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+        print(f"{r.server:<11}{r.round:>6}{r.req_per_s:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
               f"{r.server_cpu:>12.2f}{r.server_cpu_ms_per_req:>12.3f}{r.client_cpu:>12.2f}"
               f"{r.errors:>8}")  # fmt: skip
     for r in results:
@@ -481,10 +491,11 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
             print(f"  {r.server} round {r.round} errors: {r.error_kinds}")
     for round_ in sorted({r.round for r in results}):
         pair = {r.server: r for r in results if r.round == round_}
-        q = ratios(pair["baseline"], pair["gateway"])
-        print(f"round {round_} gateway/baseline: req/s x{q['req_per_s']:.3f}, "
-              f"p50 x{q['p50_ms']:.2f}, p99 x{q['p99_ms']:.2f}, "
-              f"server CPU per request x{q['server_cpu_ms_per_req']:.2f}")  # fmt: skip
+        for subject in ("gateway", "gw-replica"):
+            q = ratios(pair["baseline"], pair[subject])
+            print(f"round {round_} {subject}/baseline: req/s x{q['req_per_s']:.3f}, "
+                  f"p50 x{q['p50_ms']:.2f}, p99 x{q['p99_ms']:.2f}, "
+                  f"server CPU per request x{q['server_cpu_ms_per_req']:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -505,14 +516,16 @@ def main() -> None:
         env.pop("KUBERNETES_SERVICE_HOST", None)
         if args.cache_seconds is not None:
             env["EDGEOPS_GATEWAY_CACHE_SECONDS"] = str(args.cache_seconds)
-        subjects = {
-            "baseline": [sys.executable, str(Path(__file__).resolve()), "--serve-baseline"],
-            "gateway": [sys.executable, "-m", "edgeops", "gateway", "run", "--port"],
+        gateway = [sys.executable, "-m", "edgeops", "gateway", "run", "--port"]
+        subjects: dict[str, tuple[list[str], dict[str, str]]] = {
+            "baseline": ([sys.executable, str(Path(__file__).resolve()), "--serve-baseline"], env),
+            "gateway": (gateway, env),
+            "gw-replica": (gateway, {**env, "EDGEOPS_GATEWAY_REPLAY_SCOPE": "replica"}),
         }
         for round_ in range(1, args.rounds + 1):
-            for label, argv in subjects.items():
+            for label, (argv, server_env) in subjects.items():
                 port = free_port()
-                with server(label, [*argv, str(port)], env, port, work) as pid:
+                with server(label, [*argv, str(port)], server_env, port, work) as pid:
                     log(f"round {round_}: {label} on port {port}, loading")
                     result = asyncio.run(load(port, devices, args.concurrency, args.warmup,
                                               args.seconds, pid, label, round_))  # fmt: skip
@@ -526,13 +539,15 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     log(f"done in {time.monotonic() - began:.0f}s")
+    by = {(r.round, r.server): r for r in results}
     if args.json:
         print(json.dumps({"results": [asdict(r) for r in results],
-                          "ratios": [ratios(*(r for r in results if r.round == n))
+                          "ratios": [{subject: ratios(by[(n, "baseline")], by[(n, subject)])
+                                      for subject in ("gateway", "gw-replica")}
                                      for n in range(1, args.rounds + 1)]}, indent=2))  # fmt: skip
     else:
         print_table(results, args)
-    if statistics.fmean(r.errors for r in results if r.server == "gateway") > 0:
+    if statistics.fmean(r.errors for r in results if r.server != "baseline") > 0:
         log("warning: the gateway refused some reports (see errors); fix before trusting ratios")
 
 
