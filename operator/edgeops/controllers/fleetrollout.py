@@ -56,6 +56,7 @@ from edgeops.controllers.watches import Key, first, items
 from edgeops.metrics.prometheus import Prometheus, QueryContext, measure
 from edgeops.policy import desired
 from edgeops.policy import rollout as policy
+from edgeops.policy.promql import query_errors
 from edgeops.settings import gateway_settings, settings
 
 log = logging.getLogger(__name__)
@@ -246,8 +247,10 @@ def reconcile_fleetrollout(
     generation = meta.get("generation")
     try:
         parsed = FleetRolloutSpec.model_validate(dict(spec))
+        message = "; ".join(query_errors(dict(spec)))
     except ValidationError as error:
         message = describe_validation_error(error)
+    if message:
         verdicts = {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)}
         patch.status["conditions"] = update_conditions(
             old.get("conditions"), verdicts, generation, now, ensure=policy.CONDITION_TYPES
