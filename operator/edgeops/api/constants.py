@@ -289,6 +289,9 @@ class Reason:
     ANALYSIS_ERROR: Final = "AnalysisError"
     #: Event: an automatic pause was left through spec.acknowledgedPause.
     PAUSE_ACKNOWLEDGED: Final = "PauseAcknowledged"
+    #: Event (Warning): spec.acknowledgedPause matches no pause; the message names the
+    #: current pause id.
+    ACKNOWLEDGEMENT_IGNORED: Final = "AcknowledgementIgnored"
     #: Event: spec.paused went back to false.
     RESUMED: Final = "Resumed"
     #: Overlapping False: no newer rollout of the model governs the devices this one selects.
