@@ -128,6 +128,8 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
         result.errors.extend(_device_keys(spec))
     if plural == "edgemodels":
         result.errors.extend(_gate_metrics(spec))
+        template = (spec.get("promotion") or {}).get("rolloutTemplate")
+        result.errors.extend(query_errors(template, "spec.promotion.rolloutTemplate"))
         result.warnings.extend(_model_warnings(spec))
     if plural == "fleetrollouts":
         result.errors.extend(query_errors(spec))

@@ -53,11 +53,14 @@ def promql_problem(query: str) -> str | None:
     return None
 
 
-def query_errors(spec: Mapping[str, Any]) -> Iterator[str]:
-    """``spec.analysis.metrics[i].query: <why>`` for every analysis query of a FleetRollout
-    spec (raw, as the API server sends it) that :func:`promql_problem` refuses. The
-    webhook refuses them; the controller reports them as InvalidSpec (a rollout stored
-    while the webhook was down never measures a query Prometheus refuses)."""
+def query_errors(spec: Any, root: str = "spec") -> Iterator[str]:
+    """``<root>.analysis.metrics[i].query: <why>`` for every analysis query of a
+    FleetRollout spec or an EdgeModel's rollout template (raw, as the API server sends it)
+    that :func:`promql_problem` refuses. The webhook refuses them; the controller reports
+    them as InvalidSpec (a rollout stored while the webhook was down never measures a query
+    Prometheus refuses)."""
+    if not isinstance(spec, Mapping):
+        return
     analysis = spec.get("analysis")
     metrics = analysis.get("metrics") if isinstance(analysis, Mapping) else None
     for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
@@ -65,4 +68,4 @@ def query_errors(spec: Mapping[str, Any]) -> Iterator[str]:
         if isinstance(query, str):
             problem = promql_problem(query)
             if problem is not None:
-                yield f"spec.analysis.metrics[{index}].query: {problem}"
+                yield f"{root}.analysis.metrics[{index}].query: {problem}"
