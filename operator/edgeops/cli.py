@@ -935,6 +935,34 @@ def rollout_view(body: dict[str, Any]) -> Any:
     return Group(*parts)
 
 
+def rollout_line(body: dict[str, Any]) -> str:
+    """One line of a FleetRollout for ``status -w`` without a terminal: phase (and pause
+    reason, pauseId), step and percent, the non-zero device counts, the last verdict per
+    metric and the status message, never truncated or wrapped."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    steps = spec.get("steps") or []
+    step = status.get("currentStep")
+    phase = status.get("phase") or "Pending"
+    if status.get("pausedReason"):
+        phase += f" ({status['pausedReason']})"
+    parts = [
+        f"phase={phase}",
+        (f"step={step + 1}/{len(steps)} ({status.get('currentPercent')} %)"
+         if step is not None else "step=-"),
+    ]  # fmt: skip
+    counts = status.get("counts") or {}
+    parts.extend(f"{k}={v}" for k, v in counts.items() if v)
+    for metric in status.get("metrics") or []:
+        value = metric.get("value")
+        shown = "-" if value is None else f"{value:g}"
+        parts.append(f"{metric.get('name')}={metric.get('verdict') or '-'}({shown})")
+    if status.get("pauseId"):
+        parts.append(f"pauseId={status['pauseId']}")
+    if status.get("message"):
+        parts.append(f"| {status['message']}")
+    return " ".join(parts)
+
+
 def rollout_document(body: dict[str, Any], output: str) -> str:
     """The FleetRollout as ``-o json`` or ``-o yaml`` prints it: apiVersion, kind,
     metadata (name, namespace, uid, generation, creationTimestamp), spec and status."""
@@ -1001,6 +1029,19 @@ def rollout_status(
     if not watch:
         console.print(rollout_view(body))
         return
+    if not console.is_terminal:
+        # A pipe, a file or CI: a redrawn frame would leave only the last one and rich
+        # would cut it to 80 columns; one full line per change keeps the history.
+        last = ""
+        while True:
+            line = rollout_line(body)
+            if line != last:
+                typer.echo(line)
+                last = line
+            if ended(body):
+                return
+            time.sleep(interval)
+            body = _read_rollout(namespace, name)
     with Live(rollout_view(body), console=console, refresh_per_second=4) as live:
         while not ended(body):
             time.sleep(interval)
@@ -1008,10 +1049,35 @@ def rollout_status(
             live.update(rollout_view(body))
 
 
+def ended_refusal(status: dict[str, Any], command: str) -> str | None:
+    """Why ``command`` (pause, resume, approve) cannot act on a rollout with this status,
+    or None: a rollout that ended (Succeeded, Aborted, RolledBack) moves no device again,
+    so the spec change would pass silently and change nothing (a retry is a new
+    FleetRollout)."""
+    from edgeops.api.fleetrollout import TERMINAL_PHASES
+
+    phase = status.get("phase")
+    if phase not in TERMINAL_PHASES:
+        return None
+    return (
+        f"cannot {command}: the rollout ended ({phase}"
+        + (f" at {status['finishedAt']}" if status.get("finishedAt") else "")
+        + "); nothing would change. To move devices again, create a new FleetRollout"
+    )
+
+
+def _refuse_when_ended(namespace: str, name: str, status: dict[str, Any], command: str) -> None:
+    problem = ended_refusal(status, command)
+    if problem is not None:
+        console.print(f"[red]error:[/] FleetRollout {namespace}/{name}: {problem}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
 @rollout_app.command("pause")
 def rollout_pause(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
     """Pause (spec.paused: true): no further step starts; devices already told go on."""
-    _read_rollout(namespace, name)
+    _refuse_when_ended(namespace, name, _read_rollout(namespace, name).get("status") or {},
+                       "pause")  # fmt: skip
     _patch_rollout(namespace, name, {"paused": True}, "spec.paused=true")
 
 
@@ -1020,6 +1086,7 @@ def rollout_resume(name: RolloutArg, namespace: RolloutNamespaceOpt = "default")
     """Leave a pause: spec.paused: false, and for an automatic pause (Inconclusive,
     StepDeadline, FailureThreshold) spec.acknowledgedPause: status.pauseId. Idempotent."""
     status = _read_rollout(namespace, name).get("status") or {}
+    _refuse_when_ended(namespace, name, status, "resume")
     spec: dict[str, Any] = {"paused": False}
     what = "spec.paused=false"
     if status.get("pauseId"):
@@ -1031,7 +1098,9 @@ def rollout_resume(name: RolloutArg, namespace: RolloutNamespaceOpt = "default")
 @rollout_app.command("approve")
 def rollout_approve(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
     """Approve the current step's manual pause (spec.approvedStep: status.currentStep)."""
-    step = (_read_rollout(namespace, name).get("status") or {}).get("currentStep")
+    status = _read_rollout(namespace, name).get("status") or {}
+    _refuse_when_ended(namespace, name, status, "approve")
+    step = status.get("currentStep")
     if step is None:
         console.print(f"[red]error:[/] FleetRollout {namespace}/{name} has not started a step")
         raise typer.Exit(1)

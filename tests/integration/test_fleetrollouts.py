@@ -226,6 +226,63 @@ def test_steps_progress_to_succeeded(cluster: Cluster, gateway: httpx.Client) ->
     assert status["admittedBuckets"] == 10000
 
 
+def test_deleting_rollouts_hands_their_devices_over_and_says_so(
+    cluster: Cluster, gateway: httpx.Client
+) -> None:
+    """The trial: deleting a rollout mid-way silently handed its devices to the previous
+    rollout's decision, and the EdgeModel's fleetRollout kept naming a deleted rollout."""
+    fleet = make_fleet(cluster, gateway, "fr-del", 6)
+    fleet.rollout("fr-a", steps=[{"percent": 100, "successThreshold": 100}])
+
+    def succeeded() -> bool:
+        if fleet.status("fr-a").get("phase") == "Succeeded":
+            return True
+        for name in fleet.told():
+            fleet.report(name, "Committed")
+        return False
+
+    wait_for(succeeded, 60, "fr-a to succeed", interval=1)
+    # A newer rollout back to v1, held at its first step (50 %) by a manual pause.
+    fleet.rollout("fr-b", version=1, steps=[{"percent": 50, "pause": {"manual": True}},
+                                            {"percent": 100}])  # fmt: skip
+    wait_for(lambda: fleet.status("fr-b").get("phase") == "Progressing", 30, "fr-b to start")
+    moved = sum(fleet.desired(n)["version"] == 1 for n in fleet.devices)
+    cluster.kubectl("delete", "fleetrollout", "fr-b", "-n", fleet.namespace)
+
+    def handed_over(name: str, deleted: str) -> str:
+        """The DevicesHandedOver Event about ``name`` that says ``deleted`` was deleted."""
+        found = [e["message"] for e in cluster.events(fleet.namespace, name)
+                 if e.get("reason") == "DevicesHandedOver"
+                 and e["message"].startswith(f"FleetRollout {deleted} (")]  # fmt: skip
+        return found[0] if found else ""
+
+    message = wait_for(lambda: handed_over("fr-b", "fr-b"), 30, "the hand-over Event of fr-b")
+    assert message == (
+        f"FleetRollout fr-b (v1, Progressing at 50 %) was deleted: it governed 6 device(s), "
+        f"{moved} told v1; now 6 to FleetRollout fr-a (Succeeded, v2): told v2, 0 of them run "
+        "another version and will install it"
+    ), message
+    assert handed_over("fr-a", "fr-b") == message  # the rollout that took them over too
+    assert {fleet.desired(n)["version"] for n in fleet.devices} == {2}
+    # Deleting the Succeeded rollout: the devices follow currentVersion v1 again, and the
+    # EdgeModel no longer names fr-a.
+    cluster.kubectl("delete", "fleetrollout", "fr-a", "-n", fleet.namespace)
+    message = wait_for(lambda: handed_over("fr-a", "fr-a"), 30, "the hand-over Event of fr-a")
+    assert message.endswith(
+        "it governed 6 device(s), 6 told v2; now 6 to no rollout (the EdgeModel's "
+        "currentVersion): told v1, 6 of them run another version and will install it"
+    ), message
+    model = wait_for(
+        lambda: "fleetRollout" not in (m := cluster.get("edgemodel", MODEL, "-n",
+                                                        fleet.namespace)["status"]) and m,
+        30, "status.fleetRollout cleared",
+    )  # fmt: skip
+    assert "fleetVersion" not in model
+    cleared = [e["message"] for e in cluster.events(fleet.namespace, MODEL)
+               if e.get("reason") == "FleetRecordCleared"]  # fmt: skip
+    assert cleared and "FleetRollout fr-a no longer exists" in cleared[-1]
+
+
 def test_failures_above_the_threshold_roll_back(cluster: Cluster, gateway: httpx.Client) -> None:
     fleet = make_fleet(cluster, gateway, "fr-rb", 30)
     fleet.rollout("fr-rb", failureThreshold={"percent": 20, "minDevices": 2})

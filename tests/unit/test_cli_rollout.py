@@ -111,3 +111,53 @@ def test_status_watch_prints_each_change_until_the_rollout_ends(
 def test_status_refuses_an_unknown_output(patches: list[dict[str, Any]]) -> None:
     result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant", "-o", "xml"])
     assert result.exit_code == 2 and "'xml' is not one of" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "phase"), [("resume", "RolledBack"), ("approve", "Succeeded"), ("pause", "Aborted")]
+)
+def test_commands_on_an_ended_rollout_are_refused(
+    monkeypatch: pytest.MonkeyPatch, command: str, phase: str
+) -> None:
+    """The trial's `resume` on a RolledBack and `approve` on a Succeeded rollout printed a
+    spec change that changed nothing and exited 0."""
+    sent: list[dict[str, Any]] = []
+    ended = {**ROLLOUT, "status": {**ROLLOUT["status"], "phase": phase, "pausedReason": None,
+                                   "finishedAt": "2026-11-30T03:00:00Z"}}  # fmt: skip
+    monkeypatch.setattr(objects, "read_custom", lambda ns, plural, name: ended)
+    monkeypatch.setattr(custom, "patch_user_spec", lambda *a: sent.append(a[3]) or {})
+    result = CliRunner().invoke(cli.app, ["rollout", command, "r", "-n", "plant"])
+    assert result.exit_code == 1
+    assert sent == []
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"cannot {command}: the rollout ended ({phase} at 2026-11-30T03:00:00Z)" in lines[0]
+
+
+def test_status_watch_without_a_terminal_prints_one_full_line_per_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Piped (no TTY), -w printed only the last frame, cut at 80 columns: now one line per
+    change, no cursor control, nothing cut."""
+    import time
+
+    long_message = "step 1/2 (10 %): waiting for 95 % " + "x" * 150
+
+    def read(updated: int, phase: str) -> dict[str, Any]:
+        status = {**ROLLOUT["status"], "phase": phase, "pausedReason": None, "pauseId": None,
+                  "counts": {"targeted": 12, "updated": updated},
+                  "message": long_message}  # fmt: skip
+        return {**ROLLOUT, "status": status}
+
+    reads = iter([read(1, "Progressing"), read(1, "Progressing"), read(5, "Progressing"),
+                  read(12, "Succeeded")])  # fmt: skip
+    monkeypatch.setattr(objects, "read_custom", lambda ns, plural, name: next(reads))
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant", "-w"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3, result.output  # the repeated frame is not printed again
+    assert "\x1b" not in result.output
+    assert lines[0].startswith("phase=Progressing step=1/2 (10 %) targeted=12 updated=1 ")
+    assert "updated=5" in lines[1] and lines[2].startswith("phase=Succeeded")
+    assert all(line.endswith(long_message) for line in lines)

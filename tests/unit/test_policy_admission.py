@@ -188,3 +188,39 @@ def test_free_form_trainer_config_is_bounded() -> None:
     model["spec"]["training"]["trainer"] = {"config": {"blob": "x" * 70_000}}
     errors = review("edgemodels", model).errors
     assert any(e.startswith("spec.training.trainer.config: ") for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("query", "expect"),
+    [
+        ('sum(rate(x{version="{{version}}"}[5m])', "not valid PromQL: unclosed left parenthesis"),
+        ("rat(x[5m])", "not valid PromQL: unknown function with name 'rat'"),
+        ('avg(x{model="{{ modle }}"})', "unknown placeholder {{ modle }}"),
+        ("x[5m]", "a range vector is not one number"),
+        ('"0.9"', "a string is not a number"),
+    ],
+)
+def test_invalid_promql_is_refused_naming_the_field(query: str, expect: str) -> None:
+    """The trial's invalid PromQL was admitted, then Errored at every measurement."""
+    metrics = [
+        {"name": "ok", "query": "vector(1)", "threshold": 1, "op": ">="},
+        {"name": "bad", "query": query, "threshold": 1, "op": ">="},
+    ]
+    errors = review("fleetrollouts", _rollout(analysis={"metrics": metrics})).errors
+    assert len(errors) == 1 and errors[0].startswith(f"spec.analysis.metrics[1].query: {expect}")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'sum(increase(edgeops_device_feedback_total{model="{{model}}",version="{{version}}",'
+        'outcome="correct"}[5m])) / sum(increase(edgeops_device_feedback_total{model="{{model}}"'
+        ',version="{{version}}"}[5m]))',
+        'histogram_quantile(0.95, sum by (le) (rate(x_bucket{cohort="{{ cohort }}"}[5m])))',
+        'avg(x{namespace="{{namespace}}", version="{{stableVersion}}"} offset 5m)',
+        "vector(1)",
+    ],
+)
+def test_valid_promql_with_placeholders_is_admitted(query: str) -> None:
+    metrics = [{"name": "m", "query": query, "threshold": 1, "op": ">="}]
+    assert review("fleetrollouts", _rollout(analysis={"metrics": metrics})).errors == []

@@ -511,6 +511,74 @@ def test_acknowledged_failures_then_a_new_failure_pauses_again() -> None:
     assert sim.status.phase == "Paused" and sim.status.pause_id != first
 
 
+def test_a_wrong_acknowledgement_is_said_once_with_the_current_pause_id() -> None:
+    """The trial's acknowledgedPause with a typo passed silently: the rollout stayed Paused
+    and nothing said why."""
+    spec = make_spec(
+        steps=[{"percent": 100, "successThreshold": 100}],
+        onFailure="Pause", failureThreshold={"percent": 10, "minDevices": 1},
+    )  # fmt: skip
+    sim = started(spec, 10)
+    names = sorted(sim.devices)
+    sim.report(names[:1], "Failed")
+    sim.tick(advance=1)
+    pause_id = sim.status.pause_id
+    assert pause_id is not None
+    sim.spec = spec.model_copy(update={"acknowledged_pause": pause_id + "x"})
+    sim.tick(advance=1)
+    assert sim.status.phase == "Paused"
+    kind, reason, message = sim.events[-1]
+    assert (kind, reason) == ("Warning", "AcknowledgementIgnored")
+    assert f"spec.acknowledgedPause '{pause_id}x' matches no pause" in message
+    assert f"the current pause (FailureThreshold) has id '{pause_id}'" in message
+    assert sim.status.message == message
+    sim.tick(advance=1)  # the same value again: said once
+    assert sim.reasons().count("AcknowledgementIgnored") == 1
+    # The right id resumes; setting it again later (no pause now) is not a new value.
+    sim.spec = spec.model_copy(update={"acknowledged_pause": pause_id})
+    sim.tick(advance=1)
+    assert sim.status.phase == "Progressing" and sim.reasons()[-1] == "PauseAcknowledged"
+    sim.tick(advance=1)
+    assert sim.reasons().count("AcknowledgementIgnored") == 1
+    # A value for no pause while Progressing says there is none to leave.
+    sim.spec = spec.model_copy(update={"acknowledged_pause": "step0-Inconclusive-old"})
+    sim.tick(advance=1)
+    assert sim.reasons()[-1] == "AcknowledgementIgnored"
+    assert (
+        "the rollout is Progressing at step 1/1 (100 %) with no automatic pause"
+        in (sim.events[-1][2])
+    )
+
+
+def test_after_an_acknowledged_failure_pause_the_step_says_what_it_waits_for() -> None:
+    """The trial: after acknowledging a failure pause, a step whose failed devices never
+    update waited for progressDeadlineSeconds without saying so."""
+    spec = make_spec(
+        steps=[{"percent": 100, "successThreshold": 100}], progressDeadlineSeconds=600,
+        deviceTimeout="48h", onFailure="Pause",
+        failureThreshold={"percent": 10, "minDevices": 1},
+    )  # fmt: skip
+    sim = started(spec, 10)
+    names = sorted(sim.devices)
+    sim.report(names[:7])
+    sim.report(names[7:], "Failed")
+    sim.tick(advance=60)
+    assert sim.status.paused_reason == "FailureThreshold"
+    sim.spec = spec.model_copy(update={"acknowledged_pause": sim.status.pause_id})
+    sim.tick(advance=60)
+    sim.tick(advance=100)
+    assert sim.status.phase == "Progressing"
+    message = sim.status.message or ""
+    assert "70.0 % updated of 10 targeted, waiting for 100 %: 3 more device(s) must run v2" in (
+        message
+    )
+    assert "but only 0 are in progress or pending (3 failed, 0 rolled back and 0 timed out" in (
+        message
+    )
+    deadline = format_time(T0 + timedelta(seconds=120 + 600))
+    assert f"the step pauses (StepDeadline) at {deadline}, in 500 s" in message
+
+
 # --- pauses, deadline, abort --------------------------------------------------------------
 
 

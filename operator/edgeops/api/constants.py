@@ -289,6 +289,9 @@ class Reason:
     ANALYSIS_ERROR: Final = "AnalysisError"
     #: Event: an automatic pause was left through spec.acknowledgedPause.
     PAUSE_ACKNOWLEDGED: Final = "PauseAcknowledged"
+    #: Event (Warning): spec.acknowledgedPause matches no pause; the message names the
+    #: current pause id.
+    ACKNOWLEDGEMENT_IGNORED: Final = "AcknowledgementIgnored"
     #: Event: spec.paused went back to false.
     RESUMED: Final = "Resumed"
     #: Overlapping False: no newer rollout of the model governs the devices this one selects.
@@ -300,6 +303,11 @@ class Reason:
     SCHEDULE_VALID: Final = "ScheduleValid"
     #: EdgeModel Event: a FleetRollout of the model succeeded; status.fleetVersion moved.
     FLEET_UPDATED: Final = "FleetUpdated"
+    #: EdgeModel Event: the rollout status.fleetRollout named was deleted; the record moved
+    #: to the newest remaining Succeeded rollout, or was cleared.
+    FLEET_RECORD_CLEARED: Final = "FleetRecordCleared"
+    #: FleetRollout Event: a rollout was deleted; where the devices it governed went.
+    DEVICES_HANDED_OVER: Final = "DevicesHandedOver"
     # Device
     #: Ready: approved, seen within the staleness threshold, health Healthy.
     HEALTHY: Final = "Healthy"

@@ -386,7 +386,8 @@ class FleetRolloutSpec(FleetRolloutTemplate, SpecRoot):
         None,
         max_length=128,
         description="Leave an automatic pause: set to the value of status.pauseId. Idempotent; "
-        "a value that is not the current pause's id does nothing.",
+        "a value that is not the current pause's id resumes nothing: it gets a Warning Event "
+        "(AcknowledgementIgnored) naming the current pause id.",
     )
     approved_step: int | None = Field(
         None,
@@ -523,6 +524,12 @@ class FleetRolloutStatus(StatusBase):
     )
     resumed_at: Timestamp | None = Field(
         None, description="When an automatic pause was last acknowledged."
+    )
+    handled_acknowledgement: str | None = Field(
+        None,
+        max_length=128,
+        description="The last spec.acknowledgedPause the controller acted on (it resumed a "
+        "pause) or warned about (it matched no pause): each value is handled once.",
     )
     failures_acknowledged: int = Field(
         0,

@@ -368,22 +368,15 @@ def _clear_drift(tick: Tick) -> None:
 
 def _record_fleet(tick: Tick) -> None:
     """status.fleetVersion from the newest Succeeded FleetRollout of the model (the rollout
-    controller owns the rollout's status; this controller owns the model's). A rollout that
-    is deleted later does not change what the fleet runs, so nothing is cleared."""
-    done = promotion.fleet_rollout_of(tick.name, tick.observed.rollouts)
-    if done is None or (tick.status.fleet_version, tick.status.fleet_rollout) == (
-        done.version,
-        done.name,
-    ):
-        return
-    was = tick.status.fleet_version
-    tick.status.fleet_version, tick.status.fleet_rollout = done.version, done.name
-    events.normal(
-        tick.body,
-        Reason.FLEET_UPDATED,
-        f"FleetRollout {done.name} succeeded: the fleet runs v{done.version}"
-        + (f" (was v{was})" if was else ""),
+    controller owns the rollout's status; this controller owns the model's). Recomputed on
+    every pass, so a deleted rollout is never named (:func:`promotion.fleet_record`)."""
+    record = promotion.fleet_record(
+        tick.name, tick.observed.rollouts, tick.status.fleet_version, tick.status.fleet_rollout
     )
+    if record.reason is None:
+        return
+    tick.status.fleet_version, tick.status.fleet_rollout = record.version, record.rollout
+    events.normal(tick.body, record.reason, record.message)
 
 
 # --- registry -----------------------------------------------------------------------------

@@ -56,6 +56,8 @@ from edgeops.controllers.watches import Key, first, items
 from edgeops.metrics.prometheus import Prometheus, QueryContext, measure
 from edgeops.policy import desired
 from edgeops.policy import rollout as policy
+from edgeops.policy.handoff import handoff, handoff_message
+from edgeops.policy.promql import query_errors
 from edgeops.settings import gateway_settings, settings
 
 log = logging.getLogger(__name__)
@@ -177,15 +179,62 @@ async def rollout_phase_changed(
     """A rollout that changes phase (e.g. Succeeded) wakes its EdgeModel, which records the
     version the fleet runs."""
     uid = str((body.get("metadata") or {}).get("uid"))
+    model = ((body.get("spec") or {}).get("modelRef") or {}).get("name")
     if type == "DELETED":
+        # A deleted rollout may be the one status.fleetRollout names: the model recomputes.
         _phases.pop(uid, None)
+        reconciler.wake(EDGE_MODELS, namespace, model)
         return
     phase = (body.get("status") or {}).get("phase")
     if _phases.get(uid, "") == phase:
         return
     _phases[uid] = phase
-    model = ((body.get("spec") or {}).get("modelRef") or {}).get("name")
     reconciler.wake(EDGE_MODELS, namespace, model)
+
+
+@kopf.on.event(GROUP, VERSION, FLEET_ROLLOUTS, id="hand-over-devices-of-deleted-fleetrollout")
+async def rollout_deleted(
+    type: str | None, namespace: str | None, body: kopf.Body, **kwargs: Any
+) -> None:
+    """A deleted rollout's devices follow what governs them next (an older rollout of
+    their model, else the model's currentVersion): one Event with the numbers
+    (:func:`edgeops.policy.handoff.handoff`) on the deleted rollout, where ``kubectl get
+    events`` still lists it, and on each rollout that takes devices over; those are woken
+    to count them. No finalizer: deleting a rollout must not wait for the operator (a
+    rollout deleted while it is down hands its devices over all the same, unannounced)."""
+    if type != "DELETED" or not namespace:
+        return
+    deleted = desired.rollout_view(body)
+    if deleted is None:
+        return
+    remaining = [
+        r for r in items(kwargs["fleetrollout_views"], (namespace, "")) if r.uid != deleted.uid
+    ]
+    index = kwargs["rollout_devices"]
+    devices = items(index, (namespace, deleted.model)) + items(index, (namespace, ""))
+    current: dict[str, int | None] = {}
+    for name in {deleted.model, *(r.model for r in remaining)}:
+        info = first(kwargs["edgemodel_infos"], (namespace, name))
+        current[name] = None if info is None else info.current_version
+    result = handoff(deleted, remaining, devices, current)
+    message = handoff_message(deleted, result, remaining)
+    log.info("FleetRollout %s/%s deleted: %s", namespace, deleted.name, message)
+    events.normal(_rollout_ref(namespace, deleted), Reason.DEVICES_HANDED_OVER, message)
+    for group in result.groups:
+        taker = next((r for r in remaining if r.name == group.rollout), None)
+        if taker is None:
+            continue
+        events.normal(_rollout_ref(namespace, taker), Reason.DEVICES_HANDED_OVER, message)
+        reconciler.wake(FLEET_ROLLOUTS, namespace, taker.name)
+
+
+def _rollout_ref(namespace: str, view: desired.RolloutView) -> dict[str, Any]:
+    """What an Event needs of a FleetRollout it is about."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": FLEET_ROLLOUT,
+        "metadata": {"name": view.name, "namespace": namespace, "uid": view.uid},
+    }
 
 
 # --- reconcile ------------------------------------------------------------------------------
@@ -246,8 +295,10 @@ def reconcile_fleetrollout(
     generation = meta.get("generation")
     try:
         parsed = FleetRolloutSpec.model_validate(dict(spec))
+        message = "; ".join(query_errors(dict(spec)))
     except ValidationError as error:
         message = describe_validation_error(error)
+    if message:
         verdicts = {ConditionType.READY: ("False", Reason.INVALID_SPEC, message)}
         patch.status["conditions"] = update_conditions(
             old.get("conditions"), verdicts, generation, now, ensure=policy.CONDITION_TYPES

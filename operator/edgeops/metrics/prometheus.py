@@ -25,7 +25,6 @@ feedback ``sum by (outcome)``; a failure is the counts' ``error`` (verdict Error
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,10 +39,9 @@ from edgeops.metrics.fleet import (
     INFERENCES_TOTAL,
 )
 from edgeops.policy.drift import FleetCounts
+from edgeops.policy.promql import PLACEHOLDER
 from edgeops.policy.rollout import Measurement, evaluate_value
 
-#: ``{{ name }}`` placeholders of analysis queries.
-_PLACEHOLDER: Final = re.compile(r"\{\{\s*(namespace|model|version|stableVersion|cohort)\s*\}\}")
 #: Longest error text kept in a measurement message.
 _MAX_ERROR: Final = 300
 
@@ -73,7 +71,7 @@ def render(query: str, context: QueryContext, cohort: str, version: int | None =
         "stableVersion": "" if context.stable_version is None else str(context.stable_version),
         "cohort": cohort,
     }
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], query)
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], query)
 
 
 def samples_query(context: QueryContext, cohort: str, version: int, interval: str) -> str:

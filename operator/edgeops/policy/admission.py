@@ -11,6 +11,8 @@ Refused (HTTP 422 from the webhook, the field named in every message):
 - label-selector syntax inside values: ``matchLabels`` keys and values, and
   ``matchExpressions`` keys and values, as in the Kubernetes API conventions (qualified
   names; values of at most 63 characters, alphanumeric at both ends);
+- an analysis query that is not PromQL returning one number (parsed by ``promql-parser``
+  with its placeholders replaced, :mod:`edgeops.policy.promql`);
 - a cron schedule the controllers' parser refuses (``61 * * * *``, ``*/0 * * * *``, a
   weekday 8: the CRD's pattern only checks the shape);
 - a gate on a metric the evaluator never reports (it would hold every version back
@@ -52,6 +54,7 @@ from edgeops.api.edgemodel import EdgeModelSpec
 from edgeops.api.fleetrollout import FleetRolloutSpec
 from edgeops.api.trainingrun import TrainingRunSpec
 from edgeops.policy.cron import never_fires, parse_cron, parse_duration
+from edgeops.policy.promql import query_errors
 
 #: Overall metrics every evaluation reports (``edgeops.training.evaluation``).
 OVERALL_METRICS: Final = frozenset({"accuracy", "macro_f1", "ece", "fairness_gap"})
@@ -105,8 +108,17 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
         model.model_validate(spec)
     except ValidationError as error:
         for detail in error.errors():
-            where = ".".join(str(p) for p in ("spec", *detail["loc"]))
-            message = detail["msg"].removeprefix("Value error, ").removeprefix(f"{where}: ")
+            dotted = ".".join(str(p) for p in ("spec", *detail["loc"]))
+            # spec.analysis.metrics[0].query, as the API server names fields in CEL messages
+            where = "spec" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in detail["loc"]
+            )
+            message = (
+                detail["msg"]
+                .removeprefix("Value error, ")
+                .removeprefix(f"{dotted}: ")
+                .removeprefix(f"{where}: ")
+            )
             result.errors.append(f"{where}: {message}")
     result.errors.extend(_selectors(spec, "spec"))
     result.errors.extend(schedule_errors(plural, spec))
@@ -116,8 +128,11 @@ def review(plural: str, obj: Mapping[str, Any]) -> Review:
         result.errors.extend(_device_keys(spec))
     if plural == "edgemodels":
         result.errors.extend(_gate_metrics(spec))
+        template = (spec.get("promotion") or {}).get("rolloutTemplate")
+        result.errors.extend(query_errors(template, "spec.promotion.rolloutTemplate"))
         result.warnings.extend(_model_warnings(spec))
     if plural == "fleetrollouts":
+        result.errors.extend(query_errors(spec))
         result.warnings.extend(_rollout_warnings(spec))
     return result
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from edgeops.api.constants import API_VERSION, EDGE_MODEL, FLEET_ROLLOUT, Labels
+from edgeops.api.constants import API_VERSION, EDGE_MODEL, FLEET_ROLLOUT, Labels, Reason
 from edgeops.api.fleetrollout import FleetRolloutTemplate
 from edgeops.policy.desired import RolloutView
 
@@ -90,6 +90,51 @@ def fleet_rollout_of(model: str, rollouts: list[RolloutView]) -> RolloutView | N
     version the fleet was last moved to. None when no rollout of the model succeeded."""
     done = [r for r in rollouts if r.model == model and r.phase == "Succeeded"]
     return max(done, key=lambda r: (r.created, r.name), default=None)
+
+
+@dataclass(frozen=True)
+class FleetRecord:
+    """EdgeModel ``status.fleetVersion`` / ``status.fleetRollout`` and, when they change,
+    the Event that says why (``reason`` None: unchanged)."""
+
+    version: int | None
+    rollout: str | None
+    reason: str | None = None
+    message: str = ""
+
+
+def fleet_record(
+    model: str, rollouts: list[RolloutView], version: int | None, rollout: str | None
+) -> FleetRecord:
+    """The fleet record from the model's FleetRollouts now (``version``/``rollout``: the
+    recorded one): the newest Succeeded rollout; when the recorded rollout was deleted, the
+    newest remaining Succeeded one, or nothing (the devices it governed follow an older
+    rollout or the model's currentVersion, so its version is no longer what the fleet
+    was moved to). Never names a rollout that does not exist."""
+    done = fleet_rollout_of(model, rollouts)
+    if done is not None and (done.version, done.name) == (version, rollout):
+        return FleetRecord(version, rollout)
+    gone = rollout is not None and all(r.name != rollout for r in rollouts if r.model == model)
+    if done is None:
+        if rollout is None and version is None:
+            return FleetRecord(None, None)
+        return FleetRecord(
+            None, None, Reason.FLEET_RECORD_CLEARED,
+            f"FleetRollout {rollout} no longer exists and no other rollout of {model} "
+            f"succeeded: status.fleetVersion (was v{version}) and fleetRollout cleared; its "
+            "devices follow an older rollout or the model's currentVersion",
+        )  # fmt: skip
+    if gone:
+        return FleetRecord(
+            done.version, done.name, Reason.FLEET_RECORD_CLEARED,
+            f"FleetRollout {rollout} no longer exists: the fleet record is now the newest "
+            f"Succeeded rollout {done.name}, v{done.version} (was v{version})",
+        )  # fmt: skip
+    return FleetRecord(
+        done.version, done.name, Reason.FLEET_UPDATED,
+        f"FleetRollout {done.name} succeeded: the fleet runs v{done.version}"
+        + (f" (was v{version})" if version else ""),
+    )  # fmt: skip
 
 
 #: Phases of a FleetRollout that no longer moves devices.

@@ -1129,15 +1129,67 @@ def _pauses(work: _Pass, found: Tally) -> None:
             st.failures_acknowledged = failure_check(spec, st, found).failed
         if reason in ("FailureThreshold", "Inconclusive", "AnalysisError") and spec.analysis:
             st.metrics = [_fresh_state(m, _state(st, m.name)) for m in spec.analysis.metrics]
+        st.handled_acknowledgement = spec.acknowledged_pause
         work.say(
             "Normal", Reason.PAUSE_ACKNOWLEDGED,
             f"pause {spec.acknowledged_pause} ({reason}) acknowledged: resuming at {work.at()}",
         )  # fmt: skip
+    elif spec.acknowledged_pause not in (None, st.handled_acknowledgement):
+        _ignore_acknowledgement(work)
     if spec.paused and st.phase == "Progressing":
         _pause(work, "Manual", "spec.paused is true")
     elif not spec.paused and st.phase == "Paused" and st.paused_reason == "Manual":
         st.phase, st.paused_reason = "Progressing", None
         work.say("Normal", Reason.RESUMED, f"spec.paused is false: resuming at {work.at()}")
+
+
+def _waiting_text(work: _Pass, counts: DeviceCounts, share: float, deadline: datetime) -> str:
+    """What an incomplete step waits for: how many more devices must run the version, how
+    many still can (in progress or pending: after an acknowledged failure pause the failed
+    ones count as not updated and may be all that is left), and when the step deadline
+    pauses it."""
+    spec = work.spec
+    step = spec.steps[work.status.current_step or 0]
+    # The smallest whole number of devices that reaches the threshold (no float noise).
+    needed = max(0, math.ceil(step.success_threshold * counts.targeted / 100 - 1e-9))
+    missing = max(0, needed - counts.updated)
+    working = counts.in_progress + counts.pending
+    text = (
+        f"{work.at()}: {share:.1f} % updated of {counts.targeted} targeted, waiting for "
+        f"{step.success_threshold:g} %: {missing} more device(s) must run v{spec.version}"
+    )
+    if missing > working:
+        text += (
+            f", but only {working} are in progress or pending ({counts.failed} failed, "
+            f"{counts.rolled_back} rolled back and {counts.timed_out} timed out count as not "
+            "updated until they run it)"
+        )
+    left = max(0.0, (deadline - work.now).total_seconds())
+    return (
+        f"{text}; otherwise the step pauses (StepDeadline) at {format_time(deadline)}, in "
+        f"{left:.0f} s (progressDeadlineSeconds {spec.progress_deadline_seconds}); "
+        f"{_counts_text(counts)}"
+    )
+
+
+def _ignore_acknowledgement(work: _Pass) -> None:
+    """A spec.acknowledgedPause that matches no pause (a typo, a stale id, a pause already
+    left) resumes nothing; it is said once per value, with the id that would resume."""
+    st, value = work.status, work.spec.acknowledged_pause
+    st.handled_acknowledgement = value
+    if st.phase == "Paused" and st.pause_id is not None:
+        now = (
+            f"the current pause ({st.paused_reason}) has id {st.pause_id!r}: set "
+            "spec.acknowledgedPause to it (edgeops rollout resume) to resume"
+        )
+    elif st.phase == "Paused":
+        now = "the rollout is paused by spec.paused (Manual): set spec.paused to false"
+    else:
+        now = f"the rollout is {st.phase} at {work.at()} with no automatic pause to leave"
+    work.say(
+        "Warning", Reason.ACKNOWLEDGEMENT_IGNORED,
+        f"spec.acknowledgedPause {value!r} matches no pause and resumes nothing; {now}",
+    )  # fmt: skip
 
 
 def _progress(work: _Pass, found: Tally) -> None:
@@ -1203,10 +1255,7 @@ def _progress(work: _Pass, found: Tally) -> None:
                 )  # fmt: skip
                 return
             work.wake_at(deadline)
-            st.message = (
-                f"{work.at()}: {share:.1f} % updated of {counts.targeted} targeted, waiting for "
-                f"{step.success_threshold:g} %; {_counts_text(counts)}"
-            )
+            st.message = _waiting_text(work, counts, share, deadline)
             return
     completed = parse_time(st.step_completed_at) or now
     waiting: list[str] = []
