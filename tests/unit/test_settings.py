@@ -425,6 +425,7 @@ def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> N
         "EDGEOPS_GATEWAY_CACHE_SECONDS": "0",
         "EDGEOPS_GATEWAY_LAST_SEEN_SECONDS": "30",
         "EDGEOPS_GATEWAY_PRESIGN_SECONDS": "120",
+        "EDGEOPS_GATEWAY_REPLAY_SCOPE": "replica",
     }
     assert set(env) == {env_name(f, GatewaySettings) for f in GatewaySettings.model_fields}
     for name, value in env.items():
@@ -438,4 +439,5 @@ def test_the_gateway_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.gateway_enrollments_per_minute == 5
     assert (config.gateway_cache_seconds, config.gateway_last_seen_seconds) == (0, 30)
     assert config.gateway_presign_seconds == 120
+    assert config.gateway_replay_scope == "replica"
     gateway_settings.cache_clear()
