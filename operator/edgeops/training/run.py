@@ -22,7 +22,6 @@ from typing import Any
 from edgeops.settings import settings, trainer_settings
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import BlobRef
-from edgeops.training.card import model_card
 from edgeops.training.data import load_selected, load_version
 from edgeops.training.evaluation import per_slice_status
 from edgeops.training.pipeline import Hyperparameters, TrainerOptions, TrainingResult, train
@@ -65,7 +64,8 @@ def publish(
     classes: list[str],
     selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Uploads the exports, profile, model card and metrics, then ``results.json`` (last).
+    """Uploads the exports, profile and metrics, then ``results.json`` (last). The model
+    card is not the trainer's to write: EdgeOps's evaluator writes it from what it measures.
     ``selection`` is the field-data summary of a run for drift (lineage), else None."""
     artifacts = []
     for fmt, export in sorted(result.exports.items()):
@@ -77,23 +77,6 @@ def publish(
             artifacts.append(_artifact(store, store.put_blob_file(path), fmt, name))
     metrics = result.metrics()
     artifacts.append(_artifact(store, store.put_blob(profile), "reference-profile", "profile.json"))
-    exports = {
-        fmt: {"size": e.size_bytes, "latency_ms": e.latency_ms} for fmt, e in result.exports.items()
-    }
-    card = model_card(
-        config["run"],
-        config["dataset"],
-        result.family,
-        metrics,
-        result.evaluation.per_slice,
-        exports,
-        classes,
-        samples,
-        result.evaluation.fairness_gap_detail,
-        export_errors=result.export_errors,
-        standardization=result.standardization,
-    )
-    artifacts.append(_artifact(store, store.put_blob(card.encode()), "model-card", "MODEL_CARD.md"))
     detailed = {
         "evaluation": result.evaluation.to_dict(),
         "exportAccuracy": result.export_accuracy,
