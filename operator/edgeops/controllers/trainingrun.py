@@ -30,7 +30,7 @@ from edgeops.api.constants import (
     Reason,
 )
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
-from edgeops.controllers import events, reconciler
+from edgeops.controllers import events, pod_credentials, reconciler
 from edgeops.controllers.storage import artifact_store, describe_store_error
 from edgeops.controllers.watches import Key, first, items
 from edgeops.datasets import layout
@@ -44,7 +44,6 @@ from edgeops.store import (
     IntegrityError,
     StorageUnavailableError,
     StoreError,
-    assume_role,
 )
 from edgeops.store.artifacts import BLOB_PREFIX, blob_key
 
@@ -187,48 +186,27 @@ def _issue_credentials(
     StaleOwnerError (a previous run's Secret awaits garbage collection), StoreError (STS
     refused or is down)."""
     name, uid = run["metadata"]["name"], run["metadata"]["uid"]
-    wanted = {
-        "kind": "Secret",
-        "metadata": {
-            "name": policy.s3_secret_name(name),
-            "ownerReferences": [policy.owner_reference(run)],
-        },
-    }
-    # Checked before asking STS: a taken name costs no credentials.
-    custom.check_owned(apply.read(namespace, wanted), wanted)
-    session_policy = credentials.training_policy(
-        store.bucket,
-        layout.version_prefix(namespace, spec.dataset_ref.name, dataset_version),
-        BLOB_PREFIX,
-        policy.results_prefix(namespace, name, uid),
-        layout.version_prefix(namespace, spec.dataset_ref.name, spec.field_data.baseline_version)
-        if spec.field_data is not None
-        else None,
-    )
-    conf = settings()
-    seconds = credentials.training_seconds(
-        spec.active_deadline_seconds, conf.s3_pod_credentials_seconds
-    )
-    issued = assume_role(
-        store.config,
-        session_policy,
-        seconds,
-        sts_endpoint=conf.s3_sts_endpoint,
-        role_arn=conf.s3_role_arn,
-        session_name=f"edgeops-run-{uid}",
-    )
-    apply.server_side_apply(
+    pod_credentials.issue(
         namespace,
-        policy.credentials_secret(
-            run,
-            spec,
-            {
-                policy.ACCESS_KEY: issued.access_key,
-                policy.SECRET_KEY: issued.secret_key,
-                policy.SESSION_TOKEN: issued.session_token,
-            },
-            format_time(issued.expires),
+        store,
+        secret_name=policy.s3_secret_name(name),
+        owner=policy.owner_reference(run),
+        session_policy=lambda: credentials.training_policy(
+            store.bucket,
+            layout.version_prefix(namespace, spec.dataset_ref.name, dataset_version),
+            BLOB_PREFIX,
+            policy.results_prefix(namespace, name, uid),
+            layout.version_prefix(
+                namespace, spec.dataset_ref.name, spec.field_data.baseline_version
+            )
+            if spec.field_data is not None
+            else None,
         ),
+        seconds=credentials.training_seconds(
+            spec.active_deadline_seconds, settings().s3_pod_credentials_seconds
+        ),
+        session_name=f"edgeops-run-{uid}",
+        secret=lambda data, expires: policy.credentials_secret(run, spec, data, expires),
     )
 
 

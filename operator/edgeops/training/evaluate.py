@@ -66,6 +66,7 @@ from edgeops.training.data import load_version
 from edgeops.training.evaluation import Evaluation, evaluate, per_slice_status, wilson_interval
 from edgeops.training.opcount import OpCount
 from edgeops.training.pipeline import EXPORT_FORMATS, TrainingData
+from edgeops.training.run import artifact_entry
 
 SCHEMA: Final = "edgeops.dev/evaluation/v1"
 #: Largest export the evaluator downloads (bytes): edge models are far smaller.
@@ -317,15 +318,7 @@ def _with_card(
         standardization=_standardization(blobs),
     )
     ref = store.put_blob(card.encode())
-    document["artifacts"].append(
-        {
-            "uri": f"s3://{store.bucket}/{ref.key}",
-            "size": ref.size,
-            "sha256": ref.sha256,
-            "format": "model-card",
-            "name": "MODEL_CARD.md",
-        }
-    )
+    document["artifacts"].append(artifact_entry(store, ref, "model-card", "MODEL_CARD.md"))
 
 
 def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ def deterministic_tar(files: dict[str, Path]) -> bytes:
     return buffer.getvalue()
 
 
-def _artifact(store: ArtifactStore, ref: BlobRef, fmt: str, name: str) -> dict[str, Any]:
+def artifact_entry(store: ArtifactStore, ref: BlobRef, fmt: str, name: str) -> dict[str, Any]:
+    """A ``results.json`` artifact entry (the ``ArtifactRef`` shape) for blob ``ref``."""
     return {
         "uri": f"s3://{store.bucket}/{ref.key}",
         "size": ref.size,
@@ -71,12 +72,14 @@ def publish(
     for fmt, export in sorted(result.exports.items()):
         if fmt in ("savedmodel", "tflm"):
             ref = store.put_blob(deterministic_tar(export.files))
-            artifacts.append(_artifact(store, ref, fmt, f"{fmt}.tar"))
+            artifacts.append(artifact_entry(store, ref, fmt, f"{fmt}.tar"))
         else:
             ((name, path),) = export.files.items()
-            artifacts.append(_artifact(store, store.put_blob_file(path), fmt, name))
+            artifacts.append(artifact_entry(store, store.put_blob_file(path), fmt, name))
     metrics = result.metrics()
-    artifacts.append(_artifact(store, store.put_blob(profile), "reference-profile", "profile.json"))
+    artifacts.append(
+        artifact_entry(store, store.put_blob(profile), "reference-profile", "profile.json")
+    )
     detailed = {
         "evaluation": result.evaluation.to_dict(),
         "exportAccuracy": result.export_accuracy,
