@@ -27,6 +27,7 @@ from edgeops.api.constants import (
     TRAINING_RUNS,
     ConditionType,
     ImageRepositories,
+    Labels,
     Reason,
 )
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
@@ -146,6 +147,24 @@ def _gather(
         evaluation_job=evaluation[0] if evaluation else None,
         evaluation_pods=pods,
     )
+
+
+def _name_taken(
+    body: kopf.Body, current: dict[str, Any], patch: kopf.Patch, message: str
+) -> NoReturn:
+    """A child's name (the run's Secret, ConfigMap or Job, its evaluation Job or the
+    evaluator's Secret) is held by an object EdgeOps does not own: it is never adopted or
+    overwritten. Ready=False and Succeeded=Unknown with reason NameTaken and ``message``, one
+    Warning Event per new message, and a retry with backoff (at least
+    :data:`NAME_TAKEN_RETRY`), so the run goes on once someone deletes or renames it."""
+    patch.status["phase"] = current.get("phase") or "Pending"
+    patch.status["conditions"] = _waiting(
+        current, body["metadata"].get("generation"), Reason.NAME_TAKEN, message
+    )
+    was = get_condition(current.get("conditions"), ConditionType.READY) or {}
+    if (was.get("reason"), was.get("message")) != (Reason.NAME_TAKEN, message):
+        events.warning(body, reason=Reason.NAME_TAKEN, message=message)
+    raise kopf.TemporaryError(message, delay=NAME_TAKEN_RETRY)
 
 
 def _resolve_dataset_version(
@@ -316,26 +335,13 @@ def start(
     except StoreError as exc:
         _storage_down(patch, current, generation, exc)
     except custom.NameTakenError as exc:
-        # Never adopted or overwritten: the user's Secret, ConfigMap or Job of the run's
-        # child name stays as it is. Retried with backoff, so the run starts once the name
-        # is free.
-        if exc.kind == "Secret":
-            message = f"cannot give the training pod its S3 credentials: {exc}"
-        else:
-            message = f"cannot create the run's {exc.kind}: {exc}"
-        patch.status["phase"] = current.get("phase") or "Pending"
-        patch.status["conditions"] = _conditions(
-            current,
-            generation,
-            {
-                ConditionType.READY: Verdict("False", Reason.NAME_TAKEN, message),
-                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.NAME_TAKEN, message),
-            },
+        # Never adopted or overwritten; the run starts once the name is free.
+        what = (
+            "give the training pod its S3 credentials"
+            if exc.kind == "Secret"
+            else f"create the run's {exc.kind}"
         )
-        was = get_condition(current.get("conditions"), ConditionType.READY) or {}
-        if (was.get("reason"), was.get("message")) != (Reason.NAME_TAKEN, message):
-            events.warning(body, reason=Reason.NAME_TAKEN, message=message)
-        raise kopf.TemporaryError(message, delay=NAME_TAKEN_RETRY) from exc
+        _name_taken(body, current, patch, f"cannot {what}: {exc}")
     except custom.StaleOwnerError as exc:
         # A run deleted and recreated under the same name: its predecessor's Job (or
         # ConfigMap) is still being garbage-collected. Adopting it would report the old
@@ -517,6 +523,13 @@ def _evaluation(
             return policy.JobState("Failed", Reason.RESULTS_MISSING, str(exc)), None
         except StoreError as exc:
             _storage_down(patch, current, body["metadata"].get("generation"), exc)
+        except custom.NameTakenError as exc:
+            _name_taken(
+                body,
+                current,
+                patch,
+                f"cannot create the evaluation {exc.kind} in {settings().namespace}: {exc}",
+            )
     return policy.evaluation_state(job, observed.evaluation_pods), job
 
 
@@ -558,6 +571,16 @@ def _ensure_evaluation_job(
         config.bucket,
     )
     job, _ = apply.apply_owned(home, manifest, update=False)
+    labels = job["metadata"].get("labels") or {}
+    run_of = (labels.get(Labels.TRAINING_RUN), labels.get(Labels.TRAINING_RUN_NAMESPACE))
+    if run_of != (meta["name"], namespace):
+        # Labelled managed-by=edgeops but not this run's (hand-made, or restored from a
+        # backup): following it would report another Job's outcome as this evaluation.
+        raise custom.NameTakenError(
+            "Job",
+            manifest["metadata"]["name"],
+            f"is labelled for run {run_of[1]}/{run_of[0]}, not {namespace}/{meta['name']}",
+        )
     return job
 
 
