@@ -1,6 +1,7 @@
 """The Helm chart: lint and schema, rendering checked against the real apiserver's schemas,
 least-privilege RBAC, and the chart's own operator and gateway pods doing their job on the
-devcluster's local node (a Dataset versioned, a device enrolled, `helm test` passing)."""
+devcluster's local node (a Dataset versioned, a run trained and evaluated, a device
+enrolled, `helm test` passing)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from edgeops import crdgen
 from edgeops.devcluster import processes
 from edgeops.devcluster.build import ensure_helm
 from edgeops.devcluster.cluster import S3_SECRET, SYSTEM_NAMESPACE
-from tests.conftest import Cluster, wait_for
+from tests.conftest import Cluster, condition, wait_for
 from tests.integration.gateway_client import Device, free_port, token
+from tests.integration.test_name_taken import RESULTS_ONLY, _run
 
 pytestmark = pytest.mark.integration
 CHART = Path(__file__).resolve().parents[2] / "charts" / "edgeops"
@@ -290,11 +292,13 @@ def test_the_charts_operator_and_gateway_do_the_job(
     cluster: Cluster, session_operator_stopped: None
 ) -> None:
     """`helm install` of the whole chart: its operator and gateway run as pods on the local
-    node under the chart's ServiceAccounts, a Dataset gets a version through that operator,
-    a device enrolls through that gateway, and `helm test` passes. Installed in the
+    node under the chart's ServiceAccounts, a Dataset gets a version through that operator
+    (a collection Job), a TrainingRun's training and evaluation Jobs run under its RBAC, a
+    device enrolls through that gateway, and `helm test` passes. Installed in the
     per-namespace mode (`watchNamespaces`, the narrower RBAC: the cluster-wide ClusterRole
-    holds the same rules in every namespace, test_chart_rbac.py), with the Dataset and the
-    device in a tenant namespace other than the release's."""
+    holds the same rules in every namespace, test_chart_rbac.py), with the Dataset, a
+    TrainingRun (training and evaluation Jobs) and the device in a tenant namespace other
+    than the release's."""
     ns = cluster.namespace("chart")
     tenant = cluster.namespace("tenant")
     # The S3 credentials Secret the chart's pods read, in the release namespace.
@@ -351,6 +355,35 @@ def test_the_charts_operator_and_gateway_do_the_job(
         assert int(version, 16) >= 0  # a content hash
         dataset = cluster.get("dataset", "motions", "-n", tenant)
         assert dataset["status"]["observedGeneration"] == dataset["metadata"]["generation"]
+        # A TrainingRun, trained and evaluated under the chart's RBAC: its scoped Secret
+        # (STS), ConfigMap and Job in the tenant namespace, the evaluator's Secret and Job
+        # in the release namespace, both Jobs' pods followed and the evaluator's log read.
+        # The trainer writes a results manifest without a model (no TensorFlow: seconds),
+        # so the evaluation fails with the evaluator's own words, read from its pod log.
+        run = json.loads(_run("chart-run"))
+        run["spec"]["trainer"]["command"] = ["python", "-c", RESULTS_ONLY]
+        cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(run))
+        finished = wait_for(
+            lambda: (
+                (status := cluster.get("trainingrun", "chart-run", "-n", tenant).get("status"))
+                and status.get("phase") in ("Succeeded", "Failed")
+                and status
+            ),
+            180,
+            "the run to finish under the chart's RBAC",
+        )
+        failed = condition(finished, "Succeeded")
+        assert failed["reason"] == "EvaluationFailed", failed
+        assert "the trainer exported no onnx artifact" in failed["message"], failed
+        assert cluster.get("secret", "chart-run-train-s3", "-n", tenant)
+        evaluations = cluster.get("jobs", "-n", ns, "-l", "edgeops.dev/job-role=evaluate")
+        assert len(evaluations["items"]) == 1, evaluations
+        operator_pod = next(p for p in pods if "operator" in p["metadata"]["name"])
+        log = cluster.kubectl("logs", "-n", ns, operator_pod["metadata"]["name"]).stdout
+        assert "forbidden" not in log.lower(), [
+            line for line in log.splitlines() if "forbidden" in line.lower()
+        ]
+
         # The gateway: a device enrolls with a bootstrap token and is Pending approval.
         with httpx.Client(base_url=local.format(gateway_port), timeout=30) as http:
             device = Device(http, tenant, "chart-dev")

@@ -5,7 +5,9 @@ accounts)."""
 
 from __future__ import annotations
 
+import ast
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,86 @@ WEBHOOKS = "validatingwebhookconfigurations.admissionregistration.k8s.io"
 GATEWAY_CACHES = {
     f"edgeops.dev/{k}": {"list", "watch"} for k in ("devices", "edgemodels", "fleetrollouts")
 }
+
+
+#: The API calls of training, evaluation and dataset collection, as (scope, verb, resource,
+#: object name or ""): ``tenant`` is the run's or Dataset's namespace, ``home`` the
+#: operator's own. Server-side apply (``apply.server_side_apply``, ``apply.apply_owned``
+#: after its read) is a PATCH that creates an absent object, so it needs create and patch.
+FLOW_CALLS: dict[str, list[tuple[str, str, str, str]]] = {
+    # controllers/trainingrun.py: _issue_credentials (pod_credentials.issue), _ensure_job,
+    # start (objects.read_job), status; watches.py indexes the run's Jobs and pods.
+    "training": [
+        *[("tenant", v, "secrets", "r1-train-s3") for v in ("get", "create", "patch")],
+        *[("tenant", v, "configmaps", "r1-train") for v in ("get", "create", "patch")],
+        *[("tenant", v, "jobs.batch", "r1-train") for v in ("get", "create", "patch")],
+        *[("tenant", v, "jobs.batch", "") for v in ("list", "watch")],
+        *[("tenant", v, "pods", "") for v in ("list", "watch")],
+        ("tenant", "patch", "trainingruns.edgeops.dev/status", "r1"),
+        *[("tenant", v, "events", "") for v in ("create", "patch")],
+    ],
+    # trainingrun.py _ensure_evaluation_job and _read_evaluation / _evaluator_error: the
+    # evaluator's Secret and Job in the operator's namespace, its pod's log; the store's
+    # own credentials Secret (controllers/storage.py).
+    "evaluation": [
+        *[("home", v, "secrets", "edgeops-evaluator-s3") for v in ("get", "create", "patch")],
+        ("home", "get", "secrets", "edgeops-s3"),
+        *[("home", v, "jobs.batch", "edgeops-eval-0b5e") for v in ("get", "create", "patch")],
+        *[("home", v, "jobs.batch", "") for v in ("list", "watch")],
+        *[("home", v, "pods", "") for v in ("list", "watch")],
+        ("home", "get", "pods/log", "edgeops-eval-0b5e-x7k2p"),
+    ],
+    # controllers/dataset_collection.py start (pod_credentials.issue, apply_owned), report
+    # (the collector's log), remove (a succeeded Job); watches.py indexes Jobs and pods.
+    "collection": [
+        *[("tenant", v, "secrets", "ds-collect-s3") for v in ("get", "create", "patch")],
+        *[("tenant", v, "jobs.batch", "ds-collect-1") for v in ("get", "create", "patch")],
+        ("tenant", "delete", "jobs.batch", "ds-collect-1"),
+        *[("tenant", v, "jobs.batch", "") for v in ("list", "watch")],
+        *[("tenant", v, "pods", "") for v in ("list", "watch")],
+        ("tenant", "get", "pods/log", "ds-collect-1-x7k2p"),
+        ("tenant", "patch", "datasets.edgeops.dev/status", "ds"),
+        *[("tenant", v, "events", "") for v in ("create", "patch")],
+    ],
+}
+#: The edgeops.k8s helpers those flows call, and what each needs (FLOW_CALLS lists them per
+#: object). A helper these modules start calling fails
+#: test_training_evaluation_and_collection_calls_are_the_inventory until it is added here
+#: and its calls to FLOW_CALLS.
+FLOW_MODULES = ("trainingrun", "dataset_collection", "pod_credentials")
+K8S_HELPERS = {
+    "apply.apply_owned": "get, then server-side apply (create, patch)",
+    "apply.read": "get",
+    "apply.server_side_apply": "server-side apply (create, patch)",
+    "objects.read_job": "get jobs",
+    "objects.read_pod_log": "get pods/log",
+    "objects.delete_job": "delete jobs",
+    # Pure: build manifests, compare owners, read errors (no API call).
+    "custom.check_owned": "",
+    "custom.secret_manifest": "",
+    "custom.NameTakenError": "",
+}
+CONTROLLERS = Path(__file__).resolve().parents[2] / "operator" / "edgeops" / "controllers"
+
+
+def _rule_allows(rule: dict[str, Any], verb: str, resource: str, name: str) -> bool:
+    """Whether one RBAC PolicyRule grants ``verb`` on ``resource`` (``plural[.group]``,
+    ``/sub`` for a subresource) named ``name`` ("" for a collection), as the apiserver's
+    RBAC authorizer decides (create, list and watch carry no name)."""
+    base, _, sub = resource.partition("/")
+    plural, _, group = base.partition(".")
+    wanted = f"{plural}/{sub}" if sub else plural
+    names = rule.get("resourceNames") or []
+    return (
+        (group in rule["apiGroups"] or "*" in rule["apiGroups"])
+        and (wanted in rule["resources"] or "*" in rule["resources"])
+        and (verb in rule["verbs"] or "*" in rule["verbs"])
+        and (not names or (bool(name) and name in names and verb not in ("create", "list")))
+    )
+
+
+def _allowed(roles: list[dict[str, Any]], verb: str, resource: str, name: str) -> bool:
+    return any(_rule_allows(r, verb, resource, name) for role in roles for r in role["rules"])
 
 
 def _render(*sets: str) -> list[dict[str, Any]]:
@@ -185,6 +267,59 @@ def test_namespaced_mode_has_a_role_per_namespace_and_a_minimal_cluster_role() -
     assert lint.returncode == 0 and "[WARNING]" not in lint.stdout, lint.stdout + lint.stderr
 
 
+def _helper_calls(module: str) -> set[str]:
+    """``apply.x``, ``objects.x`` and ``custom.x`` calls in controllers/<module>.py."""
+    tree = ast.parse((CONTROLLERS / f"{module}.py").read_text())
+    return {
+        f"{node.func.value.id}.{node.func.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in ("apply", "objects", "custom", "k8s")
+    }
+
+
+def test_training_evaluation_and_collection_calls_are_the_inventory() -> None:
+    """Every edgeops.k8s helper the three flows call is in the inventory, and the chart
+    grants every call of FLOW_CALLS in both modes: cluster-wide (ClusterRole, plus the
+    release namespace's Role at home) and per namespace (the served namespace's Role; at
+    home the release namespace's Role and the ClusterRole)."""
+    called = set().union(*(_helper_calls(m) for m in FLOW_MODULES))
+    assert called <= set(K8S_HELPERS), sorted(called - set(K8S_HELPERS))
+    wide = _render()
+    narrow = _render("--set", "watchNamespaces={team-a}")
+    modes = {
+        "cluster-wide": {
+            "tenant": [_roles(wide, "ClusterRole", "eo-operator")[None]],
+            "home": [
+                _roles(wide, "ClusterRole", "eo-operator")[None],
+                _roles(wide, "Role", "eo-operator-own")["eo-system"],
+            ],
+        },
+        "watchNamespaces": {
+            "tenant": [_roles(narrow, "Role", "eo-operator")["team-a"]],
+            "home": [
+                _roles(narrow, "ClusterRole", "eo-operator")[None],
+                _roles(narrow, "Role", "eo-operator-own")["eo-system"],
+            ],
+        },
+    }
+    missing = [
+        (mode, flow, call)
+        for mode, scopes in modes.items()
+        for flow, calls in FLOW_CALLS.items()
+        for call in calls
+        if not _allowed(scopes[call[0]], *call[1:])
+    ]
+    assert missing == [], missing
+    # The matcher refuses what the chart does not grant (so the check above can fail).
+    home = modes["watchNamespaces"]["home"]
+    assert not _allowed(home, "patch", "secrets", "someone-elses")
+    assert not _allowed(home, "delete", "jobs.batch", "edgeops-eval-0b5e")
+    assert not _allowed(modes["watchNamespaces"]["tenant"], "list", "secrets", "")
+
+
 def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: Cluster) -> None:
     """Installed with watchNamespaces on the real apiserver (RBAC authorizer): the operator
     and gateway can do their work in the listed namespaces and their own, and nothing in
@@ -279,6 +414,23 @@ def test_namespaced_service_accounts_are_confined_to_their_namespaces(cluster: C
             (False, "gateway", "watch", "devices.edgeops.dev", own, ("--all-namespaces",)),
             (False, "gateway", "get", "secrets", own, ("--all-namespaces",)),
         ]  # fmt: skip
+        # The calls of training, evaluation and collection (FLOW_CALLS), on the real
+        # authorizer: tenant calls in a listed namespace (its Role names no objects, so
+        # names are dropped), home calls in the operator's own, each once.
+        for calls in FLOW_CALLS.values():
+            for scope, verb, resource, name in calls:
+                named = scope == "home" and name and "/" not in resource
+                ns = team_a if scope == "tenant" else own
+                check = (
+                    True,
+                    "operator",
+                    verb,
+                    f"{resource}/{name}" if named else resource,
+                    ns,
+                    (),
+                )
+                if check not in checks:
+                    checks.append(check)
         # A few kubectl processes at a time: each answer is one SubjectAccessReview.
         with ThreadPoolExecutor(max_workers=4) as pool:
             answers = list(pool.map(lambda c: can(*c[1:5], *c[5]), checks))

@@ -286,6 +286,12 @@ def test_bundles_verify_and_any_tampering_fails(cluster: Cluster, ns: str) -> No
     onnx = store.get_bytes(_key(onnx_entry["uri"]))
     verify_artifact(onnx, onnx_entry)
 
+    # The index also binds the evaluator's model card: the version's, with its metrics.
+    (card_entry,) = [e for e in index["artifacts"] if e["format"] == "model-card"]
+    (card_ref,) = [a for a in v1["artifacts"] if a["format"] == "model-card"]
+    assert (card_entry["sha256"], card_entry["size"]) == (card_ref["sha256"], card_ref["size"])
+    measured = v1["metrics"]["overall"]["accuracy"]
+    assert f"| accuracy | {measured:.4f} |" in files.pop(card_entry["name"]).decode()
     for name, manifest in [("index", index_bytes), *files.items()]:
         for position in range(len(manifest)):  # every single byte of every manifest
             tampered = bytearray(manifest)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from edgeops import __version__
+from edgeops.training.card import UNTRUSTED_HEADING
 from tests.conftest import Cluster, condition, wait_for
 
 pytestmark = pytest.mark.integration
@@ -181,7 +182,17 @@ def test_forged_metrics_are_measured_and_rejected(cluster: Cluster, ns: str) -> 
     assert version["state"] == "Rejected", version
     floor = next(c for c in version["gates"]["checks"] if c["name"] == "absolute/accuracy")
     assert floor["value"] == pytest.approx(measured) and not floor["passed"]
+    assert version["metrics"]["overall"]["accuracy"] == measured
     _nothing_signed(cluster, ns, "forged-metrics", version)
+
+    # The model card a reviewer reads (run and EdgeModel status) is the evaluator's: the
+    # measured accuracy in its metrics table, the forged 0.999 only where it says untrusted.
+    (card_ref,) = [a for a in status["artifacts"] if a["format"] == "model-card"]
+    assert card_ref in version["artifacts"]
+    card = cluster.store().get_blob(card_ref["sha256"]).decode()
+    trusted, untrusted = card.split(UNTRUSTED_HEADING)
+    assert f"| accuracy | {measured:.4f} |" in trusted and f"{CLAIMED:.4f}" not in trusted
+    assert f"| accuracy | {CLAIMED:.4f} | {measured:.4f} |" in untrusted
 
 
 def test_arbitrary_bytes_as_the_model_fail_evaluation(cluster: Cluster, ns: str) -> None:

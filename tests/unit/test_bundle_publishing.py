@@ -107,3 +107,30 @@ def test_resigning_before_expiry_extends_it_with_the_same_artifacts() -> None:
     )
     assert store.get_blob(target["artifacts"][0]["sha256"]) == b"onnx bytes"
     assert bundles.resign_due(None, VALIDITY) is None
+
+
+def test_the_index_binds_the_model_card() -> None:
+    store, key = MemoryStore(), generate_key()
+    card = store.put_blob(b"# Model card\n| accuracy | 0.9100 |\n")
+    onnx = store.put_blob(b"onnx bytes")
+    artifacts = [
+        ArtifactRef(uri=f"s3://edgeops/{ref.key}", size=ref.size, sha256=ref.sha256, format=fmt)
+        for ref, fmt in ((onnx, "onnx"), (card, "model-card"))
+    ]
+    target = Target.model_validate({"name": "pi4", "targetType": "linux", "format": "onnx"})
+    signature = bundles.publish(
+        store, key, namespace="ns", model="m", uid="u", number=1, targets=[target],
+        artifacts=artifacts, now=NOW, validity=VALIDITY,
+    )  # fmt: skip
+    index = verify_manifest(
+        store.get_bytes(signature.manifest_uri.removeprefix("s3://edgeops/")),
+        {key.key_id: key.public_b64},
+        expected=Binding("ns", "m", 1, "u"),
+        now=NOW,
+    )
+    entry = next(a for a in index["artifacts"] if a["format"] == "model-card")
+    assert (entry["name"], entry["sha256"], entry["size"]) == (
+        "MODEL_CARD.md",
+        card.sha256,
+        card.size,
+    )

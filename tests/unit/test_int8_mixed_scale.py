@@ -122,16 +122,19 @@ def test_firmware_and_reviewers_get_the_standardisation(
     assert "#define G_MODEL_INPUT_FEATURES 2" in header
     assert f"g_model_input_mean[2] = {{{mean[0]!r}f, {mean[1]!r}f}};" in header
     assert f"g_model_input_scale[2] = {{{scale[0]!r}f, {scale[1]!r}f}};" in header
+    document = {
+        "run": {"namespace": "ns", "name": "r"},
+        "evaluator": {"version": "1"},
+        "reference": "onnx",
+        "samples": {"test": 200},
+        "classes": ["low", "high"],
+        "metrics": {"overall": {}},
+        "artifacts": [],
+    }
     card = model_card(
-        {"namespace": "ns", "name": "r"},
+        document,
         {"namespace": "ns", "name": "d", "version": "v"},
-        result.family,
-        {},
-        {},
-        {},
-        ["low", "high"],
         {"train": 400, "validation": 60, "test": 200},
-        "",
         standardization=result.standardization,
     )
     assert f"| pressure_pa | {mean[1]:.9g} | {scale[1]:.9g} |" in card

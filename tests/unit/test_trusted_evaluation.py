@@ -135,3 +135,53 @@ def test_the_metrics_are_measured_from_the_export() -> None:
         evaluate_exports(data, {"onnx": b"arbitrary bytes, not a model"})
     with pytest.raises(EvaluationError, match="test split is empty"):
         evaluate_exports(_data(0), {"onnx": right})
+
+
+def test_the_model_card_shows_measured_metrics_and_labels_the_trainers_claims(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trainer that forges its metrics and its own model card (with a metric name built
+    to add a row to the card's trusted table) gets EdgeOps's card: measured numbers in the
+    metrics table, its claims only under the untrusted heading, its card not listed."""
+    pytest.importorskip("onnxruntime")
+    from edgeops.training import card as cards
+    from edgeops.training import evaluate
+
+    store = MemoryStore()
+    wrong = store.put_blob(_onnx([[5.0, -5.0], [0.0, 0.0]]))  # always wrong: accuracy 0
+    forged_card = store.put_blob(b"# Model card\n| accuracy | 0.9990 |\n")
+    injected = "x|\n| accuracy | 0.999 | 40 | trusted |"
+    store.put_json(
+        "runs/ns/r1/uid-1/results.json",
+        {
+            "family": "dense",
+            "metrics": {"overall": {"accuracy": 0.999, "macro_f1": 0.999, injected: 0.999}},
+            "artifacts": [
+                {"format": "onnx", "sha256": wrong.sha256, "size": wrong.size},
+                {"format": "model-card", "sha256": forged_card.sha256, "size": forged_card.size},
+            ],
+        },
+    )
+    monkeypatch.setattr(evaluate, "load_version", lambda *_: (_data(), b"{}"))
+    config = {
+        "run": {"namespace": "ns", "name": "r1", "uid": "uid-1"},
+        "dataset": {"namespace": "ns", "name": "ds", "version": "v" * 64},
+        "exports": ["onnx"],
+        "sliceColumns": ["site"],
+        "results": "runs/ns/r1/uid-1/results.json",
+        "output": {"prefix": "runs/ns/r1/uid-1"},
+    }
+    document = evaluate.run(store, config)  # type: ignore[arg-type]
+    assert document["metrics"]["overall"]["accuracy"] == 0.0
+    assert document["trainerReported"]["overall"] == {"accuracy": 0.999, "macro_f1": 0.999}
+    (listed,) = [a for a in document["artifacts"] if a["format"] == "model-card"]
+    assert listed["sha256"] != forged_card.sha256
+    card = store.get_blob(listed["sha256"]).decode()
+    measured, untrusted = card.split(cards.UNTRUSTED_HEADING)
+    assert "| accuracy | 0.0000 | 40 | 0.0000-0.0876 (95 %, wilson) |" in measured
+    assert "0.999" not in measured and "| onnx |" in measured
+    assert "| accuracy | 0.9990 | 0.0000 |" in untrusted
+    assert "| macro_f1 | 0.9990 | 0.0000 |" in untrusted
+    assert "trusted |" not in card  # the injected metric name was dropped, not rendered
+    assert "family `dense`, as the trainer reports" in card
+    assert "| site |" not in card and "| s | 0.0000 | 40 |" in measured

@@ -4,7 +4,8 @@
   artifact that target installs, its size and SHA-256, model version, min agent version;
 * ``.../serving/model.onnx`` and ``.../serving/bundle.json`` - the cloud predictor's copy;
 * ``.../bundles.json`` - the version index, whose entries are the per-target manifests
-  (hash-chained), and whose signature is the one shown in status.
+  (hash-chained) and the model card (``MODEL_CARD.md``, written by EdgeOps's evaluator),
+  and whose signature is the one shown in status.
 
 Every manifest binds namespace, model name and UID, version and ``expiresAt``
 (:mod:`edgeops.signing`); :func:`publish` with ``resign=True`` writes them all again with
@@ -144,6 +145,13 @@ def publish(
             expires_at=expires_at,
         )
         put_signed(f"{serving}/bundle.json", manifest, "kserve.json")
+    card = by_format.get("model-card")
+    if card is not None:
+        # The evaluator's model card (the measured metrics, the trainer's claims labelled
+        # untrusted): the signed index binds it to this version.
+        entries.append(
+            BundleArtifact("MODEL_CARD.md", "model-card", card.uri, card.size, card.sha256)
+        )
     index = build_manifest(
         namespace=namespace,
         model=model,

@@ -10,15 +10,15 @@ import logging
 from typing import Any
 
 from edgeops import __version__
-from edgeops.api import DatasetSpec, format_time
+from edgeops.api import DatasetSpec
 from edgeops.api.constants import ImageRepositories
+from edgeops.controllers import pod_credentials
 from edgeops.datasets import layout
-from edgeops.k8s import apply, custom, objects
+from edgeops.k8s import apply, objects
 from edgeops.policy import collection_job as policy
 from edgeops.policy import credentials
-from edgeops.policy import training as training_policy
 from edgeops.settings import settings
-from edgeops.store import ArtifactStore, assume_role
+from edgeops.store import ArtifactStore
 from edgeops.store.artifacts import BLOB_PREFIX
 
 log = logging.getLogger(__name__)
@@ -113,44 +113,23 @@ def start(
         }
     }
     name = meta["name"]
-    wanted = {
-        "kind": "Secret",
-        "metadata": {
-            "name": policy.s3_secret_name(name),
-            "ownerReferences": [policy.owner_reference(dataset)],
-        },
-    }
-    # Checked before asking STS: a taken name costs no credentials.
-    custom.check_owned(apply.read(namespace, wanted), wanted)
-    session_policy = credentials.collection_policy(
-        store.bucket,
-        layout.dataset_prefix(namespace, name),
-        BLOB_PREFIX,
-        source_locations(spec, store, namespace, name),
-    )
-    conf = settings()
     limits = policy.settings_of(spec)
-    issued = assume_role(
-        store.config,
-        session_policy,
-        credentials.collection_seconds(
-            limits.active_deadline_seconds, conf.s3_pod_credentials_seconds
-        ),
-        sts_endpoint=conf.s3_sts_endpoint,
-        role_arn=conf.s3_role_arn,
-        session_name=f"edgeops-collect-{meta['uid']}",
-    )
-    apply.server_side_apply(
+    pod_credentials.issue(
         namespace,
-        policy.credentials_secret(
-            dataset,
-            {
-                training_policy.ACCESS_KEY: issued.access_key,
-                training_policy.SECRET_KEY: issued.secret_key,
-                training_policy.SESSION_TOKEN: issued.session_token,
-            },
-            format_time(issued.expires),
+        store,
+        secret_name=policy.s3_secret_name(name),
+        owner=policy.owner_reference(dataset),
+        session_policy=lambda: credentials.collection_policy(
+            store.bucket,
+            layout.dataset_prefix(namespace, name),
+            BLOB_PREFIX,
+            source_locations(spec, store, namespace, name),
         ),
+        seconds=credentials.collection_seconds(
+            limits.active_deadline_seconds, settings().s3_pod_credentials_seconds
+        ),
+        session_name=f"edgeops-collect-{meta['uid']}",
+        secret=lambda data, expires: policy.credentials_secret(dataset, data, expires),
     )
     config = policy.collection_config(
         namespace, name, raw_spec, now, ingest_delay_seconds=ingest_delay

@@ -47,6 +47,7 @@ from edgeops.api.edgemodel import (
     Signature,
     TriggerState,
 )
+from edgeops.api.fleetrollout import FleetRolloutTemplate
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunStatus
 from edgeops.controllers import bundles, drift_monitor, events, reconciler
 from edgeops.controllers.serving import reconcile_serving
@@ -73,6 +74,9 @@ REASONS_ANNOTATION: Final = f"{GROUP}/trigger-reasons"
 STORAGE_RETRY_SECONDS: Final = 10.0
 #: ... after a run's name was still held by a deleted model's run of the same name.
 STALE_OWNER_RETRY_SECONDS: Final = 5.0
+#: Names ``<model>-v<n>-<k>`` tried for one promotion's FleetRollout before giving up: each
+#: one held by a user's object is skipped (a GET each), so a few are enough.
+ROLLOUT_NAME_ATTEMPTS: Final = 5
 #: ... after the triggers or serving failed for another reason.
 FAILURE_RETRY_SECONDS: Final = 30.0
 
@@ -579,26 +583,53 @@ def _make_current(tick: Tick, number: int, why: str) -> None:
             f"({existing.phase or 'new'}) already moves the fleet to it, so none was created"
         )
     else:
-        triggers = tick.triggers
-        triggers.promotion_counter += 1
-        manifest = promotion.fleet_rollout(
-            dict(tick.body), template, number, triggers.promotion_counter, why
-        )
-        # Created once: afterwards its spec is the user's (pause, resume, abort).
-        try:
-            rollout, _ = apply.apply_owned(tick.namespace, manifest, update=False)
-        except custom.NameTakenError as error:
-            # A user's own FleetRollout of that name is never adopted or changed.
-            message = f"v{number} is current{was}: {why}; but no FleetRollout: {error}"
+        rollout, taken = _create_rollout(tick, template, number, why)
+        if rollout is None:
+            message = (
+                f"v{number} is current{was}: {why}; but no FleetRollout: the names "
+                f"{', '.join(taken)} are all held by objects EdgeOps does not own (left "
+                "alone); delete them and promote again, or create a FleetRollout by hand"
+            )
             tick.conditions[ConditionType.PROMOTED] = ("False", Reason.NAME_TAKEN, message)
             events.warning(tick.body, Reason.NAME_TAKEN, message)
             return
-        message = (
-            f"v{number} is current{was}: {why}; FleetRollout "
-            f"{rollout['metadata']['name']} moves the fleet to it"
-        )
+        name = rollout["metadata"]["name"]
+        message = f"v{number} is current{was}: {why}; FleetRollout {name} moves the fleet to it"
+        if taken:
+            message += f" ({', '.join(taken)} held by objects EdgeOps does not own, skipped)"
+            events.warning(
+                tick.body,
+                Reason.NAME_TAKEN,
+                f"FleetRollout {', '.join(taken)} exists and is not owned by EdgeOps (left "
+                f"alone): created {name} for v{number} instead",
+            )
     tick.conditions[ConditionType.PROMOTED] = ("True", reason, message)
     events.normal(tick.body, reason, message)
+
+
+def _create_rollout(
+    tick: Tick, template: FleetRolloutTemplate, number: int, why: str
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Creates the FleetRollout moving the fleet to ``number`` under the next free name
+    ``<model>-v<number>-<k>``: a name held by an object EdgeOps does not own (a user's own
+    FleetRollout) is never adopted or changed but skipped, at most
+    :data:`ROLLOUT_NAME_ATTEMPTS` times. Returns (the rollout or None, the names skipped).
+    Raises StaleOwnerError (a deleted namesake model's rollout awaits garbage collection),
+    ApiException."""
+    taken: list[str] = []
+    for _ in range(ROLLOUT_NAME_ATTEMPTS):
+        tick.triggers.promotion_counter += 1
+        manifest = promotion.fleet_rollout(
+            dict(tick.body), template, number, tick.triggers.promotion_counter, why
+        )
+        try:
+            # Created once: afterwards its spec is the user's (pause, resume, abort).
+            rollout, _ = apply.apply_owned(tick.namespace, manifest, update=False)
+        except custom.NameTakenError:
+            taken.append(manifest["metadata"]["name"])
+            continue
+        return rollout, taken
+    return None, taken
 
 
 def _handle_promote_request(tick: Tick, meta: kopf.Meta) -> None:

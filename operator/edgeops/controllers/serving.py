@@ -22,17 +22,16 @@ from typing import Any
 import kopf
 
 from edgeops import __version__
-from edgeops.api.common import format_time
 from edgeops.api.constants import ConditionType, ImageRepositories, Reason
 from edgeops.api.edgemodel import EdgeModelSpec, EdgeModelStatus
-from edgeops.controllers import events, reconciler
+from edgeops.controllers import events, pod_credentials, reconciler
 from edgeops.controllers.signing_key import trusted_public_keys
 from edgeops.controllers.storage import artifact_store
 from edgeops.k8s import apply, custom
 from edgeops.policy import credentials, promotion, registry
 from edgeops.policy import serving as policy
 from edgeops.settings import settings
-from edgeops.store import ArtifactStore, assume_role
+from edgeops.store import ArtifactStore
 
 Conditions = dict[str, tuple[str, str, str]]
 
@@ -159,38 +158,22 @@ def _credentials(
     name = body["metadata"]["name"]
     owner = promotion.owner_reference(dict(body))
     account = policy.service_account(name, owner)
-    stub = {
-        "kind": "Secret",
-        "metadata": {"name": policy.s3_secret_name(name), "ownerReferences": [owner]},
-    }
-    # Both names checked before asking STS: a taken name costs no credentials.
-    custom.check_owned(apply.read(namespace, stub), stub)
-    custom.check_owned(apply.read(namespace, account), account)
     conf = settings()
     seconds = conf.s3_pod_credentials_seconds
-    scoped = assume_role(
-        store.config,
-        credentials.serving_policy(store.bucket, prefix),
-        seconds,
-        sts_endpoint=conf.s3_sts_endpoint,
-        role_arn=conf.s3_role_arn,
+    endpoint = conf.s3_job_endpoint or store.config.endpoint
+    s3 = policy.S3Settings(endpoint=endpoint, region=store.config.region or "us-east-1")
+    pod_credentials.issue(
+        namespace,
+        store,
+        secret_name=policy.s3_secret_name(name),
+        owner=owner,
+        session_policy=lambda: credentials.serving_policy(store.bucket, prefix),
+        seconds=seconds,
         session_name=f"edgeops-model-{body['metadata']['uid']}",
+        keys=(policy.ACCESS_KEY, policy.SECRET_KEY, policy.SESSION_TOKEN),
+        secret=lambda data, expires: policy.credentials_secret(name, owner, data, expires, s3),
+        also_owned=[account],
     )
-    config = store.config
-    endpoint = conf.s3_job_endpoint or config.endpoint
-    s3 = policy.S3Settings(endpoint=endpoint, region=config.region or "us-east-1")
-    secret = policy.credentials_secret(
-        name,
-        owner,
-        {
-            policy.ACCESS_KEY: scoped.access_key,
-            policy.SECRET_KEY: scoped.secret_key,
-            policy.SESSION_TOKEN: scoped.session_token,
-        },
-        format_time(scoped.expires),
-        s3,
-    )
-    apply.server_side_apply(namespace, secret)
     apply.server_side_apply(namespace, account)
     renew = credentials.renew_after(seconds)
     memo["s3_credentials"] = (prefix, now + dt.timedelta(seconds=renew))

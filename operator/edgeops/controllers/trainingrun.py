@@ -27,10 +27,11 @@ from edgeops.api.constants import (
     TRAINING_RUNS,
     ConditionType,
     ImageRepositories,
+    Labels,
     Reason,
 )
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
-from edgeops.controllers import events, reconciler
+from edgeops.controllers import events, pod_credentials, reconciler
 from edgeops.controllers.storage import artifact_store, describe_store_error
 from edgeops.controllers.watches import Key, first, items
 from edgeops.datasets import layout
@@ -44,7 +45,6 @@ from edgeops.store import (
     IntegrityError,
     StorageUnavailableError,
     StoreError,
-    assume_role,
 )
 from edgeops.store.artifacts import BLOB_PREFIX, blob_key
 
@@ -149,6 +149,24 @@ def _gather(
     )
 
 
+def _name_taken(
+    body: kopf.Body, current: dict[str, Any], patch: kopf.Patch, message: str
+) -> NoReturn:
+    """A child's name (the run's Secret, ConfigMap or Job, its evaluation Job or the
+    evaluator's Secret) is held by an object EdgeOps does not own: it is never adopted or
+    overwritten. Ready=False and Succeeded=Unknown with reason NameTaken and ``message``, one
+    Warning Event per new message, and a retry with backoff (at least
+    :data:`NAME_TAKEN_RETRY`), so the run goes on once someone deletes or renames it."""
+    patch.status["phase"] = current.get("phase") or "Pending"
+    patch.status["conditions"] = _waiting(
+        current, body["metadata"].get("generation"), Reason.NAME_TAKEN, message
+    )
+    was = get_condition(current.get("conditions"), ConditionType.READY) or {}
+    if (was.get("reason"), was.get("message")) != (Reason.NAME_TAKEN, message):
+        events.warning(body, reason=Reason.NAME_TAKEN, message=message)
+    raise kopf.TemporaryError(message, delay=NAME_TAKEN_RETRY)
+
+
 def _resolve_dataset_version(
     dataset: dict[str, Any] | None,
     namespace: str,
@@ -187,48 +205,27 @@ def _issue_credentials(
     StaleOwnerError (a previous run's Secret awaits garbage collection), StoreError (STS
     refused or is down)."""
     name, uid = run["metadata"]["name"], run["metadata"]["uid"]
-    wanted = {
-        "kind": "Secret",
-        "metadata": {
-            "name": policy.s3_secret_name(name),
-            "ownerReferences": [policy.owner_reference(run)],
-        },
-    }
-    # Checked before asking STS: a taken name costs no credentials.
-    custom.check_owned(apply.read(namespace, wanted), wanted)
-    session_policy = credentials.training_policy(
-        store.bucket,
-        layout.version_prefix(namespace, spec.dataset_ref.name, dataset_version),
-        BLOB_PREFIX,
-        policy.results_prefix(namespace, name, uid),
-        layout.version_prefix(namespace, spec.dataset_ref.name, spec.field_data.baseline_version)
-        if spec.field_data is not None
-        else None,
-    )
-    conf = settings()
-    seconds = credentials.training_seconds(
-        spec.active_deadline_seconds, conf.s3_pod_credentials_seconds
-    )
-    issued = assume_role(
-        store.config,
-        session_policy,
-        seconds,
-        sts_endpoint=conf.s3_sts_endpoint,
-        role_arn=conf.s3_role_arn,
-        session_name=f"edgeops-run-{uid}",
-    )
-    apply.server_side_apply(
+    pod_credentials.issue(
         namespace,
-        policy.credentials_secret(
-            run,
-            spec,
-            {
-                policy.ACCESS_KEY: issued.access_key,
-                policy.SECRET_KEY: issued.secret_key,
-                policy.SESSION_TOKEN: issued.session_token,
-            },
-            format_time(issued.expires),
+        store,
+        secret_name=policy.s3_secret_name(name),
+        owner=policy.owner_reference(run),
+        session_policy=lambda: credentials.training_policy(
+            store.bucket,
+            layout.version_prefix(namespace, spec.dataset_ref.name, dataset_version),
+            BLOB_PREFIX,
+            policy.results_prefix(namespace, name, uid),
+            layout.version_prefix(
+                namespace, spec.dataset_ref.name, spec.field_data.baseline_version
+            )
+            if spec.field_data is not None
+            else None,
         ),
+        seconds=credentials.training_seconds(
+            spec.active_deadline_seconds, settings().s3_pod_credentials_seconds
+        ),
+        session_name=f"edgeops-run-{uid}",
+        secret=lambda data, expires: policy.credentials_secret(run, spec, data, expires),
     )
 
 
@@ -338,26 +335,13 @@ def start(
     except StoreError as exc:
         _storage_down(patch, current, generation, exc)
     except custom.NameTakenError as exc:
-        # Never adopted or overwritten: the user's Secret, ConfigMap or Job of the run's
-        # child name stays as it is. Retried with backoff, so the run starts once the name
-        # is free.
-        if exc.kind == "Secret":
-            message = f"cannot give the training pod its S3 credentials: {exc}"
-        else:
-            message = f"cannot create the run's {exc.kind}: {exc}"
-        patch.status["phase"] = current.get("phase") or "Pending"
-        patch.status["conditions"] = _conditions(
-            current,
-            generation,
-            {
-                ConditionType.READY: Verdict("False", Reason.NAME_TAKEN, message),
-                ConditionType.SUCCEEDED: Verdict("Unknown", Reason.NAME_TAKEN, message),
-            },
+        # Never adopted or overwritten; the run starts once the name is free.
+        what = (
+            "give the training pod its S3 credentials"
+            if exc.kind == "Secret"
+            else f"create the run's {exc.kind}"
         )
-        was = get_condition(current.get("conditions"), ConditionType.READY) or {}
-        if (was.get("reason"), was.get("message")) != (Reason.NAME_TAKEN, message):
-            events.warning(body, reason=Reason.NAME_TAKEN, message=message)
-        raise kopf.TemporaryError(message, delay=NAME_TAKEN_RETRY) from exc
+        _name_taken(body, current, patch, f"cannot {what}: {exc}")
     except custom.StaleOwnerError as exc:
         # A run deleted and recreated under the same name: its predecessor's Job (or
         # ConfigMap) is still being garbage-collected. Adopting it would report the old
@@ -539,6 +523,13 @@ def _evaluation(
             return policy.JobState("Failed", Reason.RESULTS_MISSING, str(exc)), None
         except StoreError as exc:
             _storage_down(patch, current, body["metadata"].get("generation"), exc)
+        except custom.NameTakenError as exc:
+            _name_taken(
+                body,
+                current,
+                patch,
+                f"cannot create the evaluation {exc.kind} in {settings().namespace}: {exc}",
+            )
     return policy.evaluation_state(job, observed.evaluation_pods), job
 
 
@@ -580,6 +571,16 @@ def _ensure_evaluation_job(
         config.bucket,
     )
     job, _ = apply.apply_owned(home, manifest, update=False)
+    labels = job["metadata"].get("labels") or {}
+    run_of = (labels.get(Labels.TRAINING_RUN), labels.get(Labels.TRAINING_RUN_NAMESPACE))
+    if run_of != (meta["name"], namespace):
+        # Labelled managed-by=edgeops but not this run's (hand-made, or restored from a
+        # backup): following it would report another Job's outcome as this evaluation.
+        raise custom.NameTakenError(
+            "Job",
+            manifest["metadata"]["name"],
+            f"is labelled for run {run_of[1]}/{run_of[0]}, not {namespace}/{meta['name']}",
+        )
     return job
 
 

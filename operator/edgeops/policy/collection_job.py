@@ -18,7 +18,6 @@ its manifest does, and the manifest is written last (`edgeops.datasets.ingest`).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -26,10 +25,10 @@ from typing import Any, Final
 
 from edgeops.api.constants import API_VERSION, DATASET, Labels, Reason
 from edgeops.api.dataset import Collection, DatasetSpec
+from edgeops.policy import credentials as credentials_policy
 
 from .training import (
     ACCESS_KEY,
-    EXPIRES_ANNOTATION,
     SCRATCH_MOUNT,
     SECRET_KEY,
     SESSION_TOKEN,
@@ -129,21 +128,13 @@ def credentials_secret(
     """The collection credentials Secret, owned by the Dataset. ``credentials`` has keys
     ACCESS_KEY, SECRET_KEY and SESSION_TOKEN; ``expires`` is RFC 3339."""
     name = dataset["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": s3_secret_name(name),
-            "labels": labels(name),
-            "annotations": {EXPIRES_ANNOTATION: expires},
-            "ownerReferences": [owner_reference(dataset)],
-        },
-        "type": "Opaque",
-        "data": {
-            key: base64.b64encode(credentials[key].encode()).decode()
-            for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
-        },
-    }
+    return credentials_policy.secret(
+        s3_secret_name(name),
+        labels(name),
+        owner_reference(dataset),
+        {key: credentials[key] for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)},
+        expires,
+    )
 
 
 def job(

@@ -36,7 +36,9 @@ MinIO's policy subset (https://min.io/docs/minio/linux/administration/identity-a
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 VERSION: Final = "2012-10-17"
@@ -47,6 +49,8 @@ MIN_SECONDS: Final = 3600
 #: Added to a Job's activeDeadlineSeconds: the deadline counts from the Job's start, the
 #: credentials from when they were issued, just before the Job is created.
 DEADLINE_MARGIN_SECONDS: Final = 300
+#: Annotation on every credentials Secret: when its credentials stop working (RFC 3339).
+EXPIRES_ANNOTATION: Final = "edgeops.dev/credentials-expire-at"
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -227,3 +231,28 @@ def renew_after(issued_for_seconds: int) -> float:
     """Seconds after issue at which long-lived holders (predictors) get new credentials:
     half their lifetime, so a pod started just before renewal still has half left."""
     return issued_for_seconds / 2
+
+
+def secret(
+    name: str,
+    labels: Mapping[str, str],
+    owner: Mapping[str, Any],
+    data: Mapping[str, str],
+    expires: str,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A credentials Secret owned by ``owner`` (a controller reference): ``data`` (key ->
+    plain value, base64-encoded here), :data:`EXPIRES_ANNOTATION` = ``expires`` (RFC 3339)
+    besides ``annotations``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "labels": dict(labels),
+            "annotations": {**(annotations or {}), EXPIRES_ANNOTATION: expires},
+            "ownerReferences": [dict(owner)],
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }

@@ -16,7 +16,6 @@ the bundle must be signed for. Never a reference to a ConfigMap in the tenant's 
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 from edgeops.api.constants import Labels
 from edgeops.api.edgemodel import Serving
+from edgeops.policy import credentials as credentials_policy
 
 KSERVE_GROUP: Final = "serving.kserve.io"
 ISVC_VERSION: Final = "v1beta1"
@@ -38,7 +38,6 @@ ACCESS_KEY: Final = "AWS_ACCESS_KEY_ID"
 SECRET_KEY: Final = "AWS_SECRET_ACCESS_KEY"
 SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"
 #: Annotation on the S3 Secret: when its credentials expire (RFC 3339, UTC).
-EXPIRES_ANNOTATION: Final = "edgeops.dev/credentials-expire-at"
 SIGNING_CONFIG_MAP: Final = "edgeops-signing"
 PUBLIC_KEYS_KEY: Final = "publicKeys.json"
 
@@ -92,21 +91,14 @@ def credentials_secret(
     """The predictor's S3 Secret: ``credentials`` (keys ACCESS_KEY, SECRET_KEY,
     SESSION_TOKEN) valid until ``expires`` (RFC 3339), KServe's S3 annotations, owned by
     the EdgeModel (``owner`` is its controller reference)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": s3_secret_name(model),
-            "labels": {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE, Labels.MODEL: model},
-            "annotations": {**s3_secret_annotations(s3), EXPIRES_ANNOTATION: expires},
-            "ownerReferences": [owner],
-        },
-        "type": "Opaque",
-        "data": {
-            key: base64.b64encode(credentials[key].encode()).decode()
-            for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
-        },
-    }
+    return credentials_policy.secret(
+        s3_secret_name(model),
+        {Labels.MANAGED_BY: Labels.MANAGED_BY_VALUE, Labels.MODEL: model},
+        owner,
+        {key: credentials[key] for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)},
+        expires,
+        s3_secret_annotations(s3),
+    )
 
 
 def service_account(model: str, owner: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from edgeops.api.constants import (
 )
 from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
 from edgeops.canonical_json import sorted_json
+from edgeops.policy import credentials as credentials_policy
 
 CONFIG_MOUNT = "/etc/edgeops/training"
 CONFIG_KEY = "config.json"
@@ -27,7 +27,6 @@ ACCESS_KEY: Final = "accessKey"
 SECRET_KEY: Final = "secretKey"
 SESSION_TOKEN: Final = "sessionToken"
 #: Annotation on the credentials Secret: when its credentials expire (RFC 3339, UTC).
-EXPIRES_ANNOTATION: Final = "edgeops.dev/credentials-expire-at"
 #: Secret in the operator's namespace with the S3 credentials of evaluation Jobs.
 EVALUATOR_S3_SECRET = "edgeops-evaluator-s3"
 #: The evaluator's entrypoint in EdgeOps's trainer image.
@@ -197,21 +196,13 @@ def credentials_secret(
     """The run's credentials Secret (``stringData``-free: values base64-encoded here), owned
     by the run. ``credentials`` has keys ACCESS_KEY, SECRET_KEY and SESSION_TOKEN;
     ``expires`` is when they stop working (RFC 3339)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": s3_secret_name(run["metadata"]["name"]),
-            "labels": _labels(run, spec),
-            "annotations": {EXPIRES_ANNOTATION: expires},
-            "ownerReferences": [owner_reference(run)],
-        },
-        "type": "Opaque",
-        "data": {
-            key: base64.b64encode(credentials[key].encode()).decode()
-            for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
-        },
-    }
+    return credentials_policy.secret(
+        s3_secret_name(run["metadata"]["name"]),
+        _labels(run, spec),
+        owner_reference(run),
+        {key: credentials[key] for key in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)},
+        expires,
+    )
 
 
 def config_map(

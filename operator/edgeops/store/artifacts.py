@@ -4,6 +4,17 @@ Blobs live at ``blobs/sha256/<2 hex>/<64 hex>``: the key is derived from the con
 put is idempotent (an existing blob of the right size is not uploaded again) and every read
 is verified against the key. Publishing is the caller's job, with one rule this module
 makes easy: write the blobs first and the small document that references them last.
+
+Blobs are **write-once**: a put is a conditional write, ``If-None-Match: *`` (RFC 9110
+§13.1.2; S3 and MinIO conditional writes), so it never replaces an object already at the
+key, whoever wrote it. When one is there (412 Precondition Failed) its content is hashed:
+the right bytes are kept as they are; bytes that do not hash to the key (a torn upload, a
+tampered blob) are replaced with ``If-Match: <their ETag>``, so exactly the bad object
+checked is replaced and never a good one written meanwhile. The conditional PUT goes
+through a presigned URL (the minio client cannot send ``If-None-Match`` on a PUT; the
+headers it is given become user metadata), one request of up to 5 GiB. A store that
+answers 501 Not Implemented to conditional writes gets the old check-then-put
+(``stat`` first), which leaves a window in which a concurrent writer can replace a blob.
 """
 
 from __future__ import annotations
@@ -11,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +34,7 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 
 from edgeops.canonical_json import sorted_json
 
@@ -36,6 +49,14 @@ PART_SIZE = 16 * 1024 * 1024
 #: Presigned URLs are for one device download or one Job upload: keep them short-lived.
 MAX_URL_LIFETIME = timedelta(hours=1)
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+#: Largest object one PUT may carry (S3's limit for a single PUT).
+MAX_SINGLE_PUT = 5 * 1024**3
+#: How often a write-once put looks again when the key changes under it.
+WRITE_ONCE_ATTEMPTS = 3
+#: Lifetime of the presigned URL of one conditional PUT.
+_PUT_URL_LIFETIME = timedelta(minutes=15)
+_ERROR_CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 #: "The object does not exist". A missing bucket is not one: it is a StorageRejectedError.
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject"})
 
@@ -71,6 +92,8 @@ class ArtifactStore:
         self.config = config
         self.bucket = config.bucket
         self._backoff = backoff
+        # Conditional PUTs (write-once blobs) go through presigned URLs on this pool.
+        self._http = _http_client(config)
         self._client = client or Minio(
             endpoint=config.host,
             access_key=config.access_key,
@@ -100,32 +123,21 @@ class ArtifactStore:
     # ----- content-addressed blobs --------------------------------------------------------
 
     def put_blob(self, data: bytes) -> BlobRef:
+        """Stores ``data`` at its content address, write-once (see the module docstring).
+        Raises IntegrityError when the key keeps holding other bytes, StoreError."""
         ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
-        if not self._has_blob(ref):
-            self._retry(
-                lambda: self._client.put_object(
-                    self.bucket, ref.key, io.BytesIO(data), len(data), part_size=PART_SIZE
-                ),
-                f"put {ref.key}",
-            )
+        self._write_once(ref, data)
         return ref
 
     def put_blob_file(self, path: Path) -> BlobRef:
-        """Streams a file of any size (multipart above PART_SIZE) without reading it whole."""
+        """Streams a file (up to :data:`MAX_SINGLE_PUT`) to its content address without
+        reading it whole, write-once as :meth:`put_blob`."""
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
         ref = BlobRef(digest.hexdigest(), path.stat().st_size)
-        if not self._has_blob(ref):
-
-            def upload() -> object:
-                with path.open("rb") as handle:
-                    return self._client.put_object(
-                        self.bucket, ref.key, handle, ref.size, part_size=PART_SIZE
-                    )
-
-            self._retry(upload, f"put {ref.key}")
+        self._write_once(ref, path)
         return ref
 
     def get_blob(self, sha256: str) -> bytes:
@@ -159,8 +171,112 @@ class ArtifactStore:
 
     def _has_blob(self, ref: BlobRef) -> bool:
         info = self.stat(ref.key)
-        # A blob of the wrong size is a torn upload from another client: overwrite it.
+        # Present at the right size: nothing to write (every reader verifies the content).
         return info is not None and info.size == ref.size
+
+    def _write_once(self, ref: BlobRef, body: bytes | Path) -> None:
+        """Writes the blob unless its key already holds its bytes; never replaces an object
+        whose content hashes to the key. Raises IntegrityError when the key still holds
+        other bytes after :data:`WRITE_ONCE_ATTEMPTS` tries, ValueError over
+        :data:`MAX_SINGLE_PUT`, StoreError."""
+        if self._has_blob(ref):
+            return
+        if ref.size > MAX_SINGLE_PUT:
+            raise ValueError(f"blob of {ref.size} bytes is over {MAX_SINGLE_PUT} (one PUT)")
+        condition = {"If-None-Match": "*"}
+        for _ in range(WRITE_ONCE_ATTEMPTS):
+            written = self._conditional_put(ref.key, body, ref.size, condition)
+            if written is None:  # the store cannot write conditionally: check, then put
+                if not self._has_blob(ref):
+                    self._put_unconditionally(ref.key, body, ref.size)
+                return
+            if written:
+                return
+            # An object holds the key already: a concurrent writer of the same bytes, or a
+            # torn or tampered one. Kept when it is right; else exactly it is replaced.
+            info = self.stat(ref.key)
+            if info is None:
+                condition = {"If-None-Match": "*"}  # deleted meanwhile
+            elif self._content_matches(ref):
+                return
+            else:
+                log.warning(
+                    "blob %s holds %d bytes that do not hash to its key: replacing them",
+                    ref.key,
+                    info.size,
+                )
+                condition = {"If-Match": f'"{info.etag.strip(chr(34))}"'}
+        raise IntegrityError(
+            f"blob {ref.sha256} could not be stored: its key kept holding other bytes"
+        )
+
+    def _content_matches(self, ref: BlobRef) -> bool:
+        """Whether the object at ``ref.key`` hashes to ``ref.sha256`` (streamed)."""
+
+        def digest() -> str:
+            hashed = hashlib.sha256()
+            response = self._client.get_object(self.bucket, ref.key)
+            try:
+                for chunk in response.stream(CHUNK):
+                    hashed.update(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+            return hashed.hexdigest()
+
+        try:
+            return self._retry(digest, f"verify {ref.key}", key=ref.key) == ref.sha256
+        except ObjectMissingError:
+            return False
+
+    def _conditional_put(
+        self, key: str, body: bytes | Path, size: int, condition: dict[str, str]
+    ) -> bool | None:
+        """One PUT of ``body`` to ``key`` under ``condition`` (``If-None-Match: *`` or
+        ``If-Match: <etag>``) through a presigned URL. True when written, False when the
+        condition failed (412), None when the store does not support conditional writes
+        (501). Raises StorageRejectedError (any other refusal), StorageUnavailableError."""
+
+        def send() -> bool | None:
+            url = self._client.presigned_put_object(self.bucket, key, _PUT_URL_LIFETIME)
+            headers = {
+                **condition,
+                "Content-Length": str(size),
+                "Content-Type": "application/octet-stream",
+            }
+            if isinstance(body, Path):
+                with body.open("rb") as handle:
+                    response = self._http.request("PUT", url, body=handle, headers=headers)
+            else:
+                response = self._http.request("PUT", url, body=body, headers=headers)
+            if 200 <= response.status < 300:
+                return True
+            if response.status == 412:
+                return False
+            found = _ERROR_CODE.search(response.data or b"")
+            code = found.group(1).decode() if found else f"HTTP{response.status}"
+            if response.status == 501 or code == "NotImplemented":
+                return None
+            if response.status >= 500:
+                raise ServerError(f"put {key}: HTTP {response.status} {code}", response.status)
+            raise StorageRejectedError(
+                code, f"S3 refused: {code} (put {key} in bucket {self.bucket!r})"
+            )
+
+        return self._retry(send, f"put {key}", key=key)
+
+    def _put_unconditionally(self, key: str, body: bytes | Path, size: int) -> None:
+        def upload() -> object:
+            if isinstance(body, Path):
+                with body.open("rb") as handle:
+                    return self._client.put_object(
+                        self.bucket, key, handle, size, part_size=PART_SIZE
+                    )
+            return self._client.put_object(
+                self.bucket, key, io.BytesIO(body), size, part_size=PART_SIZE
+            )
+
+        self._retry(upload, f"put {key}")
 
     # ----- plain objects ------------------------------------------------------------------
 

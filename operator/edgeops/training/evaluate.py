@@ -14,7 +14,10 @@ says). It
 3. runs each export with its real runtime (ONNX Runtime for ``onnx``, the LiteRT interpreter
    for ``tflite``/``tflite-int8`` and the flatbuffer a ``tflm`` bundle embeds) and computes
    the metrics with :mod:`edgeops.training.evaluation`;
-4. writes the evaluation document content-addressed, then a readable copy at
+4. writes the model card (:mod:`edgeops.training.card`) from what it measured, with the
+   trainer's own claims only in a section labelled untrusted, as the ``model-card``
+   artifact (a card the trainer listed is dropped);
+5. writes the evaluation document content-addressed, then a readable copy at
    ``<run prefix>/evaluation.json``, and prints ``EDGEOPS_EVALUATION {"sha256": ...}`` as
    its last log line. The operator trusts that line (the pod runs in the operator's
    namespace, where tenants cannot write) and re-hashes the document it names, so bytes
@@ -52,15 +55,18 @@ from typing import Any, Final
 
 import numpy as np
 
-from edgeops import __version__
+from edgeops import __version__, standardization
 from edgeops.policy.training import EVALUATION_MARKER as MARKER
 from edgeops.settings import settings
+from edgeops.standardization import Standardization
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import blob_key
+from edgeops.training.card import model_card, trainer_claims
 from edgeops.training.data import load_version
 from edgeops.training.evaluation import Evaluation, evaluate, per_slice_status, wilson_interval
 from edgeops.training.opcount import OpCount
 from edgeops.training.pipeline import EXPORT_FORMATS, TrainingData
+from edgeops.training.run import artifact_entry
 
 SCHEMA: Final = "edgeops.dev/evaluation/v1"
 #: Largest export the evaluator downloads (bytes): edge models are far smaller.
@@ -272,15 +278,47 @@ def reported_export_errors(results: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _trainer_claims(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The trainer's own overall metrics, kept for comparison only (never gated)."""
+    """The trainer's own overall metrics, kept for comparison only (never gated), limited
+    to plain metric names (:func:`edgeops.training.card.trainer_claims`)."""
     overall = (results.get("metrics") or {}).get("overall") if isinstance(results, dict) else None
     if not isinstance(overall, dict):
         return {}
-    return {
-        str(k)[:63]: float(v)
-        for k, v in list(overall.items())[:32]
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    return trainer_claims(overall)
+
+
+def _standardization(blobs: Mapping[str, bytes]) -> Standardization | None:
+    """The input standardisation the evaluated int8 export carries (for the card), if any."""
+    for fmt in ("tflite-int8", "tflm"):
+        if fmt in blobs:
+            try:
+                content = _tflm_flatbuffer(blobs[fmt]) if fmt == "tflm" else blobs[fmt]
+                return standardization.read(content)
+            except (EvaluationError, ValueError):
+                return None
+    return None
+
+
+def _with_card(
+    store: ArtifactStore,
+    document: dict[str, Any],
+    dataset: Mapping[str, str],
+    results: Mapping[str, Any],
+    data: TrainingData,
+    blobs: Mapping[str, bytes],
+) -> None:
+    """Writes the model card of ``document`` (measured metrics only; the trainer's claims in
+    a section labelled untrusted) content-addressed and lists it as the ``model-card``
+    artifact, replacing any card the trainer listed: a trainer's card is its own claim."""
+    family = results.get("family")
+    card = model_card(
+        document,
+        dataset,
+        {"train": len(data.y_train), "validation": len(data.y_val), "test": len(data.y_test)},
+        family=family if isinstance(family, str) else None,
+        standardization=_standardization(blobs),
+    )
+    ref = store.put_blob(card.encode())
+    document["artifacts"].append(artifact_entry(store, ref, "model-card", "MODEL_CARD.md"))
 
 
 def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,7 +354,8 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
         list(config.get("sliceColumns") or []),
     )
     reference, evaluation, flat = evaluate_exports(data, blobs, errors)
-    artifacts = [a for a in artifacts if a["format"] not in errors]
+    # A failed export is never signed; a card the trainer wrote is replaced by EdgeOps's.
+    artifacts = [a for a in artifacts if a["format"] not in errors and a["format"] != "model-card"]
     document = {
         "schema": SCHEMA,
         "evaluator": {"version": __version__},
@@ -338,6 +377,7 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
         "artifacts": artifacts,
         "trainerReported": {"overall": _trainer_claims(results), "trusted": False},
     }
+    _with_card(store, document, dataset, results, data, blobs)
     shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items()) if k.endswith("accuracy"))
     print(f"evaluated with {reference} as reference: {shown}", flush=True)
     for fmt, reason in sorted(errors.items()):

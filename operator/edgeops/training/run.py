@@ -22,7 +22,6 @@ from typing import Any
 from edgeops.settings import settings, trainer_settings
 from edgeops.store import ArtifactStore, StoreConfig
 from edgeops.store.artifacts import BlobRef
-from edgeops.training.card import model_card
 from edgeops.training.data import load_selected, load_version
 from edgeops.training.evaluation import per_slice_status
 from edgeops.training.pipeline import Hyperparameters, TrainerOptions, TrainingResult, train
@@ -46,7 +45,8 @@ def deterministic_tar(files: dict[str, Path]) -> bytes:
     return buffer.getvalue()
 
 
-def _artifact(store: ArtifactStore, ref: BlobRef, fmt: str, name: str) -> dict[str, Any]:
+def artifact_entry(store: ArtifactStore, ref: BlobRef, fmt: str, name: str) -> dict[str, Any]:
+    """A ``results.json`` artifact entry (the ``ArtifactRef`` shape) for blob ``ref``."""
     return {
         "uri": f"s3://{store.bucket}/{ref.key}",
         "size": ref.size,
@@ -65,35 +65,21 @@ def publish(
     classes: list[str],
     selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Uploads the exports, profile, model card and metrics, then ``results.json`` (last).
+    """Uploads the exports, profile and metrics, then ``results.json`` (last). The model
+    card is not the trainer's to write: EdgeOps's evaluator writes it from what it measures.
     ``selection`` is the field-data summary of a run for drift (lineage), else None."""
     artifacts = []
     for fmt, export in sorted(result.exports.items()):
         if fmt in ("savedmodel", "tflm"):
             ref = store.put_blob(deterministic_tar(export.files))
-            artifacts.append(_artifact(store, ref, fmt, f"{fmt}.tar"))
+            artifacts.append(artifact_entry(store, ref, fmt, f"{fmt}.tar"))
         else:
             ((name, path),) = export.files.items()
-            artifacts.append(_artifact(store, store.put_blob_file(path), fmt, name))
+            artifacts.append(artifact_entry(store, store.put_blob_file(path), fmt, name))
     metrics = result.metrics()
-    artifacts.append(_artifact(store, store.put_blob(profile), "reference-profile", "profile.json"))
-    exports = {
-        fmt: {"size": e.size_bytes, "latency_ms": e.latency_ms} for fmt, e in result.exports.items()
-    }
-    card = model_card(
-        config["run"],
-        config["dataset"],
-        result.family,
-        metrics,
-        result.evaluation.per_slice,
-        exports,
-        classes,
-        samples,
-        result.evaluation.fairness_gap_detail,
-        export_errors=result.export_errors,
-        standardization=result.standardization,
+    artifacts.append(
+        artifact_entry(store, store.put_blob(profile), "reference-profile", "profile.json")
     )
-    artifacts.append(_artifact(store, store.put_blob(card.encode()), "model-card", "MODEL_CARD.md"))
     detailed = {
         "evaluation": result.evaluation.to_dict(),
         "exportAccuracy": result.export_accuracy,
