@@ -344,7 +344,13 @@ def test_status_reports_a_crash_and_up_restarts_it(cluster: Cluster) -> None:
     prom = {s.name: s for s in dev.status()}["prometheus"]
     assert prom.pid == comp["pid"] and not prom.running
     assert any("prometheus" in line and "CRASHED" in line for line in dev.describe())
-    dev.up(with_operator=True, report=lambda m: None)
+    # A CRD deleted by hand: up applies the bootstrap again (it skips it when all is there).
+    crd = "customresourcedefinition/podmonitors.monitoring.coreos.com"
+    dev.kubectl("delete", crd)
+    messages: list[str] = []
+    dev.up(with_operator=True, report=messages.append)
+    assert any("CRDs (KServe, Prometheus Operator, EdgeOps) installed" in m for m in messages)
+    assert dev.kubectl("get", crd, check=False).returncode == 0
     statuses = {s.name: s for s in dev.status()}
     assert statuses["prometheus"].ready and statuses["prometheus"].pid != comp["pid"]
     # Everything else kept its process: up is idempotent.

@@ -265,7 +265,10 @@ def test_a_job_deleted_mid_run_is_recreated_and_the_run_finishes(
     cluster: Cluster, trained: dict[str, Any]
 ) -> None:
     ns = trained["ns"]
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=run_manifest("orphaned"))
+    # A few epochs: what is checked is the recreated Job, not the model (60 epochs: `good`).
+    few = {"epochs": 5, "batchSize": 8, "seed": 7}
+    manifest = run_manifest("orphaned", hyperparameters=few)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
     wait_for(lambda: cluster.get("job", "orphaned-train", "-n", ns), 60, "the Job")
     cluster.kubectl("delete", "job", "orphaned-train", "-n", ns, "--wait=true")
     status = wait_for(lambda: _finished(cluster, ns, "orphaned"), 420, "run orphaned to finish")

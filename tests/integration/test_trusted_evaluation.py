@@ -45,7 +45,7 @@ def forged(self):
             metrics[key] = 0.999
     return metrics
 pipeline.TrainingResult.metrics = forged
-sys.exit(run.main(sys.argv[1:]))
+run.exit_now(run.main(sys.argv[1:]))
 """
 
 #: Trains nothing: arbitrary bytes as the ONNX model, and a results manifest praising them.
@@ -79,7 +79,7 @@ def crashing(content, x):
         raise RuntimeError("{XNNPACK}")
     return real(content, x)
 exports.run_tflite = crashing
-sys.exit(run.main(sys.argv[1:]))
+run.exit_now(run.main(sys.argv[1:]))
 """
 
 

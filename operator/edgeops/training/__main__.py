@@ -1,5 +1,3 @@
-import sys
+from edgeops.training.run import exit_now, main
 
-from edgeops.training.run import main
-
-sys.exit(main())
+exit_now(main())

@@ -46,7 +46,6 @@ import io
 import json
 import os
 import platform
-import sys
 import tarfile
 import traceback
 from collections.abc import Mapping
@@ -414,4 +413,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgeops.training.run import exit_now
+
+    exit_now(main())

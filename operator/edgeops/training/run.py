@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from edgeops.settings import settings, trainer_settings
 from edgeops.store import ArtifactStore, StoreConfig
@@ -28,6 +28,22 @@ from edgeops.training.pipeline import Hyperparameters, TrainerOptions, TrainingR
 
 EXIT_BAD_CONFIG = 2
 EXIT_FAILED = 1
+
+
+def exit_now(code: int) -> NoReturn:
+    """Ends the process with exit status ``code`` at once, skipping interpreter teardown.
+
+    With TensorFlow, tf2onnx and LiteRT loaded, a normal exit spends seconds tearing down
+    modules and C++ state after the work is done (4-8 s per trainer pod measured on the
+    devcluster, against 0.2 s for a pod without TensorFlow), and the Job completes only
+    when the process has exited. Everything the run publishes is written before its
+    ``main`` returns (S3 uploads are synchronous, temporary files already removed); only
+    the standard streams need flushing. For the Job's entry points (trainer and
+    evaluator), never for code that calls ``main`` in-process.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def deterministic_tar(files: dict[str, Path]) -> bytes:
