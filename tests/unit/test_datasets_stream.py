@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from edgeops.api import DatasetSchema, DatasetSpec, ValidationRules
-from edgeops.datasets import fastpath, layout
+from edgeops.datasets import builtin, fastpath, layout
 from edgeops.datasets.cleaning import clean
-from edgeops.datasets.ingest import build_shards, collect
+from edgeops.datasets.ingest import build_shards, collect, unchanged
 from edgeops.datasets.manifest import ManifestEntry, parse_manifest, version_id
 from edgeops.datasets.profile import build_profile
 from edgeops.datasets.readers import ReadLimits, read_rows
@@ -183,3 +183,36 @@ def test_the_fast_path_counts_the_coercions_of_the_row_path() -> None:
     data, lengths = batch.lines
     assert data.tobytes() == b'{"a":1.5,"b":1,"label":"walk"}\n{"a":2.0,"b":3,"label":"run"}\n'
     assert lengths.tolist() == [31, 30]
+
+
+BUILTIN = DatasetSpec.model_validate(
+    {
+        "governance": {"classification": "public"},
+        "sources": [{"builtin": {"name": "italy-power-demand"}}],
+    }
+)
+
+
+def test_an_unchanged_builtin_source_needs_no_collection_job() -> None:
+    """An operator restart asks :func:`unchanged` before starting a Job: for a built-in
+    dataset already collected the answer is the last result again, not a new Job."""
+    store = MemoryStore()
+    first = collect(store, "ns", "ds", BUILTIN, NOW)
+    assert first.new_version
+    repeated = unchanged(store, "ns", "ds", BUILTIN)
+    assert repeated is not None and repeated.repeated
+    assert repeated.outcome == "NoNewData"
+    assert repeated.latest == first.latest and repeated.accepted == first.accepted
+
+
+def test_a_builtin_source_not_installed_here_is_left_to_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    collect(store, "ns", "ds", BUILTIN, NOW)
+
+    def missing(name: str) -> None:
+        raise builtin.BuiltinUnavailableError(f"{name}: not installed")
+
+    monkeypatch.setattr(builtin, "load", missing)
+    assert unchanged(store, "ns", "ds", BUILTIN) is None

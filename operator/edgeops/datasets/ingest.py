@@ -217,11 +217,19 @@ def unchanged(
     HTTP(S) sources asked with a conditional request (:func:`headers_only`). So the
     operator answers "nothing new" without starting a collection Job. None when a
     collection must run: the fingerprint changed, there was no collection yet, an HTTP(S)
-    file is not known unchanged, or a source is built in (read from installed files).
+    file is not known unchanged, or a built-in source is not installed here. A built-in
+    source's fingerprint is the hash of its installed files (read, not parsed), so an
+    operator restart with nothing new starts no Job for it either.
 
     Raises SourceUnavailableError (an s3 source refused), StoreError."""
-    if any(s.builtin is not None for s in spec.sources):
-        return None
+    from . import builtin
+
+    for source in spec.sources:
+        if source.builtin is not None:
+            try:
+                builtin.load(source.builtin.name)
+            except builtin.BuiltinUnavailableError:
+                return None  # the collection Job's image may have it: let it decide
     index = _load_index(store, namespace, name)
     last = index.get("lastCollection") or {}
     if not last.get("fingerprint"):
