@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from edgeops.api import DatasetSchema, DatasetSpec, ValidationRules
-from edgeops.datasets import builtin, fastpath, layout
+from edgeops.datasets import builtin, fastpath, layout, pipeline
 from edgeops.datasets.cleaning import clean
 from edgeops.datasets.ingest import build_shards, collect, unchanged
 from edgeops.datasets.manifest import ManifestEntry, parse_manifest, version_id
@@ -125,6 +125,7 @@ def test_a_streamed_collection_matches_the_in_memory_reference(
     case: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fastpath, "_CSV_BLOCK", 16 << 10)  # several batches per object
+    monkeypatch.setattr(pipeline, "FAST_MIN_BYTES", 0)
     spec, objects = CASES[case]
     store = MemoryStore()
     for key, data in objects.items():
@@ -141,7 +142,10 @@ def test_a_streamed_collection_matches_the_in_memory_reference(
         assert len(store.get_blob(entry.sha256)) == entry.size
 
 
-def test_regular_csv_and_parquet_are_read_vectorised(caplog: pytest.LogCaptureFixture) -> None:
+def test_regular_csv_and_parquet_are_read_vectorised(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "FAST_MIN_BYTES", 0)
     store = MemoryStore()
     store.put_bytes("raw/1.csv", _csv(100, 1))
     store.put_bytes("raw/2.csv", _csv(100, 2, tail="x,1,walk,s1\n"))  # rows way

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from edgeops.api import DatasetSchema, DatasetSpec
 
-from . import fastpath
 from .cleaning import Cleaner, CleanResult
 from .readers import ReadLimits
 from .sources import SourceBatch
@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 #: Typed rows handed to the spill at a time on the row path.
 ROW_BATCH = 8192
+#: Objects smaller than this are read by rows: no faster to vectorise, and a collection of
+#: small objects (an inbox) then never imports pyarrow (~1 s of a Job's start when busy).
+FAST_MIN_BYTES = 256 * 1024
 
 
 def spill_sources(
@@ -39,8 +42,10 @@ def spill_sources(
                 _spill_rows(spill, cleaner.feed(batch.name, batch.rows()))
                 continue
             data = raw.fetch()
-            if raw.fmt in ("csv", "parquet") and _fast(
-                spill, cleaner, data, raw.fmt, raw.encoding, schema, spec, limits
+            if (
+                raw.fmt in ("csv", "parquet")
+                and len(data) >= FAST_MIN_BYTES
+                and _fast(spill, cleaner, data, raw.fmt, raw.encoding, schema, spec, limits)
             ):
                 fast_objects += 1
                 continue
@@ -69,9 +74,11 @@ def _fast(
 ) -> bool:
     """Spills the object through :mod:`edgeops.datasets.fastpath`; False (and nothing
     spilled, nothing counted) when it needs the row path."""
+    from . import fastpath  # imports pyarrow: only for objects that take this path
+
     mark = spill.mark()
     coercions = cleaner.result.coercions.copy()
-    held: list[fastpath.FastBatch] = []
+    held: list[Any] = []
     averaged = bool(cleaner.averaged)
     try:
         for batch in fastpath.batches(data, fmt, encoding, schema, spec.validation, limits):
