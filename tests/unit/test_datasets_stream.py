@@ -220,3 +220,13 @@ def test_a_builtin_source_not_installed_here_is_left_to_the_job(
 
     monkeypatch.setattr(builtin, "load", missing)
     assert unchanged(store, "ns", "ds", BUILTIN) is None
+
+
+def test_rows_are_ordered_by_the_whole_digest_even_when_first_words_tie() -> None:
+    from edgeops.datasets.stream import _digest_order
+
+    words = np.array(
+        [[5, 9, 0, 0], [5, 2, 0, 0], [1, 7, 7, 7], [5, 2, 0, 0], [3, 0, 0, 1]], dtype=">u8"
+    )
+    order = _digest_order(words).tolist()
+    assert [words[i].tolist() for i in order] == sorted(w.tolist() for w in words)

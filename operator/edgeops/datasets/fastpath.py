@@ -92,12 +92,15 @@ def batches(
     columns = kept_columns(schema)
     keys = list(schema.row_key or [])
     need_rows = rules.missing_values == "FillMean"
+    profiled = [f.name for f in schema.features if f.type not in ("float", "int")]
+    profiled += [schema.label] if schema.label else []
+    profiled = list(dict.fromkeys([*profiled, *(schema.slice_columns or [])]))
     total = 0
     for batch in source:
         total += batch.num_rows
         if total > limits.max_rows:
             raise NotFastError
-        yield _typed(batch, features, columns, rules, keys, need_rows)
+        yield _typed(batch, features, columns, rules, keys, need_rows, profiled)
 
 
 def _csv_batches(data: bytes, encoding: str | None, used: list[str]) -> Iterator[Any]:
@@ -198,6 +201,7 @@ def _typed(
     rules: ValidationRules,
     key_columns: list[str],
     need_rows: bool,
+    profiled: list[str],
 ) -> FastBatch:
     names = batch.schema.names
     coercions: Counter[str] = Counter()
@@ -218,10 +222,7 @@ def _typed(
     for name, feature in features.items():
         if feature.type in ("float", "int"):
             columns.numeric[name] = typed[name].to_numpy(zero_copy_only=False).astype(np.float64)
-    for name in kept:
-        feature = features.get(name)
-        if feature is not None and feature.type in ("float", "int"):
-            continue
+    for name in profiled:  # categorical features, label, slices (not row keys)
         encoded = pc.dictionary_encode(typed[name])
         labels = [str(v) for v in encoded.dictionary.to_pylist()]
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)

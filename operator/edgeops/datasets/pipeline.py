@@ -48,9 +48,9 @@ def spill_sources(
                 and _fast(spill, cleaner, data, raw.fmt, raw.encoding, schema, spec, limits)
             ):
                 fast_objects += 1
-                continue
-            _spill_rows(spill, cleaner.feed(batch.name, raw.read(data)))
-            del data
+            else:
+                _spill_rows(spill, cleaner.feed(batch.name, raw.read(data)))
+            del data  # not held while the next object is fetched, nor while finishing
         _spill_rows(spill, iter(cleaner.filled()))
         shards = spill.finish(spec.validation.dedupe)
     finally:

@@ -7,21 +7,23 @@ column form), else from the row readers and :class:`~edgeops.datasets.cleaning.C
 (the authority on every rule; an object the fast path cannot take whole is rolled back
 and read again this way). Each accepted row becomes its shard line (canonical JSON, the
 bytes version ids have always been made of) appended to a spill file, plus, per row, a
-fixed-size index entry: SHA-256 of the line (32 B), line length (4 B), split position
-(8 B), and one column value per profiled column (8 B per numeric feature, 4 B code per
-categorical column) appended to per-column spill files.
+fixed-size index entry: SHA-256 of the line (32 B), line length and offset in its bucket
+file (8 B each), split (1 B), and one value per profiled column (8 B per numeric feature,
+4 B code per categorical column) appended to per-column spill files.
 
 :meth:`Spill.finish` then sorts the index by digest (the order a version's rows have
 always had), drops repeated digests (de-duplication), copies each split's lines in that
-order into its shard file while hashing it, and computes the profile one column at a
-time from its spill file, exactly as :func:`edgeops.datasets.profile.build_profile` does
-(the columns are exact, not sketched: see below).
+order into its shard file while hashing it, one digest-range bucket file at a time, and
+computes the profile one column at a time from its spill file, exactly as
+:func:`edgeops.datasets.profile.build_profile` does (the columns are exact, not
+sketched: see below).
 
-Memory bound (measured by ``benchmarks/datasets.py``): O(batch) for reading + O(N x
-(44 + 8·k)) bytes of index, where N is the rows accepted and k = 1 when profiling (one
-column is loaded at a time) + O(rejected rows) + O(rows held for a FillMean) + the
-largest source object's bytes (downloads are read from memory). At 2,000,000 rows the
-index is ~88 MB and one profile column 16 MB plus its sort.
+Memory bound: O(batch) for reading + O(N x ~49 B) of index, N the rows spilled, plus in
+:meth:`Spill.finish` the sort order and an 8-byte sort key per row (~16 B/row), one
+bucket file (1/64 of the lines) and one profile column (8 B/row) at a time + O(rejected
+rows) + O(rows held for a FillMean) + the largest source object's bytes (an object is
+downloaded whole, at most ``EDGEOPS_SOURCE_MAX_OBJECT_MIB``). Measured by
+``benchmarks/datasets.py`` (collector peak RSS; see the issue-15 note for figures).
 
 Why exact columns, not a quantile sketch: the profile's edges come from the unique
 values and point masses of all the data (:func:`edgeops.drift.histograms.reference_edges`)
@@ -257,13 +259,19 @@ class Spill:
         digests = np.concatenate(self._digests) if self._digests else np.zeros((0, 32), np.uint8)
         self._digests = []
         words = digests.view(">u8").reshape(n, 4)
-        order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
-        if dedupe and n:
-            ranked = words[order]
-            first = np.ones(n, dtype=bool)
-            first[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
-            order = order[first]
-            del ranked, first
+        order = _digest_order(words)
+        if dedupe and n > 1:
+            # Equal digests are equal rows: keep the first of each run. Only rows whose
+            # first 8 bytes equal their predecessor's are compared in full (no copy of
+            # every digest in sorted order).
+            head = words[order, 0]
+            candidates = np.flatnonzero(head[1:] == head[:-1]) + 1
+            del head
+            same = (words[order[candidates]] == words[order[candidates - 1]]).all(axis=1)
+            keep = np.ones(n, dtype=bool)
+            keep[candidates[same]] = False
+            order = order[keep]
+            del keep, candidates, same
         buckets = digests[order, 0].astype(np.int64) >> _BUCKET_SHIFT
         del words, digests
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
@@ -350,6 +358,20 @@ class Spill:
 #: holds one in memory at a time: 1/64 of the lines, ~4 MB per million rows.
 BUCKETS: Final = 64
 _BUCKET_SHIFT: Final = 2
+
+
+def _digest_order(words: NDArray[Any]) -> NDArray[np.int64]:
+    """Row indexes sorted by digest (4 big-endian 64-bit words per row): by the first
+    word, then, only where first words tie between different digests (vanishingly rare:
+    equal rows tie in every word, and their order does not matter), by all four."""
+    head = np.ascontiguousarray(words[:, 0])
+    order: NDArray[np.int64] = np.argsort(head, kind="stable")
+    ranked = head[order]
+    ties = np.flatnonzero(ranked[1:] == ranked[:-1])
+    del ranked
+    if ties.size and not (words[order[ties]] == words[order[ties + 1]]).all():
+        order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
+    return order
 
 
 def _ranges(starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> NDArray[np.int64]:
