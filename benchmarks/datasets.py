@@ -1,13 +1,15 @@
 """Dataset collection at scale: rows from S3 to a first version, in a collection Job.
 
-    PYTHONPATH=operator .venv/bin/python -P benchmarks/datasets.py [--rows 500000,2000000]
+    PYTHONPATH=operator .venv/bin/python -P benchmarks/datasets.py \
+        [--rows 500000,2000000] [--formats csv,parquet]
 
 Starts its own devcluster (``--home``, default /tmp/bench-datasets) with the operator and the
 local node, and for each format (CSV, Parquet) and row count: writes a file of N rows (a
 row key, 8 float features, a label) to an S3 prefix, applies a Dataset reading it, and
 measures until ``status.latestVersion`` is set. Then it puts one new 1-row object next to it
 (``onNewObjects``) and measures the time to the next version (collection is not incremental
-yet: that one reads the whole history again).
+yet: that one reads the whole history again). The collector streams (bounded memory, see
+:mod:`edgeops.datasets.stream`), so its peak RSS should not grow with the file.
 
 Baseline, measured in the same run on the same bytes: ``pyarrow`` reading the file (CSV
 reader or Parquet) plus SHA-256 of its bytes. Printed per case: rows/s of the collection and
@@ -234,7 +236,9 @@ def run_case(cluster: Cluster, fmt: str, rows: int) -> Case:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="500000", help="comma-separated row counts")
+    parser.add_argument(
+        "--rows", default="500000,2000000", help="comma-separated row counts (sizes to run)"
+    )
     parser.add_argument("--formats", default="csv,parquet")
     parser.add_argument("--home", type=Path, default=Path("/tmp/bench-datasets"))
     parser.add_argument("--name", default="bench")

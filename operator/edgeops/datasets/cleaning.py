@@ -11,7 +11,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -42,6 +42,13 @@ class CleanResult:
     duplicates: int = 0
     coercions: Counter[str] = field(default_factory=Counter)
     imputed: Counter[str] = field(default_factory=Counter)
+    #: Rows accepted when they are not held in ``accepted`` (a streamed collection).
+    accepted_count: int | None = None
+
+    @property
+    def accepted_rows(self) -> int:
+        """How many rows were accepted (after de-duplication)."""
+        return len(self.accepted) if self.accepted_count is None else self.accepted_count
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -86,7 +93,7 @@ class CleanResult:
         say how many rows it holds, since then no fraction below 1 can be known true."""
         if any(r.rows is None for r in self.rejected):
             return 1.0
-        seen = len(self.accepted) + self.invalid_count
+        seen = self.accepted_rows + self.invalid_count
         return self.invalid_count / seen if seen else 0.0
 
 
@@ -107,19 +114,51 @@ def clean(
     """Validates the rows of every (source name, rows) batch against ``schema``.
 
     Accepted rows are deduplicated across all batches and sorted by content hash, so the
-    result does not depend on file or listing order.
+    result does not depend on file or listing order. (A collection streams the same
+    rules through :class:`Cleaner` instead, see :mod:`edgeops.datasets.stream`.)
     """
-    result = CleanResult()
-    features = {f.name: f for f in schema.features}
-    extras = [c for c in kept_columns(schema) if c not in features]
-    needs_mean: list[tuple[Row, list[str]]] = []
+    cleaner = Cleaner(schema, rules)
     for source, rows in batches:
+        cleaner.result.accepted.extend(cleaner.feed(source, rows))
+    cleaner.result.accepted.extend(cleaner.filled())
+    result = cleaner.result
+    result.accepted, result.duplicates = _dedupe(result.accepted, rules.dedupe)
+    return result
+
+
+class Cleaner:
+    """The rules of :func:`clean`, one source at a time: :meth:`feed` yields the typed
+    rows it accepts as it reads them (rejects, coercions and imputations are counted in
+    ``result``, whose ``accepted`` stays empty); rows that wait for a column mean
+    (``FillMean``) are held until :meth:`filled`. Means are sums in reading order, so a
+    streamed collection fills the same values as :func:`clean`."""
+
+    def __init__(self, schema: DatasetSchema, rules: ValidationRules) -> None:
+        self.result = CleanResult()
+        self.rules = rules
+        self.features = {f.name: f for f in schema.features}
+        self.extras = [c for c in kept_columns(schema) if c not in self.features]
+        self._needs_mean: list[tuple[Row, list[str]]] = []
+        #: Running per-column sums and counts of present values (FillMean only).
+        self.sums: dict[str, float] = {}
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def averaged(self) -> list[str]:
+        """Columns whose means a FillMean collection sums (numeric and bool features)."""
+        if self.rules.missing_values != "FillMean":
+            return []
+        return [n for n, f in self.features.items() if f.type in ("float", "int", "bool")]
+
+    def feed(self, source: str, rows: Iterable[Row | Rejected]) -> Iterator[Row]:
+        result, rules = self.result, self.rules
+        averaged = self.averaged
         for number, item in enumerate(rows, start=1):
             if isinstance(item, Rejected):
                 result.rejected.append(item)
                 continue
             try:
-                typed, gaps = _typed_row(item, features, extras, rules, result.coercions)
+                typed, gaps = _typed_row(item, self.features, self.extras, rules, result.coercions)
             except _InvalidError as invalid:
                 # The reader's line (a file line, a row position) where it says; else the
                 # row's position in its batch (builtin datasets).
@@ -129,21 +168,40 @@ def clean(
                 )
                 continue
             if gaps and rules.missing_values == "FillMean":
-                needs_mean.append((typed, gaps))
+                self._needs_mean.append((typed, gaps))
                 continue
             for name in gaps:  # FillZero
-                typed[name] = _fill(features[name], 0.0)
+                typed[name] = _fill(self.features[name], 0.0)
                 result.imputed[name] += 1
-            result.accepted.append(typed)
-    if needs_mean:
-        means = _column_means(result.accepted, [row for row, _ in needs_mean], features)
-        for typed, gaps in needs_mean:
+            if averaged:
+                self.add_to_means([typed])
+            yield typed
+
+    def add_to_means(self, rows: Iterable[Row]) -> None:
+        """Adds present values of ``rows`` to the running sums (reading order)."""
+        for row in rows:
+            for name in self.averaged:
+                value = row.get(name)
+                if value is not None:
+                    self.sums[name] = self.sums.get(name, 0.0) + float(value)
+                    self.counts[name] += 1
+
+    def filled(self) -> list[Row]:
+        """The rows held for a mean, filled (after every source was fed)."""
+        if not self._needs_mean:
+            return []
+        # Means over every present value (rows needing a fill included: their other
+        # columns are real data), summed after the accepted rows as before.
+        self.add_to_means(row for row, _ in self._needs_mean)
+        means = {name: self.sums[name] / self.counts[name] for name in self.counts}
+        out: list[Row] = []
+        for typed, gaps in self._needs_mean:
             for name in gaps:
-                typed[name] = _fill(features[name], means.get(name, 0.0))
-                result.imputed[name] += 1
-            result.accepted.append(typed)
-    result.accepted, result.duplicates = _dedupe(result.accepted, rules.dedupe)
-    return result
+                typed[name] = _fill(self.features[name], means.get(name, 0.0))
+                self.result.imputed[name] += 1
+            out.append(typed)
+        self._needs_mean = []
+        return out
 
 
 def _typed_row(
@@ -331,22 +389,6 @@ def _fill(feature: Feature, mean: float) -> Any:
     if feature.type == "bool":
         return bool(round(mean))
     return ""
-
-
-def _column_means(
-    accepted: list[Row], partial: list[Row], features: dict[str, Feature]
-) -> dict[str, float]:
-    """Means over every present value (rows needing a fill included: their other
-    columns are real data)."""
-    sums: dict[str, float] = {}
-    counts: Counter[str] = Counter()
-    for row in [*accepted, *partial]:
-        for name, feature in features.items():
-            value = row.get(name)
-            if feature.type in ("float", "int", "bool") and value is not None:
-                sums[name] = sums.get(name, 0.0) + float(value)
-                counts[name] += 1
-    return {name: sums[name] / counts[name] for name in counts}
 
 
 def _dedupe(rows: list[Row], dedupe: bool) -> tuple[list[Row], int]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 from edgeops.api import DatasetSchema, DatasetSpec, format_time
@@ -21,10 +23,10 @@ from edgeops.canonical_json import sorted_json
 
 from . import layout
 from .canonical import finite_json
-from .cleaning import CleanResult, clean, kept_columns
+from .cleaning import CleanResult, kept_columns
 from .inflight import hold
 from .manifest import ManifestEntry, manifest_bytes, version_id
-from .profile import build_profile, class_balance
+from .pipeline import spill_sources
 from .protocol import Store
 from .readers import READ_RULES
 from .rows import Row
@@ -39,6 +41,7 @@ from .sources import (
     list_batches,
 )
 from .split import SPLITS, assign
+from .stream import Shards
 
 log = logging.getLogger(__name__)
 
@@ -138,33 +141,36 @@ def collect(
         batches = list_batches(spec, store, namespace, name, fetch_url)
         fingerprint = _fingerprint(spec, schema, batches)
 
-    cleaned = clean(((b.name, b.rows()) for b in batches), schema, spec.validation)
-    result = CollectionResult(
-        outcome=Outcome.NO_DATA,
-        fingerprint=fingerprint,
-        latest=latest,
-        history=history,
-        accepted=len(cleaned.accepted),
-        rejected=cleaned.invalid_count,
-        duplicates=cleaned.duplicates,
-        by_reason=cleaned.rejected_by_reason,
-        coercions=dict(cleaned.coercions),
-        sources=len(batches),
-        unread=cleaned.unread,
-    )
-    if cleaned.invalid_fraction() > spec.validation.max_rejected_fraction:
-        key = layout.failed_rejects_key(namespace, name, fingerprint)
-        store.put_bytes(key, _rejects_jsonl(cleaned), "application/x-ndjson")
-        result.outcome = Outcome.TOO_MANY_REJECTED
-        result.rejected_uri = layout.s3_uri(store.bucket, key)
-    elif cleaned.accepted:
-        record = _publish(store, namespace, name, spec, schema, cleaned, now, before_manifest)
-        unchanged = latest is not None and latest["id"] == record["id"]
-        result.outcome = Outcome.UNCHANGED if unchanged else Outcome.PUBLISHED
-        # Content equal to an older version makes that version the latest again.
-        history = [v for v in history if v["id"] != record["id"]] + [record]
-        result.latest, result.history = history[-1], history
-        result.rejected_uri = record.get("rejectedUri")
+    with tempfile.TemporaryDirectory(prefix="edgeops-collect-") as scratch:
+        cleaned, shards = spill_sources(batches, schema, spec, Path(scratch))
+        result = CollectionResult(
+            outcome=Outcome.NO_DATA,
+            fingerprint=fingerprint,
+            latest=latest,
+            history=history,
+            accepted=cleaned.accepted_rows,
+            rejected=cleaned.invalid_count,
+            duplicates=cleaned.duplicates,
+            by_reason=cleaned.rejected_by_reason,
+            coercions=dict(cleaned.coercions),
+            sources=len(batches),
+            unread=cleaned.unread,
+        )
+        if cleaned.invalid_fraction() > spec.validation.max_rejected_fraction:
+            key = layout.failed_rejects_key(namespace, name, fingerprint)
+            store.put_bytes(key, _rejects_jsonl(cleaned), "application/x-ndjson")
+            result.outcome = Outcome.TOO_MANY_REJECTED
+            result.rejected_uri = layout.s3_uri(store.bucket, key)
+        elif shards.rows:
+            record = _publish(
+                store, namespace, name, spec, schema, cleaned, shards, now, before_manifest
+            )
+            unchanged = latest is not None and latest["id"] == record["id"]
+            result.outcome = Outcome.UNCHANGED if unchanged else Outcome.PUBLISHED
+            # Content equal to an older version makes that version the latest again.
+            history = [v for v in history if v["id"] != record["id"]] + [record]
+            result.latest, result.history = history[-1], history
+            result.rejected_uri = record.get("rejectedUri")
     index.update(
         versions=result.history,
         lastCollection={
@@ -211,11 +217,19 @@ def unchanged(
     HTTP(S) sources asked with a conditional request (:func:`headers_only`). So the
     operator answers "nothing new" without starting a collection Job. None when a
     collection must run: the fingerprint changed, there was no collection yet, an HTTP(S)
-    file is not known unchanged, or a source is built in (read from installed files).
+    file is not known unchanged, or a built-in source is not installed here. A built-in
+    source's fingerprint is the hash of its installed files (read, not parsed), so an
+    operator restart with nothing new starts no Job for it either.
 
     Raises SourceUnavailableError (an s3 source refused), StoreError."""
-    if any(s.builtin is not None for s in spec.sources):
-        return None
+    from . import builtin
+
+    for source in spec.sources:
+        if source.builtin is not None:
+            try:
+                builtin.load(source.builtin.name)
+            except builtin.BuiltinUnavailableError:
+                return None  # the collection Job's image may have it: let it decide
     index = _load_index(store, namespace, name)
     last = index.get("lastCollection") or {}
     if not last.get("fingerprint"):
@@ -259,7 +273,9 @@ def _repeat(
 def build_shards(
     rows: list[Row], schema: DatasetSchema, spec: DatasetSpec
 ) -> tuple[dict[str, bytes], dict[str, int]]:
-    """The files of a version: one JSON Lines shard per split plus the schema."""
+    """The files of a version in memory: one JSON Lines shard per split plus the schema.
+    The reference for :mod:`edgeops.datasets.stream`, which writes the same bytes from a
+    spill (collections use that)."""
     columns = kept_columns(schema)
     lines: dict[str, list[bytes]] = {s: [] for s in SPLITS}
     for row in rows:
@@ -279,14 +295,15 @@ def _publish(
     spec: DatasetSpec,
     schema: DatasetSchema,
     cleaned: CleanResult,
+    shards: Shards,
     now: datetime,
     before_manifest: Callable[[str], None],
 ) -> dict[str, Any]:
-    shards, split_counts = build_shards(cleaned.accepted, schema, spec)
-    entries = [ManifestEntry.of(key, data) for key, data in shards.items()]
+    schema_bytes = sorted_json(schema.model_dump(mode="json", by_alias=True, exclude_none=True))
+    entries = [*shards.entries, ManifestEntry.of("schema.json", schema_bytes)]
     version = version_id(entries)
     manifest = layout.manifest_key(namespace, name, version)
-    record = _record(store, namespace, name, spec, schema, cleaned, split_counts, version, now)
+    record = _record(store, namespace, name, spec, schema, cleaned, shards, version, now)
     if store.exists(manifest):
         # Published before (maybe by a run that crashed before updating the index, and
         # then perhaps before removing its staging marker).
@@ -305,10 +322,10 @@ def _publish(
     # Writers in other processes are covered by the grace period and the marker only.
     with hold(shas):
         store.put_json(staging, {"version": version, "started": format_time(now), "blobs": shas})
-        for data in shards.values():
-            store.put_blob(data)
-        profile = build_profile(cleaned.accepted, schema, split_counts)
-        store.put_json(layout.profile_key(namespace, name, version), profile)
+        for path in shards.files.values():
+            _put_file(store, path)
+        store.put_blob(schema_bytes)
+        store.put_json(layout.profile_key(namespace, name, version), shards.profile)
         if cleaned.rejected:
             store.put_bytes(
                 layout.version_rejects_key(namespace, name, version),
@@ -324,9 +341,21 @@ def _publish(
         namespace,
         name,
         version[:12],
-        len(cleaned.accepted),
+        shards.rows,
     )
     return record
+
+
+#: Shards up to this size are uploaded from memory (every Store has put_blob), larger
+#: ones streamed from their file.
+_IN_MEMORY_UPLOAD = 64 * 1024 * 1024
+
+
+def _put_file(store: Store, path: Path) -> None:
+    if path.stat().st_size <= _IN_MEMORY_UPLOAD:
+        store.put_blob(path.read_bytes())
+    else:
+        store.put_blob_file(path)
 
 
 def _republished(
@@ -353,18 +382,18 @@ def _record(
     spec: DatasetSpec,
     schema: DatasetSchema,
     cleaned: CleanResult,
-    split_counts: dict[str, int],
+    shards: Shards,
     version: str,
     now: datetime,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": version,
         "created": format_time(now),
-        "sampleCount": len(cleaned.accepted),
+        "sampleCount": shards.rows,
         "rejectedCount": cleaned.invalid_count,
         "rejectedByReason": cleaned.rejected_by_reason,
-        "classBalance": class_balance(cleaned.accepted, schema.label),
-        "splits": split_counts,
+        "classBalance": shards.class_balance if schema.label else {},
+        "splits": shards.split_counts,
         "manifestUri": layout.s3_uri(store.bucket, layout.manifest_key(namespace, name, version)),
         "profileUri": layout.s3_uri(store.bucket, layout.profile_key(namespace, name, version)),
         # Governance travels with every version, so a copy of the data keeps its rules.

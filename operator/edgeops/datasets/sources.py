@@ -125,6 +125,21 @@ class SourceBatch:
     #: The server answered 304: ``fingerprint`` is the remembered content hash and there
     #: are no rows to read (list again without validators to download them).
     not_modified: bool = False
+    #: The object's bytes and how to read them, for a collection that tries the
+    #: vectorised reader first (:mod:`edgeops.datasets.fastpath`); None for built-in
+    #: datasets and objects rejected unread.
+    raw: RawObject | None = None
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """A source object as bytes: ``fetch`` downloads it, ``read`` gives its rows through
+    the row readers (what ``SourceBatch.rows`` does), ``fmt``/``encoding`` as declared."""
+
+    fetch: Callable[[], bytes]
+    read: Callable[[bytes], Iterator[Row | Rejected]]
+    fmt: DataFormat
+    encoding: str | None
 
 
 def http_key(url: str) -> str:
@@ -468,7 +483,12 @@ def _batches(
         # inbox sources at admission; older objects may hold one) never applies to them.
         encoding = None if source.inbox is not None else source.encoding
         yield SourceBatch(
-            name, fingerprint, _reader(fetch, fmt, name, features, label, encoding, used)
+            name,
+            fingerprint,
+            _reader(fetch, fmt, name, features, label, encoding, used),
+            raw=RawObject(
+                fetch, _parser(fmt, name, features, label, encoding, used), fmt, encoding
+            ),
         )
 
 
@@ -527,6 +547,12 @@ def _http_batch(
         digest,
         _reader(lambda: body, spec.format, shown, features, label, encoding, used),
         validators,
+        raw=RawObject(
+            lambda: body,
+            _parser(spec.format, shown, features, label, encoding, used),
+            spec.format,
+            encoding,
+        ),
     )
 
 
@@ -549,3 +575,15 @@ def _reader(
     """Reads ``fetch()`` when called; ``used``: the columns the schema uses (see
     :func:`read_rows`)."""
     return lambda: read_rows(fetch(), fmt, name, features, label, encoding=encoding, used=used)
+
+
+def _parser(
+    fmt: DataFormat,
+    name: str,
+    features: list[str],
+    label: str | None,
+    encoding: str | None = None,
+    used: list[str] | None = None,
+) -> Callable[[bytes], Iterator[Row | Rejected]]:
+    """:func:`read_rows` of given bytes, with this object's arguments."""
+    return lambda data: read_rows(data, fmt, name, features, label, encoding=encoding, used=used)

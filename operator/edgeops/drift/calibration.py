@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 #: Chunk sizes tried (rows); a size is used when the reference has MIN_CHUNKS chunks of it.
 CHUNK_SIZES: tuple[int, ...] = (
@@ -124,9 +124,10 @@ def calibrate(bin_index: ArrayLike, bins: int) -> Calibration:
         chunks = total // m
         if chunks < MIN_CHUNKS:
             break
-        per_chunk = np.zeros((chunks, bins))
+        # Counts per (chunk, bin): one bincount (np.add.at is ~10x slower at 1 M rows).
         rows = np.repeat(np.arange(chunks), m)
-        np.add.at(per_chunk, (rows, index[: chunks * m]), 1.0)
+        flat = np.bincount(rows * bins + index[: chunks * m], minlength=chunks * bins)
+        per_chunk = flat.reshape(chunks, bins).astype(float)
         expected = m * shares
         chi2 = (((per_chunk[:, active] - expected) ** 2) / expected).sum(axis=1)
         iid = dof * (total - m) / (total - 1)
@@ -140,7 +141,19 @@ def numeric_bin_index(values: Sequence[float | None], edges: Sequence[float]) ->
     """Bin of each value over inner ``edges`` (left-closed, as
     :func:`edgeops.drift.histograms.bin_counts`); ``None`` and non-finite values get the
     missing bin ``len(edges) + 1``."""
-    raw = np.asarray([math.nan if v is None else float(v) for v in values], dtype=float)
+    return [int(i) for i in numeric_bin_array(values, edges)]
+
+
+def numeric_bin_array(
+    values: Sequence[float | None] | NDArray[np.float64], edges: Sequence[float]
+) -> NDArray[np.int64]:
+    """:func:`numeric_bin_index` as an int64 array; a float ndarray (NaN for missing) is
+    binned without a Python object per value."""
+    if isinstance(values, np.ndarray):
+        raw = np.asarray(values, dtype=float).ravel()
+    else:
+        raw = np.asarray([math.nan if v is None else float(v) for v in values], dtype=float)
     index = np.searchsorted(np.asarray(edges, dtype=float), raw, side="right")
     index[~np.isfinite(raw)] = len(edges) + 1
-    return [int(i) for i in index]
+    result: NDArray[np.int64] = index.astype(np.int64)
+    return result

@@ -227,16 +227,23 @@ def numeric_histogram(
     bins: int = DEFAULT_BINS,
     edges: Sequence[float] | None = None,
 ) -> NumericHistogram:
-    """Histogram of ``values`` (``None`` and non-finite values count as missing).
+    """Histogram of ``values`` (``None`` and non-finite values count as missing; a float
+    ndarray is taken as it is, NaN for missing, without a Python list per value).
 
     Without ``edges`` (a reference): edges from :func:`reference_edges`, with ``centers``
     and ``binning`` recorded. With ``edges`` (live data over a reference's bins): those
     edges, no centers.
     """
-    raw = [v for v in values]
-    present = np.asarray([v for v in raw if v is not None], dtype=float)
+    if isinstance(values, np.ndarray):
+        # A column (a streamed collection's feature): missing values are NaN already.
+        present = np.asarray(values, dtype=float).ravel()
+        total = int(present.size)
+    else:
+        raw = [v for v in values]
+        present = np.asarray([v for v in raw if v is not None], dtype=float)
+        total = len(raw)
     finite = present[np.isfinite(present)]
-    missing = len(raw) - int(finite.size)
+    missing = total - int(finite.size)
     reference = edges is None
     fixed = reference_edges(finite, bins) if edges is None else list(edges)
     centers = bin_centers(finite, fixed) if reference else None
