@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,7 +214,6 @@ def test_every_source_type_gives_a_stable_content_version(
 
 def test_inbox_collection_and_malformed_files(cluster: Cluster, s3: Minio) -> None:
     ns = cluster.namespace("ds-inbox")
-    interval = 3.0
     _put(s3, f"inbox/{ns}/fleet/batch-0.csv", _csv(ROWS[:20]))
     _apply(
         cluster,
@@ -224,11 +222,13 @@ def test_inbox_collection_and_malformed_files(cluster: Cluster, s3: Minio) -> No
         {"schema": SCHEMA, "sources": [{"inbox": {}}], "collection": {"schedule": "3s"}},
     )
     first = _version(cluster, ns, "fleet")
-    dropped = time.monotonic()
+    started = _status(cluster, ns, "fleet")["collection"]["number"]
     _put(s3, f"inbox/{ns}/fleet/batch-1.csv", _csv(ROWS[20:]))
     second = _version(cluster, ns, "fleet", other_than=first)
-    # One interval plus one controller tick (2 s) and the ingestion itself.
-    assert time.monotonic() - dropped < interval + 2 + 3
+    # Picked up by the next scheduled collection (or the one after, when one was already
+    # reading the inbox as the object landed), not left for later: counted in collections,
+    # not seconds, so a loaded machine's slow pod starts do not matter.
+    assert _status(cluster, ns, "fleet")["collection"]["number"] - started <= 2
     assert _status(cluster, ns, "fleet")["versions"][-1]["sampleCount"] == 40
     # A malformed upload: rejected rows are counted by reason, the good version stays.
     bad = HEADER + "".join(f"{100 + i},not-a-number,1,walk,a\n" for i in range(6)) + "1,2\n"
