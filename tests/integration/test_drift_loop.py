@@ -109,14 +109,14 @@ MODEL_SPEC = {
             "datasetRef": {"name": DATASET},
             "confidenceBelow": 0,
             "misclassified": False,
-            "randomShare": 0.15,
+            "randomShare": 0.1,
             "maxRowsPerHour": 5000,
         },
         "promotion": {
             "mode": "Auto",
             "rolloutTemplate": {
                 "selector": {"matchLabels": {"edgeops.dev/model": MODEL}},
-                "steps": [{"percent": 50, "pause": {"duration": "5s"}}, {"percent": 100}],
+                "steps": [{"percent": 50, "pause": {"duration": "2s"}}, {"percent": 100}],
             },
         },
     },
@@ -267,6 +267,28 @@ def test_drift_on_the_fleet_retrains_on_field_data_and_the_rollout_clears_it(
             e["message"] for e in cluster.events(ns, MODEL) if e["reason"] == "RetrainTriggered"
         ]
         assert any(run["metadata"]["name"] in m and "Drift" in m for m in trigger_events)
+
+        # --- the run says what it learnt from: status.fieldData and its Succeeded Event.
+        name = run["metadata"]["name"]
+        finished = wait_for(
+            lambda: (
+                (r := cluster.get("trainingrun", name, "-n", ns)).get("status", {}).get("phase")
+                == "Succeeded"
+                and r
+            ),
+            420,
+            "the drift run Succeeded",
+            interval=2,
+        )
+        trained = time.monotonic() - injected
+        used = finished["status"]["fieldData"]
+        assert used["baselineVersion"] == field_data["baselineVersion"]
+        assert used["driftSince"] == field_data["driftSince"]
+        assert used["fieldRows"] >= 100 and used["referenceFrom"] == "field"
+        assert used["referenceRows"] == used["fieldRows"] and 0.5 <= used["weight"] <= 1
+        done = [e["message"] for e in cluster.events(ns, name) if e["reason"] == "Evaluated"]
+        assert any(f"{used['fieldRows']} field rows since" in m for m in done), done
+        print(f"drift run Succeeded {trained:.0f} s after the injection: {used}")
 
         # --- v2 passes its gates, becomes current and its Auto rollout Succeeds.
         wait_for(lambda: _succeeded_rollout(cluster, ns, 2), 420, "v2's rollout", interval=3)
