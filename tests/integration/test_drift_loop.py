@@ -51,7 +51,7 @@ FEATURES = [
 ]
 
 #: The lab recordings and the field: one Dataset with the built-in BasicMotions source and
-#: the inbox the gateway writes device samples to; every new inbox object is collected.
+#: the inbox the gateway writes device samples to, collected every 15 s.
 DATASET_SPEC = {
     "apiVersion": "edgeops.dev/v1alpha1",
     "kind": "Dataset",
@@ -64,7 +64,10 @@ DATASET_SPEC = {
             "label": "activity",
         },
         "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
-        "collection": {"onNewObjects": True},
+        # Every 15 s rather than on every new inbox object: a collection is a Job whose
+        # pod starts a Python process; on each object they ran back to back (40-odd Jobs
+        # per run) and took a core from the training and evaluation pods on the path.
+        "collection": {"schedule": "15s"},
         "governance": {"classification": "internal", "retentionDays": 30},
     },
 }
@@ -93,12 +96,16 @@ MODEL_SPEC = {
             "onCodeChange": False,
             "cooldown": "1s",
             # Short window and interval keep the loop in minutes; Prometheus scrapes every 5 s.
+            # A run for drift waits for data published a window after driftSince, so the
+            # window is on the path twice: 20 s still holds 800+ samples (minSamples 300),
+            # and the calibrated thresholds hardly move with n (the 80-row reference
+            # dominates: 0.92 at n 1221, 0.90 at n 2024).
             # minEffect stays at its default (0.1): v2 learns mostly from the field rows
             # collected since driftSince and its reference profile is built from them
             # (TrainingRun spec.fieldData), so the fleet reads no residual drift against it.
             "onDrift": {
                 "enabled": True,
-                "window": "30s",
+                "window": "20s",
                 "interval": "5s",
                 "minSamples": 300,
             },
@@ -116,7 +123,7 @@ MODEL_SPEC = {
             "mode": "Auto",
             "rolloutTemplate": {
                 "selector": {"matchLabels": {"edgeops.dev/model": MODEL}},
-                "steps": [{"percent": 50, "pause": {"duration": "5s"}}, {"percent": 100}],
+                "steps": [{"percent": 50, "pause": {"duration": "2s"}}, {"percent": 100}],
             },
         },
     },
@@ -267,6 +274,28 @@ def test_drift_on_the_fleet_retrains_on_field_data_and_the_rollout_clears_it(
             e["message"] for e in cluster.events(ns, MODEL) if e["reason"] == "RetrainTriggered"
         ]
         assert any(run["metadata"]["name"] in m and "Drift" in m for m in trigger_events)
+
+        # --- the run says what it learnt from: status.fieldData and its Succeeded Event.
+        name = run["metadata"]["name"]
+        finished = wait_for(
+            lambda: (
+                (r := cluster.get("trainingrun", name, "-n", ns)).get("status", {}).get("phase")
+                == "Succeeded"
+                and r
+            ),
+            420,
+            "the drift run Succeeded",
+            interval=2,
+        )
+        trained = time.monotonic() - injected
+        used = finished["status"]["fieldData"]
+        assert used["baselineVersion"] == field_data["baselineVersion"]
+        assert used["driftSince"] == field_data["driftSince"]
+        assert used["fieldRows"] >= 100 and used["referenceFrom"] == "field"
+        assert used["referenceRows"] == used["fieldRows"] and 0.5 <= used["weight"] <= 1
+        done = [e["message"] for e in cluster.events(ns, name) if e["reason"] == "Evaluated"]
+        assert any(f"{used['fieldRows']} field rows since" in m for m in done), done
+        print(f"drift run Succeeded {trained:.0f} s after the injection: {used}")
 
         # --- v2 passes its gates, becomes current and its Auto rollout Succeeds.
         wait_for(lambda: _succeeded_rollout(cluster, ns, 2), 420, "v2's rollout", interval=3)

@@ -13,7 +13,8 @@ import pytest
 from edgeops.api.edgemodel import DriftSummary
 from edgeops.api.trainingrun import TrainingRunSpec
 from edgeops.policy import retrain
-from edgeops.policy.training import trainer_config
+from edgeops.policy.training import field_data_message, field_data_used, trainer_config
+from edgeops.training import evaluate
 from edgeops.training.data import load_selected
 from edgeops.training.selection import repeats, select
 from tests.unit.test_datasets_ingest import NAME, NS, ROWS, MemoryStore, _collect, _drop
@@ -163,3 +164,64 @@ def test_the_trainer_tells_field_rows_apart_in_versions_ingestion_published() ->
     _, own, said = load_selected(store, NS, NAME, version, [], missing)
     assert said == {"referenceFrom": "all", "baselineMissing": True}
     assert json.loads(own)["rows"] == 100
+
+
+def _drift_spec() -> TrainingRunSpec:
+    return TrainingRunSpec.model_validate(
+        {
+            "datasetRef": {"name": "d", "version": "c" * 64},
+            "exports": ["onnx"],
+            "reason": "Drift",
+            "fieldData": {"baselineVersion": "b" * 64, "driftSince": "2026-11-30T10:00:00Z"},
+        }
+    )
+
+
+def test_the_runs_status_and_event_say_what_field_data_it_learnt_from() -> None:
+    """The trainer's summary (results.json), as the evaluator carries it over, becomes
+    status.fieldData with the spec's baseline and a sentence for the Succeeded Event."""
+    summary = select(
+        {"train": _rows("lab", 40) + _rows("new", 20, "b"), "test": _rows("t", 10)},
+        _rows("lab", 40) + _rows("t", 10),
+        min_reference_rows=15,
+        weight_share=0.5,
+        max_repeats=10,
+    ).summary()
+    # What the evaluator keeps of it: the known keys with their types only.
+    reported = evaluate._trainer_field_data({"fieldData": {**summary, "junk": "x" * 9000}})
+    assert reported == summary
+    used = field_data_used(_drift_spec(), {"trainerReported": {"fieldData": reported}})
+    assert used is not None
+    assert used.model_dump(by_alias=True, exclude_none=True, mode="json") == {
+        "baselineVersion": "b" * 64,
+        "driftSince": "2026-11-30T10:00:00Z",
+        "fieldRows": 20,
+        "trainFieldRows": 20,
+        "copies": 2,
+        "trainRows": 80,
+        "weight": 0.5,
+        "referenceFrom": "field",
+        "referenceRows": 20,
+        "baselineMissing": False,
+    }
+    assert field_data_message(used) == (
+        "drift since 2026-11-30T10:00:00Z: baseline dataset version bbbbbbbbbbbb; 20 field "
+        "rows since, 20 in train x2 copies = 50% of 80 training rows, reference profile "
+        "from 20 field rows"
+    )
+
+
+def test_a_missing_baseline_or_summary_is_said_and_a_plain_run_has_none() -> None:
+    gone = field_data_used(
+        _drift_spec(),
+        {"trainerReported": {"fieldData": {"referenceFrom": "all", "baselineMissing": True}}},
+    )
+    assert gone is not None and gone.baseline_missing and gone.field_rows is None
+    assert "was deleted, so the run trained on all rows" in field_data_message(gone)
+    silent = field_data_used(_drift_spec(), {"trainerReported": {}})
+    assert silent is not None and "reported no field-data summary" in field_data_message(silent)
+    plain = _drift_spec().model_copy(update={"field_data": None})
+    assert field_data_used(plain, {}) is None
+    # A trainer's nonsense never reaches the status.
+    assert evaluate._trainer_field_data({"fieldData": {"repeats": -3, "referenceFrom": "x"}}) == {}
+    assert evaluate._trainer_field_data({"fieldData": [1]}) is None

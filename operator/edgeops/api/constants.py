@@ -236,6 +236,9 @@ class Reason:
     DRIFT_DETECTED: Final = "DriftDetected"
     NO_DRIFT: Final = "NoDrift"
     INSUFFICIENT_DATA: Final = "InsufficientData"
+    #: the drift thresholds of the version's window size are still being simulated off the
+    #: reconcile path; the statistics so far are in the message.
+    CALIBRATING: Final = "Calibrating"
     #: the drift monitor got no answer (Prometheus unreachable, profile unreadable).
     DRIFT_MEASUREMENT_FAILED: Final = "DriftMeasurementFailed"
     #: onDrift was switched off: DataDrift, ConceptDrift and status.drift are removed.

@@ -210,6 +210,36 @@ class EvaluationRef(StatusModel):
     )
 
 
+class FieldDataUsed(StatusModel):
+    """What a run for drift learnt from (``spec.fieldData``), as its trainer reported it in
+    ``results.json`` and the evaluator carried over: so ``kubectl get trainingrun -o yaml``
+    shows why and how much the retrain leant on field data. The counts are the trainer's
+    own report (informative, never gated)."""
+
+    baseline_version: Sha256 = Field(description="spec.fieldData.baselineVersion.")
+    drift_since: Timestamp | None = Field(None, description="spec.fieldData.driftSince.")
+    field_rows: int | None = Field(
+        None, ge=0, description="Rows of the run's dataset version the baseline lacks."
+    )
+    train_field_rows: int | None = Field(None, ge=0, description="Field rows in the train split.")
+    copies: int | None = Field(
+        None, ge=1, description="Copies of each field train row in the training set."
+    )
+    train_rows: int | None = Field(None, ge=0, description="Training rows, copies included.")
+    weight: float | None = Field(
+        None, ge=0, le=1, description="Share of the training rows that are field rows."
+    )
+    reference_from: Literal["field", "all"] | None = Field(
+        None, description="Rows the reference profile was built from (field: the drifted world)."
+    )
+    reference_rows: int | None = Field(None, ge=0, description="Rows of the reference profile.")
+    baseline_missing: bool = Field(
+        False,
+        description="The baseline version was deleted (retention): the run trained on all "
+        "rows as without fieldData.",
+    )
+
+
 class TrainingRunStatus(StatusBase):
     """Observed state of a TrainingRun."""
 
@@ -230,3 +260,8 @@ class TrainingRunStatus(StatusBase):
     )
     start_time: Timestamp | None = Field(None, description="When the Job started.")
     completion_time: Timestamp | None = Field(None, description="When the Job finished.")
+    field_data: FieldDataUsed | None = Field(
+        None,
+        description="For a run with spec.fieldData, once Succeeded: the field rows it "
+        "learnt from and their weight.",
+    )

@@ -9,6 +9,12 @@ SHA-256), runs two PromQL queries (bins per feature, feedback per outcome; see
 :func:`edgeops.metrics.prometheus.fleet_counts`) and hands everything to
 :func:`edgeops.policy.drift.measure`. The caller writes the summary and conditions and
 requeues at the next due time.
+
+The calibrated thresholds' simulations never run here: they come from the shared
+:class:`~edgeops.controllers.drift_calibration.Calibrator` (a background thread). A
+measurement whose simulations are not ready is ``Calibrating`` (DataDrift says so with the
+statistics so far, ``status.drift`` is kept) and is retried when they should be done; every
+measurement pre-warms the window sizes next to the ones it used.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, Final
 from edgeops.api.conditions import Verdict
 from edgeops.api.constants import ConditionType, Reason
 from edgeops.api.edgemodel import DriftSummary, DriftTrigger, ModelVersion
+from edgeops.controllers.drift_calibration import Calibrator, shared
 from edgeops.controllers.storage import artifact_store
 from edgeops.metrics.prometheus import Prometheus, fleet_counts
 from edgeops.policy import drift
@@ -32,6 +39,8 @@ from edgeops.store import StoreError
 PROFILE_FORMAT: Final = "reference-profile"
 #: Profiles kept in memory (a few kB each; one per version being measured).
 PROFILE_CACHE_SIZE: Final = 64
+#: Bounds (seconds) of the retry of a Calibrating measurement.
+CALIBRATING_RETRY: Final = (1.0, 30.0)
 
 _profiles: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _lock = threading.Lock()
@@ -82,9 +91,11 @@ def monitor(
     previous: DriftSummary | None,
     now: datetime,
     prometheus: Prometheus | None = None,
+    calibrator: Calibrator | None = None,
 ) -> Outcome:
     """One drift-monitor step for a model (see the module docstring). ``version``: the
-    registry entry of the version the fleet runs (None: no version yet)."""
+    registry entry of the version the fleet runs (None: no version yet); ``calibrator``:
+    default the process's shared one."""
     if not trigger.enabled:
         return Outcome(None, {}, [], None)
     if version is None:
@@ -113,8 +124,15 @@ def monitor(
             client, namespace, model, version.number, drift.window_seconds(trigger), now
         )
     accuracy = version.metrics.overall.get("accuracy") if version.metrics else None
+    calibrations = calibrator or shared()
     result = drift.measure(
-        trigger, version.number, profile, counts, accuracy, previous, now, profile_error=problem
-    )
+        trigger, version.number, profile, counts, accuracy, previous, now,
+        profile_error=problem, nulls=calibrations.lookup,
+    )  # fmt: skip
+    calibrations.prewarm_around(result.null_keys)
+    if result.calibrating:
+        low, high = CALIBRATING_RETRY
+        wait = min(high, max(low, calibrations.eta_seconds()))
+        return Outcome(None, result.conditions, [], wait)
     interval = drift.seconds_until_due(trigger, result.summary, version.number, now)
     return Outcome(result.summary, result.conditions, result.events, interval)

@@ -444,6 +444,10 @@ def track(
             update["artifacts"] = evaluation["artifacts"]
             update["evaluation"] = evaluation["reference"]
             message = _evaluated_message(current, evaluation)
+            used = policy.field_data_used(parsed, evaluation)
+            if used is not None:
+                update["fieldData"] = used.model_dump(by_alias=True, exclude_none=True, mode="json")
+                message += f"; {policy.field_data_message(used)}"
     elif state.phase == "Failed" and state.reason != Reason.EVALUATION_FAILED:
         failure = _read_failure(body)
         if failure:

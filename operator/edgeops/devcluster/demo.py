@@ -57,7 +57,6 @@ DEMO_PACE: Final[dict[str, Any]] = {
                 "window": "30s",
                 "interval": "5s",
                 "minSamples": 300,
-                "minEffect": 0.5,
             },
         },
         # A plain random share: the field data then mirrors the fleet (drifted devices and
@@ -502,6 +501,17 @@ def _loop(
             "profile and at least half of the training rows"
         )
     _wait(story, fleet, deadline, "v2's rollout", lambda: _rollout_done(story, 2))
+    used = (story.get("TrainingRun", run["metadata"]["name"]).get("status") or {}).get(
+        "fieldData"
+    ) or {}
+    if used.get("fieldRows") is not None:
+        story.say(
+            f"  {run['metadata']['name']} learnt from {used['fieldRows']} field rows "
+            f"({used.get('trainFieldRows')} in train x{used.get('copies')} = "
+            f"{100 * float(used.get('weight') or 0):.0f} % of {used.get('trainRows')} training "
+            f"rows); reference profile from {used.get('referenceRows')} "
+            f"{used.get('referenceFrom')} rows (TrainingRun status.fieldData)"
+        )
     _wait(story, fleet, deadline, "every device on v2", lambda: fleet.all_on(2))
     story.say(
         f"fleet  {fleet.line()}: the whole fleet runs v2, {time.monotonic() - injected:.0f}s "

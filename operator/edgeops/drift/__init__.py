@@ -13,12 +13,16 @@ from __future__ import annotations
 from .assess import (
     FeatureVerdict,
     FleetVerdict,
+    NullKey,
+    NullSource,
     ReferenceFeature,
     Verdict,
     assess,
     assess_features,
     combine,
+    grid_neighbours,
     live_from_wire,
+    simulate_null,
 )
 from .calibration import Calibration, calibrate
 from .distances import jensen_shannon, ks_statistic, psi, wasserstein
@@ -37,6 +41,8 @@ __all__ = [
     "CategoricalHistogram",
     "FeatureVerdict",
     "FleetVerdict",
+    "NullKey",
+    "NullSource",
     "NumericHistogram",
     "ReferenceFeature",
     "Verdict",
@@ -46,6 +52,7 @@ __all__ = [
     "categorical_entry",
     "categorical_histogram",
     "combine",
+    "grid_neighbours",
     "jensen_shannon",
     "ks_statistic",
     "live_from_wire",
@@ -54,5 +61,6 @@ __all__ = [
     "psi",
     "quantile_edges",
     "reference_edges",
+    "simulate_null",
     "wasserstein",
 ]

@@ -36,12 +36,21 @@ Live counts come exactly as the gateway exports them
 label to a count, numeric bins ``"0"`` .. ``str(len(edges))``, categories (others folded
 into ``"other"``) and ``"missing"``; bins without a series count 0. :func:`live_from_wire`
 turns a :class:`~edgeops.api.wire.FeatureCounts`' fields into that form.
+
+**Where the no-drift distributions come from.** Simulating one (step 2) costs tens of
+milliseconds per feature, far more than the statistics. By default :func:`assess` simulates
+it in the caller and keeps it in a process-wide LRU cache. A caller that must not block
+(the operator's reconcile) passes ``nulls=``: a lookup that answers from its own cache or
+returns ``None`` after scheduling the simulation elsewhere; the feature is then
+``Inconclusive`` with reason ``Calibrating`` (statistic and samples filled in) and its
+``null_key`` names what is being simulated. :func:`grid_neighbours` gives the keys of
+nearby window sizes, for pre-warming.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Final, Literal
@@ -62,6 +71,32 @@ MAX_CATEGORIES = 63
 MIN_EFFECT: Mapping[str, float] = {"psi": 0.1, "js": 0.1, "ks": 0.1, "wasserstein": 0.1}
 DEFAULT_RESAMPLES = 10_000
 MAX_RESAMPLES = 200_000
+
+
+@dataclass(frozen=True)
+class NullKey:
+    """What determines one simulated no-drift distribution (see :func:`simulate_null`):
+    the statistic, the reference counts (numeric bins, plus missing for PSI/JS), bin
+    positions (Wasserstein only), the live window's effective size on the grid
+    (:func:`_on_grid`), the reference's effective size, the number of resamples and the
+    seed. Hashable, so caches key on it."""
+
+    method: Method
+    ref_counts: tuple[float, ...]
+    positions: tuple[float, ...] | None
+    n_live: int
+    n_reference: int
+    resamples: int
+    seed: int
+
+    def with_live(self, n_live: int) -> NullKey:
+        """The same distribution for a window of ``n_live`` effective samples."""
+        return replace(self, n_live=n_live)
+
+
+#: A caller's source of no-drift distributions: the array for a key, or None when it is not
+#: ready (the caller has scheduled its simulation); see the module docstring.
+NullSource = Callable[[NullKey], "NDArray[np.float64] | None"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +172,9 @@ class FeatureVerdict:
     reference standard deviations); ``threshold``: what it was compared with (calibrated
     quantile, or the user's fixed threshold); ``p_value``: bootstrap p-value under the
     calibrated null; ``samples``: live count including missing; ``effective_samples``:
-    ``n / design_effect``; ``reason``: why, in words with the numbers.
+    ``n / design_effect``; ``reason``: why, in words with the numbers; ``null_key``: the
+    no-drift distribution the verdict used (or awaits); ``pending``: it was not available
+    from the caller's ``nulls`` lookup, so the verdict is Inconclusive (``Calibrating``).
     """
 
     feature: str
@@ -153,6 +190,8 @@ class FeatureVerdict:
     effective_samples: float | None = None
     design_effect: float | None = None
     calibrated: bool = True
+    null_key: NullKey | None = None
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,6 +237,7 @@ def assess(
     threshold: float | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    nulls: NullSource | None = None,
 ) -> FeatureVerdict:
     """Verdict for one feature (rule in the module docstring).
 
@@ -207,7 +247,10 @@ def assess(
     passes ``alpha / m``); ``min_effect``: default ``MIN_EFFECT[method]``; ``threshold``:
     a fixed user threshold instead of the calibrated one; ``resamples``: bootstrap size B
     (p-values resolve down to ``1 / (B + 1)``); ``seed``: the bootstrap is deterministic
-    for a given seed, n and reference. Raises ``ValueError`` only for bad arguments
+    for a given seed, n and reference; ``nulls``: where the no-drift distribution comes
+    from (default: simulated here, cached in this process); when it returns None the
+    verdict is Inconclusive ``Calibrating`` with ``pending`` set. Raises ``ValueError`` only
+    for bad arguments
     (``alpha`` outside (0, 1), ``resamples < 1``, an unreadable profile entry); bad live
     data is ``Inconclusive``.
     """
@@ -259,20 +302,27 @@ def assess(
     deff = ref.calibration.design_effect(n)
     n_eff = _on_grid(max(1, round(n / deff)))
     ref_eff = max(1, round(ref_counts.sum() / ref.calibration.max_design_effect))
-    null = _null(
-        method, tuple(ref_counts), ref.positions if method == "wasserstein" else None,
-        n_eff, ref_eff, resamples, seed,
-    ) / scale  # fmt: skip
+    key = NullKey(
+        method, tuple(float(c) for c in ref_counts),
+        ref.positions if method == "wasserstein" else None, n_eff, ref_eff, resamples, seed,
+    )  # fmt: skip
+    base = replace(
+        base, statistic=observed, effective_samples=n / deff, design_effect=deff, null_key=key
+    )
+    simulated = _null(*_fields(key)) if nulls is None else nulls(key)
+    if simulated is None:
+        return replace(
+            base,
+            pending=True,
+            reason=f"Calibrating: {method} {observed:.4g}, n {samples}, deff {deff:.2f}; its "
+            f"no-drift distribution at effective n {n_eff} ({resamples} resamples) is being "
+            "simulated",
+        )
+    null = simulated / scale
     exceed = int(np.count_nonzero(null >= observed * (1 - 1e-12)))
     p_value = (1 + exceed) / (resamples + 1)
     calibrated_threshold = _threshold(null, alpha)
-    base = replace(
-        base,
-        statistic=observed,
-        p_value=p_value,
-        effective_samples=n / deff,
-        design_effect=deff,
-    )
+    base = replace(base, p_value=p_value)
     numbers = f"{method} {observed:.4g}, n {samples}, deff {deff:.2f}"
     if threshold is not None:
         verdict: Verdict = "Drift" if observed > threshold else "NoDrift"
@@ -316,12 +366,13 @@ def assess_features(
     thresholds: Mapping[str, float] | None = None,
     resamples: int | None = None,
     seed: int = 0,
+    nulls: NullSource | None = None,
 ) -> FleetVerdict:
     """Every feature of a profile (``reference``: name -> entry, e.g. ``profile["features"]``)
     against its live counts (a feature with no live counts is Inconclusive), each at level
     ``alpha / m``, then :func:`combine`. ``thresholds``: fixed user thresholds by feature.
     ``resamples`` defaults to enough for the level: ``max(10000, 20 m / alpha)``, at most
-    ``MAX_RESAMPLES``."""
+    ``MAX_RESAMPLES``; ``nulls``: as for :func:`assess`."""
     m = max(1, len(reference))
     level = alpha / m
     b = resamples or min(MAX_RESAMPLES, max(DEFAULT_RESAMPLES, math.ceil(20 * m / alpha)))
@@ -337,6 +388,7 @@ def assess_features(
             threshold=(thresholds or {}).get(name),
             resamples=b,
             seed=seed,
+            nulls=nulls,
         )
         for name, entry in reference.items()
     ]
@@ -373,6 +425,14 @@ def combine(verdicts: Sequence[FeatureVerdict], alpha: float = 0.05) -> FleetVer
         reason = (
             f"{len(drifted)} of {m} features drifted (Bonferroni level {level:.2g}); "
             f"worst {worst.feature}: {worst.reason}"
+        )
+    elif unclear and all(v.pending for v in unclear):
+        verdict = "Inconclusive"
+        top = max(unclear, key=lambda v: v.statistic or 0.0)
+        reason = (
+            f"Calibrating: the no-drift distributions of {len(unclear)} of {m} features are "
+            f"being simulated; largest statistic so far {top.feature} {top.method} "
+            f"{top.statistic or 0.0:.4g} (n {top.samples})"
         )
     elif unclear or not final:
         verdict = "Inconclusive"
@@ -428,6 +488,50 @@ def _on_grid(n: int) -> int:
     return round(2 ** (round(math.log2(n) * GRID_STEPS_PER_OCTAVE) / GRID_STEPS_PER_OCTAVE))
 
 
+def grid_neighbours(n: int, steps: int) -> list[int]:
+    """The grid points (:func:`_on_grid`) within ``steps`` of ``n``'s, nearest first
+    (``n``'s own first): the effective window sizes a fleet whose traffic drifts by a few
+    percent measures next, so pre-warming them keeps steady-state measurements off the
+    simulation. Below 256 the grid is the integers."""
+    if steps < 0:
+        raise ValueError("steps must be >= 0")
+    center = _on_grid(n)
+    if center <= 256:
+        points = [center + d for k in range(steps + 1) for d in ((k, -k) if k else (0,))]
+    else:
+        index = round(math.log2(center) * GRID_STEPS_PER_OCTAVE)
+        points = [
+            _on_grid(round(2 ** ((index + d) / GRID_STEPS_PER_OCTAVE)))
+            for k in range(steps + 1)
+            for d in ((k, -k) if k else (0,))
+        ]
+    return list(dict.fromkeys(p for p in points if p >= 1))
+
+
+def simulate_null(key: NullKey) -> NDArray[np.float64]:
+    """Bootstrap null of ``key.method`` (shape (resamples,), read-only): reference and live
+    histograms of ``n_reference`` and ``n_live`` drawn from the reference shares smoothed
+    by the Krichevsky-Trofimov add-1/2 rule, so that bins the reference left empty (beyond
+    its range) keep the small chance a new sample has of landing there. Deterministic for a
+    key; costs about ``resamples x bins`` multinomial draws (tens of ms at 10,000)."""
+    counts = np.asarray(key.ref_counts, dtype=float)
+    shares = (counts + 0.5) / (counts.sum() + 0.5 * counts.size)
+    rng = np.random.default_rng([key.seed, key.n_live, key.n_reference, counts.size])
+    ref = rng.multinomial(key.n_reference, shares, size=key.resamples) / key.n_reference
+    cur = rng.multinomial(key.n_live, shares, size=key.resamples) / key.n_live
+    positions = None if key.positions is None else np.asarray(key.positions)
+    out: NDArray[np.float64] = statistic(key.method, ref, cur, positions=positions)
+    out.setflags(write=False)
+    return out
+
+
+def _fields(key: NullKey) -> tuple[Any, ...]:
+    return (
+        key.method, key.ref_counts, key.positions, key.n_live, key.n_reference,
+        key.resamples, key.seed,
+    )  # fmt: skip
+
+
 @lru_cache(maxsize=512)
 def _null(
     method: Method,
@@ -438,20 +542,10 @@ def _null(
     resamples: int,
     seed: int,
 ) -> NDArray[np.float64]:
-    """Bootstrap null of ``method`` (shape (resamples,)): reference and live histograms of
-    ``n_reference`` and ``n_live`` drawn from the reference shares smoothed by the
-    Krichevsky-Trofimov add-1/2 rule, so that bins the reference left empty (beyond its
-    range) keep the small chance a new sample has of landing there."""
-    counts = np.asarray(ref_counts, dtype=float)
-    shares = (counts + 0.5) / (counts.sum() + 0.5 * counts.size)
-    rng = np.random.default_rng([seed, n_live, n_reference, counts.size])
-    ref = rng.multinomial(n_reference, shares, size=resamples) / n_reference
-    cur = rng.multinomial(n_live, shares, size=resamples) / n_live
-    out: NDArray[np.float64] = statistic(
-        method, ref, cur, positions=None if positions is None else np.asarray(positions)
-    )
-    out.setflags(write=False)
-    return out
+    """:func:`simulate_null`, cached in this process (the default source of
+    :func:`assess`)."""
+    key = NullKey(method, ref_counts, positions, n_live, n_reference, resamples, seed)
+    return simulate_null(key)
 
 
 def _positive(value: object) -> float | None:

@@ -12,6 +12,12 @@ accuracy; Drift when the drop exceeds ``accuracyDropThreshold`` *and* a one-side
 "accuracy >= test accuracy - accuracyDropThreshold" rejects at ``alpha`` (normal
 approximation to the binomial), so a handful of wrong answers cannot alarm.
 
+The no-drift distributions behind the calibrated thresholds come from ``nulls``
+(:data:`edgeops.drift.NullSource`); when some are not ready and nothing drifted yet, the
+measurement is ``calibrating``: DataDrift says ``Calibrating`` with the statistics so far
+(or a standing drift stays True), no Event, and the caller keeps the previous
+``status.drift`` and measures again once the simulation is done.
+
 Verdicts are Drift, NoDrift, Inconclusive (too few samples, nothing in the window, a NaN
 count) and Error (Prometheus unreachable, profile unreadable). Inconclusive and Error are
 neither drift nor no drift: they never start a run (:mod:`edgeops.policy.retrain` acts on
@@ -31,7 +37,7 @@ from edgeops.api.common import format_time
 from edgeops.api.conditions import Verdict
 from edgeops.api.constants import ConditionType, Reason
 from edgeops.api.edgemodel import DriftSummary, DriftTrigger, DriftVerdict, FeatureDrift
-from edgeops.drift import FleetVerdict, assess_features
+from edgeops.drift import FleetVerdict, NullKey, NullSource, assess_features
 
 from .cron import parse_duration
 
@@ -57,11 +63,15 @@ class FleetCounts:
 class Measurement:
     """One measurement's outcome: the new ``status.drift``, the two conditions
     (type -> (status, reason, message)) and the Events to emit for verdicts that changed
-    (``(warning, reason, message)``)."""
+    (``(warning, reason, message)``); ``null_keys``: the no-drift distributions it used or
+    awaits; ``calibrating``: how many features await theirs while nothing drifted (then
+    ``summary`` is not to be written: see the module docstring)."""
 
     summary: DriftSummary
     conditions: dict[str, Verdict]
     events: list[tuple[bool, str, str]]
+    null_keys: tuple[NullKey, ...] = ()
+    calibrating: int = 0
 
 
 def seconds_until_due(
@@ -93,16 +103,18 @@ def measure(
     now: datetime,
     *,
     profile_error: str | None = None,
+    nulls: NullSource | None = None,
 ) -> Measurement:
     """The measurement of ``version`` at ``now`` (rule in the module docstring).
 
     ``profile``: the version's reference profile document (None with ``profile_error``
     when it could not be read: Error); ``previous``: the last ``status.drift`` (its standing
-    drift carries over Inconclusive and Error for the same version). Never raises for bad
-    data: an unreadable profile entry is Error."""
+    drift carries over Inconclusive and Error for the same version); ``nulls``: where the
+    no-drift distributions come from (default: simulated in the caller). Never raises for
+    bad data: an unreadable profile entry is Error."""
     prior = previous if previous is not None and previous.version == version else None
     stamp = format_time(now)
-    data = _data(trigger, profile, counts, profile_error)
+    data = _data(trigger, profile, counts, profile_error, nulls)
     concept = _concept(trigger, counts, test_accuracy)
     drift_since = _since(data.verdict, prior.drift_since if prior else None, stamp)
     concept_since = _since(concept.verdict, prior.concept_drift_since if prior else None, stamp)
@@ -138,6 +150,16 @@ def measure(
             version, "concept", concept.verdict, concept.reason, concept_since, trigger.window
         ),
     }
+    keys = tuple(k for k in data.null_keys if k is not None)
+    if data.pending and data.verdict != "Drift":
+        standing = prior.drift_since if prior else None
+        return Measurement(
+            summary,
+            {ConditionType.DATA_DRIFT: _calibrating(version, data.reason, standing, trigger)},
+            [],
+            keys,
+            data.pending,
+        )
     events: list[tuple[bool, str, str]] = []
     for kind, new, old in (
         ("data", data.verdict, prior.verdict if prior else None),
@@ -148,7 +170,7 @@ def measure(
                 ConditionType.DATA_DRIFT if kind == "data" else ConditionType.CONCEPT_DRIFT
             ][2]
             events.append((new == "Drift", _REASONS[new], f"{message} (was {old or 'unmeasured'})"))
-    return Measurement(summary, conditions, events)
+    return Measurement(summary, conditions, events, keys)
 
 
 # --- data drift ---------------------------------------------------------------------------
@@ -160,6 +182,8 @@ class _Data:
     reason: str
     features: list[FeatureDrift] = field(default_factory=list)
     worst: str | None = None
+    null_keys: tuple[NullKey | None, ...] = ()
+    pending: int = 0
 
 
 def _data(
@@ -167,6 +191,7 @@ def _data(
     profile: Mapping[str, Any] | None,
     counts: FleetCounts,
     profile_error: str | None,
+    nulls: NullSource | None = None,
 ) -> _Data:
     if profile_error is not None or profile is None:
         return _Data("Error", f"ProfileUnavailable: {profile_error or 'no reference profile'}")
@@ -188,10 +213,18 @@ def _data(
             min_samples=trigger.min_samples,
             min_effect=trigger.min_effect,
             thresholds=thresholds,
+            nulls=nulls,
         )
     except (ValueError, KeyError, TypeError) as error:
         return _Data("Error", f"InvalidReferenceProfile: {type(error).__name__}: {error}")
-    return _Data(fleet.verdict, _data_reason(fleet), _features(fleet), fleet.worst)
+    return _Data(
+        fleet.verdict,
+        _data_reason(fleet),
+        _features(fleet),
+        fleet.worst,
+        tuple(v.null_key for v in fleet.features),
+        sum(v.pending for v in fleet.features),
+    )
 
 
 def _features(fleet: FleetVerdict) -> list[FeatureDrift]:
@@ -327,6 +360,19 @@ def _condition(
         )
     status_reason = _REASONS[verdict]
     return Verdict("Unknown", status_reason, f"{head}{verdict}: {reason}"[:_MAX_REASON])
+
+
+def _calibrating(version: int, reason: str, standing: str | None, trigger: DriftTrigger) -> Verdict:
+    """DataDrift while thresholds are being simulated: a standing drift stays True (the
+    simulation neither starts nor clears one), else Unknown ``Calibrating``."""
+    head = f"v{version}, window {trigger.window}: "
+    if standing is not None:
+        return Verdict(
+            "True",
+            Reason.DRIFT_DETECTED,
+            f"{head}data drift since {standing} stands; {reason}"[:_MAX_REASON],
+        )
+    return Verdict("Unknown", Reason.CALIBRATING, f"{head}{reason}"[:_MAX_REASON])
 
 
 def _finite(value: float | None) -> float | None:

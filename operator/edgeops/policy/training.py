@@ -16,7 +16,7 @@ from edgeops.api.constants import (
     Labels,
     Reason,
 )
-from edgeops.api.trainingrun import FINISHED_PHASES, TrainingRunSpec
+from edgeops.api.trainingrun import FINISHED_PHASES, FieldDataUsed, TrainingRunSpec
 from edgeops.canonical_json import sorted_json
 from edgeops.policy import credentials as credentials_policy
 
@@ -531,3 +531,55 @@ def _exit_codes(pods: list[dict[str, Any]]) -> str:
             if term:
                 codes.append(str(term.get("exitCode")))
     return ", ".join(codes)
+
+
+def field_data_used(spec: TrainingRunSpec, evaluation: dict[str, Any]) -> FieldDataUsed | None:
+    """``status.fieldData`` of a finished run for drift: ``spec.fieldData`` (baseline,
+    driftSince) with the trainer's summary the evaluator carried over
+    (``trainerReported.fieldData``: field rows per split, copies, reference rows). None for
+    a run without ``spec.fieldData``; only the spec's part when the summary is missing."""
+    if spec.field_data is None:
+        return None
+    reported = (evaluation.get("trainerReported") or {}).get("fieldData") or {}
+    found = reported.get("fieldRows")
+    rows: dict[str, int] = found if isinstance(found, dict) else {}
+    train_field = rows.get("train")
+    copies = reported.get("repeats")
+    train_rows = reported.get("trainRows")
+    weight = None
+    if isinstance(train_field, int) and isinstance(copies, int) and train_rows:
+        weight = min(1.0, round(train_field * copies / train_rows, 4))
+    return FieldDataUsed(
+        baseline_version=spec.field_data.baseline_version,
+        drift_since=spec.field_data.drift_since,
+        field_rows=sum(rows.values()) if rows else None,
+        train_field_rows=train_field,
+        copies=copies,
+        train_rows=train_rows,
+        weight=weight,
+        reference_from=reported.get("referenceFrom"),
+        reference_rows=reported.get("referenceRows"),
+        baseline_missing=bool(reported.get("baselineMissing", False)),
+    )
+
+
+def field_data_message(used: FieldDataUsed) -> str:
+    """One sentence for the run's Succeeded Event and condition: why and how much the run
+    learnt from field data."""
+    head = (
+        f"drift since {used.drift_since or '?'}: baseline dataset version "
+        f"{used.baseline_version[:12]}"
+    )
+    if used.baseline_missing:
+        return f"{head} was deleted, so the run trained on all rows without field weighting"
+    if used.field_rows is None:
+        return f"{head} (the trainer reported no field-data summary)"
+    text = f"{head}; {used.field_rows} field rows since"
+    if used.train_field_rows is not None and used.copies is not None and used.weight is not None:
+        text += (
+            f", {used.train_field_rows} in train x{used.copies} copies = "
+            f"{used.weight:.0%} of {used.train_rows} training rows"
+        )
+    if used.reference_from is not None:
+        text += f", reference profile from {used.reference_rows} {used.reference_from} rows"
+    return text

@@ -320,6 +320,43 @@ def _with_card(
     document["artifacts"].append(artifact_entry(store, ref, "model-card", "MODEL_CARD.md"))
 
 
+#: Keys of the trainer's ``fieldData`` summary carried over, and their types.
+_FIELD_DATA_KEYS: dict[str, type | tuple[type, ...]] = {
+    "repeats": int,
+    "referenceFrom": str,
+    "referenceRows": int,
+    "trainRows": int,
+    "baselineMissing": bool,
+}
+
+
+def _trainer_field_data(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The trainer's ``fieldData`` summary (a run for drift), reduced to its known keys
+    with the right types (``fieldRows``: split -> count), or None: a lineage note for the
+    run's status, never gated."""
+    reported = results.get("fieldData")
+    if not isinstance(reported, dict):
+        return None
+    kept: dict[str, Any] = {
+        k: v
+        for k, v in reported.items()
+        if k in _FIELD_DATA_KEYS
+        and isinstance(v, _FIELD_DATA_KEYS[k])
+        and (k == "baselineMissing" or not isinstance(v, bool))
+        and (not isinstance(v, int) or v >= 0)
+    }
+    if kept.get("referenceFrom") not in (None, "field", "all"):
+        kept.pop("referenceFrom")
+    rows = reported.get("fieldRows")
+    if isinstance(rows, dict):
+        kept["fieldRows"] = {
+            str(k)[:32]: v
+            for k, v in list(rows.items())[:8]
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        }
+    return kept
+
+
 def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
     """The whole evaluation (see the module docstring); returns the document written.
     ``config``: ``{"run": {namespace, name, uid}, "dataset": {namespace, name, version},
@@ -376,6 +413,9 @@ def run(store: ArtifactStore, config: Mapping[str, Any]) -> dict[str, Any]:
         "artifacts": artifacts,
         "trainerReported": {"overall": _trainer_claims(results), "trusted": False},
     }
+    field_data = _trainer_field_data(results)
+    if field_data is not None:
+        document["trainerReported"]["fieldData"] = field_data
     _with_card(store, document, dataset, results, data, blobs)
     shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items()) if k.endswith("accuracy"))
     print(f"evaluated with {reference} as reference: {shown}", flush=True)
