@@ -1050,7 +1050,7 @@ def rollout_status(
 
 
 def ended_refusal(status: dict[str, Any], command: str) -> str | None:
-    """Why ``command`` (pause, resume, approve) cannot act on a rollout with this status,
+    """Why ``command`` (pause, resume, approve, abort) cannot act on a rollout with this status,
     or None: a rollout that ended (Succeeded, Aborted, RolledBack) moves no device again,
     so the spec change would pass silently and change nothing (a retry is a new
     FleetRollout)."""
@@ -1110,7 +1110,8 @@ def rollout_approve(name: RolloutArg, namespace: RolloutNamespaceOpt = "default"
 @rollout_app.command("abort")
 def rollout_abort(name: RolloutArg, namespace: RolloutNamespaceOpt = "default") -> None:
     """Abort (spec.abort: true, terminal): no further device is told to update."""
-    _read_rollout(namespace, name)
+    _refuse_when_ended(namespace, name, _read_rollout(namespace, name).get("status") or {},
+                       "abort")  # fmt: skip
     _patch_rollout(namespace, name, {"abort": True}, "spec.abort=true")
 
 

@@ -114,13 +114,16 @@ def test_status_refuses_an_unknown_output(patches: list[dict[str, Any]]) -> None
 
 
 @pytest.mark.parametrize(
-    ("command", "phase"), [("resume", "RolledBack"), ("approve", "Succeeded"), ("pause", "Aborted")]
-)
+    ("command", "phase"),
+    [("resume", "RolledBack"), ("approve", "Succeeded"), ("pause", "Aborted"),
+     ("abort", "Succeeded"), ("abort", "RolledBack"), ("abort", "Aborted")],
+)  # fmt: skip
 def test_commands_on_an_ended_rollout_are_refused(
     monkeypatch: pytest.MonkeyPatch, command: str, phase: str
 ) -> None:
     """The trial's `resume` on a RolledBack and `approve` on a Succeeded rollout printed a
-    spec change that changed nothing and exited 0."""
+    spec change that changed nothing and exited 0; `abort` on an ended rollout set
+    spec.abort silently (issue 12)."""
     sent: list[dict[str, Any]] = []
     ended = {**ROLLOUT, "status": {**ROLLOUT["status"], "phase": phase, "pausedReason": None,
                                    "finishedAt": "2026-11-30T03:00:00Z"}}  # fmt: skip

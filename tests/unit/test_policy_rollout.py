@@ -15,8 +15,14 @@ import pytest
 
 from edgeops.api.common import format_time
 from edgeops.api.edgemodel import Target
-from edgeops.api.fleetrollout import AnalysisMetric, FleetRolloutSpec, FleetRolloutStatus
+from edgeops.api.fleetrollout import (
+    AnalysisMetric,
+    FleetRolloutSpec,
+    FleetRolloutStatus,
+    HandOver,
+)
 from edgeops.policy.desired import RolloutView, desired_version, in_cohort, rollout_view
+from edgeops.policy.handoff import merge_hand_overs
 from edgeops.policy.rollout import (
     Decision,
     FleetDevice,
@@ -335,6 +341,79 @@ def test_device_timeout_runs_from_the_step_that_first_targeted_the_device() -> N
     # 1 h after step 0 started: the step-0 device timed out; the step-1 one not yet.
     counts = sim.status.counts
     assert counts is not None and counts.timed_out == 1 and counts.pending == 1
+
+
+def test_devices_handed_back_by_a_deleted_newer_rollout_time_out_from_the_hand_back() -> None:
+    """Issue 12: r10 (v2, paused at 20 %, deviceTimeout 2m); r12 (v3 here) took every
+    device more than 2 min after r10's step started; deleting r12 made r10 count the
+    handed-back devices TimedOut at once (their clock ran from r10's step start, through
+    the time r12 governed them) and roll back a healthy rollout."""
+    spec = make_spec(steps=[{"percent": 20}, {"percent": 100}], deviceTimeout="2m")
+    sim = started(spec, 20)
+    cohort = sim.told()
+    assert cohort
+    sim.report(cohort)
+    sim.spec = make_spec(steps=[{"percent": 20}, {"percent": 100}], deviceTimeout="2m",
+                         paused=True)  # fmt: skip
+    sim.tick(advance=10)
+    assert sim.status.phase == "Paused" and sim.status.current_percent == 20
+    newer = RolloutView(
+        name="r12", uid="uid-12", created="2026-05-01T00:00:00Z", model="m", version=3,
+        phase="Succeeded", percent=100, selector=None,
+    )  # fmt: skip
+    sim.others = [newer]
+    sim.tick(advance=180)  # r12 applied 3 min after r10's step started
+    for name in sim.devices:  # every device goes to v3 under r12
+        sim.devices[name] = replace(
+            sim.devices[name], version=3, update_target=3, update_phase="Committed",
+            update_time=format_time(sim.now), last_seen=format_time(sim.now),
+        )  # fmt: skip
+    sim.tick(advance=60)
+    assert sim.status.counts is not None and sim.status.counts.overlapping == 20
+    # r12 deleted: the deletion handler notes the hand-over; r10's pass records it.
+    sim.others = []
+    sim.status.handed_over = merge_hand_overs(
+        sim.status.handed_over, [HandOver(rollout="r12", selector=None, at=format_time(sim.now))]
+    )
+    sim.tick(advance=10)
+    counts = sim.status.counts
+    assert counts is not None and counts.targeted == len(cohort)
+    assert (counts.timed_out, counts.pending) == (0, len(cohort)), counts
+    assert sim.status.phase == "Paused"
+    assert "RolledBack" not in sim.reasons()
+    # The clock runs from the hand-back: silent 2 min after it, they do time out.
+    sim.tick(advance=111)
+    assert sim.status.counts is not None and sim.status.counts.timed_out == len(cohort)
+
+
+def test_a_report_from_before_the_hand_back_is_not_an_outcome() -> None:
+    """A Failed report for the rollout's version from before the device came back is
+    stale: pending (the clock running from the hand-back), not failed; a later one counts."""
+    timeout = timedelta(minutes=2)
+    back = T0 + timedelta(minutes=10)
+    stale = device("a", phase="Failed", target=2, at=T0 + timedelta(minutes=1))
+    assert classify(stale, 2, back, back + timedelta(seconds=5), timeout, (PI,)) == (
+        "failed",
+        T0 + timedelta(minutes=1),
+    )
+    assert classify(stale, 2, back, back + timedelta(seconds=5), timeout, (PI,), 0, back) == (
+        "pending",
+        None,
+    )
+    fresh = replace(stale, update_time=format_time(back + timedelta(seconds=1)))
+    assert classify(fresh, 2, back, back + timedelta(seconds=5), timeout, (PI,), 0, back)[0] == (
+        "failed"
+    )
+    running = device("b", version=2, phase="Committed", target=2, at=T0)
+    assert classify(running, 2, back, back, timeout, (PI,), 0, back)[0] == "updated"
+
+
+def test_hand_overs_are_recorded_once_and_bounded() -> None:
+    first = HandOver(rollout="r12", at="2026-06-01T12:00:00Z")
+    merged = merge_hand_overs([first], [first, HandOver(rollout="r13", at="2026-06-01T12:01:00Z")])
+    assert [h.rollout for h in merged] == ["r12", "r13"]
+    many = [HandOver(rollout=f"r{i:02}", at=f"2026-06-01T12:{i:02}:00Z") for i in range(15)]
+    assert [h.rollout for h in merge_hand_overs([], many)] == [f"r{i:02}" for i in range(5, 15)]
 
 
 def test_incompatible_and_unapproved_devices() -> None:

@@ -483,6 +483,19 @@ class StepRecord(StatusModel):
     counts: DeviceCounts | None = Field(None, description="Counts when it was last evaluated.")
 
 
+# The devices its selector matches were not this rollout's while it existed (the newest
+# selecting rollout governs): their deviceTimeout runs from ``at``, their earlier reports
+# are not this rollout's outcomes (edgeops.policy.rollout.handed_back_at).
+class HandOver(StatusModel):
+    """A deleted newer rollout whose devices came (back) under this one."""
+
+    rollout: str = Field(max_length=253, description="The deleted FleetRollout.")
+    selector: LabelSelector | None = Field(
+        None, description="Its spec.selector (absent: every device of the model)."
+    )
+    at: Timestamp = Field(description="When it was deleted (the devices were handed over).")
+
+
 class FleetRolloutStatus(StatusBase):
     """Observed state of a FleetRollout."""
 
@@ -564,4 +577,10 @@ class FleetRolloutStatus(StatusBase):
     )
     admitted_at: Timestamp | None = Field(
         None, description="When admittedBuckets was last raised (or the ramp frozen by a pause)."
+    )
+    handed_over: list[HandOver] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Deleted newer rollouts whose devices came (back) under this one, newest "
+        "last (at most 10).",
     )

@@ -36,7 +36,7 @@ from typing import Any, Final
 import kopf
 from pydantic import ValidationError
 
-from edgeops.api.common import describe_validation_error
+from edgeops.api.common import describe_validation_error, format_time
 from edgeops.api.conditions import update_conditions
 from edgeops.api.constants import (
     DEVICES,
@@ -50,13 +50,13 @@ from edgeops.api.constants import (
     Reason,
 )
 from edgeops.api.edgemodel import Target
-from edgeops.api.fleetrollout import FleetRolloutSpec, FleetRolloutStatus
+from edgeops.api.fleetrollout import FleetRolloutSpec, FleetRolloutStatus, HandOver
 from edgeops.controllers import events, reconciler
 from edgeops.controllers.watches import Key, first, items
 from edgeops.metrics.prometheus import Prometheus, QueryContext, measure
 from edgeops.policy import desired
 from edgeops.policy import rollout as policy
-from edgeops.policy.handoff import handoff, handoff_message
+from edgeops.policy.handoff import handoff, handoff_message, merge_hand_overs
 from edgeops.policy.promql import query_errors
 from edgeops.settings import gateway_settings, settings
 
@@ -183,6 +183,7 @@ async def rollout_phase_changed(
     if type == "DELETED":
         # A deleted rollout may be the one status.fleetRollout names: the model recomputes.
         _phases.pop(uid, None)
+        _hand_overs.pop(uid, None)
         reconciler.wake(EDGE_MODELS, namespace, model)
         return
     phase = (body.get("status") or {}).get("phase")
@@ -190,6 +191,12 @@ async def rollout_phase_changed(
         return
     _phases[uid] = phase
     reconciler.wake(EDGE_MODELS, namespace, model)
+
+
+#: taker uid -> hand-overs noted by rollout_deleted; the taker's pass records them in
+#: status.handedOver (the reconciler is the one status writer). Lost if the operator
+#: restarts before that pass (it runs at once: the handler wakes the taker).
+_hand_overs: dict[str, list[HandOver]] = {}
 
 
 @kopf.on.event(GROUP, VERSION, FLEET_ROLLOUTS, id="hand-over-devices-of-deleted-fleetrollout")
@@ -217,6 +224,14 @@ async def rollout_deleted(
         info = first(kwargs["edgemodel_infos"], (namespace, name))
         current[name] = None if info is None else info.current_version
     result = handoff(deleted, remaining, devices, current)
+    # Noted before any await: a taker's pass must not count the devices back without it.
+    record = HandOver(
+        rollout=deleted.name, selector=deleted.selector, at=format_time(dt.datetime.now(dt.UTC))
+    )
+    for group in result.groups:
+        taker = next((r for r in remaining if r.name == group.rollout), None)
+        if taker is not None:
+            _hand_overs.setdefault(taker.uid, []).append(record)
     message = handoff_message(deleted, result, remaining)
     log.info("FleetRollout %s/%s deleted: %s", namespace, deleted.name, message)
     events.normal(_rollout_ref(namespace, deleted), Reason.DEVICES_HANDED_OVER, message)
@@ -247,6 +262,7 @@ class Observed:
     devices: list[policy.FleetDevice] = field(default_factory=list)
     rollouts: list[desired.RolloutView] = field(default_factory=list)
     model: policy.ModelInfo = field(default_factory=lambda: policy.ModelInfo(found=False))
+    hand_overs: list[HandOver] = field(default_factory=list)
 
 
 def _gather(
@@ -264,6 +280,7 @@ def _gather(
         devices=devices,
         rollouts=items(fleetrollout_views, (namespace, "")),
         model=info if info is not None else policy.ModelInfo(found=False),
+        hand_overs=list(_hand_overs.get(str((body.get("metadata") or {}).get("uid")), ())),
     )
 
 
@@ -310,6 +327,8 @@ def reconcile_fleetrollout(
         # A status written by hand that the model refuses: start over rather than stall.
         log.warning("FleetRollout %s/%s: unreadable status, starting over", namespace, name)
         current = FleetRolloutStatus()
+    if seen.hand_overs:
+        current.handed_over = merge_hand_overs(current.handed_over, seen.hand_overs)
     view = policy.own_view(name, str(meta.get("uid")), str(meta.get("creationTimestamp") or ""),
                            parsed, current)  # fmt: skip
     measurements = []

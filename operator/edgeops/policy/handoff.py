@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edgeops.api.constants import Labels
+from edgeops.api.fleetrollout import HandOver
 from edgeops.policy.desired import RolloutView, desired_version, governing_rollout, moved
 from edgeops.policy.rollout import FleetDevice
 
@@ -120,3 +121,18 @@ def handoff_message(
         f"{head}: it governed {result.governed} device(s), {result.moved} told "
         f"v{deleted.version}; now " + "; ".join(_group_text(g, by_name) for g in result.groups)
     )
+
+
+#: status.handedOver keeps the newest records only (the CRD's maxItems).
+MAX_HAND_OVERS = 10
+
+
+def merge_hand_overs(recorded: Sequence[HandOver], noted: Iterable[HandOver]) -> list[HandOver]:
+    """``status.handedOver`` with the hand-overs ``noted`` since (by the deletion handler)
+    added once each (same rollout and time), oldest first, the newest
+    :data:`MAX_HAND_OVERS` kept."""
+    merged = {(r.rollout, r.at): r for r in recorded}
+    for record in noted:
+        merged.setdefault((record.rollout, record.at), record)
+    ordered = sorted(merged.values(), key=lambda r: (r.at, r.rollout))
+    return ordered[-MAX_HAND_OVERS:]

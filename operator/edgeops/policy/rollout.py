@@ -20,8 +20,10 @@ Device states, for the target version V (:func:`classify`):
 - ``updated``: status.version is V, or the agent reported Committed for V;
 - ``failed`` / ``rolledBack`` / ``timedOut``: the agent reported Failed / RolledBack /
   TimedOut for V; ``timedOut`` also when no terminal outcome for V came within
-  ``spec.deviceTimeout`` of the start of the step that first targeted the device (silence
-  becomes a countable outcome, never an update "in progress" forever);
+  ``spec.deviceTimeout`` of the start of the step that first targeted the device, or of
+  the moment it came back from a deleted newer rollout (``status.handedOver``), whichever
+  is later (silence becomes a countable outcome, never an update "in progress" forever;
+  the time another rollout governed it, and its reports from then, are not this one's);
 - ``incompatible``: the EdgeModel has no target for the device's type and hardware;
 - ``inProgress`` (a non-terminal phase for V) or ``pending`` (nothing for V yet);
 - ``offline`` (a flag, counted besides the above): targeted, not updated or failed, and not
@@ -295,13 +297,16 @@ def classify(
     timeout: timedelta,
     targets: Sequence[Target],
     retry_limit: int = 0,
+    since: datetime | None = None,
 ) -> tuple[str, datetime | None]:
     """The device's state for target ``version`` (one of :data:`STATES`) and, for a
     terminal one, when it was reached (the agent's report time; for a silent device the
     moment its timeout expired; None when unknown). A ``Failed`` attempt with a
     :data:`~edgeops.api.device.RETRYABLE_REASONS` reason is not terminal while the device
     has retries left (attempt ≤ ``retry_limit``): the agent tries again, so it counts as
-    in progress (and still times out)."""
+    in progress (and still times out). ``since``: when the device came (back) under this
+    rollout from another one (:func:`handed_back_at`); a report for ``version`` from
+    before then is stale, not this rollout's outcome (its status.version still counts)."""
     if device.version == version or (
         device.update_target == version and device.update_phase == "Committed"
     ):
@@ -311,15 +316,35 @@ def classify(
         and device.update_reason in RETRYABLE_REASONS
         and device.update_attempt <= retry_limit
     )
-    if device.update_target == version and device.update_phase in _REPORTED and not retrying:
-        return _REPORTED[device.update_phase], parse_time(device.update_time)
+    reported_at = parse_time(device.update_time)
+    stale = since is not None and (reported_at is None or reported_at < since)
+    if (
+        device.update_target == version
+        and device.update_phase in _REPORTED
+        and not retrying
+        and not stale
+    ):
+        return _REPORTED[device.update_phase], reported_at
     if targets and choose_target(targets, device.target_type, device.hardware) is None:
         return "incompatible", None
     if told_at is not None and now - told_at > timeout:
         return "timedOut", told_at + timeout
-    if device.update_target == version and device.update_phase:
+    if device.update_target == version and device.update_phase and not stale:
         return "inProgress", None
     return "pending", None
+
+
+def handed_back_at(status: FleetRolloutStatus, labels: Mapping[str, str]) -> datetime | None:
+    """The last moment a device with ``labels`` came (back) under this rollout from a
+    deleted, newer rollout whose selector matched it (``status.handedOver``); None when
+    none did. While that rollout existed it governed the device (the newest selecting
+    rollout governs), so neither its time nor its reports belong to this rollout."""
+    latest: datetime | None = None
+    for record in status.handed_over:
+        at = parse_time(record.at)
+        if at is not None and selector_matches(record.selector, labels):
+            latest = at if latest is None else max(latest, at)
+    return latest
 
 
 def is_offline(device: FleetDevice, now: datetime, last_seen_write_seconds: float) -> bool:
@@ -427,8 +452,11 @@ def tally(
         targeted += 1
         bucket = cohort_bucket(view.uid, device.name)
         told_at = _told_at(bucket, starts, fallback, ramp, device.labels)
+        back = handed_back_at(status, device.labels)
+        if back is not None and (told_at is None or back > told_at):
+            told_at = back  # its timeout runs from when it came back, not from the step
         state, when = classify(
-            device, view.version, told_at, now, timeout, model.targets, view.retry_limit
+            device, view.version, told_at, now, timeout, model.targets, view.retry_limit, back
         )
         counts[state] += 1
         if state == "inProgress" and device.update_phase == "Failed":
