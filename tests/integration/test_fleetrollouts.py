@@ -263,6 +263,9 @@ def test_deleting_rollouts_hands_their_devices_over_and_says_so(
         "another version and will install it"
     ), message
     assert handed_over("fr-a", "fr-b") == message  # the rollout that took them over too
+    # ... which records it: its devices' timeouts run from now, not from its old step.
+    recorded = wait_for(lambda: fleet.status("fr-a").get("handedOver"), 30, "handedOver")
+    assert [h["rollout"] for h in recorded] == ["fr-b"], recorded
     assert {fleet.desired(n)["version"] for n in fleet.devices} == {2}
     # Deleting the Succeeded rollout: the devices follow currentVersion v1 again, and the
     # EdgeModel no longer names fr-a.
