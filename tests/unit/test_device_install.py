@@ -306,3 +306,28 @@ def test_the_same_version_of_a_model_created_again_is_installed(device: Device) 
     report = device.install(again)
     assert report is not None and report.phase == "Committed"
     assert device.running() == ("B", 1)
+
+
+def test_a_new_rollout_of_the_same_version_is_a_new_update(device: Device) -> None:
+    """A device that gave up on v2 under one FleetRollout (retries used up while the
+    artifact was missing) tries again when a new rollout of v2 governs it: the update is
+    the (version, manifest, rollout UID), so "a retry is a new FleetRollout" holds."""
+    committed_v1(device)
+    clock = [NOW]
+    device.installer.clock = lambda: clock[0]
+    v2 = onnx_classifier(2)
+    published = device.gateway.publish(v2, version=2)
+    first = published.model_copy(
+        update={"rollout": "r6", "rollout_uid": "uid-r6",
+                "retries": DesiredRetries(limit=0, backoff_seconds=1)}
+    )  # fmt: skip
+    blob = device.gateway.blobs.pop(hashlib.sha256(v2).hexdigest())
+    report = device.install(first)
+    assert report is not None and (report.phase, report.reason_code) == ("Failed", "DownloadFailed")
+    clock[0] += timedelta(hours=2)
+    device.gateway.blobs[hashlib.sha256(v2).hexdigest()] = blob  # the cause is fixed
+    assert device.install(first) is None  # gave up under r6, whatever happens now
+    second = first.model_copy(update={"rollout": "r7", "rollout_uid": "uid-r7"})
+    report = device.install(second)
+    assert report is not None and (report.phase, report.attempt) == ("Committed", 1)
+    assert device.running() == ("B", 2)

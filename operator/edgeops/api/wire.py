@@ -277,6 +277,13 @@ class DesiredState(WireModel):
     model_uid: str = Field(max_length=64)
     version: int = Field(ge=1)
     rollout: str | None = Field(None, description="FleetRollout that chose the version.")
+    rollout_uid: str | None = Field(
+        None,
+        max_length=64,
+        description="UID of that FleetRollout. An update is the (version, manifest, rollout "
+        "UID): a new rollout of the same version is a new update, so a device that gave up "
+        "on it under an earlier rollout tries again.",
+    )
     cohort: Literal["canary", "stable"]
     target: DesiredTarget
     bundle_manifest: str = Field(

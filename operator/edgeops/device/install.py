@@ -26,7 +26,9 @@ and its expiry, not the version order.
 
 Every attempt ends in a terminal report, appended to the journal's ``pending_reports`` in
 the same write that ends the attempt, so it is sent even if the agent restarts before the
-gateway acknowledged it. A (version, manifest) that failed is not tried again, except after
+gateway acknowledged it. An update is a (version, manifest, rollout UID): one that failed is
+not tried again under the same rollout (a new FleetRollout of the same version is a new
+update, with a fresh retry budget), except after
 a transient failure (``Interrupted``, ``DownloadFailed``): up to ``retries.limit`` more
 attempts of the desired state (the governing rollout's ``spec.deviceRetries``; without one
 :data:`DEFAULT_RETRIES`). After an interrupted one (the agent restarted) at once; after a
@@ -188,8 +190,9 @@ def decide(
 ) -> tuple[Decision, int]:
     """Whether to install ``desired`` and the attempt number: up to date when the committed
     slot holds its model version; given up after a non-transient failure or once
-    ``retries.limit`` retries of the same (version, manifest) failed; ``Wait`` while the
-    backoff after a transient failure runs (``now``: the current time, default the clock)."""
+    ``retries.limit`` retries of the same (version, manifest, rollout UID) failed; ``Wait``
+    while the backoff after a transient failure runs (``now``: the current time, default
+    the clock)."""
     committed = journal.committed_content()
     if committed and (committed.model, committed.model_uid, committed.version) == (
         desired.model,
@@ -198,9 +201,10 @@ def decide(
     ):
         return "UpToDate", 0
     last = journal.last_outcome
-    if last and (last.target_version, last.manifest_sha256) == (
+    if last and (last.target_version, last.manifest_sha256, last.rollout_uid) == (
         desired.version,
         manifest_digest(desired),
+        desired.rollout_uid,
     ):
         if last.phase == "Committed":
             return "UpToDate", 0
@@ -251,7 +255,8 @@ class Installer:
         slot: SlotName = "A" if journal.committed is None else other(journal.committed)
         flight = InFlight(
             model=desired.model, target_version=desired.version, manifest_sha256=digest,
-            sha256=entry["sha256"], slot=slot, phase="Downloading", attempt=attempt,
+            rollout_uid=desired.rollout_uid, sha256=entry["sha256"], slot=slot,
+            phase="Downloading", attempt=attempt,
         )  # fmt: skip
         journal = await self._phase(journal.model_copy(update={"in_flight": flight}))
         self.store.clear(slot)
@@ -334,7 +339,8 @@ class Installer:
     ) -> UpdateReport:
         flight = journal.in_flight or InFlight(
             model=desired.model, target_version=desired.version, manifest_sha256=digest,
-            sha256="", slot=journal.active, phase="Downloading", attempt=attempt,
+            rollout_uid=desired.rollout_uid, sha256="", slot=journal.active,
+            phase="Downloading", attempt=attempt,
         )  # fmt: skip
         return self._end(journal, flight, phase, reason, message)
 
@@ -352,8 +358,8 @@ class Installer:
         )  # fmt: skip
         outcome = Outcome(
             target_version=flight.target_version, manifest_sha256=flight.manifest_sha256,
-            phase=phase, reason_code=reason, attempt=flight.attempt,
-            finished_at=format_time(self.clock()),
+            rollout_uid=flight.rollout_uid, phase=phase, reason_code=reason,
+            attempt=flight.attempt, finished_at=format_time(self.clock()),
         )  # fmt: skip
         slots = dict(journal.slots)
         touched = journal.in_flight is not None and flight.slot != journal.committed

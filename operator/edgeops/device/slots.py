@@ -77,6 +77,7 @@ class InFlight(_Model):
     model: str
     target_version: int = Field(ge=1)
     manifest_sha256: str = Field(description="SHA-256 of the signed manifest installed.")
+    rollout_uid: str | None = Field(None, description="UID of the rollout that asked for it.")
     sha256: str = Field(description="SHA-256 of the artifact being installed.")
     slot: SlotName
     phase: Literal["Downloading", "Verifying", "Installing", "HealthCheck"]
@@ -84,10 +85,11 @@ class InFlight(_Model):
 
 
 class Outcome(_Model):
-    """The terminal outcome of the last update attempt of a (version, artifact)."""
+    """The terminal outcome of the last update attempt of a (version, manifest, rollout)."""
 
     target_version: int
     manifest_sha256: str
+    rollout_uid: str | None = None
     phase: Literal["Committed", "RolledBack", "Failed"]
     reason_code: str | None = None
     attempt: int = 1
@@ -138,7 +140,7 @@ def boot(journal: Journal) -> tuple[Journal, UpdateReport | None]:
     )
     outcome = Outcome(
         target_version=flight.target_version, manifest_sha256=flight.manifest_sha256,
-        phase=phase,
+        rollout_uid=flight.rollout_uid, phase=phase,
         reason_code=INTERRUPTED, attempt=flight.attempt, finished_at=now_rfc3339(),
     )  # fmt: skip
     slots = dict(journal.slots)
