@@ -1225,3 +1225,25 @@ def test_step_percent_and_selector_rules(steps: list[dict[str, Any]], ok: bool) 
     else:
         with pytest.raises(ValueError, match="percent"):
             make_spec(steps=steps)
+
+
+def test_reports_from_before_the_rollout_began_are_not_its_failures() -> None:
+    """An earlier rollout of the same version left Failed reports behind (its devices gave
+    up during a storage outage). A new rollout of that version must not pause on them at
+    once: those devices are pending (the agent takes the new rollout as a new update) and
+    only what they report from now on counts (second rollout trial, bug 2)."""
+    sim = Sim(make_spec(steps=[{"percent": 100}]), 10)
+    earlier = T0 - timedelta(minutes=5)
+    for name in list(sim.devices)[:5]:
+        sim.devices[name] = device(name, phase="Failed", target=2, at=earlier)
+    sim.tick()
+    sim.tick(advance=5)
+    counts = sim.status.counts
+    assert counts is not None
+    assert (counts.failed, counts.pending + counts.in_progress) == (0, 10)
+    assert sim.status.phase == "Progressing"
+    # The same devices failing again under this rollout count.
+    for name in list(sim.devices)[:5]:
+        sim.devices[name] = device(name, phase="Failed", target=2, at=sim.now)
+    sim.tick(advance=5)
+    assert sim.status.counts is not None and sim.status.counts.failed == 5

@@ -304,9 +304,10 @@ def classify(
     moment its timeout expired; None when unknown). A ``Failed`` attempt with a
     :data:`~edgeops.api.device.RETRYABLE_REASONS` reason is not terminal while the device
     has retries left (attempt ≤ ``retry_limit``): the agent tries again, so it counts as
-    in progress (and still times out). ``since``: when the device came (back) under this
-    rollout from another one (:func:`handed_back_at`); a report for ``version`` from
-    before then is stale, not this rollout's outcome (its status.version still counts)."""
+    in progress (and still times out). ``since``: when this rollout began, or when the
+    device came (back) under it from another one (:func:`handed_back_at`), whichever is
+    later; a report for ``version`` from before then is stale, not this rollout's outcome
+    (its status.version still counts)."""
     if device.version == version or (
         device.update_target == version and device.update_phase == "Committed"
     ):
@@ -422,6 +423,7 @@ def tally(
         for r in status.steps
     ]
     fallback = parse_time(status.step_started_at)
+    began = parse_time(status.steps[0].started_at) if status.steps else None
     ramped_at = parse_time(status.admitted_at)
     ramp = (
         (status.admitted_buckets, status.admission_rate, ramped_at)
@@ -455,8 +457,12 @@ def tally(
         back = handed_back_at(status, device.labels)
         if back is not None and (told_at is None or back > told_at):
             told_at = back  # its timeout runs from when it came back, not from the step
+        # Reports from before this rollout began (an earlier rollout's failed attempt of
+        # the same version) are not its outcomes: the device is told again (a new rollout
+        # is a new update for the agent) and its next report counts.
+        since = max((t for t in (back, began) if t is not None), default=None)
         state, when = classify(
-            device, view.version, told_at, now, timeout, model.targets, view.retry_limit, back
+            device, view.version, told_at, now, timeout, model.targets, view.retry_limit, since
         )
         counts[state] += 1
         if state == "inProgress" and device.update_phase == "Failed":
