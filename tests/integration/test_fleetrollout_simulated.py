@@ -242,9 +242,9 @@ def test_200_simulated_devices_through_two_rollouts(
         converged = time.monotonic()
         rows = json.loads(_edgeops(cluster, "lineage", MODEL, "-n", ns, "-o", "json"))["devices"]
         assert len(rows) == DEVICES
-        assert {(r["version"], r["trainingRun"], r["datasetVersion"]) for r in rows} == {
-            (2, f"{MODEL}-2", datasets[2])
-        }
+        assert {
+            (r["version"], r["rollout"], r["trainingRun"], r["datasetVersion"]) for r in rows
+        } == {(2, "to-v2", f"{MODEL}-2", datasets[2])}
         shown = json.loads(_edgeops(cluster, "rollout", "status", "to-v2", "-n", ns, "-o", "json"))
         assert shown["status"]["phase"] == "Succeeded"
 

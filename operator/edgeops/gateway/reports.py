@@ -22,11 +22,13 @@ from edgeops.api.common import format_time
 from edgeops.api.device import TERMINAL_UPDATE_PHASES
 from edgeops.api.wire import StatusAnswer, StatusReport
 from edgeops.gateway.context import (
+    ApiError,
     Gateway,
     enrollment_state,
     json_body,
     parse_body,
 )
+from edgeops.gateway.desired import assignment
 from edgeops.gateway.profiles import version_entry
 
 #: What makes a reported update another one (rather than more detail on the same).
@@ -55,9 +57,11 @@ def router(gw: Gateway) -> APIRouter:
         outcome: list[str] = []
         changed: list[str] = []
 
+        rollout = _rollout_of(namespace, name, device, req)
+
         def changes(status: dict[str, Any]) -> dict[str, Any]:
             # Decided on the status the write goes over (again after a lost race).
-            wanted, terminal = wanted_status(device, status, req, gw.wall_clock())
+            wanted, terminal = wanted_status(device, status, req, gw.wall_clock(), rollout)
             outcome[:] = [terminal] if terminal else []
             diff = {k: v for k, v in wanted.items() if status.get(k) != v}
             changed[:] = sorted(diff)
@@ -71,6 +75,19 @@ def router(gw: Gateway) -> APIRouter:
             model, version = _outcome_labels(namespace, req, before, written)
             gw.telemetry.add_update_outcome(namespace, model, version, outcome[0])
         return JSONResponse({"sequence": req.sequence, "written": changed})
+
+    def _rollout_of(
+        namespace: str, name: str, device: dict[str, Any], req: StatusReport
+    ) -> str | None:
+        """The FleetRollout that assigns the version ``req`` says the device runs, if one
+        does (what status.rollout records when the version changes; lineage shows it)."""
+        if req.version is None:
+            return None
+        try:
+            choice, _, _ = assignment(gw, namespace, name, device)
+        except ApiError:
+            return None
+        return choice.rollout if choice.version == req.version else None
 
     def _outcome_labels(
         namespace: str, req: StatusReport, status: dict[str, Any], device: dict[str, Any]
@@ -91,11 +108,17 @@ def router(gw: Gateway) -> APIRouter:
 
 
 def wanted_status(
-    device: dict[str, Any], status: dict[str, Any], req: StatusReport, now: float
+    device: dict[str, Any],
+    status: dict[str, Any],
+    req: StatusReport,
+    now: float,
+    rollout: str | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """The status fields ``req`` asks for over the stored ``status`` (unchanged ones
     included; the caller keeps those that differ), and the terminal update phase it enters,
-    if it enters one (:func:`_terminal_transition`). ``now`` is Unix seconds."""
+    if it enters one (:func:`_terminal_transition`). ``now`` is Unix seconds; ``rollout``
+    the FleetRollout assigning the reported version (None: none does), recorded as
+    status.rollout when the version changes."""
     wanted: dict[str, Any] = {}
     if req.agent_version is not None:
         wanted["agentVersion"] = req.agent_version
@@ -103,6 +126,8 @@ def wanted_status(
         wanted["model"] = req.model
     if req.version is not None:
         wanted["version"] = req.version
+        if req.version != status.get("version"):
+            wanted["rollout"] = rollout
     if req.health is not None:
         wanted["health"] = req.health
     if req.slots is not None:
