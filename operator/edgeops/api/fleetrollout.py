@@ -61,6 +61,7 @@ _PERCENT_OR_SELECTOR = "steps[].percent: 0 needs a selector (the step would targ
 _LAST_100 = "spec.steps: the last step must have percent 100"
 _NEEDS_ANALYSIS = "spec.analysis: required when a step sets analysis: true"
 _ONE_GATING = "spec.analysis.metrics: at least one metric must gate (dryRun false)"
+_APPROVED_STEP = "spec.approvedStep: must be the index of one of spec.steps (0-based)"
 _ABORT_FINAL = "spec.abort: an aborted rollout stays aborted; a retry is a new FleetRollout"
 
 
@@ -359,6 +360,21 @@ class FleetRolloutTemplate(ApiModel):
 class FleetRolloutSpec(FleetRolloutTemplate, SpecRoot):
     """Desired state of a FleetRollout."""
 
+    # The template's rule again: json_schema_extra is replaced, not merged, in a subclass.
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!self.steps.exists(s, has(s.analysis) && s.analysis) || has(self.analysis)",
+                _NEEDS_ANALYSIS,
+            ),
+            cel(
+                "!has(self.approvedStep) || self.approvedStep < size(self.steps)",
+                _APPROVED_STEP,
+                field_path=".approvedStep",
+            ),
+        )
+    )
+
     # What is rolled out is fixed for the life of the object: a different model or version
     # is a different rollout, with its own cohorts, analysis history and rollback target.
     model_ref: LocalObjectReference = Field(
@@ -396,6 +412,12 @@ class FleetRolloutSpec(FleetRolloutTemplate, SpecRoot):
         description="Highest step index (0-based) whose manual pause is approved. The operator "
         "never writes spec, so this is how a person lets a manual pause continue.",
     )
+
+    @model_validator(mode="after")
+    def _approved_step_exists(self) -> FleetRolloutSpec:
+        if self.approved_step is not None and self.approved_step >= len(self.steps):
+            raise ValueError(_APPROVED_STEP)
+        return self
 
 
 class DeviceCounts(StatusModel):
