@@ -147,6 +147,12 @@ def test_likely_mistakes_are_warnings_not_refusals() -> None:
     result = review("fleetrollouts", _rollout(steps=[{"percent": 100}]))
     assert result.errors == [] and result.warnings[0].startswith("spec.steps[0]: 100 %")
     assert review("fleetrollouts", _rollout()).warnings == []
+    late = review("fleetrollouts", _rollout(deviceTimeout="5h", progressDeadlineSeconds=60))
+    assert late.errors == [] and late.warnings == [
+        "spec.deviceTimeout: 5h is longer than progressDeadlineSeconds 60: a silent device "
+        "never times out before its step pauses (StepDeadline), so it is waited for, not "
+        "counted as TimedOut"
+    ]
 
 
 def test_the_spec_models_own_checks_name_the_field() -> None:

@@ -392,3 +392,14 @@ def _rollout_warnings(spec: Mapping[str, Any]) -> Iterator[str]:
             "spec.steps[0]: 100 % at once without analysis tells every selected device to "
             "update before any has reported on the new version"
         )
+    timeout, deadline = spec.get("deviceTimeout", "1h"), spec.get("progressDeadlineSeconds", 3600)
+    try:
+        timeout_s = parse_duration(str(timeout)).total_seconds()
+    except ValueError:
+        return  # the schema refuses it
+    if isinstance(deadline, int) and timeout_s > deadline:
+        yield (
+            f"spec.deviceTimeout: {timeout} is longer than progressDeadlineSeconds "
+            f"{deadline}: a silent device never times out before its step pauses "
+            "(StepDeadline), so it is waited for, not counted as TimedOut"
+        )
