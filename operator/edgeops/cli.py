@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -35,7 +37,18 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(device_app, name="device")
 device_app.add_typer(token_app, name="token")
-console = Console(stderr=True)
+
+
+def _piped_width(stream: TextIO) -> int | None:
+    """Console width when ``stream`` is not a terminal (a pipe, a CI log): rich would cut
+    tables to 80 columns there, so wide enough for every table unless COLUMNS says
+    otherwise; None (the terminal's width) on a terminal."""
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 200
+
+
+console = Console(stderr=True, width=_piped_width(sys.stderr))
 
 NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (one state dir each).")]
 
@@ -168,7 +181,7 @@ def dev_status(
         # A pod on the local node, not a process of ours: its logs are the pod's.
         state = "[green]ready[/]" if gateway[0] else "[yellow]not ready[/]"
         table.add_row("gateway (pod)", "-", state, gateway[1])
-    Console().print(table)
+    Console(width=_piped_width(sys.stdout)).print(table)
     if crashed:
         raise typer.Exit(1)
 

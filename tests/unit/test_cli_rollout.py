@@ -3,6 +3,8 @@ status renders phase, step, counts and measurements."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +166,19 @@ def test_status_watch_without_a_terminal_prints_one_full_line_per_change(
     assert lines[0].startswith("phase=Progressing step=1/2 (10 %) targeted=12 updated=1 ")
     assert "updated=5" in lines[1] and lines[2].startswith("phase=Succeeded")
     assert all(line.endswith(long_message) for line in lines)
+
+
+def test_status_without_a_terminal_is_not_cut_to_80_columns(
+    patches: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Piped (CI logs, `| less`), rich would cut the table's headers to 80 columns
+    (`targ… ┃ upda…`); the CLI's console is wide there unless COLUMNS says otherwise."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    with (tmp_path / "log").open("w") as not_a_terminal:
+        assert cli._piped_width(not_a_terminal) == 200
+    # As the module builds it at import, with stderr captured (not a terminal) here.
+    monkeypatch.setattr(cli, "console", Console(stderr=True, width=cli._piped_width(sys.stderr)))
+    result = CliRunner().invoke(cli.app, ["rollout", "status", "r", "-n", "plant"])
+    assert result.exit_code == 0, result.output
+    assert "targeted" in result.output and "updated" in result.output
+    assert "…" not in result.output
