@@ -3,13 +3,14 @@ running.
 
     PYTHONPATH=operator .venv/bin/python -P benchmarks/fleet.py [--steps 1000,1500,2000]
         [--interval 30] [--window 60] [--ramp 60] [--warmup 900] [--home /tmp/bench-fleet]
-        [--replay-scope cluster|replica]
+        [--replay-scope cluster|replica] [--keep]
 
 (``-P``: the script's directory holds ``operator.py``, which must not shadow the standard
 library's ``operator`` module.)
 
 What runs
-    The devcluster (`edgeops.devcluster`, started or reused under ``--home``) with the
+    The devcluster (`edgeops.devcluster`, started or reused under ``--home``, stopped at the
+    end unless ``--keep``) with the
     operator and the gateway pod from the Helm chart, as the tests run it. The benchmark
     publishes one EdgeModel (a tiny real ONNX classifier over the BasicMotions features,
     signed with the operator's key) and a bootstrap token, then runs
@@ -239,9 +240,21 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path("/tmp/bench-fleet"))
     parser.add_argument("--name", default="bench")
     parser.add_argument("--replay-scope", choices=("cluster", "replica"), default="cluster")
+    parser.add_argument("--keep", action="store_true", help="leave the devcluster running")
     args = parser.parse_args()
     dev = DevCluster(name=args.name, home=args.home)
     dev.up(with_operator=True)
+    try:
+        measure(dev, args)
+    finally:
+        # A devcluster left running (etcd, API server, operator, gateway, 1000 devices'
+        # Device objects) would load the machine of whatever runs next.
+        if not args.keep:
+            dev.down()
+
+
+def measure(dev: DevCluster, args: argparse.Namespace) -> None:
+    """Publishes the model, runs the steps and prints the table (see the module docstring)."""
     cluster = Cluster(dev)
     gateway = ("-n", "edgeops-system", "deployment/edgeops-gateway")
     cluster.kubectl("set", "env", *gateway, f"EDGEOPS_GATEWAY_REPLAY_SCOPE={args.replay_scope}")
