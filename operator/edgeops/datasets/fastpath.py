@@ -30,7 +30,7 @@ from edgeops.api import DatasetSchema, Feature, ValidationRules
 from edgeops.canonical_json import sorted_json
 
 from .cleaning import kept_columns
-from .readers import ReadLimits, _plain_size
+from .readers import ReadLimits, _plain_size, declared_uncompressed_bytes
 from .rows import Row
 from .stream import Columns
 
@@ -151,16 +151,7 @@ def _parquet_batches(data: bytes, limits: ReadLimits) -> Iterator[Any]:
         names = reader.schema_arrow.names
         if len(set(names)) != len(names) or meta.num_rows > limits.max_rows:
             raise NotFastError
-        declared = 0
-        for group in range(meta.num_row_groups):
-            row_group = meta.row_group(group)
-            declared += max(
-                int(row_group.total_byte_size),
-                sum(
-                    int(row_group.column(c).total_uncompressed_size)
-                    for c in range(row_group.num_columns)
-                ),
-            )
+        declared = declared_uncompressed_bytes(meta)
         if declared > limits.max_decompressed_bytes:
             raise NotFastError
         decoded = 0

@@ -477,16 +477,7 @@ def _parquet(data: bytes, source: str, limits: ReadLimits) -> Iterator[Row | Rej
             rows,
             RejectReason.MALFORMED,
         )
-    declared = 0
-    for group in range(meta.num_row_groups):
-        row_group = meta.row_group(group)
-        declared += max(
-            int(row_group.total_byte_size),
-            sum(
-                int(row_group.column(c).total_uncompressed_size)
-                for c in range(row_group.num_columns)
-            ),
-        )
+    declared = declared_uncompressed_bytes(meta)
     if declared > limits.max_decompressed_bytes:
         raise LimitExceededError(
             _too_much_data("declares an uncompressed size of", declared, limits), rows
@@ -529,6 +520,24 @@ def _parquet(data: bytes, source: str, limits: ReadLimits) -> Iterator[Row | Rej
 
 #: Rows of a Parquet file decoded at a time.
 _PARQUET_BATCH_ROWS: Final = 4096
+
+
+def declared_uncompressed_bytes(meta: Any) -> int:
+    """What a Parquet file's footer (``pyarrow.parquet.FileMetaData``) says its row groups
+    take uncompressed, in bytes: per group the larger of its total byte size and the sum of
+    its columns' uncompressed sizes (a writer may fill in only one). Read before decoding,
+    so a small file that would inflate past the limit is refused first."""
+    declared = 0
+    for group in range(meta.num_row_groups):
+        row_group = meta.row_group(group)
+        declared += max(
+            int(row_group.total_byte_size),
+            sum(
+                int(row_group.column(c).total_uncompressed_size)
+                for c in range(row_group.num_columns)
+            ),
+        )
+    return declared
 
 
 def _plain_size(batch: Any) -> int:

@@ -574,7 +574,8 @@ def _reader(
 ) -> Callable[[], Iterator[Row | Rejected]]:
     """Reads ``fetch()`` when called; ``used``: the columns the schema uses (see
     :func:`read_rows`)."""
-    return lambda: read_rows(fetch(), fmt, name, features, label, encoding=encoding, used=used)
+    parse = _parser(fmt, name, features, label, encoding, used)
+    return lambda: parse(fetch())
 
 
 def _parser(
