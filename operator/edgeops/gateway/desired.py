@@ -80,18 +80,6 @@ def desired_profile(
         return None
 
 
-def _rollout_uid(gw: Gateway, namespace: str, rollout: str | None) -> str | None:
-    """The UID of FleetRollout ``rollout`` in the watch cache (None without one)."""
-    if rollout is None:
-        return None
-    for item in gw.fleet.rollouts(namespace):
-        meta = item.get("metadata") or {}
-        if meta.get("name") == rollout:
-            uid = meta.get("uid")
-            return str(uid) if uid else None
-    return None
-
-
 def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]) -> DesiredState:
     """The device's :class:`DesiredState`; 404 ``NoBundle`` before the version is signed.
     Reads only through ``gw.fleet`` and has no side effects (:meth:`Gateway.cache_first`)."""
@@ -113,7 +101,7 @@ def desired_state(gw: Gateway, namespace: str, name: str, device: dict[str, Any]
         model_uid=model["metadata"]["uid"],
         version=choice.version,
         rollout=choice.rollout,
-        rollout_uid=_rollout_uid(gw, namespace, choice.rollout),
+        rollout_uid=choice.rollout_uid,
         cohort=choice.cohort,
         target=DesiredTarget(name=target.name, type=target.target_type, format=target.format),
         # The stored bytes, exactly: verify_manifest checks them byte for byte.

@@ -166,6 +166,8 @@ class Desired:
     cohort: Cohort
     #: (limit, backoff seconds) of the rollout that chose the version; None: the agent's
     retries: tuple[int, int] | None = None
+    #: UID of ``rollout``: with the version and manifest it names the update for the agent.
+    rollout_uid: str | None = None
 
 
 def governing_rollout(
@@ -244,7 +246,9 @@ def desired_version(
         if moved(rollout, device_name, labels):
             cohort: Cohort = "stable" if rollout.phase == "Succeeded" else "canary"
             retries = (rollout.retry_limit, rollout.retry_backoff_seconds)
-            return Desired(rollout.model, rollout.version, rollout.name, cohort, retries)
+            return Desired(
+                rollout.model, rollout.version, rollout.name, cohort, retries, rollout.uid
+            )
         stable = rollout.stable_version or current_versions.get(rollout.model)
         if stable is None:
             return None
