@@ -274,9 +274,9 @@ def test_desired_version() -> None:
     assert desired_version("d", labels, {"m": None}, []) is None
     full = _rollout("r", 100)
     chosen = desired_version("d", labels, {"m": 1}, [full])
-    assert chosen is not None and (chosen.version, chosen.rollout, chosen.cohort) == (
-        2, "r", "canary",
-    )  # fmt: skip
+    assert chosen is not None and (
+        chosen.version, chosen.rollout, chosen.rollout_uid, chosen.cohort
+    ) == (2, "r", "uid-r", "canary")  # fmt: skip
     for inactive in (
         _rollout("r", 100, phase="RolledBack"),
         _rollout("r", 100, phase="Pending"),
